@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/jetstream"
+	"spa/internal/worker"
+)
+
+var jsonOut = protojson.MarshalOptions{Multiline: true, Indent: "  "}
+
+func (c *ctl) submit(ctx context.Context, args []string) error {
+	fs := c.flags("submit")
+	file := fs.String("f", "", "JSON file holding a SubmitReferralRequest (- for stdin)")
+	requestID := fs.String("request-id", "", "idempotency key; overrides the file's request_id")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *file == "" {
+		return fmt.Errorf("submit: -f FILE is required")
+	}
+	var data []byte
+	var err error
+	if *file == "-" {
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(*file)
+	}
+	if err != nil {
+		return fmt.Errorf("submit: %w", err)
+	}
+	req := new(spav1.SubmitReferralRequest)
+	if err := protojson.Unmarshal(data, req); err != nil {
+		return fmt.Errorf("submit: %s is not a SubmitReferralRequest: %w", *file, err)
+	}
+	if *requestID != "" {
+		req.RequestId = *requestID
+	}
+	if req.GetRequestId() == "" {
+		return fmt.Errorf("submit: set request_id in the file or --request-id (a UUID), so that a retry cannot submit twice")
+	}
+	var res *spav1.SubmitReferralResponse
+	if err := c.call(ctx, func(ctx context.Context) (err error) {
+		res, err = c.client.SubmitReferral(ctx, req)
+		return err
+	}); err != nil {
+		return err
+	}
+	return c.print(res)
+}
+
+func (c *ctl) get(ctx context.Context, args []string) error {
+	fs := c.flags("get")
+	minSeq := fs.Uint64("min-seq", 0, "consistency token: wait until the read model has applied this sequence")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("get: give one REFERRAL_ID")
+	}
+	var res *spav1.GetReferralResponse
+	if err := c.call(ctx, func(ctx context.Context) (err error) {
+		res, err = c.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: fs.Arg(0), MinSequence: *minSeq})
+		return err
+	}); err != nil {
+		return err
+	}
+	return c.print(res)
+}
+
+func (c *ctl) board(ctx context.Context, args []string) error {
+	fs := c.flags("board")
+	st := fs.String("status", "", "filter by status")
+	pw := fs.String("pathway", "", "filter by pathway")
+	site := fs.String("site", "", "filter by referring site ODS code")
+	size := fs.Int("page-size", 50, "rows per page (1-500)")
+	all := fs.Bool("all", false, "fetch every page")
+	minSeq := fs.Uint64("min-seq", 0, "consistency token")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	req := &spav1.ListReferralsRequest{SiteOds: strings.ToUpper(*site), PageSize: int32(*size), MinSequence: *minSeq}
+	if *st != "" {
+		v, ok := spav1.ReferralStatus_value["REFERRAL_STATUS_"+strings.ToUpper(*st)]
+		if !ok {
+			return fmt.Errorf("board: unknown --status %q (not_ready, ready, withdrawn)", *st)
+		}
+		req.Status = spav1.ReferralStatus(v)
+	}
+	if *pw != "" {
+		v, ok := spav1.Pathway_value["PATHWAY_"+strings.ToUpper(*pw)]
+		if !ok {
+			return fmt.Errorf("board: unknown --pathway %q (p0_home, p1_home_first, p2_step_down, p3_care_home, end_of_life)", *pw)
+		}
+		req.Pathway = spav1.Pathway(v)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFERRAL\tSTATUS\tPATHWAY\tSITE\tWARD\tNHS NUMBER\tPATIENT\tDRD\tSUBMITTED")
+	rows, more := 0, false
+	for {
+		var res *spav1.ListReferralsResponse
+		if err := c.call(ctx, func(ctx context.Context) (err error) {
+			res, err = c.client.ListReferrals(ctx, req)
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, r := range res.GetReferrals() {
+			rows++
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetReferralId(),
+				strings.ToLower(strings.TrimPrefix(r.GetStatus().String(), "REFERRAL_STATUS_")),
+				strings.ToLower(strings.TrimPrefix(r.GetPathway().String(), "PATHWAY_")),
+				r.GetSiteOds(), r.GetWard(), r.GetNhsNumber(), r.GetPatientName(), or(r.GetDischargeReadyDate(), "-"),
+				r.GetSubmittedAt().AsTime().Local().Format("2006-01-02 15:04"))
+		}
+		more = res.GetNextPageToken() != ""
+		if !*all || !more {
+			break
+		}
+		req.PageToken = res.GetNextPageToken()
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "%d referrals\n", rows)
+	if more {
+		fmt.Fprintln(c.stderr, "more on the next page: --all shows every page")
+	}
+	return nil
+}
+
+func (c *ctl) digest(ctx context.Context, args []string) error {
+	fs := c.flags("digest")
+	url := fs.String("nats-url", c.getenv("SPA_NATS_URL"), "NATS URL (env SPA_NATS_URL); in the all-in-one mode start spa-server with --nats-listen")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *url == "" {
+		return fmt.Errorf("digest: --nats-url is required")
+	}
+	nc, err := jetstream.Dial(*url, "spa-ctl")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	st, err := worker.NewClient(nc).Digest(ctx)
+	if err != nil {
+		return describe(err)
+	}
+	fmt.Fprintf(c.stdout, "applied %d\ndigest  %s\n", st.Applied, st.Digest)
+	return nil
+}
+
+func (c *ctl) print(m proto.Message) error {
+	data, err := jsonOut.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.stdout, string(data))
+	return err
+}
+
+// describe turns a gRPC error into a readable one, listing field violations.
+func describe(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s", st.Code(), st.Message())
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
+			}
+		}
+	}
+	return fmt.Errorf("%s", b.String())
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,119 @@
+// Command spa-ctl is the operator's and developer's command line for SPA:
+//
+//	spa-ctl submit -f referral.json   submit a referral (SubmitReferralRequest as JSON)
+//	spa-ctl get REFERRAL_ID           show a referral and its history
+//	spa-ctl board [--status ready]    show the board
+//	spa-ctl demo                      load sample referrals
+//	spa-ctl digest --nats-url URL     show a read model's digest
+//
+// Global flags come before the command: spa-ctl --addr host:port board.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"spa/internal/config"
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/rpc"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := realMain(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "spa-ctl:", err)
+		os.Exit(1)
+	}
+}
+
+// errUsage marks an error already explained by the usage text.
+var errUsage = errors.New("see usage above")
+
+type ctl struct {
+	client  spav1.ReferralServiceClient
+	timeout time.Duration
+	stdout  io.Writer
+	stderr  io.Writer
+	getenv  func(string) string
+}
+
+const usage = `usage: spa-ctl [--addr HOST:PORT] [--timeout D] [--as-ods ODS] COMMAND [ARGS]
+
+commands:
+  submit -f FILE [--request-id ID]   submit a referral; FILE is a SubmitReferralRequest in JSON
+  get [--min-seq N] REFERRAL_ID      show a referral and its history as JSON
+  board [--status S] [--pathway P] [--site ODS] [--page-size N] [--all]
+                                     show the board (S: not_ready, ready, withdrawn;
+                                     P: p0_home, p1_home_first, p2_step_down, p3_care_home, end_of_life)
+  demo                               submit a handful of realistic sample referrals (idempotent)
+  digest --nats-url URL              show a read model's digest and applied sequence
+`
+
+func realMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("spa-ctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	addr := fs.String("addr", "127.0.0.1:50051", "spa-server gRPC address")
+	timeout := fs.Duration("timeout", 10*time.Second, "deadline of each call")
+	asODS := fs.String("as-ods", "", "ODS code of the organisation you act for (recorded on events)")
+	if err := config.Parse(fs, args, getenv); err != nil {
+		return errUsage
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	c := &ctl{timeout: *timeout, stdout: stdout, stderr: stderr, getenv: getenv}
+	if cmd == "digest" {
+		return c.digest(ctx, rest)
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", *addr, err)
+	}
+	defer conn.Close()
+	c.client = spav1.NewReferralServiceClient(conn)
+	ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorRole, "spa-ctl")
+	if *asODS != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, *asODS)
+	}
+	switch cmd {
+	case "submit":
+		return c.submit(ctx, rest)
+	case "get":
+		return c.get(ctx, rest)
+	case "board":
+		return c.board(ctx, rest)
+	case "demo":
+		return c.demo(ctx, rest)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return errUsage
+	}
+}
+
+// call runs one RPC with the configured deadline.
+func (c *ctl) call(ctx context.Context, f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return describe(f(ctx))
+}
+
+func (c *ctl) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("spa-ctl "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	return fs
+}

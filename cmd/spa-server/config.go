@@ -1,0 +1,68 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"spa/internal/config"
+)
+
+// serverConfig is spa-server's validated configuration.
+type serverConfig struct {
+	Listen        string
+	DataDir       string
+	NATSURL       string
+	NATSListen    string
+	Worker        bool
+	WorkerID      string
+	NoSync        bool
+	Reflection    bool
+	Replicas      int
+	ShutdownGrace time.Duration
+}
+
+func parseConfig(args []string, getenv func(string) string, usage io.Writer) (serverConfig, error) {
+	var c serverConfig
+	fs := flag.NewFlagSet("spa-server", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the embedded JetStream files and the read model")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server or cluster URL(s), comma separated; empty starts an embedded nats-server")
+	fs.StringVar(&c.NATSListen, "nats-listen", "", "embedded mode: also serve NATS clients on this host:port (e.g. 127.0.0.1:4222); empty serves this process only")
+	fs.BoolVar(&c.Worker, "worker", true, "run a worker (projection and read model) in this process")
+	fs.StringVar(&c.WorkerID, "worker-id", "", "name of this worker's durable consumer; default derived from host and data dir")
+	fs.BoolVar(&c.NoSync, "no-sync", false, "embedded mode: do not fsync every JetStream write (faster; a machine crash can lose acknowledged events)")
+	fs.BoolVar(&c.Reflection, "reflection", true, "serve gRPC server reflection (for grpcurl)")
+	fs.IntVar(&c.Replicas, "replicas", 1, "event stream replicas (3 on a NATS cluster)")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "how long in-flight calls may run after SIGTERM")
+	if err := config.Parse(fs, args, getenv); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: %w", c.Listen, err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if c.NATSURL != "" && (c.NATSListen != "" || c.NoSync) {
+		errs = append(errs, errors.New("--nats-listen and --no-sync apply to the embedded server only; configure an external server in its own config"))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: must be 1-5", c.Replicas))
+	}
+	if c.ShutdownGrace <= 0 {
+		errs = append(errs, errors.New("--shutdown-grace must be positive"))
+	}
+	if c.WorkerID == "" {
+		c.WorkerID = config.DefaultWorkerID(c.DataDir)
+	}
+	return c, errors.Join(errs...)
+}

@@ -1,0 +1,25 @@
+// Command spa-server is the SPA's gRPC front door. With no --nats-url it
+// runs everything in one process: an embedded nats-server with JetStream
+// (files under --data-dir) and a worker that projects the read model.
+//
+//	go run ./cmd/spa-server
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := realMain(ctx, os.Args[1:], os.Getenv, log, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "spa-server:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"spa/internal/app"
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/jetstream"
+	"spa/internal/rpc"
+	"spa/internal/worker"
+)
+
+// version is reported by the read-model query service.
+const version = "0.1.0"
+
+// realMain runs the server until ctx ends, then shuts down in order: stop
+// taking calls and finish those in flight, stop the worker (its last batch
+// is committed and the read model closed), drain NATS, stop the embedded
+// server. serving, if not nil, is told the gRPC address once it listens.
+func realMain(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger, serving func(net.Addr)) error {
+	cfg, err := parseConfig(args, getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
+
+	var nc *nats.Conn
+	if cfg.NATSURL == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		emb, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: cfg.DataDir, Listen: cfg.NATSListen, NoSync: cfg.NoSync})
+		if err != nil {
+			return err
+		}
+		defer emb.Shutdown()
+		if nc, err = emb.Connect("spa-server"); err != nil {
+			return err
+		}
+		log.Info("embedded nats-server started", "data_dir", cfg.DataDir, "fsync_every_write", !cfg.NoSync, "client_url", emb.ClientURL())
+	} else if nc, err = jetstream.Dial(cfg.NATSURL, "spa-server"); err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	store, err := jetstream.New(ctx, nc, jetstream.Config{Replicas: cfg.Replicas})
+	if err != nil {
+		return err
+	}
+	reads := worker.NewClient(nc)
+	application := app.New(store, reads)
+
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)))
+	spav1.RegisterReferralServiceServer(srv, rpc.NewReferrals(application))
+	healthSrv := health.NewServer()
+	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthSrv.SetServingStatus(spav1.ReferralService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(srv, healthSrv)
+	if cfg.Reflection {
+		reflection.Register(srv)
+	}
+
+	// The worker outlives the gRPC server: it stops only once in-flight
+	// calls have finished, so none of them loses its read model.
+	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorker()
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.Worker {
+		g.Go(func() error {
+			return worker.Run(workerCtx, nc, store, worker.Config{DataDir: cfg.DataDir, ID: cfg.WorkerID, Version: version, Log: log}, nil)
+		})
+	}
+	g.Go(func() error {
+		watchHealth(gctx, healthSrv, nc, store, reads, log)
+		return nil
+	})
+	g.Go(func() error {
+		log.Info("serving gRPC", "addr", lis.Addr().String(), "worker", cfg.Worker, "reflection", cfg.Reflection)
+		if serving != nil {
+			serving(lis.Addr())
+		}
+		return srv.Serve(lis)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		healthSrv.Shutdown()
+		gracefulStop(srv, cfg.ShutdownGrace)
+		stopWorker()
+		return nil
+	})
+	err = g.Wait()
+	if derr := nc.Drain(); derr != nil && err == nil {
+		log.Warn("nats drain", "err", derr)
+	}
+	log.Info("stopped")
+	return err
+}
+
+// gracefulStop lets in-flight calls finish, up to grace, then cuts them.
+func gracefulStop(srv *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		srv.Stop()
+		<-done
+	}
+}
+
+// watchHealth reports SERVING while NATS is connected, the event stream
+// answers and a read model answers; NOT_SERVING otherwise.
+func watchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, store *jetstream.Store, reads *worker.Client, log *slog.Logger) {
+	serving := false
+	interval := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, serr := store.LastSequence(cctx)
+		_, rerr := reads.Status(cctx)
+		cancel()
+		ok := nc.IsConnected() && serr == nil && rerr == nil
+		if ok != serving {
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if ok {
+				st = healthpb.HealthCheckResponse_SERVING
+				interval = 2 * time.Second
+			}
+			hs.SetServingStatus("", st)
+			hs.SetServingStatus(spav1.ReferralService_ServiceDesc.ServiceName, st)
+			log.Info("health", "status", st.String(), "store_err", serr, "read_model_err", rerr)
+			serving = ok
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}

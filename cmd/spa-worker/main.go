@@ -1,0 +1,69 @@
+// Command spa-worker projects the SPA event log into its own bbolt read
+// model and answers queries from it. Run any number, each with its own
+// --data-dir, against the NATS server or cluster that spa-server uses:
+//
+//	go run ./cmd/spa-worker --nats-url nats://127.0.0.1:4222 --data-dir ./worker-data
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"spa/internal/config"
+	"spa/internal/jetstream"
+	"spa/internal/worker"
+)
+
+const version = "0.1.0"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := realMain(ctx, os.Args[1:], os.Getenv, log); err != nil {
+		fmt.Fprintln(os.Stderr, "spa-worker:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
+	var natsURL, dataDir, id string
+	var replicas int
+	fs := flag.NewFlagSet("spa-worker", flag.ContinueOnError)
+	fs.StringVar(&natsURL, "nats-url", "", "NATS server or cluster URL(s), comma separated (required)")
+	fs.StringVar(&dataDir, "data-dir", "./worker-data", "directory of this worker's read model; one worker per directory")
+	fs.StringVar(&id, "worker-id", "", "name of this worker's durable consumer; default derived from host and data dir")
+	fs.IntVar(&replicas, "replicas", 1, "event stream replicas, if this worker creates the stream (3 on a cluster)")
+	if err := config.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	if natsURL == "" {
+		return errors.New("--nats-url is required (spa-server runs a worker itself in the all-in-one mode)")
+	}
+	if id == "" {
+		id = config.DefaultWorkerID(dataDir)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	nc, err := jetstream.Dial(natsURL, "spa-worker "+id)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, err := jetstream.New(ctx, nc, jetstream.Config{Replicas: replicas})
+	if err != nil {
+		return err
+	}
+	err = worker.Run(ctx, nc, store, worker.Config{DataDir: dataDir, ID: id, Version: version, Log: log}, nil)
+	if derr := nc.Drain(); derr != nil && err == nil {
+		err = derr
+	}
+	return err
+}

@@ -1,0 +1,112 @@
+// Package app is the table of contents of SPA: every command and query a
+// client can run, each in its own file. It turns commands into events on
+// the event store (deciding with the domain core, retrying when a concurrent
+// change wins the race) and sends queries to a read model.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"time"
+
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+// Store is the event log, as the application needs it.
+type Store interface {
+	// Load returns a referral's events, oldest first, and the sequence of
+	// the last one (0 when there are none).
+	Load(ctx context.Context, referralID string) ([]spa.Record, uint64, error)
+	// Append stores rec if the referral's last event is still expectedLast,
+	// returning its sequence; otherwise an error wrapping
+	// spa.ErrConcurrentChange.
+	Append(ctx context.Context, rec spa.Record, expectedLast uint64) (uint64, error)
+}
+
+// ReadModel answers queries. A request's min_sequence makes it wait, within
+// ctx, until the model has applied that sequence. Errors are *spa.Error
+// (KindNotFound, KindInvalid, KindUnavailable, KindDeadlineExceeded) or
+// internal.
+type ReadModel interface {
+	GetReferral(ctx context.Context, req *spav1.GetReferralRequest) (*spav1.GetReferralResponse, error)
+	ListReferrals(ctx context.Context, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error)
+}
+
+// Meta is who sent a command and the piece of work it belongs to.
+type Meta struct {
+	Actor         spa.Actor
+	CorrelationID string
+}
+
+// App runs every use case. Safe for concurrent use.
+type App struct {
+	store       Store
+	reads       ReadModel
+	now         func() time.Time
+	maxAttempts int
+}
+
+// Option adjusts an App.
+type Option func(*App)
+
+// WithClock sets the clock used for business time (tests).
+func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now } }
+
+// WithMaxAttempts sets how many times a command is decided again after a
+// concurrent change before the caller gets KindAborted (default 5).
+func WithMaxAttempts(n int) Option { return func(a *App) { a.maxAttempts = n } }
+
+// New returns an App on store and read model.
+func New(store Store, reads ReadModel, opts ...Option) *App {
+	a := &App{store: store, reads: reads, now: time.Now, maxAttempts: 5}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// decideFunc decides a command against a referral's current state; a nil
+// event with a nil error means there is nothing to append.
+type decideFunc func(r spa.Referral, now time.Time) (spa.Event, error)
+
+// update loads a referral, decides, and appends the event guarded by the
+// sequence it decided on. A lost race is decided again on the new state, up
+// to maxAttempts times, then answered with spa.ErrConcurrentChange. It
+// returns the state after the event and the event's sequence (0 when
+// nothing was appended).
+func (a *App) update(ctx context.Context, meta Meta, id, causationID string, decide decideFunc) (spa.Referral, uint64, error) {
+	for attempt := 1; ; attempt++ {
+		recs, last, err := a.store.Load(ctx, id)
+		if err != nil {
+			return spa.Referral{}, 0, err
+		}
+		r := spa.Replay(recs)
+		now := a.now()
+		ev, err := decide(r, now)
+		if err != nil || ev == nil {
+			return r, 0, err
+		}
+		rec := spa.Record{
+			EventID:       rand.Text(),
+			AggregateID:   id,
+			OccurredAt:    now,
+			RecordedAt:    now,
+			Actor:         meta.Actor,
+			CausationID:   causationID,
+			CorrelationID: meta.CorrelationID,
+			Event:         ev,
+		}
+		seq, err := a.store.Append(ctx, rec, last)
+		if errors.Is(err, spa.ErrConcurrentChange) && attempt < a.maxAttempts {
+			continue
+		}
+		if err != nil {
+			return r, 0, err
+		}
+		rec.Sequence = seq
+		r.Apply(rec)
+		return r, seq, nil
+	}
+}

@@ -1,0 +1,36 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"spa/internal/spa"
+)
+
+// Submitted is the answer to SubmitReferral.
+type Submitted struct {
+	ReferralID string
+	// Sequence is the stream sequence of the ReferralSubmitted event.
+	Sequence uint64
+	// Replayed is true when an earlier identical submission was found.
+	Replayed bool
+}
+
+// SubmitReferral registers a referral. The referral id is derived from the
+// request id, so a retry, however late, finds the first submission: the
+// same details return it (Replayed, nothing appended), other details fail
+// with KindAlreadyExists.
+func (a *App) SubmitReferral(ctx context.Context, meta Meta, c spa.SubmitReferral) (Submitted, error) {
+	c.Normalise()
+	id := spa.ReferralIDFor(c.RequestID)
+	r, seq, err := a.update(ctx, meta, id, c.RequestID, func(r spa.Referral, now time.Time) (spa.Event, error) {
+		return spa.DecideSubmit(r, c, now)
+	})
+	if err != nil {
+		return Submitted{}, err
+	}
+	if seq == 0 {
+		return Submitted{ReferralID: r.ID, Sequence: r.SubmittedSequence, Replayed: true}, nil
+	}
+	return Submitted{ReferralID: id, Sequence: seq}, nil
+}

@@ -1,0 +1,277 @@
+// Package codec converts between the domain core (internal/spa) and the
+// protobuf messages of api/proto: the API's messages and the persisted event
+// envelopes. It is the one place that knows both shapes.
+package codec
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+// SchemaVersion is the payload shape written by this code.
+const SchemaVersion = 1
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// MarshalRecord encodes a record's envelope and payload for the log.
+func MarshalRecord(rec spa.Record) ([]byte, error) {
+	env := &spav1.Envelope{
+		EventId:       rec.EventID,
+		SchemaVersion: SchemaVersion,
+		AggregateId:   rec.AggregateID,
+		OccurredAt:    timestamp(rec.OccurredAt),
+		RecordedAt:    timestamp(rec.RecordedAt),
+		Actor:         &spav1.Actor{Ods: rec.Actor.ODS, Role: rec.Actor.Role, User: rec.Actor.User},
+		CausationId:   rec.CausationID,
+		CorrelationId: rec.CorrelationID,
+		PolicyVersion: rec.PolicyVersion,
+	}
+	switch e := rec.Event.(type) {
+	case spa.ReferralSubmitted:
+		env.Payload = &spav1.Envelope_ReferralSubmitted{ReferralSubmitted: &spav1.ReferralSubmitted{
+			RequestId: e.RequestID, Details: DetailsToProto(e.Details), DischargeReadyDate: e.DischargeReadyDate,
+		}}
+	case spa.CriteriaToResideRecorded:
+		env.Payload = &spav1.Envelope_CriteriaToResideRecorded{CriteriaToResideRecorded: &spav1.CriteriaToResideRecorded{
+			CriteriaMet: criteriaToProto(e.CriteriaMet), AssessedOn: e.AssessedOn, DischargeReadyDate: e.DischargeReadyDate,
+		}}
+	case spa.InfectionTestRecorded:
+		env.Payload = &spav1.Envelope_InfectionTestRecorded{InfectionTestRecorded: &spav1.InfectionTestRecorded{
+			Test: TestToProto(&e.Test),
+		}}
+	case spa.ReferralWithdrawn:
+		env.Payload = &spav1.Envelope_ReferralWithdrawn{ReferralWithdrawn: &spav1.ReferralWithdrawn{
+			Reason: spav1.WithdrawalReason(e.Reason), Note: e.Note,
+		}}
+	default:
+		return nil, fmt.Errorf("codec: unknown event type %T", rec.Event)
+	}
+	return deterministic.Marshal(env)
+}
+
+// UnmarshalEnvelope decodes a stored envelope.
+func UnmarshalEnvelope(data []byte) (*spav1.Envelope, error) {
+	env := new(spav1.Envelope)
+	if err := proto.Unmarshal(data, env); err != nil {
+		return nil, fmt.Errorf("codec: decode envelope: %w", err)
+	}
+	return env, nil
+}
+
+// UnmarshalRecord decodes a stored event at sequence seq.
+func UnmarshalRecord(seq uint64, data []byte) (spa.Record, error) {
+	env, err := UnmarshalEnvelope(data)
+	if err != nil {
+		return spa.Record{}, err
+	}
+	return RecordFromProto(seq, env)
+}
+
+// RecordFromProto converts a decoded envelope at sequence seq. An envelope
+// whose payload this code does not know is an error: a reader older than
+// the writer must not guess.
+func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
+	rec := spa.Record{
+		Sequence:      seq,
+		EventID:       env.GetEventId(),
+		AggregateID:   env.GetAggregateId(),
+		OccurredAt:    timeOf(env.GetOccurredAt()),
+		RecordedAt:    timeOf(env.GetRecordedAt()),
+		Actor:         spa.Actor{ODS: env.GetActor().GetOds(), Role: env.GetActor().GetRole(), User: env.GetActor().GetUser()},
+		CausationID:   env.GetCausationId(),
+		CorrelationID: env.GetCorrelationId(),
+		PolicyVersion: env.GetPolicyVersion(),
+	}
+	switch p := env.GetPayload().(type) {
+	case *spav1.Envelope_ReferralSubmitted:
+		e := p.ReferralSubmitted
+		rec.Event = spa.ReferralSubmitted{RequestID: e.GetRequestId(), Details: DetailsFromProto(e.GetDetails()), DischargeReadyDate: e.GetDischargeReadyDate()}
+	case *spav1.Envelope_CriteriaToResideRecorded:
+		e := p.CriteriaToResideRecorded
+		rec.Event = spa.CriteriaToResideRecorded{CriteriaMet: CriteriaFromProto(e.GetCriteriaMet()), AssessedOn: e.GetAssessedOn(), DischargeReadyDate: e.GetDischargeReadyDate()}
+	case *spav1.Envelope_InfectionTestRecorded:
+		t := TestFromProto(p.InfectionTestRecorded.GetTest())
+		if t == nil {
+			t = &spa.InfectionTest{}
+		}
+		rec.Event = spa.InfectionTestRecorded{Test: *t}
+	case *spav1.Envelope_ReferralWithdrawn:
+		e := p.ReferralWithdrawn
+		rec.Event = spa.ReferralWithdrawn{Reason: spa.WithdrawalReason(e.GetReason()), Note: e.GetNote()}
+	default:
+		return spa.Record{}, fmt.Errorf("codec: event %d (%s) has a payload this version does not know", seq, env.GetEventId())
+	}
+	return rec, nil
+}
+
+// DetailsFromProto converts API referral details; a nil message gives zero
+// details, which validation then reports field by field.
+func DetailsFromProto(d *spav1.ReferralDetails) spa.Details {
+	p, e, n, r := d.GetPatient(), d.GetEpisode(), d.GetNeeds(), d.GetRisks()
+	return spa.Details{
+		Patient: spa.Patient{
+			NHSNumber: p.GetNhsNumber(), GivenName: p.GetGivenName(), FamilyName: p.GetFamilyName(),
+			BirthDate: p.GetBirthDate(), Postcode: p.GetPostcode(), Borough: p.GetBorough(), GPPracticeODS: p.GetGpPracticeOds(),
+		},
+		Episode: spa.Episode{
+			SiteODS: e.GetSiteOds(), Ward: e.GetWard(), AdmissionDate: e.GetAdmissionDate(), ExpectedDischargeDate: e.GetExpectedDischargeDate(),
+		},
+		AdmittedFrom: spa.AdmittedFrom(d.GetAdmittedFrom()),
+		Needs: spa.Needs{
+			Mobility: spa.Mobility(n.GetMobility()), CarersPerTransfer: n.GetCarersPerTransfer(), CareCallsPerDay: n.GetCareCallsPerDay(),
+			SafeAloneOvernight: n.GetSafeAloneOvernight(), Equipment: nilIfEmpty(n.GetEquipment()),
+			ShortTermBedBasedCare: n.GetShortTermBedBasedCare(), OngoingBeddedCare: n.GetOngoingBeddedCare(),
+		},
+		Risks: spa.Risks{
+			Falls: r.GetFalls(), PressureUlcers: r.GetPressureUlcers(), Safeguarding: r.GetSafeguarding(), LacksMentalCapacity: r.GetLacksMentalCapacity(),
+		},
+		InfectionTest:      TestFromProto(d.GetInfectionTest()),
+		EndOfLife:          spa.EndOfLife{FastTrack: d.GetEndOfLife().GetFastTrack(), PreferredPlace: spa.PlaceOfCare(d.GetEndOfLife().GetPreferredPlace())},
+		Consent:            spa.Consent{ShareWithProviders: d.GetConsent().GetShareWithProviders(), Preferences: d.GetConsent().GetPreferences()},
+		HospitalLead:       spa.Contact{Name: d.GetHospitalLead().GetName(), Role: d.GetHospitalLead().GetRole(), Phone: d.GetHospitalLead().GetPhone()},
+		CriteriaMet:        CriteriaFromProto(d.GetCriteriaMet()),
+		DischargeReadyDate: d.GetDischargeReadyDate(),
+		ProposedPathway:    spa.Pathway(d.GetProposedPathway()),
+	}
+}
+
+// DetailsToProto converts domain referral details.
+func DetailsToProto(d spa.Details) *spav1.ReferralDetails {
+	p, e, n, r := d.Patient, d.Episode, d.Needs, d.Risks
+	return &spav1.ReferralDetails{
+		Patient: &spav1.Patient{
+			NhsNumber: p.NHSNumber, GivenName: p.GivenName, FamilyName: p.FamilyName,
+			BirthDate: p.BirthDate, Postcode: p.Postcode, Borough: p.Borough, GpPracticeOds: p.GPPracticeODS,
+		},
+		Episode: &spav1.Episode{
+			SiteOds: e.SiteODS, Ward: e.Ward, AdmissionDate: e.AdmissionDate, ExpectedDischargeDate: e.ExpectedDischargeDate,
+		},
+		AdmittedFrom: spav1.AdmittedFrom(d.AdmittedFrom),
+		Needs: &spav1.Needs{
+			Mobility: spav1.Mobility(n.Mobility), CarersPerTransfer: n.CarersPerTransfer, CareCallsPerDay: n.CareCallsPerDay,
+			SafeAloneOvernight: n.SafeAloneOvernight, Equipment: n.Equipment,
+			ShortTermBedBasedCare: n.ShortTermBedBasedCare, OngoingBeddedCare: n.OngoingBeddedCare,
+		},
+		Risks: &spav1.Risks{
+			Falls: r.Falls, PressureUlcers: r.PressureUlcers, Safeguarding: r.Safeguarding, LacksMentalCapacity: r.LacksMentalCapacity,
+		},
+		InfectionTest:      TestToProto(d.InfectionTest),
+		EndOfLife:          &spav1.EndOfLife{FastTrack: d.EndOfLife.FastTrack, PreferredPlace: spav1.PlaceOfCare(d.EndOfLife.PreferredPlace)},
+		Consent:            &spav1.Consent{ShareWithProviders: d.Consent.ShareWithProviders, Preferences: d.Consent.Preferences},
+		HospitalLead:       &spav1.Contact{Name: d.HospitalLead.Name, Role: d.HospitalLead.Role, Phone: d.HospitalLead.Phone},
+		CriteriaMet:        criteriaToProto(d.CriteriaMet),
+		DischargeReadyDate: d.DischargeReadyDate,
+		ProposedPathway:    spav1.Pathway(d.ProposedPathway),
+	}
+}
+
+// TestFromProto converts a test result; nil stays nil.
+func TestFromProto(t *spav1.InfectionTest) *spa.InfectionTest {
+	if t == nil {
+		return nil
+	}
+	return &spa.InfectionTest{Type: spa.TestType(t.GetType()), TakenAt: timeOf(t.GetTakenAt()), Result: spa.TestResult(t.GetResult())}
+}
+
+// TestToProto converts a test result; nil stays nil.
+func TestToProto(t *spa.InfectionTest) *spav1.InfectionTest {
+	if t == nil {
+		return nil
+	}
+	return &spav1.InfectionTest{Type: spav1.InfectionTestType(t.Type), TakenAt: timestamp(t.TakenAt), Result: spav1.InfectionTestResult(t.Result)}
+}
+
+// CriteriaFromProto converts a list of criteria; empty gives nil.
+func CriteriaFromProto(cs []spav1.CriterionToReside) []spa.Criterion {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]spa.Criterion, len(cs))
+	for i, c := range cs {
+		out[i] = spa.Criterion(c)
+	}
+	return out
+}
+
+func criteriaToProto(cs []spa.Criterion) []spav1.CriterionToReside {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]spav1.CriterionToReside, len(cs))
+	for i, c := range cs {
+		out[i] = spav1.CriterionToReside(c)
+	}
+	return out
+}
+
+// ReferralToProto converts a referral's state for the API.
+func ReferralToProto(r spa.Referral) *spav1.Referral {
+	return &spav1.Referral{
+		ReferralId:          r.ID,
+		Status:              spav1.ReferralStatus(r.Status),
+		Pathway:             spav1.Pathway(r.Pathway),
+		Details:             DetailsToProto(r.Details),
+		CriteriaMet:         criteriaToProto(r.CriteriaMet),
+		DischargeReadyDate:  r.DischargeReadyDate,
+		LatestInfectionTest: TestToProto(r.LatestTest),
+		WithdrawalReason:    spav1.WithdrawalReason(r.WithdrawalReason),
+		SubmittedAt:         timestamp(r.SubmittedAt),
+		UpdatedAt:           timestamp(r.UpdatedAt),
+		Version:             r.Version,
+	}
+}
+
+// SummaryToProto converts a referral's state to a board row.
+func SummaryToProto(r spa.Referral) *spav1.ReferralSummary {
+	p := r.Details.Patient
+	return &spav1.ReferralSummary{
+		ReferralId:         r.ID,
+		Status:             spav1.ReferralStatus(r.Status),
+		Pathway:            spav1.Pathway(r.Pathway),
+		SiteOds:            r.Details.Episode.SiteODS,
+		Ward:               r.Details.Episode.Ward,
+		NhsNumber:          p.NHSNumber,
+		PatientName:        p.FamilyName + ", " + p.GivenName,
+		DischargeReadyDate: r.DischargeReadyDate,
+		SubmittedAt:        timestamp(r.SubmittedAt),
+		Version:            r.Version,
+	}
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]string(nil), s...)
+}
+
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
+}
+
+// ListQueryFromProto converts a board request to the domain's query.
+func ListQueryFromProto(req *spav1.ListReferralsRequest) spa.ListQuery {
+	return spa.ListQuery{
+		Status:    spa.Status(req.GetStatus()),
+		Pathway:   spa.Pathway(req.GetPathway()),
+		SiteODS:   req.GetSiteOds(),
+		PageSize:  req.GetPageSize(),
+		PageToken: req.GetPageToken(),
+	}
+}

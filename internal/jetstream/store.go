@@ -1,0 +1,148 @@
+// Package jetstream is the event store on NATS JetStream: one durable stream
+// of domain events, one subject per aggregate (spa.referral.<id>), appends
+// guarded by per-subject optimistic concurrency and deduplicated by
+// Nats-Msg-Id. It also starts the embedded nats-server of the all-in-one
+// mode.
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"spa/internal/codec"
+	"spa/internal/spa"
+)
+
+// Stream and subject names. Persisted: never rename.
+const (
+	StreamName      = "SPA_EVENTS"
+	ReferralSubject = "spa.referral."
+	// HeaderEventType carries the event's type name so that readers can
+	// filter without decoding the payload.
+	HeaderEventType = "Spa-Event-Type"
+)
+
+// Subjects lists the subjects the event stream captures.
+var Subjects = []string{ReferralSubject + "*"}
+
+// Config configures the event stream.
+type Config struct {
+	// Replicas is the stream's replica count: 1 embedded, 3 on a cluster.
+	Replicas int
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values
+	// for transport retries. Business idempotency does not rely on it.
+	DuplicateWindow time.Duration
+}
+
+// Store appends and loads domain events. Safe for concurrent use.
+type Store struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// New creates or updates the event stream and returns a store on it. The
+// stream keeps every event (no limits), on file storage, and denies delete
+// and purge.
+func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.DuplicateWindow == 0 {
+		cfg.DuplicateWindow = 2 * time.Minute
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "SPA domain events; one subject per aggregate; append-only",
+		Subjects:    Subjects,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: create stream %s: %w", StreamName, err)
+	}
+	return &Store{js: js, stream: stream}, nil
+}
+
+// Stream returns the event stream, for consumers.
+func (s *Store) Stream() jetstream.Stream { return s.stream }
+
+// SubjectOf returns the subject of a referral's events.
+func SubjectOf(referralID string) string { return ReferralSubject + referralID }
+
+// Load returns every event of a referral, oldest first, and the sequence of
+// the last one (0 when the referral has none).
+func (s *Store) Load(ctx context.Context, referralID string) ([]spa.Record, uint64, error) {
+	subject := SubjectOf(referralID)
+	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("jetstream: load %s: %w", subject, err)
+	}
+	var recs []spa.Record
+	for seq := uint64(1); seq <= last.Sequence; seq++ {
+		msg, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if err != nil {
+			return nil, 0, fmt.Errorf("jetstream: load %s from %d: %w", subject, seq, err)
+		}
+		rec, err := codec.UnmarshalRecord(msg.Sequence, msg.Data)
+		if err != nil {
+			return nil, 0, err
+		}
+		recs = append(recs, rec)
+		seq = msg.Sequence
+	}
+	return recs, last.Sequence, nil
+}
+
+// Append stores rec on its aggregate's subject if the last event there is
+// still expectedLast (0: the subject must be empty). It returns the new
+// event's sequence once JetStream has acknowledged (and, by default,
+// fsynced) it, or spa.ErrConcurrentChange when another append won the race. A transport
+// retry with the same EventID is answered with the first append's sequence.
+func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64) (uint64, error) {
+	data, err := codec.MarshalRecord(rec)
+	if err != nil {
+		return 0, err
+	}
+	msg := nats.NewMsg(SubjectOf(rec.AggregateID))
+	msg.Data = data
+	msg.Header.Set(HeaderEventType, spa.EventName(rec.Event))
+	ack, err := s.js.PublishMsg(ctx, msg,
+		jetstream.WithMsgID(rec.EventID),
+		jetstream.WithExpectLastSequencePerSubject(expectedLast),
+		jetstream.WithExpectStream(StreamName))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, spa.ErrConcurrentChange
+		}
+		return 0, fmt.Errorf("jetstream: append to %s: %w", msg.Subject, err)
+	}
+	return ack.Sequence, nil
+}
+
+// LastSequence returns the stream's last sequence (0 when empty).
+func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
+}

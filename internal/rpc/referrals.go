@@ -1,0 +1,92 @@
+package rpc
+
+import (
+	"context"
+
+	"spa/internal/app"
+	"spa/internal/codec"
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+// Referrals implements spav1.ReferralServiceServer on the application.
+type Referrals struct {
+	spav1.UnimplementedReferralServiceServer
+	app *app.App
+}
+
+var _ spav1.ReferralServiceServer = (*Referrals)(nil)
+
+// NewReferrals returns the ReferralService. Register it together with
+// ErrorInterceptor, which maps its errors to status codes.
+func NewReferrals(a *app.App) *Referrals { return &Referrals{app: a} }
+
+// SubmitReferral implements spav1.ReferralServiceServer.
+func (s *Referrals) SubmitReferral(ctx context.Context, req *spav1.SubmitReferralRequest) (*spav1.SubmitReferralResponse, error) {
+	m, err := meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.app.SubmitReferral(ctx, m, spa.SubmitReferral{RequestID: req.GetRequestId(), Details: codec.DetailsFromProto(req.GetReferral())})
+	if err != nil {
+		return nil, err
+	}
+	return &spav1.SubmitReferralResponse{ReferralId: res.ReferralID, Sequence: res.Sequence, Replayed: res.Replayed}, nil
+}
+
+// RecordCriteriaToReside implements spav1.ReferralServiceServer.
+func (s *Referrals) RecordCriteriaToReside(ctx context.Context, req *spav1.RecordCriteriaToResideRequest) (*spav1.RecordCriteriaToResideResponse, error) {
+	m, err := meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, seq, err := s.app.RecordCriteriaToReside(ctx, m, spa.RecordCriteriaToReside{
+		ReferralID: req.GetReferralId(), CriteriaMet: codec.CriteriaFromProto(req.GetCriteriaMet()), AssessedOn: req.GetAssessedOn(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &spav1.RecordCriteriaToResideResponse{Sequence: seq, Status: spav1.ReferralStatus(r.Status), DischargeReadyDate: r.DischargeReadyDate}, nil
+}
+
+// RecordInfectionTest implements spav1.ReferralServiceServer.
+func (s *Referrals) RecordInfectionTest(ctx context.Context, req *spav1.RecordInfectionTestRequest) (*spav1.RecordInfectionTestResponse, error) {
+	m, err := meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var test spa.InfectionTest
+	if t := codec.TestFromProto(req.GetTest()); t != nil {
+		test = *t
+	}
+	seq, err := s.app.RecordInfectionTest(ctx, m, spa.RecordInfectionTest{ReferralID: req.GetReferralId(), Test: test})
+	if err != nil {
+		return nil, err
+	}
+	return &spav1.RecordInfectionTestResponse{Sequence: seq}, nil
+}
+
+// WithdrawReferral implements spav1.ReferralServiceServer.
+func (s *Referrals) WithdrawReferral(ctx context.Context, req *spav1.WithdrawReferralRequest) (*spav1.WithdrawReferralResponse, error) {
+	m, err := meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seq, err := s.app.WithdrawReferral(ctx, m, spa.WithdrawReferral{
+		ReferralID: req.GetReferralId(), Reason: spa.WithdrawalReason(req.GetReason()), Note: req.GetNote(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &spav1.WithdrawReferralResponse{Sequence: seq}, nil
+}
+
+// GetReferral implements spav1.ReferralServiceServer.
+func (s *Referrals) GetReferral(ctx context.Context, req *spav1.GetReferralRequest) (*spav1.GetReferralResponse, error) {
+	return s.app.GetReferral(ctx, req)
+}
+
+// ListReferrals implements spav1.ReferralServiceServer.
+func (s *Referrals) ListReferrals(ctx context.Context, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error) {
+	return s.app.ListReferrals(ctx, req)
+}

@@ -1,0 +1,111 @@
+// Package rpc is the gRPC transport: it maps API messages to domain
+// commands and queries, reads who is calling from the request metadata, and
+// maps domain errors to gRPC status codes in one place (ErrorInterceptor).
+package rpc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"spa/internal/app"
+	"spa/internal/spa"
+)
+
+// Request metadata keys naming the caller. Authentication is not yet in
+// place: until it is, these are recorded as stated.
+const (
+	MetadataActorODS      = "spa-actor-ods"
+	MetadataActorRole     = "spa-actor-role"
+	MetadataActorUser     = "spa-actor-user"
+	MetadataCorrelationID = "x-correlation-id"
+)
+
+// meta reads the caller and correlation id from the request metadata.
+func meta(ctx context.Context) (app.Meta, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	get := func(k string) string {
+		if v := md.Get(k); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	m := app.Meta{
+		Actor:         spa.Actor{ODS: get(MetadataActorODS), Role: get(MetadataActorRole), User: get(MetadataActorUser)},
+		CorrelationID: get(MetadataCorrelationID),
+	}
+	var vs []spa.Violation
+	if m.Actor.ODS != "" && !spa.IsODSCode(m.Actor.ODS) {
+		vs = append(vs, spa.Violation{Field: "metadata." + MetadataActorODS, Description: "must be an ODS code: 1-9 upper-case letters or digits"})
+	}
+	for k, v := range map[string]string{MetadataActorRole: m.Actor.Role, MetadataActorUser: m.Actor.User, MetadataCorrelationID: m.CorrelationID} {
+		if len(v) > spa.MaxShortTextLen {
+			vs = append(vs, spa.Violation{Field: "metadata." + k, Description: "must be at most 64 characters"})
+		}
+	}
+	if len(vs) > 0 {
+		return m, &spa.Error{Kind: spa.KindInvalid, Message: "invalid request metadata", Violations: vs}
+	}
+	return m, nil
+}
+
+var kindCodes = map[spa.Kind]codes.Code{
+	spa.KindInvalid:            codes.InvalidArgument,
+	spa.KindNotFound:           codes.NotFound,
+	spa.KindAlreadyExists:      codes.AlreadyExists,
+	spa.KindFailedPrecondition: codes.FailedPrecondition,
+	spa.KindAborted:            codes.Aborted,
+	spa.KindUnavailable:        codes.Unavailable,
+	spa.KindDeadlineExceeded:   codes.DeadlineExceeded,
+}
+
+// Status maps an error to a gRPC status error: domain errors by kind, with
+// google.rpc.BadRequest field violations for invalid input; context errors
+// to DeadlineExceeded or Canceled; anything else to Internal with a generic
+// message (the cause is logged, never sent).
+func Status(log *slog.Logger, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var de *spa.Error
+	if errors.As(err, &de) {
+		if code, ok := kindCodes[de.Kind]; ok {
+			st := status.New(code, de.Message)
+			if len(de.Violations) > 0 {
+				br := &errdetails.BadRequest{}
+				for _, v := range de.Violations {
+					br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+				}
+				if withDetails, err := st.WithDetails(br); err == nil {
+					st = withDetails
+				}
+			}
+			return st.Err()
+		}
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "call canceled")
+	}
+	log.Error("internal error", "method", method, "err", err)
+	return status.Error(codes.Internal, "internal error")
+}
+
+// ErrorInterceptor maps every handler error through Status.
+func ErrorInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		return resp, Status(log, info.FullMethod, err)
+	}
+}

@@ -1,0 +1,332 @@
+package spa
+
+import (
+	"slices"
+	"time"
+)
+
+// AdmittedFrom is where the patient lived before this admission.
+type AdmittedFrom int32
+
+// Where a patient was admitted from.
+const (
+	AdmittedFromUnspecified AdmittedFrom = iota
+	AdmittedFromHome
+	AdmittedFromCareHome
+	AdmittedFromOther
+	admittedFromEnd
+)
+
+// Pathway is a discharge pathway.
+type Pathway int32
+
+// The discharge pathways.
+const (
+	PathwayUnspecified Pathway = iota
+	PathwayP0Home
+	PathwayP1HomeFirst
+	PathwayP2StepDown
+	PathwayP3CareHome
+	PathwayEndOfLife
+	pathwayEnd
+)
+
+// Criterion is one of the national criteria to reside.
+type Criterion int32
+
+// The criteria to reside.
+const (
+	CriterionUnspecified Criterion = iota
+	CriterionITUHDU
+	CriterionOxygen
+	CriterionIVFluids
+	CriterionNEWS2Above3
+	CriterionReducedConsciousness
+	CriterionIVAnalgesia
+	CriterionAcuteFunctionalImpairment
+	CriterionLastHoursOfLife
+	CriterionIVMedication
+	CriterionInterventionWithin48h
+	criterionEnd
+)
+
+// Mobility is how the patient moves and transfers.
+type Mobility int32
+
+// Mobility levels.
+const (
+	MobilityUnspecified Mobility = iota
+	MobilityIndependent
+	MobilityWalkingAid
+	MobilityAssisted
+	MobilityHoist
+	MobilityBedBound
+	mobilityEnd
+)
+
+// TestType is the kind of infection test.
+type TestType int32
+
+// Infection test types.
+const (
+	TestTypeUnspecified TestType = iota
+	TestTypePCR
+	TestTypeLateralFlow
+	testTypeEnd
+)
+
+// TestResult is an infection test's outcome.
+type TestResult int32
+
+// Infection test results.
+const (
+	TestResultUnspecified TestResult = iota
+	TestResultNegative
+	TestResultPositive
+	testResultEnd
+)
+
+// PlaceOfCare is an end-of-life patient's preferred place of care.
+type PlaceOfCare int32
+
+// Places of care.
+const (
+	PlaceOfCareUnspecified PlaceOfCare = iota
+	PlaceOfCareHome
+	PlaceOfCareHospice
+	PlaceOfCareNursingHome
+	placeOfCareEnd
+)
+
+// Status is where a referral stands on the board.
+type Status int32
+
+// Referral statuses.
+const (
+	StatusUnspecified Status = iota
+	StatusNotReady
+	StatusReady
+	StatusWithdrawn
+	statusEnd
+)
+
+// WithdrawalReason says why a referral was withdrawn.
+type WithdrawalReason int32
+
+// Withdrawal reasons.
+const (
+	WithdrawalReasonUnspecified WithdrawalReason = iota
+	WithdrawalReasonDeteriorated
+	WithdrawalReasonDied
+	WithdrawalReasonSelfDischarged
+	WithdrawalReasonNoLongerNeeded
+	WithdrawalReasonEnteredInError
+	withdrawalReasonEnd
+)
+
+// Patient identifies the person.
+type Patient struct {
+	NHSNumber     string
+	GivenName     string
+	FamilyName    string
+	BirthDate     string
+	Postcode      string
+	Borough       string
+	GPPracticeODS string
+}
+
+// Episode is the hospital stay.
+type Episode struct {
+	SiteODS               string
+	Ward                  string
+	AdmissionDate         string
+	ExpectedDischargeDate string
+}
+
+// Needs are the care needs on discharge.
+type Needs struct {
+	Mobility              Mobility
+	CarersPerTransfer     int32
+	CareCallsPerDay       int32
+	SafeAloneOvernight    bool
+	Equipment             []string
+	ShortTermBedBasedCare bool
+	OngoingBeddedCare     bool
+}
+
+// Risks flags known risks.
+type Risks struct {
+	Falls               bool
+	PressureUlcers      bool
+	Safeguarding        bool
+	LacksMentalCapacity bool
+}
+
+// InfectionTest is one test result.
+type InfectionTest struct {
+	Type    TestType
+	TakenAt time.Time
+	Result  TestResult
+}
+
+// EndOfLife records a fast-track decision.
+type EndOfLife struct {
+	FastTrack      bool
+	PreferredPlace PlaceOfCare
+}
+
+// Consent records consent and preferences.
+type Consent struct {
+	ShareWithProviders bool
+	Preferences        string
+}
+
+// Contact is the hospital lead for the discharge.
+type Contact struct {
+	Name  string
+	Role  string
+	Phone string
+}
+
+// Details is everything a discharge team states when referring.
+type Details struct {
+	Patient            Patient
+	Episode            Episode
+	AdmittedFrom       AdmittedFrom
+	Needs              Needs
+	Risks              Risks
+	InfectionTest      *InfectionTest
+	EndOfLife          EndOfLife
+	Consent            Consent
+	HospitalLead       Contact
+	CriteriaMet        []Criterion
+	DischargeReadyDate string
+	ProposedPathway    Pathway
+}
+
+// Event is a fact about a referral. The concrete types are the *Referral*
+// event structs below; each maps to one persisted protobuf message.
+type Event interface{ eventName() string }
+
+// ReferralSubmitted: a discharge team referred a patient.
+type ReferralSubmitted struct {
+	RequestID          string
+	Details            Details
+	DischargeReadyDate string
+}
+
+// CriteriaToResideRecorded: the ward reassessed the criteria to reside.
+type CriteriaToResideRecorded struct {
+	CriteriaMet        []Criterion
+	AssessedOn         string
+	DischargeReadyDate string
+}
+
+// InfectionTestRecorded: a test result was reported.
+type InfectionTestRecorded struct {
+	Test InfectionTest
+}
+
+// ReferralWithdrawn: the hospital withdrew the referral.
+type ReferralWithdrawn struct {
+	Reason WithdrawalReason
+	Note   string
+}
+
+func (ReferralSubmitted) eventName() string        { return "ReferralSubmitted" }
+func (CriteriaToResideRecorded) eventName() string { return "CriteriaToResideRecorded" }
+func (InfectionTestRecorded) eventName() string    { return "InfectionTestRecorded" }
+func (ReferralWithdrawn) eventName() string        { return "ReferralWithdrawn" }
+
+// EventName returns the persisted name of an event's type.
+func EventName(e Event) string { return e.eventName() }
+
+// Actor is who caused an event.
+type Actor struct {
+	ODS  string
+	Role string
+	User string
+}
+
+// Record is an event with its envelope: what the log stores.
+type Record struct {
+	// Sequence is the stream sequence; zero until appended.
+	Sequence      uint64
+	EventID       string
+	AggregateID   string
+	OccurredAt    time.Time
+	RecordedAt    time.Time
+	Actor         Actor
+	CausationID   string
+	CorrelationID string
+	PolicyVersion string
+	Event         Event
+}
+
+// Referral is the state of one referral, rebuilt from its events.
+type Referral struct {
+	ID                 string
+	Status             Status
+	Pathway            Pathway
+	RequestID          string
+	Details            Details
+	CriteriaMet        []Criterion
+	DischargeReadyDate string
+	LatestTest         *InfectionTest
+	WithdrawalReason   WithdrawalReason
+	SubmittedAt        time.Time
+	UpdatedAt          time.Time
+	// SubmittedSequence is the sequence of the ReferralSubmitted event.
+	SubmittedSequence uint64
+	// Version is the sequence of the last event applied.
+	Version uint64
+}
+
+// Exists reports whether the referral was submitted.
+func (r *Referral) Exists() bool { return r.Status != StatusUnspecified }
+
+// Apply evolves the state by one recorded event. Events are facts: Apply
+// never fails, and applying the same sequence twice is the caller's bug.
+func (r *Referral) Apply(rec Record) {
+	r.Version = rec.Sequence
+	r.UpdatedAt = rec.OccurredAt
+	switch e := rec.Event.(type) {
+	case ReferralSubmitted:
+		r.ID = rec.AggregateID
+		r.RequestID = e.RequestID
+		r.Details = e.Details
+		r.Pathway = e.Details.ProposedPathway
+		r.CriteriaMet = slices.Clone(e.Details.CriteriaMet)
+		r.LatestTest = e.Details.InfectionTest
+		r.SubmittedAt = rec.OccurredAt
+		r.SubmittedSequence = rec.Sequence
+		r.setDischargeReadyDate(e.DischargeReadyDate)
+	case CriteriaToResideRecorded:
+		r.CriteriaMet = slices.Clone(e.CriteriaMet)
+		r.setDischargeReadyDate(e.DischargeReadyDate)
+	case InfectionTestRecorded:
+		t := e.Test
+		r.LatestTest = &t
+	case ReferralWithdrawn:
+		r.Status = StatusWithdrawn
+		r.WithdrawalReason = e.Reason
+	}
+}
+
+func (r *Referral) setDischargeReadyDate(d string) {
+	r.DischargeReadyDate = d
+	if d == "" {
+		r.Status = StatusNotReady
+	} else {
+		r.Status = StatusReady
+	}
+}
+
+// Replay rebuilds a referral from its records, oldest first.
+func Replay(recs []Record) Referral {
+	var r Referral
+	for _, rec := range recs {
+		r.Apply(rec)
+	}
+	return r
+}

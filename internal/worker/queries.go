@@ -1,0 +1,206 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"google.golang.org/protobuf/proto"
+
+	"spa/internal/bolt"
+	"spa/internal/codec"
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+// The read-model query protocol: NATS request/reply in a queue group, so
+// any worker that owns a read model may answer. Requests and replies are the
+// API's protobuf messages; errors use the micro error headers with the codes
+// below.
+const (
+	ServiceName     = "spa-readmodel"
+	SubjectGet      = "spa.readmodel.referral.get"
+	SubjectList     = "spa.readmodel.referral.list"
+	SubjectStatus   = "spa.readmodel.status"
+	SubjectDigest   = "spa.readmodel.digest"
+	headerWaitUntil = "Spa-Wait-Until"
+
+	codeInvalid  = "400"
+	codeNotFound = "404"
+	codeInternal = "500"
+	codeDeadline = "504"
+
+	// maxWait caps how long a query waits for a consistency token.
+	maxWait = time.Minute
+	// maxInFlight bounds concurrent queries per worker.
+	maxInFlight = 256
+)
+
+// Status is a read model's answer on SubjectStatus and SubjectDigest.
+type Status struct {
+	Applied uint64 `json:"applied"`
+	Digest  string `json:"digest,omitempty"`
+}
+
+// queryService answers queries from one read model.
+type queryService struct {
+	model *bolt.Model
+	sem   chan struct{}
+	wg    sync.WaitGroup
+}
+
+// serveQueries registers the query endpoints on nc. stop unregisters them
+// and waits for queries in flight, so the model may then be closed.
+func serveQueries(nc *nats.Conn, model *bolt.Model, version string) (stop func(), err error) {
+	q := &queryService{model: model, sem: make(chan struct{}, maxInFlight)}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        ServiceName,
+		Version:     version,
+		Description: "SPA referral read model queries",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: query service: %w", err)
+	}
+	endpoints := []struct {
+		name, subject string
+		h           func(micro.Request)
+	}{
+		{"get", SubjectGet, q.get},
+		{"list", SubjectList, q.list},
+		{"status", SubjectStatus, q.status},
+		{"digest", SubjectDigest, q.digest},
+	}
+	for _, e := range endpoints {
+		if err := svc.AddEndpoint(e.name, q.async(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
+			svc.Stop()
+			return nil, fmt.Errorf("worker: endpoint %s: %w", e.name, err)
+		}
+	}
+	return func() {
+		svc.Stop()
+		q.wg.Wait()
+	}, nil
+}
+
+// async runs a handler on its own goroutine (a query may wait for its
+// consistency token) with at most maxInFlight at once.
+func (q *queryService) async(h func(micro.Request)) micro.HandlerFunc {
+	return func(req micro.Request) {
+		q.sem <- struct{}{}
+		q.wg.Add(1)
+		go func() {
+			defer func() { <-q.sem; q.wg.Done() }()
+			h(req)
+		}()
+	}
+}
+
+// waitFor waits until seq is applied or the caller's deadline (sent in a
+// header) passes.
+func (q *queryService) waitFor(req micro.Request, seq uint64) error {
+	if seq == 0 || q.model.Applied() >= seq {
+		return nil
+	}
+	deadline := time.Now().Add(maxWait)
+	if v := req.Headers().Get(headerWaitUntil); v != "" {
+		if ns, err := strconv.ParseInt(v, 10, 64); err == nil && time.Unix(0, ns).Before(deadline) {
+			deadline = time.Unix(0, ns)
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return q.model.WaitFor(ctx, seq)
+}
+
+func (q *queryService) get(req micro.Request) {
+	in := new(spav1.GetReferralRequest)
+	if err := proto.Unmarshal(req.Data(), in); err != nil {
+		req.Error(codeInvalid, "malformed request", nil)
+		return
+	}
+	if err := q.waitFor(req, in.GetMinSequence()); err != nil {
+		req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
+		return
+	}
+	r, hist, err := q.model.Get(in.GetReferralId())
+	if errors.Is(err, bolt.ErrNotFound) {
+		req.Error(codeNotFound, fmt.Sprintf("referral %s not found", in.GetReferralId()), nil)
+		return
+	}
+	if err != nil {
+		req.Error(codeInternal, "read model failure", nil)
+		return
+	}
+	out := &spav1.GetReferralResponse{Referral: codec.ReferralToProto(r)}
+	for _, h := range hist {
+		env, err := codec.UnmarshalEnvelope(h.Raw)
+		if err != nil {
+			req.Error(codeInternal, "read model failure", nil)
+			return
+		}
+		out.History = append(out.History, &spav1.StoredEvent{Sequence: h.Sequence, Envelope: env})
+	}
+	respond(req, out)
+}
+
+func (q *queryService) list(req micro.Request) {
+	in := new(spav1.ListReferralsRequest)
+	if err := proto.Unmarshal(req.Data(), in); err != nil {
+		req.Error(codeInvalid, "malformed request", nil)
+		return
+	}
+	query := codec.ListQueryFromProto(in)
+	size, after, err := query.Validate()
+	if err != nil {
+		req.Error(codeInvalid, err.Error(), nil)
+		return
+	}
+	if err := q.waitFor(req, in.GetMinSequence()); err != nil {
+		req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
+		return
+	}
+	applied := q.model.Applied()
+	rows, next, err := q.model.List(bolt.Filter{Status: query.Status, Pathway: query.Pathway, SiteODS: query.SiteODS}, after, size)
+	if err != nil {
+		req.Error(codeInternal, "read model failure", nil)
+		return
+	}
+	out := &spav1.ListReferralsResponse{NextPageToken: spa.PageToken(next), Sequence: applied}
+	for _, r := range rows {
+		out.Referrals = append(out.Referrals, codec.SummaryToProto(r))
+	}
+	respond(req, out)
+}
+
+func (q *queryService) status(req micro.Request) {
+	respondJSON(req, Status{Applied: q.model.Applied()})
+}
+
+func (q *queryService) digest(req micro.Request) {
+	d, applied, err := q.model.Digest()
+	if err != nil {
+		req.Error(codeInternal, "read model failure", nil)
+		return
+	}
+	respondJSON(req, Status{Applied: applied, Digest: d})
+}
+
+func respond(req micro.Request, m proto.Message) {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		req.Error(codeInternal, "encode failure", nil)
+		return
+	}
+	req.Respond(data)
+}
+
+func respondJSON(req micro.Request, v any) {
+	data, _ := json.Marshal(v)
+	req.Respond(data)
+}

@@ -1,0 +1,75 @@
+// Package worker is what spa-worker runs, and what spa-server runs in the
+// all-in-one mode: it projects the event log into this worker's own bbolt
+// read model and answers queries from it over NATS request/reply.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"spa/internal/bolt"
+	"spa/internal/jetstream"
+)
+
+// ReadModelFile is the read model's file name inside the data directory.
+const ReadModelFile = "readmodel.db"
+
+// Config configures a worker.
+type Config struct {
+	// DataDir holds the read model file; one worker owns it.
+	DataDir string
+	// ID names this worker's durable consumer; unique per read model.
+	ID string
+	// Version is reported by the query service.
+	Version string
+	Log     *slog.Logger
+}
+
+// Run projects and serves until ctx ends, then stops answering queries,
+// commits the batch in hand and closes the read model. Queries are served
+// only once the model has caught up with the log as it stood at start, so
+// a restarted worker never answers from a stale file; ready (may be nil) is
+// called then.
+func Run(ctx context.Context, nc *nats.Conn, store *jetstream.Store, cfg Config, ready func()) error {
+	model, err := bolt.Open(filepath.Join(cfg.DataDir, ReadModelFile))
+	if err != nil {
+		return err
+	}
+	defer model.Close()
+	target, err := store.LastSequence(ctx)
+	if err != nil {
+		return err
+	}
+	log := cfg.Log.With("worker", cfg.ID)
+	log.Info("read model opened", "applied", model.Applied(), "catching_up_to", target)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return NewProjector(store.Stream(), model, cfg.ID, log).Run(gctx)
+	})
+	g.Go(func() error {
+		if err := model.WaitFor(gctx, target); err != nil {
+			return nil // stopping before catch-up
+		}
+		stop, err := serveQueries(nc, model, cfg.Version)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		log.Info("read model ready", "applied", model.Applied())
+		if ready != nil {
+			ready()
+		}
+		<-gctx.Done()
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("worker %s: %w", cfg.ID, err)
+	}
+	return nil
+}
