@@ -113,8 +113,9 @@ func (s *Store) Load(ctx context.Context, referralID string) ([]spa.Record, uint
 // Append stores rec on its aggregate's subject if the last event there is
 // still expectedLast (0: the subject must be empty). It returns the new
 // event's sequence once JetStream has acknowledged (and, by default,
-// fsynced) it, or spa.ErrConcurrentChange when another append won the race. A transport
-// retry with the same EventID is answered with the first append's sequence.
+// fsynced) it, or spa.ErrConcurrentChange when another append won the race. A retry
+// of an append that succeeded (same EventID) is answered with the first
+// append's sequence and appends nothing.
 func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64) (uint64, error) {
 	data, err := codec.MarshalRecord(rec)
 	if err != nil {
@@ -131,11 +132,23 @@ func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64)
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return 0, spa.ErrConcurrentChange
+			return s.ownAppend(ctx, msg.Subject, rec.EventID)
 		}
 		return 0, fmt.Errorf("jetstream: append to %s: %w", msg.Subject, err)
 	}
 	return ack.Sequence, nil
+}
+
+// ownAppend tells a retry of an append that succeeded (its acknowledgement
+// was lost) from a lost race: JetStream checks the expected sequence before
+// the message id, so both fail the check, but only in the first is the
+// subject's last event our own.
+func (s *Store) ownAppend(ctx context.Context, subject, eventID string) (uint64, error) {
+	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	if err == nil && last.Header.Get(jetstream.MsgIDHeader) == eventID {
+		return last.Sequence, nil
+	}
+	return 0, spa.ErrConcurrentChange
 }
 
 // LastSequence returns the stream's last sequence (0 when empty).

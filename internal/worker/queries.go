@@ -69,7 +69,7 @@ func serveQueries(nc *nats.Conn, model *bolt.Model, version string) (stop func()
 	}
 	endpoints := []struct {
 		name, subject string
-		h           func(micro.Request)
+		h             func(micro.Request)
 	}{
 		{"get", SubjectGet, q.get},
 		{"list", SubjectList, q.list},

@@ -1,0 +1,220 @@
+package bolt_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"spa/internal/bolt"
+	"spa/internal/codec"
+	"spa/internal/spa"
+)
+
+var at = time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+
+// logOf builds n referrals' events: each submitted (odd ones at site RH802,
+// even ones at RJZ30, every third still meeting a criterion), every fifth
+// then withdrawn.
+func logOf(t *testing.T, n int) []bolt.Entry {
+	t.Helper()
+	var entries []bolt.Entry
+	add := func(id string, e spa.Event) {
+		rec := spa.Record{Sequence: uint64(len(entries) + 1), EventID: fmt.Sprint("e", len(entries)), AggregateID: id, OccurredAt: at, RecordedAt: at, Event: e}
+		raw, err := codec.MarshalRecord(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, bolt.Entry{Record: rec, Raw: raw})
+	}
+	for i := range n {
+		id := spa.ReferralIDFor(fmt.Sprintf("request-%04d", i))
+		d := spa.Details{Episode: spa.Episode{SiteODS: "RJZ30"}, ProposedPathway: spa.PathwayP1HomeFirst}
+		if i%2 == 1 {
+			d.Episode.SiteODS = "RH802"
+		}
+		drd := "2026-11-21"
+		if i%3 == 0 {
+			drd = ""
+		}
+		add(id, spa.ReferralSubmitted{RequestID: fmt.Sprintf("request-%04d", i), Details: d, DischargeReadyDate: drd})
+		if i%5 == 0 {
+			add(id, spa.ReferralWithdrawn{Reason: spa.WithdrawalReasonDied})
+		}
+	}
+	return entries
+}
+
+func open(t *testing.T) *bolt.Model {
+	t.Helper()
+	m, err := bolt.Open(filepath.Join(t.TempDir(), "readmodel.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func digest(t *testing.T, m *bolt.Model) string {
+	t.Helper()
+	d, _, err := m.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestApplyIsIdempotentAndBatchingDoesNotMatter(t *testing.T) {
+	t.Parallel()
+	entries := logOf(t, 100)
+	one := open(t)
+	if err := one.Apply(entries); err != nil {
+		t.Fatal(err)
+	}
+	many := open(t)
+	for i := 0; i < len(entries); i += 7 {
+		// Overlapping batches: each repeats the previous batch's last entry.
+		if err := many.Apply(entries[max(0, i-1):min(len(entries), i+7)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if one.Applied() != uint64(len(entries)) || many.Applied() != one.Applied() {
+		t.Fatalf("applied %d and %d, want %d", one.Applied(), many.Applied(), len(entries))
+	}
+	if a, b := digest(t, one), digest(t, many); a != b {
+		t.Fatalf("digests differ: %s vs %s", a, b)
+	}
+	before := digest(t, one)
+	if err := one.Apply(entries[10:20]); err != nil {
+		t.Fatal(err)
+	}
+	if after := digest(t, one); after != before {
+		t.Fatal("re-applying old entries changed the model")
+	}
+}
+
+func TestReopenKeepsApplied(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "readmodel.db")
+	m, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(logOf(t, 10)); err != nil {
+		t.Fatal(err)
+	}
+	want := m.Applied()
+	m.Close()
+	m, err = bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Applied() != want {
+		t.Fatalf("applied after reopen = %d, want %d", m.Applied(), want)
+	}
+}
+
+func TestGet(t *testing.T) {
+	t.Parallel()
+	m := open(t)
+	entries := logOf(t, 3)
+	if err := m.Apply(entries); err != nil {
+		t.Fatal(err)
+	}
+	id := spa.ReferralIDFor("request-0000")
+	r, hist, err := m.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != spa.StatusWithdrawn || r.Version != 2 || len(hist) != 2 || hist[0].Sequence != 1 || hist[1].Sequence != 2 {
+		t.Fatalf("referral %+v, history %v", r, hist)
+	}
+	if string(hist[1].Raw) != string(entries[1].Raw) {
+		t.Fatal("history does not hold the stored bytes")
+	}
+	if _, _, err := m.Get(spa.ReferralIDFor("nobody-at-all")); !errors.Is(err, bolt.ErrNotFound) {
+		t.Fatalf("unknown referral: err = %v", err)
+	}
+}
+
+func TestListPagesAndFilters(t *testing.T) {
+	t.Parallel()
+	m := open(t)
+	if err := m.Apply(logOf(t, 30)); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		filter bolt.Filter
+		want   int
+	}{
+		{"all", bolt.Filter{}, 30},
+		{"site", bolt.Filter{SiteODS: "RH802"}, 15},
+		{"withdrawn", bolt.Filter{Status: spa.StatusWithdrawn}, 6},
+		{"ready", bolt.Filter{Status: spa.StatusReady}, 16},    // 20 with a date, 4 of them withdrawn
+		{"not ready", bolt.Filter{Status: spa.StatusNotReady}, 8}, // 10 without, 2 withdrawn
+		{"pathway", bolt.Filter{Pathway: spa.PathwayP1HomeFirst}, 30},
+		{"no match", bolt.Filter{Pathway: spa.PathwayP3CareHome}, 0},
+	}
+	for _, tt := range tests {
+		for _, size := range []int{1, 4, 50} {
+			seen := map[string]bool{}
+			var after uint64
+			for pages := 0; ; pages++ {
+				rows, next, err := m.List(tt.filter, after, size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rows) > size {
+					t.Fatalf("%s: page of %d rows, size %d", tt.name, len(rows), size)
+				}
+				for _, r := range rows {
+					if seen[r.ID] {
+						t.Fatalf("%s size %d: %s listed twice", tt.name, size, r.ID)
+					}
+					seen[r.ID] = true
+				}
+				if next == 0 {
+					break
+				}
+				if len(rows) != size {
+					t.Fatalf("%s: short page %d with a next token", tt.name, len(rows))
+				}
+				after = next
+			}
+			if len(seen) != tt.want {
+				t.Errorf("%s, page size %d: %d rows, want %d", tt.name, size, len(seen), tt.want)
+			}
+		}
+	}
+}
+
+func TestWaitFor(t *testing.T) {
+	t.Parallel()
+	m := open(t)
+	entries := logOf(t, 5)
+	done := make(chan error, 1)
+	go func() { done <- m.WaitFor(context.Background(), uint64(len(entries))) }()
+	if err := m.Apply(entries[:2]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("WaitFor returned early: %v", err)
+	default:
+	}
+	if err := m.Apply(entries); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := m.WaitFor(ctx, 1000); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitFor beyond the log: %v", err)
+	}
+}

@@ -1,0 +1,88 @@
+package codec
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+func fullDetails() spa.Details {
+	return spa.Details{
+		Patient:      spa.Patient{NHSNumber: "9434765919", GivenName: "Margaret", FamilyName: "Thompson", BirthDate: "1942-03-14", Postcode: "BR1 3JH", Borough: "Bromley", GPPracticeODS: "G84001"},
+		Episode:      spa.Episode{SiteODS: "RH802", Ward: "Darwin Ward", AdmissionDate: "2026-11-16", ExpectedDischargeDate: "2026-11-24"},
+		AdmittedFrom: spa.AdmittedFromCareHome,
+		Needs: spa.Needs{Mobility: spa.MobilityHoist, CarersPerTransfer: 2, CareCallsPerDay: 4, SafeAloneOvernight: true,
+			Equipment: []string{"hoist", "commode"}, ShortTermBedBasedCare: true, OngoingBeddedCare: true},
+		Risks:              spa.Risks{Falls: true, PressureUlcers: true, Safeguarding: true, LacksMentalCapacity: true},
+		InfectionTest:      &spa.InfectionTest{Type: spa.TestTypeLateralFlow, TakenAt: time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC), Result: spa.TestResultPositive},
+		EndOfLife:          spa.EndOfLife{FastTrack: true, PreferredPlace: spa.PlaceOfCareHospice},
+		Consent:            spa.Consent{ShareWithProviders: true, Preferences: "daughter to be told first"},
+		HospitalLead:       spa.Contact{Name: "Ada Obi", Role: "discharge coordinator", Phone: "020 8000 1234"},
+		CriteriaMet:        []spa.Criterion{spa.CriterionOxygen, spa.CriterionIVFluids},
+		DischargeReadyDate: "2026-11-21",
+		ProposedPathway:    spa.PathwayEndOfLife,
+	}
+}
+
+func TestDetailsRoundTrip(t *testing.T) {
+	t.Parallel()
+	for name, d := range map[string]spa.Details{"full": fullDetails(), "empty": {}} {
+		if diff := cmp.Diff(d, DetailsFromProto(DetailsToProto(d))); diff != "" {
+			t.Errorf("%s details round trip (-want +got):\n%s", name, diff)
+		}
+	}
+	if diff := cmp.Diff(spa.Details{}, DetailsFromProto(nil)); diff != "" {
+		t.Errorf("nil details (-want +got):\n%s", diff)
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 22, 9, 30, 0, 123, time.UTC)
+	base := spa.Record{Sequence: 42, EventID: "e1", AggregateID: "ref-7btv6dkkq64y5tep", OccurredAt: at, RecordedAt: at.Add(time.Millisecond),
+		Actor: spa.Actor{ODS: "RH802", Role: "discharge-coordinator", User: "ada"}, CausationID: "req-1", CorrelationID: "corr-1", PolicyVersion: "p1"}
+	events := []spa.Event{
+		spa.ReferralSubmitted{RequestID: "req-00000001", Details: fullDetails(), DischargeReadyDate: "2026-11-21"},
+		spa.CriteriaToResideRecorded{CriteriaMet: []spa.Criterion{spa.CriterionNEWS2Above3}, AssessedOn: "2026-11-22"},
+		spa.CriteriaToResideRecorded{AssessedOn: "2026-11-22", DischargeReadyDate: "2026-11-22"},
+		spa.InfectionTestRecorded{Test: spa.InfectionTest{Type: spa.TestTypePCR, TakenAt: at, Result: spa.TestResultNegative}},
+		spa.ReferralWithdrawn{Reason: spa.WithdrawalReasonDied, Note: "peacefully"},
+	}
+	for _, e := range events {
+		rec := base
+		rec.Event = e
+		data, err := MarshalRecord(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := UnmarshalRecord(42, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(rec, got); diff != "" {
+			t.Errorf("%s round trip (-want +got):\n%s", spa.EventName(e), diff)
+		}
+		again, _ := MarshalRecord(got)
+		if string(again) != string(data) {
+			t.Errorf("%s: encoding is not deterministic", spa.EventName(e))
+		}
+	}
+}
+
+func TestUnknownPayloadIsAnError(t *testing.T) {
+	t.Parallel()
+	data, err := deterministic.Marshal(&spav1.Envelope{EventId: "from-the-future", SchemaVersion: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UnmarshalRecord(7, data); err == nil {
+		t.Fatal("an envelope without a known payload decoded")
+	}
+	if _, err := UnmarshalRecord(7, []byte{0xff, 0xff}); err == nil {
+		t.Fatal("garbage decoded")
+	}
+}

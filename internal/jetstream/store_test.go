@@ -1,0 +1,169 @@
+package jetstream_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"spa/internal/jetstream"
+	"spa/internal/jetstream/jetstreamtest"
+	"spa/internal/spa"
+)
+
+func newStore(t *testing.T) (*jetstream.Store, natsjs.JetStream) {
+	t.Helper()
+	nc := jetstreamtest.Connect(t, jetstreamtest.Start(t))
+	ctx := context.Background()
+	store, err := jetstream.New(ctx, nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, js
+}
+
+func record(id string, e spa.Event) spa.Record {
+	at := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	return spa.Record{EventID: "evt-" + id + "-" + spa.EventName(e), AggregateID: id, OccurredAt: at, RecordedAt: at,
+		Actor: spa.Actor{ODS: "RH802", Role: "discharge-coordinator", User: "u1"}, CausationID: "c1", CorrelationID: "k1", Event: e}
+}
+
+func TestAppendLoad(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	ctx := context.Background()
+	a, b := spa.ReferralIDFor("request-aaaa"), spa.ReferralIDFor("request-bbbb")
+
+	recs, last, err := store.Load(ctx, a)
+	if err != nil || len(recs) != 0 || last != 0 {
+		t.Fatalf("empty load = %v, %d, %v", recs, last, err)
+	}
+	want := []spa.Record{
+		record(a, spa.ReferralSubmitted{RequestID: "request-aaaa", DischargeReadyDate: "2026-11-21"}),
+		record(a, spa.CriteriaToResideRecorded{CriteriaMet: []spa.Criterion{spa.CriterionOxygen}, AssessedOn: "2026-11-22"}),
+	}
+	var expected uint64
+	for i := range want {
+		// Interleave another referral's events to leave gaps in a's sequences.
+		if _, err := store.Append(ctx, record(b, spa.ReferralWithdrawn{Reason: spa.WithdrawalReasonDied, Note: string(rune('a' + i))}), uint64(0)); i == 0 && err != nil {
+			t.Fatal(err)
+		}
+		seq, err := store.Append(ctx, want[i], expected)
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		want[i].Sequence, expected = seq, seq
+	}
+	got, last, err := store.Load(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last != expected {
+		t.Errorf("last = %d, want %d", last, expected)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("load (-want +got):\n%s", diff)
+	}
+}
+
+func TestAppendConflict(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	ctx := context.Background()
+	id := spa.ReferralIDFor("request-conflict")
+	first, err := store.Append(ctx, record(id, spa.ReferralSubmitted{RequestID: "request-conflict"}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second "first" event loses: the subject is no longer empty.
+	rec := record(id, spa.ReferralSubmitted{RequestID: "request-conflict"})
+	rec.EventID = "another-event"
+	if _, err := store.Append(ctx, rec, 0); !errors.Is(err, spa.ErrConcurrentChange) {
+		t.Fatalf("append on stale state: err = %v, want ErrConcurrentChange", err)
+	}
+	// Of many writers racing from the same state exactly one wins.
+	var wg sync.WaitGroup
+	results := make(chan error, 10)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := record(id, spa.ReferralWithdrawn{Reason: spa.WithdrawalReasonDied})
+			r.EventID = "racer-" + string(rune('a'+i))
+			_, err := store.Append(ctx, r, first)
+			results <- err
+		}()
+	}
+	wg.Wait()
+	close(results)
+	won := 0
+	for err := range results {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, spa.ErrConcurrentChange):
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d writers won, want 1", won)
+	}
+}
+
+func TestAppendDeduplicatesTransportRetry(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	ctx := context.Background()
+	id := spa.ReferralIDFor("request-dedupe")
+	rec := record(id, spa.ReferralSubmitted{RequestID: "request-dedupe"})
+	first, err := store.Append(ctx, rec, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := store.Append(ctx, rec, 0)
+	if err != nil || again != first {
+		t.Fatalf("retry with the same event id = %d, %v; want %d, nil", again, err, first)
+	}
+	if n, _ := store.LastSequence(ctx); n != first {
+		t.Fatalf("stream holds %d events, want %d", n, first)
+	}
+}
+
+func TestStreamDeniesDeleteAndPurge(t *testing.T) {
+	t.Parallel()
+	store, js := newStore(t)
+	ctx := context.Background()
+	id := spa.ReferralIDFor("request-durable")
+	seq, err := store.Append(ctx, record(id, spa.ReferralSubmitted{RequestID: "request-durable"}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, jetstream.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	if !cfg.DenyDelete || !cfg.DenyPurge || cfg.Storage != natsjs.FileStorage || cfg.MaxAge != 0 || cfg.MaxMsgs != -1 {
+		t.Fatalf("stream config %+v", cfg)
+	}
+	if err := stream.DeleteMsg(ctx, seq); err == nil {
+		t.Error("deleting an event succeeded")
+	}
+	if err := stream.Purge(ctx); err == nil {
+		t.Error("purging the stream succeeded")
+	}
+	if n, _ := store.LastSequence(ctx); n != seq {
+		t.Fatalf("last sequence %d, want %d", n, seq)
+	}
+	if recs, _, err := store.Load(ctx, id); err != nil || len(recs) != 1 {
+		t.Fatalf("after delete and purge attempts: %d events, %v", len(recs), err)
+	}
+}
