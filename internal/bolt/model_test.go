@@ -154,7 +154,7 @@ func TestListPagesAndFilters(t *testing.T) {
 		{"all", bolt.Filter{}, 30},
 		{"site", bolt.Filter{SiteODS: "RH802"}, 15},
 		{"withdrawn", bolt.Filter{Status: spa.StatusWithdrawn}, 6},
-		{"ready", bolt.Filter{Status: spa.StatusReady}, 16},    // 20 with a date, 4 of them withdrawn
+		{"ready", bolt.Filter{Status: spa.StatusReady}, 16},       // 20 with a date, 4 of them withdrawn
 		{"not ready", bolt.Filter{Status: spa.StatusNotReady}, 8}, // 10 without, 2 withdrawn
 		{"pathway", bolt.Filter{Pathway: spa.PathwayP1HomeFirst}, 30},
 		{"no match", bolt.Filter{Pathway: spa.PathwayP3CareHome}, 0},

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+// server is a running realMain.
+type server struct {
+	conn   *grpc.ClientConn
+	client spav1.ReferralServiceClient
+	stop   func() error
+}
+
+// startServer runs the real main with args (plus --listen 127.0.0.1:0) and
+// returns once it serves gRPC and reports SERVING.
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() {
+		done <- realMain(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), func(string) string { return "" }, log, func(a net.Addr) { addrs <- a })
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-addrs:
+	case err := <-done:
+		cancel()
+		t.Fatalf("server exited: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("server did not start in 30s")
+	}
+	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{conn: conn, client: spav1.NewReferralServiceClient(conn)}
+	var once sync.Once
+	var stopErr error
+	s.stop = func() error {
+		once.Do(func() {
+			cancel()
+			stopErr = <-done
+			conn.Close()
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { s.stop() })
+	waitServing(t, conn)
+	return s
+}
+
+// waitServing polls the health service until SERVING or 30s pass.
+func waitServing(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
+	hc := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		res, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: spav1.ReferralService_ServiceDesc.ServiceName})
+		cancel()
+		if err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not SERVING after 30s: %v %v", res.GetStatus(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func callCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// referral returns valid details for patient i (a valid NHS number each).
+func referral(i int) *spav1.ReferralDetails {
+	return &spav1.ReferralDetails{
+		Patient: &spav1.Patient{NhsNumber: nhsNumber(i), GivenName: "Patient", FamilyName: fmt.Sprintf("Number %d", i),
+			BirthDate: "1944-05-06", Postcode: "BR1 3JH", Borough: "Bromley"},
+		Episode:      &spav1.Episode{SiteOds: "RH802", Ward: "Darwin Ward", AdmissionDate: time.Now().AddDate(0, 0, -3).Format(spa.DateLayout)},
+		AdmittedFrom: spav1.AdmittedFrom_ADMITTED_FROM_HOME,
+		Needs:        &spav1.Needs{Mobility: spav1.Mobility_MOBILITY_WALKING_AID, CareCallsPerDay: 2},
+		HospitalLead: &spav1.Contact{Name: "Ada Obi", Phone: "020 8000 1234"},
+	}
+}
+
+func nhsNumber(i int) string {
+	for n := i * 11; ; n++ {
+		base := fmt.Sprintf("4%08d", n%100000000)
+		for d := '0'; d <= '9'; d++ {
+			if s := base + string(d); spa.CheckNHSNumber(s) == "" {
+				return s
+			}
+		}
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir())
+	ctx := callCtx(t)
+
+	// Submit, then read back with the consistency token.
+	req := &spav1.SubmitReferralRequest{RequestId: "0b4f5c4e-e2e-submit", Referral: referral(1)}
+	sub, err := s.client.SubmitReferral(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.GetSequence() == 0 || sub.GetReplayed() {
+		t.Fatalf("submit = %v", sub)
+	}
+	got, err := s.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: sub.GetReferralId(), MinSequence: sub.GetSequence()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetReferral().GetStatus() != spav1.ReferralStatus_REFERRAL_STATUS_READY || got.GetReferral().GetVersion() != sub.GetSequence() ||
+		len(got.GetHistory()) != 1 || got.GetHistory()[0].GetEnvelope().GetReferralSubmitted().GetRequestId() != req.GetRequestId() {
+		t.Fatalf("read back %v", got)
+	}
+
+	// A retry returns the same referral and appends nothing.
+	again, err := s.client.SubmitReferral(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.GetReferralId() != sub.GetReferralId() || again.GetSequence() != sub.GetSequence() || !again.GetReplayed() {
+		t.Fatalf("retry = %v, first %v", again, sub)
+	}
+	// The same request id with other details is refused.
+	other := &spav1.SubmitReferralRequest{RequestId: req.GetRequestId(), Referral: referral(2)}
+	if _, err := s.client.SubmitReferral(ctx, other); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("reused request id: %v, want AlreadyExists", err)
+	}
+
+	// Criteria met again resets the Discharge Ready Date.
+	crit, err := s.client.RecordCriteriaToReside(ctx, &spav1.RecordCriteriaToResideRequest{
+		ReferralId: sub.GetReferralId(), CriteriaMet: []spav1.CriterionToReside{spav1.CriterionToReside_CRITERION_TO_RESIDE_OXYGEN},
+		AssessedOn: time.Now().Format(spa.DateLayout)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if crit.GetStatus() != spav1.ReferralStatus_REFERRAL_STATUS_NOT_READY || crit.GetDischargeReadyDate() != "" {
+		t.Fatalf("criteria = %v", crit)
+	}
+
+	// Concurrent changes to one referral: each is retried on the new state or
+	// answered with Aborted; none is applied on stale state.
+	const racers = 12
+	var wg sync.WaitGroup
+	seqs := make(chan uint64, racers)
+	for range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := s.client.RecordInfectionTest(ctx, &spav1.RecordInfectionTestRequest{ReferralId: sub.GetReferralId(), Test: &spav1.InfectionTest{
+				Type: spav1.InfectionTestType_INFECTION_TEST_TYPE_PCR, TakenAt: timestamppb.Now(), Result: spav1.InfectionTestResult_INFECTION_TEST_RESULT_NEGATIVE}})
+			switch status.Code(err) {
+			case codes.OK:
+				seqs <- res.GetSequence()
+			case codes.Aborted:
+			default:
+				t.Errorf("racer: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(seqs)
+	var accepted []uint64
+	for seq := range seqs {
+		accepted = append(accepted, seq)
+	}
+	slices.Sort(accepted)
+	if len(accepted) == 0 {
+		t.Fatal("no racer succeeded")
+	}
+	hist, err := s.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: sub.GetReferralId(), MinSequence: accepted[len(accepted)-1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tests []uint64
+	for _, e := range hist.GetHistory() {
+		if e.GetEnvelope().GetInfectionTestRecorded() != nil {
+			tests = append(tests, e.GetSequence())
+		}
+	}
+	if diff := cmp.Diff(accepted, tests); diff != "" {
+		t.Fatalf("history holds exactly the accepted changes (-accepted +history):\n%s", diff)
+	}
+
+	// Withdraw, then a second withdrawal fails on the state.
+	if _, err := s.client.WithdrawReferral(ctx, &spav1.WithdrawReferralRequest{ReferralId: sub.GetReferralId(), Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DETERIORATED}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.client.WithdrawReferral(ctx, &spav1.WithdrawReferralRequest{ReferralId: sub.GetReferralId(), Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DIED})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("second withdrawal: %v", err)
+	}
+	if _, err := s.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: spa.ReferralIDFor("never-submitted")}); status.Code(err) != codes.NotFound {
+		t.Fatalf("unknown referral: %v", err)
+	}
+
+	// Board: filter and read-your-writes.
+	board, err := s.client.ListReferrals(ctx, &spav1.ListReferralsRequest{Status: spav1.ReferralStatus_REFERRAL_STATUS_WITHDRAWN, SiteOds: "RH802", MinSequence: hist.GetReferral().GetVersion() + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(board.GetReferrals()) != 1 || board.GetReferrals()[0].GetReferralId() != sub.GetReferralId() {
+		t.Fatalf("board = %v", board)
+	}
+
+	// A consistency token beyond the log waits, then fails with the deadline.
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = s.client.GetReferral(short, &spav1.GetReferralRequest{ReferralId: sub.GetReferralId(), MinSequence: 1 << 40})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("token from the future: %v", err)
+	}
+}
+
+func TestInvalidInput(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir())
+	ctx := callCtx(t)
+	ok, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "valid-first-request", Referral: referral(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bad := referral(4)
+	bad.Patient.NhsNumber = "9434765918"
+	bad.Patient.BirthDate = time.Now().AddDate(1, 0, 0).Format(spa.DateLayout)
+	bad.Episode.Ward = ""
+	tests := []struct {
+		name   string
+		call   func() error
+		fields []string
+	}{
+		{"submit: NHS number, future birth date, missing ward", func() error {
+			_, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "invalid-request-1", Referral: bad})
+			return err
+		}, []string{"referral.patient.nhs_number", "referral.patient.birth_date", "referral.episode.ward"}},
+		{"submit: nothing", func() error {
+			_, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{})
+			return err
+		}, []string{"request_id", "referral.patient.nhs_number", "referral.patient.given_name", "referral.patient.family_name",
+			"referral.patient.birth_date", "referral.patient.postcode", "referral.patient.borough", "referral.episode.site_ods",
+			"referral.episode.ward", "referral.episode.admission_date", "referral.admitted_from", "referral.needs.mobility",
+			"referral.hospital_lead.name", "referral.hospital_lead.phone"}},
+		{"criteria: unknown code, bad date", func() error {
+			_, err := s.client.RecordCriteriaToReside(ctx, &spav1.RecordCriteriaToResideRequest{ReferralId: ok.GetReferralId(),
+				CriteriaMet: []spav1.CriterionToReside{99}, AssessedOn: "22/11/2026"})
+			return err
+		}, []string{"criteria_met[0]", "assessed_on"}},
+		{"test: empty", func() error {
+			_, err := s.client.RecordInfectionTest(ctx, &spav1.RecordInfectionTestRequest{ReferralId: ok.GetReferralId()})
+			return err
+		}, []string{"test.type", "test.result", "test.taken_at"}},
+		{"withdraw: bad id, no reason", func() error {
+			_, err := s.client.WithdrawReferral(ctx, &spav1.WithdrawReferralRequest{ReferralId: "ref-nope"})
+			return err
+		}, []string{"referral_id", "reason"}},
+		{"get: bad id", func() error {
+			_, err := s.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: "spa.referral.>"})
+			return err
+		}, []string{"referral_id"}},
+		{"board: bad filters", func() error {
+			_, err := s.client.ListReferrals(ctx, &spav1.ListReferralsRequest{Status: 42, SiteOds: "rh 802", PageSize: 501, PageToken: "x"})
+			return err
+		}, []string{"status", "site_ods", "page_size", "page_token"}},
+	}
+	for _, tt := range tests {
+		err := tt.call()
+		st := status.Convert(err)
+		if st.Code() != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", tt.name, err)
+			continue
+		}
+		var fields []string
+		for _, d := range st.Details() {
+			if br, isBR := d.(*errdetails.BadRequest); isBR {
+				for _, v := range br.GetFieldViolations() {
+					fields = append(fields, v.GetField())
+				}
+			}
+		}
+		if diff := cmp.Diff(tt.fields, fields); diff != "" {
+			t.Errorf("%s: field violations (-want +got):\n%s", tt.name, diff)
+		}
+	}
+
+	// Nothing accepted was lost or changed by the bad requests.
+	got, err := s.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: ok.GetReferralId(), MinSequence: ok.GetSequence()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.GetHistory()) != 1 || got.GetReferral().GetVersion() != ok.GetSequence() {
+		t.Fatalf("accepted referral changed: %v", got)
+	}
+	board, err := s.client.ListReferrals(ctx, &spav1.ListReferralsRequest{})
+	if err != nil || len(board.GetReferrals()) != 1 {
+		t.Fatalf("board after bad requests: %v, %v", board, err)
+	}
+}
+
+func TestHealthReflectionAndShutdown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, "--data-dir", dir)
+	ctx := callCtx(t)
+
+	stream, err := rpb.NewServerReflectionClient(s.conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, svc := range res.GetListServicesResponse().GetService() {
+		names = append(names, svc.GetName())
+	}
+	if !slices.Contains(names, "spa.v1.ReferralService") || !slices.Contains(names, "grpc.health.v1.Health") {
+		t.Fatalf("reflection lists %v", names)
+	}
+	stream.CloseSend()
+
+	sub, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "shutdown-test-1", Referral: referral(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+	// Everything was closed cleanly: a new server on the same data directory
+	// opens the same files and still has the referral.
+	s2 := startServer(t, "--data-dir", dir)
+	if _, err := s2.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: sub.GetReferralId(), MinSequence: sub.GetSequence()}); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"SPA_LISTEN": "127.0.0.1:6000", "SPA_WORKER": "false"}
+	c, err := parseConfig([]string{"--data-dir", "x"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.Listen != "127.0.0.1:6000" || c.Worker || c.DataDir != "x" {
+		t.Fatalf("env fallbacks: %+v, %v", c, err)
+	}
+	c, err = parseConfig([]string{"--listen", "127.0.0.1:7000"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.Listen != "127.0.0.1:7000" {
+		t.Fatalf("flag over env: %+v, %v", c, err)
+	}
+	for _, args := range [][]string{
+		{"--listen", "nonsense"},
+		{"--replicas", "0"},
+		{"--nats-url", "nats://127.0.0.1:4222", "--no-sync"},
+		{"--data-dir", ""},
+		{"stray"},
+	} {
+		if _, err := parseConfig(args, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("parseConfig(%v) accepted", args)
+		}
+	}
+}
