@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"spa/internal/app"
+	"spa/internal/jetstream"
+	"spa/internal/jetstream/jetstreamtest"
 	"spa/internal/spa"
 )
 
@@ -105,30 +107,51 @@ func TestLostRacesAreRetriedThenAborted(t *testing.T) {
 	}
 }
 
+// stores lists every event store the application runs on; the contract
+// tests run against each.
+func stores(t *testing.T) map[string]app.Store {
+	t.Helper()
+	nc := jetstreamtest.Connect(t, jetstreamtest.Start(t))
+	// A short dedupe window: business idempotency must not depend on it.
+	js, err := jetstream.New(context.Background(), nc, jetstream.Config{DuplicateWindow: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]app.Store{"memory": &memStore{recs: map[string][]spa.Record{}}, "jetstream": js}
+}
+
 func TestSubmitRetryAppendsNothing(t *testing.T) {
 	t.Parallel()
-	store := &memStore{recs: map[string][]spa.Record{}}
-	a := app.New(store, nil, app.WithClock(func() time.Time { return now }))
-	ctx := context.Background()
-	first, err := a.SubmitReferral(ctx, app.Meta{CorrelationID: "c1"}, submit())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := submit()
-	c.Details.Patient.NHSNumber = "401 023 2137" // the same number, written for people
-	again, err := a.SubmitReferral(ctx, app.Meta{}, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again != (app.Submitted{ReferralID: first.ReferralID, Sequence: first.Sequence, Replayed: true}) || store.seq != 1 {
-		t.Fatalf("retry = %+v (first %+v), %d events", again, first, store.seq)
-	}
-	c.Details.Episode.Ward = "Darwin Ward"
-	if _, err := a.SubmitReferral(ctx, app.Meta{}, c); spa.KindOf(err) != spa.KindAlreadyExists {
-		t.Fatalf("other details: %v", err)
-	}
-	recs, _, _ := store.Load(ctx, first.ReferralID)
-	if len(recs) != 1 || recs[0].CausationID != "app-test-request-1" || recs[0].CorrelationID != "c1" || !recs[0].OccurredAt.Equal(now) {
-		t.Fatalf("stored %+v", recs)
+	for name, store := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			a := app.New(store, nil, app.WithClock(func() time.Time { return now }))
+			ctx := context.Background()
+			first, err := a.SubmitReferral(ctx, app.Meta{CorrelationID: "c1"}, submit())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Retry once JetStream's dedupe window has passed.
+			time.Sleep(200 * time.Millisecond)
+			c := submit()
+			c.Details.Patient.NHSNumber = "401 023 2137" // the same number, written for people
+			again, err := a.SubmitReferral(ctx, app.Meta{}, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again != (app.Submitted{ReferralID: first.ReferralID, Sequence: first.Sequence, Replayed: true}) {
+				t.Fatalf("retry = %+v, first %+v", again, first)
+			}
+			c.Details.Episode.Ward = "Darwin Ward"
+			if _, err := a.SubmitReferral(ctx, app.Meta{}, c); spa.KindOf(err) != spa.KindAlreadyExists {
+				t.Fatalf("other details: %v", err)
+			}
+			recs, last, err := store.Load(ctx, first.ReferralID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 1 || last != first.Sequence || recs[0].CausationID != "app-test-request-1" || recs[0].CorrelationID != "c1" || !recs[0].OccurredAt.Equal(now) {
+				t.Fatalf("stored %+v", recs)
+			}
+		})
 	}
 }
