@@ -33,6 +33,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := realMain(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintln(os.Stderr, "spa-ctl:", err)
 		os.Exit(1)
 	}
@@ -69,6 +72,9 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of each call")
 	asODS := fs.String("as-ods", "", "ODS code of the organisation you act for (recorded on events)")
 	if err := config.Parse(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return errUsage
 	}
 	if fs.NArg() == 0 {

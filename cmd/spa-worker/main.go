@@ -27,6 +27,9 @@ func main() {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := realMain(ctx, os.Args[1:], os.Getenv, log); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintln(os.Stderr, "spa-worker:", err)
 		os.Exit(1)
 	}
