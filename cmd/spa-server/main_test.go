@@ -34,7 +34,7 @@ type server struct {
 
 // startServer runs the real main with args (plus --listen 127.0.0.1:0) and
 // returns once it serves gRPC and reports SERVING.
-func startServer(t *testing.T, args ...string) *server {
+func startServer(t testing.TB, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan net.Addr, 1)
@@ -74,7 +74,7 @@ func startServer(t *testing.T, args ...string) *server {
 }
 
 // waitServing polls the health service until SERVING or 30s pass.
-func waitServing(t *testing.T, conn *grpc.ClientConn) {
+func waitServing(t testing.TB, conn *grpc.ClientConn) {
 	t.Helper()
 	hc := healthpb.NewHealthClient(conn)
 	deadline := time.Now().Add(30 * time.Second)
@@ -92,7 +92,7 @@ func waitServing(t *testing.T, conn *grpc.ClientConn) {
 	}
 }
 
-func callCtx(t *testing.T) context.Context {
+func callCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
 	return ctx

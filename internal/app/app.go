@@ -76,11 +76,19 @@ type decideFunc func(r spa.Referral, now time.Time) (spa.Event, error)
 // to maxAttempts times, then answered with spa.ErrConcurrentChange. It
 // returns the state after the event and the event's sequence (0 when
 // nothing was appended).
-func (a *App) update(ctx context.Context, meta Meta, id, causationID string, decide decideFunc) (spa.Referral, uint64, error) {
+//
+// With assumeNew the first attempt decides on an empty referral without
+// loading it: right for a new submission, and a referral that exists after
+// all makes the append fail as a lost race, which loads it.
+func (a *App) update(ctx context.Context, meta Meta, id, causationID string, assumeNew bool, decide decideFunc) (spa.Referral, uint64, error) {
 	for attempt := 1; ; attempt++ {
-		recs, last, err := a.store.Load(ctx, id)
-		if err != nil {
-			return spa.Referral{}, 0, err
+		var recs []spa.Record
+		var last uint64
+		if !assumeNew || attempt > 1 {
+			var err error
+			if recs, last, err = a.store.Load(ctx, id); err != nil {
+				return spa.Referral{}, 0, err
+			}
 		}
 		r := spa.Replay(recs)
 		now := a.now()

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	spav1 "spa/internal/gen/spa/v1"
+)
+
+// startServer builds spa-server and runs it all-in-one on a free port in a
+// temporary data directory; it is stopped when the test ends.
+func startServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "spa-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "spa/cmd/spa-server").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	srv := exec.Command(bin, "--listen", addr, "--data-dir", t.TempDir())
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	// Poll until the board answers.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, _, err := run(t, addr, "board"); err == nil {
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("spa-server did not answer in 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func run(t *testing.T, addr string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := func(string) string { return "" }
+	err = realMain(context.Background(), append([]string{"--addr", addr, "--timeout", "5s"}, args...), env, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func TestCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs spa-server")
+	}
+	t.Parallel()
+	addr := startServer(t)
+
+	out, _, err := run(t, addr, "demo")
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if n := strings.Count(out, " submitted (sequence"); n != len(demoPatients) {
+		t.Fatalf("demo submitted %d referrals, want %d:\n%s", n, len(demoPatients), out)
+	}
+	again, _, err := run(t, addr, "demo")
+	if err != nil || strings.Count(again, "already there") != len(demoPatients) {
+		t.Fatalf("second demo: %v\n%s", err, again)
+	}
+
+	board, summary, err := run(t, addr, "board", "--min-seq", fmt.Sprint(len(demoPatients)))
+	if err != nil || !strings.Contains(summary, fmt.Sprintf("%d referrals", len(demoPatients))) {
+		t.Fatalf("board: %v\n%s%s", err, board, summary)
+	}
+	ready, summary, err := run(t, addr, "board", "--status", "not_ready", "--site", "rjz30")
+	if err != nil || !strings.Contains(summary, "2 referrals") || !strings.Contains(ready, "Jenkins, Arthur") {
+		t.Fatalf("filtered board: %v\n%s%s", err, ready, summary)
+	}
+
+	sub, _, err := run(t, addr, "submit", "-f", "../../examples/referral.json")
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	res := new(spav1.SubmitReferralResponse)
+	if err := protojson.Unmarshal([]byte(sub), res); err != nil || res.GetReferralId() == "" {
+		t.Fatalf("submit printed %s (%v)", sub, err)
+	}
+	out, _, err = run(t, addr, "get", "--min-seq", fmt.Sprint(res.GetSequence()), res.GetReferralId())
+	got := new(spav1.GetReferralResponse)
+	if err != nil || protojson.Unmarshal([]byte(out), got) != nil {
+		t.Fatalf("get: %v\n%s", err, out)
+	}
+	if got.GetReferral().GetDetails().GetPatient().GetFamilyName() != "Thompson" || got.GetHistory()[0].GetEnvelope().GetReferralSubmitted() == nil {
+		t.Fatalf("get printed %s", out)
+	}
+
+	_, _, err = run(t, addr, "submit", "-f", "../../examples/referral.json", "--request-id", "bad")
+	if err == nil || !strings.Contains(err.Error(), "InvalidArgument") || !strings.Contains(err.Error(), "request_id:") {
+		t.Fatalf("invalid submit: %v", err)
+	}
+	if _, _, err := run(t, addr, "get", "ref-aaaaaaaaaaaaaaaa"); err == nil || !strings.Contains(err.Error(), "NotFound") {
+		t.Fatalf("unknown referral: %v", err)
+	}
+	if _, _, err := run(t, addr, "board", "--status", "sleeping"); err == nil {
+		t.Fatal("unknown status accepted")
+	}
+	if _, _, err := run(t, addr, "frobnicate"); err == nil {
+		t.Fatal("unknown command accepted")
+	}
+}
