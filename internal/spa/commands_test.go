@@ -47,63 +47,81 @@ func submittedEvent(drd string, criteria ...Criterion) ReferralSubmitted {
 	return ReferralSubmitted{RequestID: requestID, Details: d, DischargeReadyDate: drd}
 }
 
-// check compares a decision with the expected event, or the expected error
-// kind and the exact list of violated fields.
-func check(t *testing.T, got Event, err error, want Event, wantKind Kind, wantFields []string) {
+// decideCase is one row of a decision table: given these events, this
+// command gives this event, or an error of this kind naming exactly these
+// fields.
+type decideCase[C any] struct {
+	name       string
+	given      []Event
+	cmd        C
+	want       Event
+	wantKind   Kind
+	wantFields []string
+}
+
+// runDecide runs a decision table against decide.
+func runDecide[C any](t *testing.T, cases []decideCase[C], decide func(Referral, C, time.Time) (Event, error)) {
 	t.Helper()
-	if wantKind != KindInternal {
-		if KindOf(err) != wantKind {
-			t.Fatalf("error = %v (kind %d), want kind %d", err, KindOf(err), wantKind)
-		}
-		var de *Error
-		errors.As(err, &de)
-		var fields []string
-		for _, v := range de.Violations {
-			fields = append(fields, v.Field)
-		}
-		if diff := cmp.Diff(wantFields, fields); diff != "" {
-			t.Fatalf("violated fields (-want +got):\n%s\nerror: %v", diff, err)
-		}
-		return
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := decide(Replay(history(tt.given...)), tt.cmd, now)
+			if tt.wantKind == KindInternal {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Fatalf("event (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if KindOf(err) != tt.wantKind {
+				t.Fatalf("error = %v (kind %d), want kind %d", err, KindOf(err), tt.wantKind)
+			}
+			var de *Error
+			errors.As(err, &de)
+			var fields []string
+			for _, v := range de.Violations {
+				fields = append(fields, v.Field)
+			}
+			if diff := cmp.Diff(tt.wantFields, fields); diff != "" {
+				t.Fatalf("violated fields (-want +got):\n%s\nerror: %v", diff, err)
+			}
+		})
 	}
-	if err != nil {
-		t.Fatalf("unexpected error: %v", err)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Fatalf("event (-want +got):\n%s", diff)
-	}
+}
+
+// submitting returns a normalised submission: the valid one, mutated.
+func submitting(mutate func(c *SubmitReferral)) SubmitReferral {
+	c := validSubmit()
+	mutate(&c)
+	c.Normalise()
+	return c
 }
 
 func TestDecideSubmit(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", 101)
-	tests := []struct {
-		name       string
-		given      []Event
-		mutate     func(c *SubmitReferral)
-		want       Event
-		wantKind   Kind
-		wantFields []string
-	}{
-		{name: "no criteria met and no date: discharge ready today", mutate: func(c *SubmitReferral) {},
+	tests := []decideCase[SubmitReferral]{
+		{name: "no criteria met and no date: discharge ready today", cmd: submitting(func(c *SubmitReferral) {}),
 			want: submittedEvent("2026-11-22")},
-		{name: "an earlier discharge ready date is kept", mutate: func(c *SubmitReferral) { c.Details.DischargeReadyDate = "2026-11-20" },
+		{name: "an earlier discharge ready date is kept", cmd: submitting(func(c *SubmitReferral) { c.Details.DischargeReadyDate = "2026-11-20" }),
 			want: func() Event { e := submittedEvent("2026-11-20"); e.Details.DischargeReadyDate = "2026-11-20"; return e }()},
-		{name: "criteria met: no discharge ready date", mutate: func(c *SubmitReferral) { c.Details.CriteriaMet = []Criterion{CriterionOxygen} },
+		{name: "criteria met: no discharge ready date", cmd: submitting(func(c *SubmitReferral) { c.Details.CriteriaMet = []Criterion{CriterionOxygen} }),
 			want: submittedEvent("", CriterionOxygen)},
-		{name: "input is normalised", mutate: func(c *SubmitReferral) {
+		{name: "input is normalised", cmd: submitting(func(c *SubmitReferral) {
 			c.Details.Patient.NHSNumber, c.Details.Patient.Postcode, c.Details.Episode.SiteODS = "943 476 5919", "br13jh", " rh802 "
-		}, want: submittedEvent("2026-11-22")},
+		}), want: submittedEvent("2026-11-22")},
 		{name: "retry with the same details appends nothing", given: []Event{submittedEvent("2026-11-22")},
-			mutate: func(c *SubmitReferral) {}, want: nil},
+			cmd: submitting(func(c *SubmitReferral) {}), want: nil},
 		{name: "retry with the same details differently written appends nothing", given: []Event{submittedEvent("2026-11-22")},
-			mutate: func(c *SubmitReferral) { c.Details.Patient.NHSNumber = "943 476 5919" }, want: nil},
+			cmd: submitting(func(c *SubmitReferral) { c.Details.Patient.NHSNumber = "943 476 5919" }), want: nil},
 		{name: "same request id, other details", given: []Event{submittedEvent("2026-11-22")},
-			mutate: func(c *SubmitReferral) { c.Details.Episode.Ward = "Elizabeth Ward" }, wantKind: KindAlreadyExists},
-		{name: "bad NHS number, future birth date and missing ward at once", mutate: func(c *SubmitReferral) {
+			cmd: submitting(func(c *SubmitReferral) { c.Details.Episode.Ward = "Elizabeth Ward" }), wantKind: KindAlreadyExists},
+		{name: "bad NHS number, future birth date and missing ward at once", cmd: submitting(func(c *SubmitReferral) {
 			c.Details.Patient.NHSNumber, c.Details.Patient.BirthDate, c.Details.Episode.Ward = "9434765918", "2027-01-01", ""
-		}, wantKind: KindInvalid, wantFields: []string{"referral.patient.nhs_number", "referral.patient.birth_date", "referral.episode.ward"}},
-		{name: "empty request", mutate: func(c *SubmitReferral) { *c = SubmitReferral{} }, wantKind: KindInvalid, wantFields: []string{
+		}), wantKind: KindInvalid, wantFields: []string{"referral.patient.nhs_number", "referral.patient.birth_date", "referral.episode.ward"}},
+		{name: "empty request", cmd: submitting(func(c *SubmitReferral) { *c = SubmitReferral{} }), wantKind: KindInvalid, wantFields: []string{
 			"request_id", "referral.patient.nhs_number", "referral.patient.given_name", "referral.patient.family_name",
 			"referral.patient.birth_date", "referral.patient.postcode", "referral.patient.borough", "referral.episode.site_ods",
 			"referral.episode.ward", "referral.episode.admission_date", "referral.admitted_from", "referral.needs.mobility",
@@ -172,25 +190,9 @@ func TestDecideSubmit(t *testing.T) {
 		{"referral.proposed_pathway", func(c *SubmitReferral) { c.Details.ProposedPathway = 6 }},
 	}
 	for _, r := range rules {
-		tests = append(tests, struct {
-			name       string
-			given      []Event
-			mutate     func(c *SubmitReferral)
-			want       Event
-			wantKind   Kind
-			wantFields []string
-		}{name: "invalid " + r.field, mutate: r.mutate, wantKind: KindInvalid, wantFields: []string{r.field}})
+		tests = append(tests, decideCase[SubmitReferral]{name: "invalid " + r.field, cmd: submitting(r.mutate), wantKind: KindInvalid, wantFields: []string{r.field}})
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			c := validSubmit()
-			tt.mutate(&c)
-			c.Normalise()
-			got, err := DecideSubmit(Replay(history(tt.given...)), c, now)
-			check(t, got, err, tt.want, tt.wantKind, tt.wantFields)
-		})
-	}
+	runDecide(t, tests, DecideSubmit)
 }
 
 func TestDecideRecordCriteria(t *testing.T) {
@@ -198,14 +200,7 @@ func TestDecideRecordCriteria(t *testing.T) {
 	notReady := submittedEvent("", CriterionOxygen)
 	ready := submittedEvent("2026-11-20")
 	withdrawn := ReferralWithdrawn{Reason: WithdrawalReasonDied}
-	tests := []struct {
-		name       string
-		given      []Event
-		cmd        RecordCriteriaToReside
-		want       Event
-		wantKind   Kind
-		wantFields []string
-	}{
+	tests := []decideCase[RecordCriteriaToReside]{
 		{name: "none met sets the discharge ready date", given: []Event{notReady},
 			cmd:  RecordCriteriaToReside{ReferralID: referralID, AssessedOn: "2026-11-21"},
 			want: CriteriaToResideRecorded{AssessedOn: "2026-11-21", DischargeReadyDate: "2026-11-21"}},
@@ -230,26 +225,13 @@ func TestDecideRecordCriteria(t *testing.T) {
 		{name: "missing fields", cmd: RecordCriteriaToReside{},
 			wantKind: KindInvalid, wantFields: []string{"referral_id", "assessed_on"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := DecideRecordCriteria(Replay(history(tt.given...)), tt.cmd, now)
-			check(t, got, err, tt.want, tt.wantKind, tt.wantFields)
-		})
-	}
+	runDecide(t, tests, DecideRecordCriteria)
 }
 
 func TestDecideRecordTest(t *testing.T) {
 	t.Parallel()
 	taken := time.Date(2026, 11, 22, 7, 30, 0, 0, time.FixedZone("BST", 3600))
-	tests := []struct {
-		name       string
-		given      []Event
-		cmd        RecordInfectionTest
-		want       Event
-		wantKind   Kind
-		wantFields []string
-	}{
+	tests := []decideCase[RecordInfectionTest]{
 		{name: "recorded in UTC", given: []Event{submittedEvent("2026-11-20")},
 			cmd:  RecordInfectionTest{ReferralID: referralID, Test: InfectionTest{Type: TestTypePCR, TakenAt: taken, Result: TestResultPositive}},
 			want: InfectionTestRecorded{Test: InfectionTest{Type: TestTypePCR, TakenAt: taken.UTC(), Result: TestResultPositive}}},
@@ -262,26 +244,13 @@ func TestDecideRecordTest(t *testing.T) {
 			cmd:      RecordInfectionTest{ReferralID: referralID, Test: InfectionTest{Type: TestTypePCR, TakenAt: time.Date(2018, 1, 1, 0, 0, 0, 0, time.UTC), Result: TestResultNegative}},
 			wantKind: KindInvalid, wantFields: []string{"test.taken_at"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := DecideRecordTest(Replay(history(tt.given...)), tt.cmd, now)
-			check(t, got, err, tt.want, tt.wantKind, tt.wantFields)
-		})
-	}
+	runDecide(t, tests, DecideRecordTest)
 }
 
 func TestDecideWithdraw(t *testing.T) {
 	t.Parallel()
 	ready := submittedEvent("2026-11-20")
-	tests := []struct {
-		name       string
-		given      []Event
-		cmd        WithdrawReferral
-		want       Event
-		wantKind   Kind
-		wantFields []string
-	}{
+	tests := []decideCase[WithdrawReferral]{
 		{name: "withdrawn", given: []Event{ready}, cmd: WithdrawReferral{ReferralID: referralID, Reason: WithdrawalReasonDeteriorated, Note: "back to ITU"},
 			want: ReferralWithdrawn{Reason: WithdrawalReasonDeteriorated, Note: "back to ITU"}},
 		{name: "twice", given: []Event{ready, ReferralWithdrawn{Reason: WithdrawalReasonDied}},
@@ -291,13 +260,7 @@ func TestDecideWithdraw(t *testing.T) {
 			cmd:      WithdrawReferral{ReferralID: referralID, Note: strings.Repeat("n", 1001)},
 			wantKind: KindInvalid, wantFields: []string{"reason", "note"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := DecideWithdraw(Replay(history(tt.given...)), tt.cmd, now)
-			check(t, got, err, tt.want, tt.wantKind, tt.wantFields)
-		})
-	}
+	runDecide(t, tests, DecideWithdraw)
 }
 
 func TestApply(t *testing.T) {
