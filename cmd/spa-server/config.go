@@ -55,6 +55,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	if c.NATSURL != "" && (c.NATSListen != "" || c.NoSync) {
 		errs = append(errs, errors.New("--nats-listen and --no-sync apply to the embedded server only; configure an external server in its own config"))
 	}
+	if c.NATSURL == "" && !c.Worker && c.NATSListen == "" {
+		errs = append(errs, errors.New("--worker=false with the embedded server needs --nats-listen, or no worker could ever answer queries"))
+	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: must be 1-5", c.Replicas))
 	}

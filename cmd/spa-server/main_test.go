@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -289,6 +291,11 @@ func TestInvalidInput(t *testing.T) {
 			_, err := s.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: "spa.referral.>"})
 			return err
 		}, []string{"referral_id"}},
+		{"metadata: bad actor", func() error {
+			mctx := metadata.AppendToOutgoingContext(ctx, "spa-actor-ods", "not an ods", "spa-actor-user", strings.Repeat("u", 65))
+			_, err := s.client.WithdrawReferral(mctx, &spav1.WithdrawReferralRequest{ReferralId: ok.GetReferralId(), Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DIED})
+			return err
+		}, []string{"metadata.spa-actor-ods", "metadata.spa-actor-user"}},
 		{"board: bad filters", func() error {
 			_, err := s.client.ListReferrals(ctx, &spav1.ListReferralsRequest{Status: 42, SiteOds: "rh 802", PageSize: 501, PageToken: "x"})
 			return err
@@ -371,7 +378,7 @@ func TestHealthReflectionAndShutdown(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"SPA_LISTEN": "127.0.0.1:6000", "SPA_WORKER": "false"}
+	env := map[string]string{"SPA_LISTEN": "127.0.0.1:6000", "SPA_WORKER": "false", "SPA_NATS_URL": "nats://127.0.0.1:4222"}
 	c, err := parseConfig([]string{"--data-dir", "x"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil || c.Listen != "127.0.0.1:6000" || c.Worker || c.DataDir != "x" {
 		t.Fatalf("env fallbacks: %+v, %v", c, err)
@@ -385,6 +392,7 @@ func TestConfigErrors(t *testing.T) {
 		{"--replicas", "0"},
 		{"--nats-url", "nats://127.0.0.1:4222", "--no-sync"},
 		{"--data-dir", ""},
+		{"--worker=false"},
 		{"stray"},
 	} {
 		if _, err := parseConfig(args, func(string) string { return "" }, io.Discard); err == nil {

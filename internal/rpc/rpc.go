@@ -6,6 +6,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -44,9 +45,9 @@ func meta(ctx context.Context) (app.Meta, error) {
 	if m.Actor.ODS != "" && !spa.IsODSCode(m.Actor.ODS) {
 		vs = append(vs, spa.Violation{Field: "metadata." + MetadataActorODS, Description: "must be an ODS code: 1-9 upper-case letters or digits"})
 	}
-	for k, v := range map[string]string{MetadataActorRole: m.Actor.Role, MetadataActorUser: m.Actor.User, MetadataCorrelationID: m.CorrelationID} {
-		if len(v) > spa.MaxShortTextLen {
-			vs = append(vs, spa.Violation{Field: "metadata." + k, Description: "must be at most 64 characters"})
+	for _, kv := range [][2]string{{MetadataActorRole, m.Actor.Role}, {MetadataActorUser, m.Actor.User}, {MetadataCorrelationID, m.CorrelationID}} {
+		if len(kv[1]) > spa.MaxShortTextLen {
+			vs = append(vs, spa.Violation{Field: "metadata." + kv[0], Description: fmt.Sprintf("must be at most %d bytes", spa.MaxShortTextLen)})
 		}
 	}
 	if len(vs) > 0 {
