@@ -287,6 +287,10 @@ func TestInvalidInput(t *testing.T) {
 			_, err := s.client.WithdrawReferral(ctx, &spav1.WithdrawReferralRequest{ReferralId: "ref-nope"})
 			return err
 		}, []string{"referral_id", "reason"}},
+		{"withdraw: a wildcard for an id", func() error {
+			_, err := s.client.WithdrawReferral(ctx, &spav1.WithdrawReferralRequest{ReferralId: "*", Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DIED})
+			return err
+		}, []string{"referral_id"}},
 		{"get: bad id", func() error {
 			_, err := s.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: "spa.referral.>"})
 			return err

@@ -67,9 +67,12 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	}
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)))
 	spav1.RegisterReferralServiceServer(srv, rpc.NewReferrals(application))
+	spav1.RegisterProviderServiceServer(srv, rpc.NewProviders(application))
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	healthSrv.SetServingStatus(spav1.ReferralService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	for _, name := range services {
+		healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	healthpb.RegisterHealthServer(srv, healthSrv)
 	if cfg.Reflection {
 		reflection.Register(srv)
@@ -112,6 +115,12 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	return err
 }
 
+// services are the API's services, each with a health status.
+var services = []string{
+	spav1.ReferralService_ServiceDesc.ServiceName,
+	spav1.ProviderService_ServiceDesc.ServiceName,
+}
+
 // gracefulStop lets in-flight calls finish, up to grace, then cuts them.
 func gracefulStop(srv *grpc.Server, grace time.Duration) {
 	done := make(chan struct{})
@@ -145,7 +154,9 @@ func watchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, store *j
 				interval = 2 * time.Second
 			}
 			hs.SetServingStatus("", st)
-			hs.SetServingStatus(spav1.ReferralService_ServiceDesc.ServiceName, st)
+			for _, name := range services {
+				hs.SetServingStatus(name, st)
+			}
 			log.Info("health", "status", st.String(), "store_err", serr, "read_model_err", rerr)
 			serving = ok
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"time"
 
 	spav1 "spa/internal/gen/spa/v1"
@@ -16,11 +17,11 @@ import (
 
 // Store is the event log, as the application needs it.
 type Store interface {
-	// Load returns a referral's events, oldest first, and the sequence of
+	// Load returns an aggregate's events, oldest first, and the sequence of
 	// the last one (0 when there are none).
-	Load(ctx context.Context, referralID string) ([]spa.Record, uint64, error)
-	// Append stores rec if the referral's last event is still expectedLast,
-	// returning its sequence; otherwise an error wrapping
+	Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.Record, uint64, error)
+	// Append stores rec if its aggregate's last event is still
+	// expectedLast, returning its sequence; otherwise an error wrapping
 	// spa.ErrConcurrentChange.
 	Append(ctx context.Context, rec spa.Record, expectedLast uint64) (uint64, error)
 }
@@ -32,6 +33,7 @@ type Store interface {
 type ReadModel interface {
 	GetReferral(ctx context.Context, req *spav1.GetReferralRequest) (*spav1.GetReferralResponse, error)
 	ListReferrals(ctx context.Context, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error)
+	ListProviders(ctx context.Context, req *spav1.ListProvidersRequest) (*spav1.ListProvidersResponse, error)
 }
 
 // Meta is who sent a command and the piece of work it belongs to.
@@ -67,34 +69,46 @@ func New(store Store, reads ReadModel, opts ...Option) *App {
 	return a
 }
 
-// decideFunc decides a command against a referral's current state; a nil
-// event with a nil error means there is nothing to append.
-type decideFunc func(r spa.Referral, now time.Time) (spa.Event, error)
+// state is an aggregate's state, rebuilt by applying its records.
+type state[S any] interface {
+	*S
+	Apply(spa.Record)
+}
 
-// update loads a referral, decides, and appends the event guarded by the
+// update loads an aggregate, decides, and appends the event guarded by the
 // sequence it decided on. A lost race is decided again on the new state, up
 // to maxAttempts times, then answered with spa.ErrConcurrentChange. It
 // returns the state after the event and the event's sequence (0 when
-// nothing was appended).
+// decide returned no event: nothing to append).
 //
-// With assumeNew the first attempt decides on an empty referral without
-// loading it: right for a new submission, and a referral that exists after
-// all makes the append fail as a lost race, which loads it.
-func (a *App) update(ctx context.Context, meta Meta, id, causationID string, assumeNew bool, decide decideFunc) (spa.Referral, uint64, error) {
+// With assumeNew the first attempt decides on an empty aggregate without
+// loading it: right for a new submission, and one that exists after all
+// makes the append fail as a lost race, which loads it.
+func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.Aggregate, id, causationID string, assumeNew bool,
+	decide func(s S, now time.Time) (spa.Event, error)) (S, uint64, error) {
+	// An id that is not one never reaches the store (it could be a
+	// wildcard subject); decide then reports it as a field violation.
+	valid := spa.ValidAggregateID(agg, id)
 	for attempt := 1; ; attempt++ {
-		var recs []spa.Record
+		var s S
 		var last uint64
-		if !assumeNew || attempt > 1 {
-			var err error
-			if recs, last, err = a.store.Load(ctx, id); err != nil {
-				return spa.Referral{}, 0, err
+		if valid && (!assumeNew || attempt > 1) {
+			recs, l, err := a.store.Load(ctx, agg, id)
+			if err != nil {
+				return s, 0, err
 			}
+			for _, rec := range recs {
+				P(&s).Apply(rec)
+			}
+			last = l
 		}
-		r := spa.Replay(recs)
 		now := a.now()
-		ev, err := decide(r, now)
+		ev, err := decide(s, now)
 		if err != nil || ev == nil {
-			return r, 0, err
+			return s, 0, err
+		}
+		if !valid {
+			return s, 0, fmt.Errorf("app: decided %s for the invalid %s id %q", spa.EventName(ev), agg, id)
 		}
 		rec := spa.Record{
 			EventID:       rand.Text(),
@@ -111,10 +125,10 @@ func (a *App) update(ctx context.Context, meta Meta, id, causationID string, ass
 			continue
 		}
 		if err != nil {
-			return r, 0, err
+			return s, 0, err
 		}
 		rec.Sequence = seq
-		r.Apply(rec)
-		return r, seq, nil
+		P(&s).Apply(rec)
+		return s, seq, nil
 	}
 }

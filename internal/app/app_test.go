@@ -22,10 +22,10 @@ type memStore struct {
 	appends  int
 }
 
-func (m *memStore) Load(_ context.Context, id string) ([]spa.Record, uint64, error) {
+func (m *memStore) Load(_ context.Context, agg spa.Aggregate, id string) ([]spa.Record, uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	recs := append([]spa.Record(nil), m.recs[id]...)
+	recs := append([]spa.Record(nil), m.recs[string(agg)+"."+id]...)
 	if len(recs) == 0 {
 		return nil, 0, nil
 	}
@@ -40,7 +40,8 @@ func (m *memStore) Append(_ context.Context, rec spa.Record, expected uint64) (u
 		m.conflict--
 		return 0, spa.ErrConcurrentChange
 	}
-	recs := m.recs[rec.AggregateID]
+	key := string(spa.AggregateOf(rec.Event)) + "." + rec.AggregateID
+	recs := m.recs[key]
 	var last uint64
 	if len(recs) > 0 {
 		last = recs[len(recs)-1].Sequence
@@ -50,7 +51,7 @@ func (m *memStore) Append(_ context.Context, rec spa.Record, expected uint64) (u
 	}
 	m.seq++
 	rec.Sequence = m.seq
-	m.recs[rec.AggregateID] = append(recs, rec)
+	m.recs[key] = append(recs, rec)
 	return m.seq, nil
 }
 
@@ -95,7 +96,7 @@ func TestLostRacesAreRetriedThenAborted(t *testing.T) {
 			if want := min(tt.conflicts+1, 5); store.appends != want {
 				t.Errorf("%d append attempts, want %d", store.appends, want)
 			}
-			recs, _, _ := store.Load(ctx, sub.ReferralID)
+			recs, _, _ := store.Load(ctx, spa.AggregateReferral, sub.ReferralID)
 			wantEvents := 2
 			if tt.wantKind == spa.KindAborted {
 				wantEvents = 1
@@ -145,7 +146,7 @@ func TestSubmitRetryAppendsNothing(t *testing.T) {
 			if _, err := a.SubmitReferral(ctx, app.Meta{}, c); spa.KindOf(err) != spa.KindAlreadyExists {
 				t.Fatalf("other details: %v", err)
 			}
-			recs, last, err := store.Load(ctx, first.ReferralID)
+			recs, last, err := store.Load(ctx, spa.AggregateReferral, first.ReferralID)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,7 +10,7 @@ import (
 // RecordInfectionTest records a test result and returns the event's
 // sequence.
 func (a *App) RecordInfectionTest(ctx context.Context, meta Meta, c spa.RecordInfectionTest) (uint64, error) {
-	_, seq, err := a.update(ctx, meta, c.ReferralID, "", false, func(r spa.Referral, now time.Time) (spa.Event, error) {
+	_, seq, err := update(ctx, a, meta, spa.AggregateReferral, c.ReferralID, "", false, func(r spa.Referral, now time.Time) (spa.Event, error) {
 		return spa.DecideRecordTest(r, c, now)
 	})
 	return seq, err

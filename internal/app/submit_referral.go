@@ -23,7 +23,7 @@ type Submitted struct {
 func (a *App) SubmitReferral(ctx context.Context, meta Meta, c spa.SubmitReferral) (Submitted, error) {
 	c.Normalise()
 	id := spa.ReferralIDFor(c.RequestID)
-	r, seq, err := a.update(ctx, meta, id, c.RequestID, true, func(r spa.Referral, now time.Time) (spa.Event, error) {
+	r, seq, err := update(ctx, a, meta, spa.AggregateReferral, id, c.RequestID, true, func(r spa.Referral, now time.Time) (spa.Event, error) {
 		return spa.DecideSubmit(r, c, now)
 	})
 	if err != nil {

@@ -30,8 +30,9 @@ var (
 	bucketReferrals = []byte("referrals")
 	bucketHistory   = []byte("history")
 	bucketBoard     = []byte("board")
+	bucketProviders = []byte("providers")
 	keyApplied      = []byte("applied")
-	allBuckets      = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketReferrals}
+	allBuckets      = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketProviders, bucketReferrals}
 )
 
 // Entry is one event to apply: the decoded record and its stored bytes.
@@ -126,10 +127,36 @@ func orZero(v []byte) []byte {
 }
 
 func applyOne(tx *bbolt.Tx, e Entry) error {
-	id := e.Record.AggregateID
-	if id == "" {
+	if e.Record.AggregateID == "" {
 		return nil
 	}
+	switch spa.AggregateOf(e.Record.Event) {
+	case spa.AggregateReferral:
+		return applyReferral(tx, e)
+	case spa.AggregateProvider:
+		return applyProvider(tx, e.Record)
+	}
+	return nil
+}
+
+func applyProvider(tx *bbolt.Tx, rec spa.Record) error {
+	b := tx.Bucket(bucketProviders)
+	var p spa.Provider
+	if v := b.Get([]byte(rec.AggregateID)); v != nil {
+		if err := json.Unmarshal(v, &p); err != nil {
+			return err
+		}
+	}
+	p.Apply(rec)
+	v, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(rec.AggregateID), v)
+}
+
+func applyReferral(tx *bbolt.Tx, e Entry) error {
+	id := e.Record.AggregateID
 	refs := tx.Bucket(bucketReferrals)
 	var r spa.Referral
 	if v := refs.Get([]byte(id)); v != nil {
@@ -241,6 +268,30 @@ func (m *Model) List(f Filter, after uint64, limit int) (rows []spa.Referral, ne
 		return nil
 	})
 	return rows, next, err
+}
+
+// ProviderFilter selects providers; zero fields match everything.
+type ProviderFilter struct {
+	Borough string
+	Service spa.Service
+}
+
+// Providers returns the providers matching f, by ODS code.
+func (m *Model) Providers(f ProviderFilter) ([]spa.Provider, error) {
+	var out []spa.Provider
+	err := m.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketProviders).ForEach(func(_, v []byte) error {
+			var p spa.Provider
+			if err := json.Unmarshal(v, &p); err != nil {
+				return err
+			}
+			if (f.Borough == "" || p.Details.Serves(f.Borough)) && (f.Service == 0 || p.Details.Offers(f.Service)) {
+				out = append(out, p)
+			}
+			return nil
+		})
+	})
+	return out, err
 }
 
 // Digest returns a SHA-256 over every bucket's keys and values, in order,

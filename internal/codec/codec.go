@@ -49,6 +49,14 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		env.Payload = &spav1.Envelope_ReferralWithdrawn{ReferralWithdrawn: &spav1.ReferralWithdrawn{
 			Reason: spav1.WithdrawalReason(e.Reason), Note: e.Note,
 		}}
+	case spa.ProviderRegistered:
+		env.Payload = &spav1.Envelope_ProviderRegistered{ProviderRegistered: &spav1.ProviderRegistered{
+			Details: ProviderDetailsToProto(e.Details),
+		}}
+	case spa.CapacityUpdated:
+		env.Payload = &spav1.Envelope_CapacityUpdated{CapacityUpdated: &spav1.CapacityUpdated{
+			Capacity: capacitiesToProto(e.Capacity),
+		}}
 	default:
 		return nil, fmt.Errorf("codec: unknown event type %T", rec.Event)
 	}
@@ -104,6 +112,10 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 	case *spav1.Envelope_ReferralWithdrawn:
 		e := p.ReferralWithdrawn
 		rec.Event = spa.ReferralWithdrawn{Reason: spa.WithdrawalReason(e.GetReason()), Note: e.GetNote()}
+	case *spav1.Envelope_ProviderRegistered:
+		rec.Event = spa.ProviderRegistered{Details: ProviderDetailsFromProto(p.ProviderRegistered.GetDetails())}
+	case *spav1.Envelope_CapacityUpdated:
+		rec.Event = spa.CapacityUpdated{Capacity: CapacitiesFromProto(p.CapacityUpdated.GetCapacity())}
 	default:
 		return spa.Record{}, fmt.Errorf("codec: event %d (%s) has a payload this version does not know", seq, env.GetEventId())
 	}
@@ -274,4 +286,50 @@ func ListQueryFromProto(req *spav1.ListReferralsRequest) spa.ListQuery {
 		PageSize:  req.GetPageSize(),
 		PageToken: req.GetPageToken(),
 	}
+}
+
+// ProviderDetailsFromProto converts a provider registration.
+func ProviderDetailsFromProto(d *spav1.ProviderDetails) spa.ProviderDetails {
+	out := spa.ProviderDetails{
+		ODS: d.GetOds(), Name: d.GetName(), Boroughs: nilIfEmpty(d.GetBoroughs()),
+		TrustedAssessor: d.GetTrustedAssessor(), AcceptsInfectionPositive: d.GetAcceptsInfectionPositive(),
+	}
+	for _, s := range d.GetServices() {
+		out.Services = append(out.Services, spa.Service(s))
+	}
+	return out
+}
+
+// ProviderDetailsToProto converts a provider registration.
+func ProviderDetailsToProto(d spa.ProviderDetails) *spav1.ProviderDetails {
+	out := &spav1.ProviderDetails{
+		Ods: d.ODS, Name: d.Name, Boroughs: d.Boroughs,
+		TrustedAssessor: d.TrustedAssessor, AcceptsInfectionPositive: d.AcceptsInfectionPositive,
+	}
+	for _, s := range d.Services {
+		out.Services = append(out.Services, spav1.Service(s))
+	}
+	return out
+}
+
+// CapacitiesFromProto converts capacity counts; empty gives nil.
+func CapacitiesFromProto(cs []*spav1.Capacity) []spa.Capacity {
+	var out []spa.Capacity
+	for _, c := range cs {
+		out = append(out, spa.Capacity{Service: spa.Service(c.GetService()), Available: c.GetAvailableUnits(), Open: c.GetOpen(), AsOf: timeOf(c.GetAsOf())})
+	}
+	return out
+}
+
+func capacitiesToProto(cs []spa.Capacity) []*spav1.Capacity {
+	var out []*spav1.Capacity
+	for _, c := range cs {
+		out = append(out, &spav1.Capacity{Service: spav1.Service(c.Service), AvailableUnits: c.Available, Open: c.Open, AsOf: timestamp(c.AsOf)})
+	}
+	return out
+}
+
+// ProviderToProto converts a provider's state for the API.
+func ProviderToProto(p spa.Provider) *spav1.Provider {
+	return &spav1.Provider{Details: ProviderDetailsToProto(p.Details), Capacity: capacitiesToProto(p.Capacity), Version: p.Version}
 }

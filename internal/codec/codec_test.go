@@ -51,6 +51,9 @@ func TestRecordRoundTrip(t *testing.T) {
 		spa.CriteriaToResideRecorded{AssessedOn: "2026-11-22", DischargeReadyDate: "2026-11-22"},
 		spa.InfectionTestRecorded{Test: spa.InfectionTest{Type: spa.TestTypePCR, TakenAt: at, Result: spa.TestResultNegative}},
 		spa.ReferralWithdrawn{Reason: spa.WithdrawalReasonDied, Note: "peacefully"},
+		spa.ProviderRegistered{Details: spa.ProviderDetails{ODS: "VLAXL", Name: "Elmwood Care Home", Boroughs: []string{"Bexley", "Bromley"},
+			Services: []spa.Service{spa.ServiceDesignatedStepDownBed, spa.ServiceCareHomeBed}, TrustedAssessor: true, AcceptsInfectionPositive: true}},
+		spa.CapacityUpdated{Capacity: []spa.Capacity{{Service: spa.ServiceCareHomeBed, Available: 3, Open: true, AsOf: at}, {Service: spa.ServiceHospiceBed, AsOf: at}}},
 	}
 	for _, e := range events {
 		rec := base

@@ -20,15 +20,18 @@ import (
 
 // Stream and subject names. Persisted: never rename.
 const (
-	StreamName      = "SPA_EVENTS"
-	ReferralSubject = "spa.referral."
+	StreamName = "SPA_EVENTS"
 	// HeaderEventType carries the event's type name so that readers can
 	// filter without decoding the payload.
 	HeaderEventType = "Spa-Event-Type"
 )
 
-// Subjects lists the subjects the event stream captures.
-var Subjects = []string{ReferralSubject + "*"}
+// Subjects lists the subjects the event stream captures: one per aggregate,
+// spa.<aggregate>.<id>.
+var Subjects = []string{
+	SubjectOf(spa.AggregateReferral, "*"),
+	SubjectOf(spa.AggregateProvider, "*"),
+}
 
 // Config configures the event stream.
 type Config struct {
@@ -80,13 +83,13 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 // Stream returns the event stream, for consumers.
 func (s *Store) Stream() jetstream.Stream { return s.stream }
 
-// SubjectOf returns the subject of a referral's events.
-func SubjectOf(referralID string) string { return ReferralSubject + referralID }
+// SubjectOf returns the subject of an aggregate's events.
+func SubjectOf(agg spa.Aggregate, id string) string { return "spa." + string(agg) + "." + id }
 
-// Load returns every event of a referral, oldest first, and the sequence of
-// the last one (0 when the referral has none).
-func (s *Store) Load(ctx context.Context, referralID string) ([]spa.Record, uint64, error) {
-	subject := SubjectOf(referralID)
+// Load returns every event of an aggregate, oldest first, and the sequence
+// of the last one (0 when it has none).
+func (s *Store) Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.Record, uint64, error) {
+	subject := SubjectOf(agg, id)
 	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, 0, nil
@@ -121,7 +124,7 @@ func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64)
 	if err != nil {
 		return 0, err
 	}
-	msg := nats.NewMsg(SubjectOf(rec.AggregateID))
+	msg := nats.NewMsg(SubjectOf(spa.AggregateOf(rec.Event), rec.AggregateID))
 	msg.Data = data
 	msg.Header.Set(HeaderEventType, spa.EventName(rec.Event))
 	ack, err := s.js.PublishMsg(ctx, msg,

@@ -42,7 +42,7 @@ func TestAppendLoad(t *testing.T) {
 	ctx := context.Background()
 	a, b := spa.ReferralIDFor("request-aaaa"), spa.ReferralIDFor("request-bbbb")
 
-	recs, last, err := store.Load(ctx, a)
+	recs, last, err := store.Load(ctx, spa.AggregateReferral, a)
 	if err != nil || len(recs) != 0 || last != 0 {
 		t.Fatalf("empty load = %v, %d, %v", recs, last, err)
 	}
@@ -62,7 +62,7 @@ func TestAppendLoad(t *testing.T) {
 		}
 		want[i].Sequence, expected = seq, seq
 	}
-	got, last, err := store.Load(ctx, a)
+	got, last, err := store.Load(ctx, spa.AggregateReferral, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestStreamDeniesDeleteAndPurge(t *testing.T) {
 	if n, _ := store.LastSequence(ctx); n != seq {
 		t.Fatalf("last sequence %d, want %d", n, seq)
 	}
-	if recs, _, err := store.Load(ctx, id); err != nil || len(recs) != 1 {
+	if recs, _, err := store.Load(ctx, spa.AggregateReferral, id); err != nil || len(recs) != 1 {
 		t.Fatalf("after delete and purge attempts: %d events, %v", len(recs), err)
 	}
 }

@@ -96,7 +96,7 @@ func DecideSubmit(r Referral, c SubmitReferral, now time.Time) (Event, error) {
 		return nil, err
 	}
 	if r.Exists() {
-		if r.RequestID == c.RequestID && sameDetails(r.Details, c.Details) {
+		if r.RequestID == c.RequestID && sameJSON(r.Details, c.Details) {
 			return nil, nil
 		}
 		return nil, Errorf(KindAlreadyExists, "request_id %q was already used for referral %s with different details", c.RequestID, r.ID)
@@ -248,11 +248,7 @@ func validateDetails(vs *violations, prefix string, d Details, today string, now
 	}
 
 	ep := prefix + "episode."
-	if e.SiteODS == "" {
-		vs.add(ep+"site_ods", "is required")
-	} else if !IsODSCode(e.SiteODS) {
-		vs.add(ep+"site_ods", "must be an ODS code: 1-9 upper-case letters or digits")
-	}
+	checkODS(vs, ep+"site_ods", e.SiteODS)
 	checkText(vs, ep+"ward", e.Ward, true, MaxShortTextLen)
 	admitted := checkDate(vs, ep+"admission_date", e.AdmissionDate, true, today)
 	if !admitted.IsZero() && !birth.IsZero() && admitted.Before(birth) {
@@ -312,9 +308,9 @@ func validateDetails(vs *violations, prefix string, d Details, today string, now
 	checkEnum(vs, prefix+"proposed_pathway", d.ProposedPathway, pathwayEnd, false)
 }
 
-// sameDetails compares two normalised submissions by their canonical JSON,
-// which both sides compute with the same code.
-func sameDetails(a, b Details) bool {
+// sameJSON compares two normalised values by their canonical JSON, which
+// both sides compute with the same code.
+func sameJSON(a, b any) bool {
 	ja, errA := json.Marshal(a)
 	jb, errB := json.Marshal(b)
 	return errA == nil && errB == nil && string(ja) == string(jb)

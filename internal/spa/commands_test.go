@@ -59,13 +59,21 @@ type decideCase[C any] struct {
 	wantFields []string
 }
 
-// runDecide runs a decision table against decide.
-func runDecide[C any](t *testing.T, cases []decideCase[C], decide func(Referral, C, time.Time) (Event, error)) {
+// runDecide runs a decision table against decide, on the state S that the
+// given events build.
+func runDecide[S any, P interface {
+	*S
+	Apply(Record)
+}, C any](t *testing.T, cases []decideCase[C], decide func(S, C, time.Time) (Event, error)) {
 	t.Helper()
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := decide(Replay(history(tt.given...)), tt.cmd, now)
+			var state S
+			for _, rec := range history(tt.given...) {
+				P(&state).Apply(rec)
+			}
+			got, err := decide(state, tt.cmd, now)
 			if tt.wantKind == KindInternal {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)

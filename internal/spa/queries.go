@@ -57,3 +57,11 @@ func PageToken(next uint64) string {
 	}
 	return strconv.FormatUint(next, 10)
 }
+
+// ValidateProviderQuery checks a provider directory query.
+func ValidateProviderQuery(borough string, service Service) error {
+	var vs violations
+	checkText(&vs, "borough", borough, false, MaxShortTextLen)
+	checkEnum(&vs, "service", service, serviceEnd, false)
+	return vs.err()
+}

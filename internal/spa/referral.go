@@ -204,9 +204,37 @@ type Details struct {
 	ProposedPathway    Pathway
 }
 
-// Event is a fact about a referral. The concrete types are the *Referral*
-// event structs below; each maps to one persisted protobuf message.
-type Event interface{ eventName() string }
+// Event is a fact. Each concrete type maps to one persisted protobuf
+// message and belongs to one kind of aggregate.
+type Event interface {
+	eventName() string
+	aggregate() Aggregate
+}
+
+// Aggregate is a kind of aggregate; each has its own subjects
+// (spa.<aggregate>.<id>).
+type Aggregate string
+
+// The aggregates.
+const (
+	AggregateReferral Aggregate = "referral"
+	AggregateProvider Aggregate = "provider"
+)
+
+// ValidAggregateID reports whether id is a well-formed id of an aggregate
+// of kind agg: a referral id, or a provider's ODS code.
+func ValidAggregateID(agg Aggregate, id string) bool {
+	switch agg {
+	case AggregateReferral:
+		return IsReferralID(id)
+	case AggregateProvider:
+		return IsODSCode(id)
+	}
+	return false
+}
+
+// AggregateOf returns the kind of aggregate an event belongs to.
+func AggregateOf(e Event) Aggregate { return e.aggregate() }
 
 // ReferralSubmitted: a discharge team referred a patient.
 type ReferralSubmitted struct {
@@ -237,6 +265,11 @@ func (ReferralSubmitted) eventName() string        { return "ReferralSubmitted" 
 func (CriteriaToResideRecorded) eventName() string { return "CriteriaToResideRecorded" }
 func (InfectionTestRecorded) eventName() string    { return "InfectionTestRecorded" }
 func (ReferralWithdrawn) eventName() string        { return "ReferralWithdrawn" }
+
+func (ReferralSubmitted) aggregate() Aggregate        { return AggregateReferral }
+func (CriteriaToResideRecorded) aggregate() Aggregate { return AggregateReferral }
+func (InfectionTestRecorded) aggregate() Aggregate    { return AggregateReferral }
+func (ReferralWithdrawn) aggregate() Aggregate        { return AggregateReferral }
 
 // EventName returns the persisted name of an event's type.
 func EventName(e Event) string { return e.eventName() }

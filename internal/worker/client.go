@@ -39,6 +39,12 @@ func (c *Client) ListReferrals(ctx context.Context, req *spav1.ListReferralsRequ
 	return out, c.call(ctx, SubjectList, req, out)
 }
 
+// ListProviders asks a read model for providers and their capacity.
+func (c *Client) ListProviders(ctx context.Context, req *spav1.ListProvidersRequest) (*spav1.ListProvidersResponse, error) {
+	out := new(spav1.ListProvidersResponse)
+	return out, c.call(ctx, SubjectProviders, req, out)
+}
+
 // Status asks one read model for its applied sequence.
 func (c *Client) Status(ctx context.Context) (Status, error) { return c.callJSON(ctx, SubjectStatus) }
 

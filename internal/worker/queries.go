@@ -24,12 +24,13 @@ import (
 // API's protobuf messages; errors use the micro error headers with the codes
 // below.
 const (
-	ServiceName     = "spa-readmodel"
-	SubjectGet      = "spa.readmodel.referral.get"
-	SubjectList     = "spa.readmodel.referral.list"
-	SubjectStatus   = "spa.readmodel.status"
-	SubjectDigest   = "spa.readmodel.digest"
-	headerWaitUntil = "Spa-Wait-Until"
+	ServiceName      = "spa-readmodel"
+	SubjectGet       = "spa.readmodel.referral.get"
+	SubjectList      = "spa.readmodel.referral.list"
+	SubjectProviders = "spa.readmodel.provider.list"
+	SubjectStatus    = "spa.readmodel.status"
+	SubjectDigest    = "spa.readmodel.digest"
+	headerWaitUntil  = "Spa-Wait-Until"
 
 	codeInvalid  = "400"
 	codeNotFound = "404"
@@ -73,6 +74,7 @@ func serveQueries(nc *nats.Conn, model *bolt.Model, version string) (stop func()
 	}{
 		{"get", SubjectGet, q.get},
 		{"list", SubjectList, q.list},
+		{"providers", SubjectProviders, q.providers},
 		{"status", SubjectStatus, q.status},
 		{"digest", SubjectDigest, q.digest},
 	}
@@ -174,6 +176,29 @@ func (q *queryService) list(req micro.Request) {
 	out := &spav1.ListReferralsResponse{NextPageToken: spa.PageToken(next), Sequence: applied}
 	for _, r := range rows {
 		out.Referrals = append(out.Referrals, codec.SummaryToProto(r))
+	}
+	respond(req, out)
+}
+
+func (q *queryService) providers(req micro.Request) {
+	in := new(spav1.ListProvidersRequest)
+	if err := proto.Unmarshal(req.Data(), in); err != nil {
+		req.Error(codeInvalid, "malformed request", nil)
+		return
+	}
+	if err := q.waitFor(req, in.GetMinSequence()); err != nil {
+		req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
+		return
+	}
+	applied := q.model.Applied()
+	ps, err := q.model.Providers(bolt.ProviderFilter{Borough: in.GetBorough(), Service: spa.Service(in.GetService())})
+	if err != nil {
+		req.Error(codeInternal, "read model failure", nil)
+		return
+	}
+	out := &spav1.ListProvidersResponse{Sequence: applied}
+	for _, p := range ps {
+		out.Providers = append(out.Providers, codec.ProviderToProto(p))
 	}
 	respond(req, out)
 }

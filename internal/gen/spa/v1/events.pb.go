@@ -93,7 +93,8 @@ type Envelope struct {
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	// Version of the payload's shape; 1 for every payload so far.
 	SchemaVersion int32 `protobuf:"varint,2,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
-	// Id of the aggregate (referral id) whose subject holds the event.
+	// Id of the aggregate whose subject holds the event: a referral id
+	// (spa.referral.<id>) or a provider's ODS code (spa.provider.<ods>).
 	AggregateId string `protobuf:"bytes,3,opt,name=aggregate_id,json=aggregateId,proto3" json:"aggregate_id,omitempty"`
 	// Business time: when the fact happened.
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
@@ -112,6 +113,8 @@ type Envelope struct {
 	//	*Envelope_CriteriaToResideRecorded
 	//	*Envelope_InfectionTestRecorded
 	//	*Envelope_ReferralWithdrawn
+	//	*Envelope_ProviderRegistered
+	//	*Envelope_CapacityUpdated
 	Payload       isEnvelope_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -253,6 +256,24 @@ func (x *Envelope) GetReferralWithdrawn() *ReferralWithdrawn {
 	return nil
 }
 
+func (x *Envelope) GetProviderRegistered() *ProviderRegistered {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_ProviderRegistered); ok {
+			return x.ProviderRegistered
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetCapacityUpdated() *CapacityUpdated {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_CapacityUpdated); ok {
+			return x.CapacityUpdated
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Payload interface {
 	isEnvelope_Payload()
 }
@@ -273,6 +294,14 @@ type Envelope_ReferralWithdrawn struct {
 	ReferralWithdrawn *ReferralWithdrawn `protobuf:"bytes,23,opt,name=referral_withdrawn,json=referralWithdrawn,proto3,oneof"`
 }
 
+type Envelope_ProviderRegistered struct {
+	ProviderRegistered *ProviderRegistered `protobuf:"bytes,24,opt,name=provider_registered,json=providerRegistered,proto3,oneof"`
+}
+
+type Envelope_CapacityUpdated struct {
+	CapacityUpdated *CapacityUpdated `protobuf:"bytes,25,opt,name=capacity_updated,json=capacityUpdated,proto3,oneof"`
+}
+
 func (*Envelope_ReferralSubmitted) isEnvelope_Payload() {}
 
 func (*Envelope_CriteriaToResideRecorded) isEnvelope_Payload() {}
@@ -280,6 +309,10 @@ func (*Envelope_CriteriaToResideRecorded) isEnvelope_Payload() {}
 func (*Envelope_InfectionTestRecorded) isEnvelope_Payload() {}
 
 func (*Envelope_ReferralWithdrawn) isEnvelope_Payload() {}
+
+func (*Envelope_ProviderRegistered) isEnvelope_Payload() {}
+
+func (*Envelope_CapacityUpdated) isEnvelope_Payload() {}
 
 // StoredEvent is an envelope with its position in the log.
 type StoredEvent struct {
@@ -564,15 +597,105 @@ func (x *ReferralWithdrawn) GetNote() string {
 	return ""
 }
 
+// ProviderRegistered: a provider registered, or replaced its details.
+type ProviderRegistered struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Details       *ProviderDetails       `protobuf:"bytes,1,opt,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderRegistered) Reset() {
+	*x = ProviderRegistered{}
+	mi := &file_spa_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderRegistered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderRegistered) ProtoMessage() {}
+
+func (x *ProviderRegistered) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderRegistered.ProtoReflect.Descriptor instead.
+func (*ProviderRegistered) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ProviderRegistered) GetDetails() *ProviderDetails {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+// CapacityUpdated: a provider declared its capacity for some services.
+type CapacityUpdated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Capacity      []*Capacity            `protobuf:"bytes,1,rep,name=capacity,proto3" json:"capacity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapacityUpdated) Reset() {
+	*x = CapacityUpdated{}
+	mi := &file_spa_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapacityUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapacityUpdated) ProtoMessage() {}
+
+func (x *CapacityUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapacityUpdated.ProtoReflect.Descriptor instead.
+func (*CapacityUpdated) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CapacityUpdated) GetCapacity() []*Capacity {
+	if x != nil {
+		return x.Capacity
+	}
+	return nil
+}
+
 var File_spa_v1_events_proto protoreflect.FileDescriptor
 
 const file_spa_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x13spa/v1/events.proto\x12\x06spa.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15spa/v1/referral.proto\"A\n" +
+	"\x13spa/v1/events.proto\x12\x06spa.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15spa/v1/provider.proto\x1a\x15spa/v1/referral.proto\"A\n" +
 	"\x05Actor\x12\x10\n" +
 	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"\xde\x05\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\xf3\x06\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\x05R\rschemaVersion\x12!\n" +
@@ -588,7 +711,9 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x12referral_submitted\x18\x14 \x01(\v2\x19.spa.v1.ReferralSubmittedH\x00R\x11referralSubmitted\x12a\n" +
 	"\x1bcriteria_to_reside_recorded\x18\x15 \x01(\v2 .spa.v1.CriteriaToResideRecordedH\x00R\x18criteriaToResideRecorded\x12W\n" +
 	"\x17infection_test_recorded\x18\x16 \x01(\v2\x1d.spa.v1.InfectionTestRecordedH\x00R\x15infectionTestRecorded\x12J\n" +
-	"\x12referral_withdrawn\x18\x17 \x01(\v2\x19.spa.v1.ReferralWithdrawnH\x00R\x11referralWithdrawnB\t\n" +
+	"\x12referral_withdrawn\x18\x17 \x01(\v2\x19.spa.v1.ReferralWithdrawnH\x00R\x11referralWithdrawn\x12M\n" +
+	"\x13provider_registered\x18\x18 \x01(\v2\x1a.spa.v1.ProviderRegisteredH\x00R\x12providerRegistered\x12D\n" +
+	"\x10capacity_updated\x18\x19 \x01(\v2\x17.spa.v1.CapacityUpdatedH\x00R\x0fcapacityUpdatedB\t\n" +
 	"\apayload\"W\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
@@ -607,7 +732,11 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x04test\x18\x01 \x01(\v2\x15.spa.v1.InfectionTestR\x04test\"Y\n" +
 	"\x11ReferralWithdrawn\x120\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x18.spa.v1.WithdrawalReasonR\x06reason\x12\x12\n" +
-	"\x04note\x18\x02 \x01(\tR\x04noteBq\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\"G\n" +
+	"\x12ProviderRegistered\x121\n" +
+	"\adetails\x18\x01 \x01(\v2\x17.spa.v1.ProviderDetailsR\adetails\"?\n" +
+	"\x0fCapacityUpdated\x12,\n" +
+	"\bcapacity\x18\x01 \x03(\v2\x10.spa.v1.CapacityR\bcapacityBq\n" +
 	"\n" +
 	"com.spa.v1B\vEventsProtoP\x01Z\x1dspa/internal/gen/spa/v1;spav1\xa2\x02\x03SXX\xaa\x02\x06Spa.V1\xca\x02\x06Spa\\V1\xe2\x02\x12Spa\\V1\\GPBMetadata\xea\x02\aSpa::V1b\x06proto3"
 
@@ -623,7 +752,7 @@ func file_spa_v1_events_proto_rawDescGZIP() []byte {
 	return file_spa_v1_events_proto_rawDescData
 }
 
-var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_spa_v1_events_proto_goTypes = []any{
 	(*Actor)(nil),                    // 0: spa.v1.Actor
 	(*Envelope)(nil),                 // 1: spa.v1.Envelope
@@ -632,30 +761,38 @@ var file_spa_v1_events_proto_goTypes = []any{
 	(*CriteriaToResideRecorded)(nil), // 4: spa.v1.CriteriaToResideRecorded
 	(*InfectionTestRecorded)(nil),    // 5: spa.v1.InfectionTestRecorded
 	(*ReferralWithdrawn)(nil),        // 6: spa.v1.ReferralWithdrawn
-	(*timestamppb.Timestamp)(nil),    // 7: google.protobuf.Timestamp
-	(*ReferralDetails)(nil),          // 8: spa.v1.ReferralDetails
-	(CriterionToReside)(0),           // 9: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),            // 10: spa.v1.InfectionTest
-	(WithdrawalReason)(0),            // 11: spa.v1.WithdrawalReason
+	(*ProviderRegistered)(nil),       // 7: spa.v1.ProviderRegistered
+	(*CapacityUpdated)(nil),          // 8: spa.v1.CapacityUpdated
+	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
+	(*ReferralDetails)(nil),          // 10: spa.v1.ReferralDetails
+	(CriterionToReside)(0),           // 11: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),            // 12: spa.v1.InfectionTest
+	(WithdrawalReason)(0),            // 13: spa.v1.WithdrawalReason
+	(*ProviderDetails)(nil),          // 14: spa.v1.ProviderDetails
+	(*Capacity)(nil),                 // 15: spa.v1.Capacity
 }
 var file_spa_v1_events_proto_depIdxs = []int32{
-	7,  // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	7,  // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
+	9,  // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	9,  // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: spa.v1.Envelope.actor:type_name -> spa.v1.Actor
 	3,  // 3: spa.v1.Envelope.referral_submitted:type_name -> spa.v1.ReferralSubmitted
 	4,  // 4: spa.v1.Envelope.criteria_to_reside_recorded:type_name -> spa.v1.CriteriaToResideRecorded
 	5,  // 5: spa.v1.Envelope.infection_test_recorded:type_name -> spa.v1.InfectionTestRecorded
 	6,  // 6: spa.v1.Envelope.referral_withdrawn:type_name -> spa.v1.ReferralWithdrawn
-	1,  // 7: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
-	8,  // 8: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
-	9,  // 9: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
-	10, // 10: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
-	11, // 11: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	7,  // 7: spa.v1.Envelope.provider_registered:type_name -> spa.v1.ProviderRegistered
+	8,  // 8: spa.v1.Envelope.capacity_updated:type_name -> spa.v1.CapacityUpdated
+	1,  // 9: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
+	10, // 10: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
+	11, // 11: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
+	12, // 12: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
+	13, // 13: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
+	14, // 14: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
+	15, // 15: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
@@ -663,12 +800,15 @@ func file_spa_v1_events_proto_init() {
 	if File_spa_v1_events_proto != nil {
 		return
 	}
+	file_spa_v1_provider_proto_init()
 	file_spa_v1_referral_proto_init()
 	file_spa_v1_events_proto_msgTypes[1].OneofWrappers = []any{
 		(*Envelope_ReferralSubmitted)(nil),
 		(*Envelope_CriteriaToResideRecorded)(nil),
 		(*Envelope_InfectionTestRecorded)(nil),
 		(*Envelope_ReferralWithdrawn)(nil),
+		(*Envelope_ProviderRegistered)(nil),
+		(*Envelope_CapacityUpdated)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -676,7 +816,7 @@ func file_spa_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_events_proto_rawDesc), len(file_spa_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

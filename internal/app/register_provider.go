@@ -1,0 +1,25 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"spa/internal/spa"
+)
+
+// RegisterProvider registers a provider or replaces its details. It returns
+// the event's sequence and false, or, when the same details are registered
+// already, the provider's current version and true.
+func (a *App) RegisterProvider(ctx context.Context, meta Meta, c spa.RegisterProvider) (uint64, bool, error) {
+	c.Normalise()
+	p, seq, err := update(ctx, a, meta, spa.AggregateProvider, c.Details.ODS, "", false, func(p spa.Provider, now time.Time) (spa.Event, error) {
+		return spa.DecideRegisterProvider(p, c, now)
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	if seq == 0 {
+		return p.Version, true, nil
+	}
+	return seq, false, nil
+}

@@ -1,0 +1,247 @@
+package spa
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Service is a kind of care a provider offers, with its own capacity.
+type Service int32
+
+// The services.
+const (
+	ServiceUnspecified Service = iota
+	ServiceHomeCareReablement
+	ServiceUrgentCommunityResponse
+	ServiceStepDownBed
+	ServiceDesignatedStepDownBed
+	ServiceCareHomeBed
+	ServiceHospiceBed
+	ServiceHospiceAtHome
+	serviceEnd
+)
+
+// Limits on provider registrations and capacity.
+const (
+	MaxBoroughs       = 20
+	MaxUnits          = 10000
+	capacityClockSkew = 5 * time.Minute
+)
+
+// ProviderDetails is what a provider registers.
+type ProviderDetails struct {
+	ODS                      string
+	Name                     string
+	Boroughs                 []string
+	Services                 []Service
+	TrustedAssessor          bool
+	AcceptsInfectionPositive bool
+}
+
+// Offers reports whether the provider offers service s.
+func (d ProviderDetails) Offers(s Service) bool { return slices.Contains(d.Services, s) }
+
+// Serves reports whether the provider serves borough b (case-insensitive).
+func (d ProviderDetails) Serves(b string) bool {
+	return slices.ContainsFunc(d.Boroughs, func(x string) bool { return strings.EqualFold(x, b) })
+}
+
+// Capacity is a provider's declared capacity for one service.
+type Capacity struct {
+	Service   Service
+	Available int32
+	Open      bool
+	AsOf      time.Time
+}
+
+// ProviderRegistered: a provider registered or replaced its details.
+type ProviderRegistered struct {
+	Details ProviderDetails
+}
+
+// CapacityUpdated: a provider declared capacity for some services.
+type CapacityUpdated struct {
+	Capacity []Capacity
+}
+
+func (ProviderRegistered) eventName() string    { return "ProviderRegistered" }
+func (CapacityUpdated) eventName() string       { return "CapacityUpdated" }
+func (ProviderRegistered) aggregate() Aggregate { return AggregateProvider }
+func (CapacityUpdated) aggregate() Aggregate    { return AggregateProvider }
+
+// Provider is a provider's state, rebuilt from its events.
+type Provider struct {
+	Details ProviderDetails
+	// Capacity has one entry per offered service, in service order; a
+	// service never counted has zero units and is closed.
+	Capacity []Capacity
+	Version  uint64
+}
+
+// Exists reports whether the provider registered.
+func (p *Provider) Exists() bool { return p.Details.ODS != "" }
+
+// CapacityFor returns the capacity of service s, and whether it is offered.
+func (p *Provider) CapacityFor(s Service) (Capacity, bool) {
+	i := slices.IndexFunc(p.Capacity, func(c Capacity) bool { return c.Service == s })
+	if i < 0 {
+		return Capacity{}, false
+	}
+	return p.Capacity[i], true
+}
+
+// Apply evolves the state by one recorded event.
+func (p *Provider) Apply(rec Record) {
+	p.Version = rec.Sequence
+	switch e := rec.Event.(type) {
+	case ProviderRegistered:
+		p.Details = e.Details
+		// Keep the counts of services still offered; add new ones closed.
+		caps := make([]Capacity, 0, len(e.Details.Services))
+		for _, s := range e.Details.Services {
+			c, ok := p.CapacityFor(s)
+			if !ok {
+				c = Capacity{Service: s}
+			}
+			caps = append(caps, c)
+		}
+		p.Capacity = caps
+	case CapacityUpdated:
+		for _, c := range e.Capacity {
+			if i := slices.IndexFunc(p.Capacity, func(x Capacity) bool { return x.Service == c.Service }); i >= 0 {
+				p.Capacity[i] = c
+			}
+		}
+	}
+}
+
+// RegisterProvider registers a provider or replaces its details.
+type RegisterProvider struct {
+	Details ProviderDetails
+}
+
+// Normalise trims text, upper-cases the ODS code and sorts the boroughs and
+// services, so that the same registration always compares equal.
+func (c *RegisterProvider) Normalise() {
+	d := &c.Details
+	d.ODS = strings.ToUpper(strings.TrimSpace(d.ODS))
+	d.Name = strings.TrimSpace(d.Name)
+	for i, b := range d.Boroughs {
+		d.Boroughs[i] = strings.TrimSpace(b)
+	}
+	slices.SortFunc(d.Boroughs, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	slices.Sort(d.Services)
+	if len(d.Boroughs) == 0 {
+		d.Boroughs = nil
+	}
+	if len(d.Services) == 0 {
+		d.Services = nil
+	}
+}
+
+// DecideRegisterProvider decides a registration: nil event and nil error
+// when the same details are registered already.
+func DecideRegisterProvider(p Provider, c RegisterProvider, _ time.Time) (Event, error) {
+	var vs violations
+	d := c.Details
+	checkODS(&vs, "provider.ods", d.ODS)
+	checkText(&vs, "provider.name", d.Name, true, MaxNameLen)
+	switch {
+	case len(d.Boroughs) == 0:
+		vs.add("provider.boroughs", "must list at least one borough")
+	case len(d.Boroughs) > MaxBoroughs:
+		vs.add("provider.boroughs", "must list at most %d boroughs", MaxBoroughs)
+	default:
+		for i, b := range d.Boroughs {
+			f := fmt.Sprintf("provider.boroughs[%d]", i)
+			checkText(&vs, f, b, true, MaxShortTextLen)
+			if i > 0 && strings.EqualFold(b, d.Boroughs[i-1]) {
+				vs.add(f, "is listed twice")
+			}
+		}
+	}
+	if len(d.Services) == 0 {
+		vs.add("provider.services", "must list at least one service")
+	}
+	for i, s := range d.Services {
+		f := fmt.Sprintf("provider.services[%d]", i)
+		checkEnum(&vs, f, s, serviceEnd, true)
+		if i > 0 && s == d.Services[i-1] {
+			vs.add(f, "is listed twice")
+		}
+	}
+	if err := vs.err(); err != nil {
+		return nil, err
+	}
+	if p.Exists() && sameJSON(p.Details, d) {
+		return nil, nil
+	}
+	return ProviderRegistered{Details: d}, nil
+}
+
+// UpdateCapacity records a provider's capacity for some of its services.
+type UpdateCapacity struct {
+	ProviderODS string
+	Capacity    []Capacity
+}
+
+// DecideUpdateCapacity decides a capacity update. A service the provider
+// does not offer, or a count older than the one recorded, is refused with
+// KindFailedPrecondition.
+func DecideUpdateCapacity(p Provider, c UpdateCapacity, now time.Time) (Event, error) {
+	var vs violations
+	checkODS(&vs, "provider_ods", c.ProviderODS)
+	if len(c.Capacity) == 0 {
+		vs.add("capacity", "must list at least one service")
+	}
+	seen := map[Service]bool{}
+	for i, cp := range c.Capacity {
+		f := fmt.Sprintf("capacity[%d].", i)
+		checkEnum(&vs, f+"service", cp.Service, serviceEnd, true)
+		if seen[cp.Service] {
+			vs.add(f+"service", "is listed twice")
+		}
+		seen[cp.Service] = true
+		if cp.Available < 0 || cp.Available > MaxUnits {
+			vs.add(f+"available_units", "must be 0-%d", MaxUnits)
+		}
+		switch {
+		case cp.AsOf.IsZero():
+			vs.add(f+"as_of", "is required")
+		case cp.AsOf.After(now.Add(capacityClockSkew)):
+			vs.add(f+"as_of", "must not be in the future")
+		case cp.AsOf.Year() < 2019:
+			vs.add(f+"as_of", "must not be before 2019")
+		}
+	}
+	if err := vs.err(); err != nil {
+		return nil, err
+	}
+	if !p.Exists() {
+		return nil, Errorf(KindNotFound, "provider %s not found", c.ProviderODS)
+	}
+	caps := make([]Capacity, len(c.Capacity))
+	for i, cp := range c.Capacity {
+		cur, ok := p.CapacityFor(cp.Service)
+		if !ok {
+			return nil, Errorf(KindFailedPrecondition, "provider %s does not offer service %d", c.ProviderODS, cp.Service)
+		}
+		if cp.AsOf.Before(cur.AsOf) {
+			return nil, Errorf(KindFailedPrecondition, "a newer count of service %d (as of %s) is already recorded", cp.Service, cur.AsOf.UTC().Format(time.RFC3339))
+		}
+		cp.AsOf = cp.AsOf.UTC()
+		caps[i] = cp
+	}
+	slices.SortFunc(caps, func(a, b Capacity) int { return int(a.Service - b.Service) })
+	return CapacityUpdated{Capacity: caps}, nil
+}
+
+func checkODS(vs *violations, field, s string) {
+	if s == "" {
+		vs.add(field, "is required")
+	} else if !IsODSCode(s) {
+		vs.add(field, "must be an ODS code: 1-9 upper-case letters or digits")
+	}
+}
