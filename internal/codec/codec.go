@@ -57,6 +57,37 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		env.Payload = &spav1.Envelope_CapacityUpdated{CapacityUpdated: &spav1.CapacityUpdated{
 			Capacity: capacitiesToProto(e.Capacity),
 		}}
+	case spa.PathwayDecided:
+		env.Payload = &spav1.Envelope_PathwayDecided{PathwayDecided: &spav1.PathwayDecided{
+			Pathway: spav1.Pathway(e.Pathway), Service: spav1.Service(e.Service), Rule: e.Rule, ReasonCode: e.ReasonCode,
+			Inputs: e.Inputs, IsolationDays: e.IsolationDays,
+		}}
+	case spa.ReferralHeld:
+		env.Payload = &spav1.Envelope_ReferralHeld{ReferralHeld: &spav1.ReferralHeld{
+			Reason: spav1.HoldReason(e.Reason), Rule: e.Rule, Note: e.Note, Inputs: e.Inputs,
+		}}
+	case spa.HoldReleased:
+		env.Payload = &spav1.Envelope_HoldReleased{HoldReleased: &spav1.HoldReleased{Reason: spav1.HoldReason(e.Reason), Note: e.Note}}
+	case spa.AwaitingCapacity:
+		env.Payload = &spav1.Envelope_AwaitingCapacity{AwaitingCapacity: &spav1.AwaitingCapacity{Service: spav1.Service(e.Service), Borough: e.Borough}}
+	case spa.OfferMade:
+		env.Payload = &spav1.Envelope_OfferMade{OfferMade: &spav1.OfferMade{
+			AssignmentId: e.AssignmentID, ProviderOds: e.ProviderODS, Service: spav1.Service(e.Service), Inputs: e.Inputs,
+		}}
+	case spa.AssignmentStatusChanged:
+		env.Payload = &spav1.Envelope_AssignmentStatusChanged{AssignmentStatusChanged: &spav1.AssignmentStatusChanged{
+			AssignmentId: e.AssignmentID, Status: spav1.TaskStatus(e.Status), Reason: e.Reason,
+		}}
+	case spa.PatientLeftHospital:
+		env.Payload = &spav1.Envelope_PatientLeftHospital{PatientLeftHospital: &spav1.PatientLeftHospital{LeftAt: timestamp(e.LeftAt)}}
+	case spa.CapacityReserved:
+		env.Payload = &spav1.Envelope_CapacityReserved{CapacityReserved: &spav1.CapacityReserved{
+			Service: spav1.Service(e.Service), ReferralId: e.ReferralID, AssignmentId: e.AssignmentID,
+		}}
+	case spa.CapacityReleased:
+		env.Payload = &spav1.Envelope_CapacityReleased{CapacityReleased: &spav1.CapacityReleased{
+			Service: spav1.Service(e.Service), ReferralId: e.ReferralID, AssignmentId: e.AssignmentID, Reason: e.Reason,
+		}}
 	default:
 		return nil, fmt.Errorf("codec: unknown event type %T", rec.Event)
 	}
@@ -116,6 +147,31 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		rec.Event = spa.ProviderRegistered{Details: ProviderDetailsFromProto(p.ProviderRegistered.GetDetails())}
 	case *spav1.Envelope_CapacityUpdated:
 		rec.Event = spa.CapacityUpdated{Capacity: CapacitiesFromProto(p.CapacityUpdated.GetCapacity())}
+	case *spav1.Envelope_PathwayDecided:
+		e := p.PathwayDecided
+		rec.Event = spa.PathwayDecided{Pathway: spa.Pathway(e.GetPathway()), Service: spa.Service(e.GetService()), Rule: e.GetRule(),
+			ReasonCode: e.GetReasonCode(), Inputs: nilIfEmptyMap(e.GetInputs()), IsolationDays: e.GetIsolationDays()}
+	case *spav1.Envelope_ReferralHeld:
+		e := p.ReferralHeld
+		rec.Event = spa.ReferralHeld{Reason: spa.HoldReason(e.GetReason()), Rule: e.GetRule(), Note: e.GetNote(), Inputs: nilIfEmptyMap(e.GetInputs())}
+	case *spav1.Envelope_HoldReleased:
+		rec.Event = spa.HoldReleased{Reason: spa.HoldReason(p.HoldReleased.GetReason()), Note: p.HoldReleased.GetNote()}
+	case *spav1.Envelope_AwaitingCapacity:
+		rec.Event = spa.AwaitingCapacity{Service: spa.Service(p.AwaitingCapacity.GetService()), Borough: p.AwaitingCapacity.GetBorough()}
+	case *spav1.Envelope_OfferMade:
+		e := p.OfferMade
+		rec.Event = spa.OfferMade{AssignmentID: e.GetAssignmentId(), ProviderODS: e.GetProviderOds(), Service: spa.Service(e.GetService()), Inputs: nilIfEmptyMap(e.GetInputs())}
+	case *spav1.Envelope_AssignmentStatusChanged:
+		e := p.AssignmentStatusChanged
+		rec.Event = spa.AssignmentStatusChanged{AssignmentID: e.GetAssignmentId(), Status: spa.TaskStatus(e.GetStatus()), Reason: e.GetReason()}
+	case *spav1.Envelope_PatientLeftHospital:
+		rec.Event = spa.PatientLeftHospital{LeftAt: timeOf(p.PatientLeftHospital.GetLeftAt())}
+	case *spav1.Envelope_CapacityReserved:
+		e := p.CapacityReserved
+		rec.Event = spa.CapacityReserved{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId()}
+	case *spav1.Envelope_CapacityReleased:
+		e := p.CapacityReleased
+		rec.Event = spa.CapacityReleased{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId(), Reason: e.GetReason()}
 	default:
 		return spa.Record{}, fmt.Errorf("codec: event %d (%s) has a payload this version does not know", seq, env.GetEventId())
 	}
@@ -222,9 +278,10 @@ func criteriaToProto(cs []spa.Criterion) []spav1.CriterionToReside {
 	return out
 }
 
-// ReferralToProto converts a referral's state for the API.
-func ReferralToProto(r spa.Referral) *spav1.Referral {
-	return &spav1.Referral{
+// ReferralToProto converts a referral's state for the API; delay days are
+// counted to now while the patient is in hospital.
+func ReferralToProto(r spa.Referral, now time.Time) *spav1.Referral {
+	out := &spav1.Referral{
 		ReferralId:          r.ID,
 		Status:              spav1.ReferralStatus(r.Status),
 		Pathway:             spav1.Pathway(r.Pathway),
@@ -236,13 +293,31 @@ func ReferralToProto(r spa.Referral) *spav1.Referral {
 		SubmittedAt:         timestamp(r.SubmittedAt),
 		UpdatedAt:           timestamp(r.UpdatedAt),
 		Version:             r.Version,
+		Service:             spav1.Service(r.Service),
+		HoldReason:          spav1.HoldReason(r.Hold),
+		LeftHospitalAt:      timestamp(r.LeftHospitalAt),
+		DecisionRule:        r.DecisionRule,
+		PolicyVersion:       r.PolicyVersion,
+		DelayDays:           int32(r.DelayDays(now)),
+	}
+	for _, a := range r.Assignments {
+		out.Assignments = append(out.Assignments, AssignmentToProto(r.ID, a))
+	}
+	return out
+}
+
+// AssignmentToProto converts one assignment of a referral.
+func AssignmentToProto(referralID string, a spa.Assignment) *spav1.Assignment {
+	return &spav1.Assignment{
+		AssignmentId: a.ID, ReferralId: referralID, ProviderOds: a.ProviderODS, Service: spav1.Service(a.Service),
+		Status: spav1.TaskStatus(a.Status), Reason: a.Reason, OfferedAt: timestamp(a.OfferedAt), UpdatedAt: timestamp(a.UpdatedAt),
 	}
 }
 
 // SummaryToProto converts a referral's state to a board row.
-func SummaryToProto(r spa.Referral) *spav1.ReferralSummary {
+func SummaryToProto(r spa.Referral, now time.Time) *spav1.ReferralSummary {
 	p := r.Details.Patient
-	return &spav1.ReferralSummary{
+	out := &spav1.ReferralSummary{
 		ReferralId:         r.ID,
 		Status:             spav1.ReferralStatus(r.Status),
 		Pathway:            spav1.Pathway(r.Pathway),
@@ -253,7 +328,21 @@ func SummaryToProto(r spa.Referral) *spav1.ReferralSummary {
 		DischargeReadyDate: r.DischargeReadyDate,
 		SubmittedAt:        timestamp(r.SubmittedAt),
 		Version:            r.Version,
+		Service:            spav1.Service(r.Service),
+		DelayDays:          int32(r.DelayDays(now)),
+		HoldReason:         spav1.HoldReason(r.Hold),
 	}
+	if a := r.LiveAssignment(); a != nil {
+		out.ProviderOds = a.ProviderODS
+	}
+	return out
+}
+
+func nilIfEmptyMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 func nilIfEmpty(s []string) []string {

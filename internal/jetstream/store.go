@@ -7,12 +7,15 @@ package jetstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"spa/internal/codec"
 	"spa/internal/spa"
@@ -44,6 +47,7 @@ type Config struct {
 
 // Store appends and loads domain events. Safe for concurrent use.
 type Store struct {
+	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
 }
@@ -73,11 +77,14 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		DenyDelete:  true,
 		DenyPurge:   true,
 		AllowDirect: true,
+		// Offers reserve capacity on the provider's subject in the same
+		// atomic batch as the offer on the referral's.
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: create stream %s: %w", StreamName, err)
 	}
-	return &Store{js: js, stream: stream}, nil
+	return &Store{nc: nc, js: js, stream: stream}, nil
 }
 
 // Stream returns the event stream, for consumers.
@@ -161,4 +168,86 @@ func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("jetstream: stream info: %w", err)
 	}
 	return info.State.LastSeq, nil
+}
+
+// Batch is one event of an atomic batch and the check it is appended under.
+type Batch struct {
+	Record spa.Record
+	// Expected is the sequence the aggregate's last event must have when
+	// Guard is set (0: the aggregate must have no events).
+	Expected uint64
+	Guard    bool
+}
+
+// batch headers (JetStream atomic batch publish).
+const (
+	headerBatchID     = "Nats-Batch-Id"
+	headerBatchSeq    = "Nats-Batch-Sequence"
+	headerBatchCommit = "Nats-Batch-Commit"
+)
+
+// AppendBatch appends events to several subjects atomically: all of them,
+// or none when any guard fails (spa.ErrConcurrentChange). It returns each
+// event's sequence. A single event is a plain Append.
+func (s *Store) AppendBatch(ctx context.Context, batch []Batch) ([]uint64, error) {
+	if len(batch) == 1 && batch[0].Guard {
+		seq, err := s.Append(ctx, batch[0].Record, batch[0].Expected)
+		return []uint64{seq}, err
+	}
+	id := nuid.Next()
+	for i, b := range batch {
+		data, err := codec.MarshalRecord(b.Record)
+		if err != nil {
+			return nil, err
+		}
+		msg := nats.NewMsg(SubjectOf(spa.AggregateOf(b.Record.Event), b.Record.AggregateID))
+		msg.Data = data
+		msg.Header.Set(HeaderEventType, spa.EventName(b.Record.Event))
+		msg.Header.Set(jetstream.MsgIDHeader, b.Record.EventID)
+		if b.Guard {
+			msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(b.Expected, 10))
+		}
+		msg.Header.Set(headerBatchID, id)
+		msg.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
+		last := i == len(batch)-1
+		if last {
+			msg.Header.Set(headerBatchCommit, "1")
+		}
+		if i > 0 && !last {
+			if err := s.nc.PublishMsg(msg); err != nil {
+				return nil, fmt.Errorf("jetstream: batch publish: %w", err)
+			}
+			continue
+		}
+		reply, err := s.nc.RequestMsgWithContext(ctx, msg)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: batch publish: %w", err)
+		}
+		if !last && len(reply.Data) == 0 {
+			continue
+		}
+		var ack struct {
+			Error *jetstream.APIError `json:"error"`
+			Seq   uint64              `json:"seq"`
+			Count int                 `json:"count"`
+		}
+		if err := json.Unmarshal(reply.Data, &ack); err != nil {
+			return nil, fmt.Errorf("jetstream: batch ack: %w", err)
+		}
+		if ack.Error != nil {
+			if ack.Error.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || ack.Error.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant {
+				return nil, spa.ErrConcurrentChange
+			}
+			return nil, fmt.Errorf("jetstream: batch append: %w", ack.Error)
+		}
+		if !last {
+			return nil, fmt.Errorf("jetstream: batch append: unexpected ack before the commit")
+		}
+		seqs := make([]uint64, len(batch))
+		for j := range seqs {
+			seqs[j] = ack.Seq - uint64(len(batch)-1-j)
+		}
+		return seqs, nil
+	}
+	return nil, errors.New("jetstream: empty batch")
 }

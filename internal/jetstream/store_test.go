@@ -167,3 +167,52 @@ func TestStreamDeniesDeleteAndPurge(t *testing.T) {
 		t.Fatalf("after delete and purge attempts: %d events, %v", len(recs), err)
 	}
 }
+
+func TestAppendBatchIsAtomic(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	ctx := context.Background()
+	ref := spa.ReferralIDFor("request-batch")
+	provider := "VLAXL"
+	reg := record(provider, spa.ProviderRegistered{Details: spa.ProviderDetails{ODS: provider, Name: "Elmwood", Boroughs: []string{"Bromley"}, Services: []spa.Service{spa.ServiceCareHomeBed}}})
+	pseq, err := store.Append(ctx, reg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rseq, err := store.Append(ctx, record(ref, spa.ReferralSubmitted{RequestID: "request-batch"}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer := func(n int) []jetstream.Batch {
+		id := spa.AssignmentIDFor(ref, n)
+		o := record(ref, spa.OfferMade{AssignmentID: id, ProviderODS: provider, Service: spa.ServiceCareHomeBed})
+		r := record(provider, spa.CapacityReserved{Service: spa.ServiceCareHomeBed, ReferralID: ref, AssignmentID: id})
+		o.EventID, r.EventID = id+"-offer", id+"-reserve"
+		return []jetstream.Batch{{Record: o, Expected: rseq, Guard: true}, {Record: r, Expected: pseq, Guard: true}}
+	}
+	seqs, err := store.AppendBatch(ctx, offer(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 2 || seqs[1] != seqs[0]+1 || seqs[0] <= rseq {
+		t.Fatalf("sequences %v", seqs)
+	}
+	// The same decision on the old state: refused as a whole.
+	if _, err := store.AppendBatch(ctx, offer(2)); !errors.Is(err, spa.ErrConcurrentChange) {
+		t.Fatalf("stale batch: %v", err)
+	}
+	last, _ := store.LastSequence(ctx)
+	if last != seqs[1] {
+		t.Fatalf("stream last %d after a refused batch, want %d", last, seqs[1])
+	}
+	recs, _, err := store.Load(ctx, spa.AggregateProvider, provider)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("provider events %v, %v", recs, err)
+	}
+	// An unguarded event joins a guarded one.
+	rel := record(provider, spa.CapacityReleased{Service: spa.ServiceCareHomeBed, ReferralID: ref, AssignmentID: spa.AssignmentIDFor(ref, 1), Reason: "declined"})
+	dec := record(ref, spa.AssignmentStatusChanged{AssignmentID: spa.AssignmentIDFor(ref, 1), Status: spa.TaskRejected, Reason: "no carers"})
+	if _, err := store.AppendBatch(ctx, []jetstream.Batch{{Record: dec, Expected: seqs[0], Guard: true}, {Record: rel}}); err != nil {
+		t.Fatal(err)
+	}
+}

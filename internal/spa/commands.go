@@ -173,7 +173,7 @@ func checkOpen(r Referral, id string) error {
 	if !r.Exists() {
 		return Errorf(KindNotFound, "referral %s not found", id)
 	}
-	if r.Status == StatusWithdrawn {
+	if r.Withdrawn {
 		return Errorf(KindFailedPrecondition, "referral %s is withdrawn", id)
 	}
 	return nil

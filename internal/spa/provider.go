@@ -48,7 +48,9 @@ func (d ProviderDetails) Serves(b string) bool {
 	return slices.ContainsFunc(d.Boroughs, func(x string) bool { return strings.EqualFold(x, b) })
 }
 
-// Capacity is a provider's declared capacity for one service.
+// Capacity is a provider's capacity for one service. Available is the
+// count the provider declared, less the units reserved for offers since and
+// plus those released.
 type Capacity struct {
 	Service   Service
 	Available int32
@@ -85,11 +87,15 @@ func (p *Provider) Exists() bool { return p.Details.ODS != "" }
 
 // CapacityFor returns the capacity of service s, and whether it is offered.
 func (p *Provider) CapacityFor(s Service) (Capacity, bool) {
-	i := slices.IndexFunc(p.Capacity, func(c Capacity) bool { return c.Service == s })
+	i := p.capacityIndex(s)
 	if i < 0 {
 		return Capacity{}, false
 	}
 	return p.Capacity[i], true
+}
+
+func (p *Provider) capacityIndex(s Service) int {
+	return slices.IndexFunc(p.Capacity, func(c Capacity) bool { return c.Service == s })
 }
 
 // Apply evolves the state by one recorded event.
@@ -110,9 +116,17 @@ func (p *Provider) Apply(rec Record) {
 		p.Capacity = caps
 	case CapacityUpdated:
 		for _, c := range e.Capacity {
-			if i := slices.IndexFunc(p.Capacity, func(x Capacity) bool { return x.Service == c.Service }); i >= 0 {
+			if i := p.capacityIndex(c.Service); i >= 0 {
 				p.Capacity[i] = c
 			}
+		}
+	case CapacityReserved:
+		if i := p.capacityIndex(e.Service); i >= 0 {
+			p.Capacity[i].Available--
+		}
+	case CapacityReleased:
+		if i := p.capacityIndex(e.Service); i >= 0 {
+			p.Capacity[i].Available++
 		}
 	}
 }

@@ -107,7 +107,30 @@ const (
 	StatusNotReady
 	StatusReady
 	StatusWithdrawn
+	StatusHeld
+	StatusPathwayDecided
+	StatusAwaitingCapacity
+	StatusOffered
+	StatusAccepted
+	StatusInProgress
+	StatusCompleted
+	StatusWardLed
 	statusEnd
+)
+
+// HoldReason says why a referral is on hold.
+type HoldReason int32
+
+// Hold reasons.
+const (
+	HoldReasonUnspecified HoldReason = iota
+	HoldReasonMentalCapacity
+	HoldReasonSafeguarding
+	HoldReasonHousing
+	HoldReasonChoiceDispute
+	HoldReasonFundingDispute
+	HoldReasonAwaitingTest
+	holdReasonEnd
 )
 
 // WithdrawalReason says why a referral was withdrawn.
@@ -298,7 +321,8 @@ type Record struct {
 
 // Referral is the state of one referral, rebuilt from its events.
 type Referral struct {
-	ID                 string
+	ID string
+	// Status is derived from the rest of the state after every event.
 	Status             Status
 	Pathway            Pathway
 	RequestID          string
@@ -307,16 +331,31 @@ type Referral struct {
 	DischargeReadyDate string
 	LatestTest         *InfectionTest
 	WithdrawalReason   WithdrawalReason
+	Withdrawn          bool
 	SubmittedAt        time.Time
 	UpdatedAt          time.Time
 	// SubmittedSequence is the sequence of the ReferralSubmitted event.
 	SubmittedSequence uint64
 	// Version is the sequence of the last event applied.
 	Version uint64
+
+	// Routing: the decided pathway's service, rule and policy version.
+	Decided       bool
+	Service       Service
+	DecisionRule  string
+	PolicyVersion string
+	// Hold is the reason of the current hold; zero when not held.
+	Hold HoldReason
+	// ReleasedHolds lists reasons whose hold was lifted; a rule does not
+	// put the same hold back.
+	ReleasedHolds    []HoldReason
+	AwaitingCapacity bool
+	Assignments      []Assignment
+	LeftHospitalAt   time.Time
 }
 
 // Exists reports whether the referral was submitted.
-func (r *Referral) Exists() bool { return r.Status != StatusUnspecified }
+func (r *Referral) Exists() bool { return r.SubmittedSequence != 0 }
 
 // Apply evolves the state by one recorded event. Events are facts: Apply
 // never fails, and applying the same sequence twice is the caller's bug.
@@ -333,26 +372,127 @@ func (r *Referral) Apply(rec Record) {
 		r.LatestTest = e.Details.InfectionTest
 		r.SubmittedAt = rec.OccurredAt
 		r.SubmittedSequence = rec.Sequence
-		r.setDischargeReadyDate(e.DischargeReadyDate)
+		r.DischargeReadyDate = e.DischargeReadyDate
 	case CriteriaToResideRecorded:
 		r.CriteriaMet = slices.Clone(e.CriteriaMet)
-		r.setDischargeReadyDate(e.DischargeReadyDate)
+		r.DischargeReadyDate = e.DischargeReadyDate
 	case InfectionTestRecorded:
 		t := e.Test
 		r.LatestTest = &t
 	case ReferralWithdrawn:
-		r.Status = StatusWithdrawn
+		r.Withdrawn = true
 		r.WithdrawalReason = e.Reason
+	case PathwayDecided:
+		r.Decided = true
+		r.Pathway, r.Service, r.DecisionRule = e.Pathway, e.Service, e.Rule
+		r.PolicyVersion = rec.PolicyVersion
+	case ReferralHeld:
+		r.Hold = e.Reason
+		if e.Rule != "" {
+			r.DecisionRule, r.PolicyVersion = e.Rule, rec.PolicyVersion
+		}
+	case HoldReleased:
+		r.Hold = HoldReasonUnspecified
+		if !slices.Contains(r.ReleasedHolds, e.Reason) {
+			r.ReleasedHolds = append(r.ReleasedHolds, e.Reason)
+		}
+	case AwaitingCapacity:
+		r.AwaitingCapacity = true
+	case OfferMade:
+		r.AwaitingCapacity = false
+		r.Assignments = append(r.Assignments, Assignment{ID: e.AssignmentID, ProviderODS: e.ProviderODS, Service: e.Service,
+			Status: TaskRequested, OfferedAt: rec.OccurredAt, UpdatedAt: rec.OccurredAt})
+	case AssignmentStatusChanged:
+		if a := r.Assignment(e.AssignmentID); a != nil {
+			if e.Status == TaskOnHold {
+				a.HeldFrom = a.Status
+			}
+			a.Status, a.Reason, a.UpdatedAt = e.Status, e.Reason, rec.OccurredAt
+		}
+	case PatientLeftHospital:
+		r.LeftHospitalAt = e.LeftAt
 	}
+	r.Status = r.status()
 }
 
-func (r *Referral) setDischargeReadyDate(d string) {
-	r.DischargeReadyDate = d
-	if d == "" {
-		r.Status = StatusNotReady
-	} else {
-		r.Status = StatusReady
+// status derives where the referral stands from the rest of its state.
+func (r *Referral) status() Status {
+	if !r.Exists() {
+		return StatusUnspecified
 	}
+	if r.Withdrawn {
+		return StatusWithdrawn
+	}
+	if a := r.LiveAssignment(); a != nil {
+		switch a.Status {
+		case TaskAccepted:
+			return StatusAccepted
+		case TaskInProgress:
+			return StatusInProgress
+		case TaskCompleted:
+			return StatusCompleted
+		case TaskOnHold:
+			if a.HeldFrom == TaskRequested || a.HeldFrom == TaskReceived {
+				return StatusOffered
+			}
+			return map[TaskStatus]Status{TaskAccepted: StatusAccepted, TaskInProgress: StatusInProgress}[a.HeldFrom]
+		default:
+			return StatusOffered
+		}
+	}
+	switch {
+	case r.Hold != HoldReasonUnspecified:
+		return StatusHeld
+	case r.Decided && r.Pathway == PathwayP0Home:
+		return StatusWardLed
+	case r.AwaitingCapacity:
+		return StatusAwaitingCapacity
+	case r.Decided:
+		return StatusPathwayDecided
+	case r.DischargeReadyDate != "":
+		return StatusReady
+	}
+	return StatusNotReady
+}
+
+// Assignment returns the referral's assignment with that id, or nil.
+func (r *Referral) Assignment(id string) *Assignment {
+	for i := range r.Assignments {
+		if r.Assignments[i].ID == id {
+			return &r.Assignments[i]
+		}
+	}
+	return nil
+}
+
+// LiveAssignment returns the assignment that is neither rejected, failed
+// nor cancelled (at most one is), or nil.
+func (r *Referral) LiveAssignment() *Assignment {
+	for i := range r.Assignments {
+		if !r.Assignments[i].Status.ended() {
+			return &r.Assignments[i]
+		}
+	}
+	return nil
+}
+
+// DelayDays returns whole days from the Discharge Ready Date to leaving
+// hospital, or to the UK date of now while the patient is still in; 0
+// without a Discharge Ready Date.
+func (r *Referral) DelayDays(now time.Time) int {
+	if r.DischargeReadyDate == "" {
+		return 0
+	}
+	drd, err := time.Parse(DateLayout, r.DischargeReadyDate)
+	if err != nil {
+		return 0
+	}
+	end := now
+	if !r.LeftHospitalAt.IsZero() {
+		end = r.LeftHospitalAt
+	}
+	to, _ := time.Parse(DateLayout, LocalDate(end))
+	return max(0, int(to.Sub(drd).Hours()/24))
 }
 
 // Replay rebuilds a referral from its records, oldest first.

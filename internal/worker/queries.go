@@ -139,7 +139,7 @@ func (q *queryService) get(req micro.Request) {
 		req.Error(codeInternal, "read model failure", nil)
 		return
 	}
-	out := &spav1.GetReferralResponse{Referral: codec.ReferralToProto(r)}
+	out := &spav1.GetReferralResponse{Referral: codec.ReferralToProto(r, time.Now())}
 	for _, h := range hist {
 		env, err := codec.UnmarshalEnvelope(h.Raw)
 		if err != nil {
@@ -174,8 +174,9 @@ func (q *queryService) list(req micro.Request) {
 		return
 	}
 	out := &spav1.ListReferralsResponse{NextPageToken: spa.PageToken(next), Sequence: applied}
+	now := time.Now()
 	for _, r := range rows {
-		out.Referrals = append(out.Referrals, codec.SummaryToProto(r))
+		out.Referrals = append(out.Referrals, codec.SummaryToProto(r, now))
 	}
 	respond(req, out)
 }

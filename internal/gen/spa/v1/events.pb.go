@@ -115,6 +115,15 @@ type Envelope struct {
 	//	*Envelope_ReferralWithdrawn
 	//	*Envelope_ProviderRegistered
 	//	*Envelope_CapacityUpdated
+	//	*Envelope_PathwayDecided
+	//	*Envelope_ReferralHeld
+	//	*Envelope_HoldReleased
+	//	*Envelope_AwaitingCapacity
+	//	*Envelope_OfferMade
+	//	*Envelope_AssignmentStatusChanged
+	//	*Envelope_PatientLeftHospital
+	//	*Envelope_CapacityReserved
+	//	*Envelope_CapacityReleased
 	Payload       isEnvelope_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -274,6 +283,87 @@ func (x *Envelope) GetCapacityUpdated() *CapacityUpdated {
 	return nil
 }
 
+func (x *Envelope) GetPathwayDecided() *PathwayDecided {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_PathwayDecided); ok {
+			return x.PathwayDecided
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetReferralHeld() *ReferralHeld {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_ReferralHeld); ok {
+			return x.ReferralHeld
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetHoldReleased() *HoldReleased {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_HoldReleased); ok {
+			return x.HoldReleased
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetAwaitingCapacity() *AwaitingCapacity {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_AwaitingCapacity); ok {
+			return x.AwaitingCapacity
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetOfferMade() *OfferMade {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_OfferMade); ok {
+			return x.OfferMade
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetAssignmentStatusChanged() *AssignmentStatusChanged {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_AssignmentStatusChanged); ok {
+			return x.AssignmentStatusChanged
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetPatientLeftHospital() *PatientLeftHospital {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_PatientLeftHospital); ok {
+			return x.PatientLeftHospital
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetCapacityReserved() *CapacityReserved {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_CapacityReserved); ok {
+			return x.CapacityReserved
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetCapacityReleased() *CapacityReleased {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_CapacityReleased); ok {
+			return x.CapacityReleased
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Payload interface {
 	isEnvelope_Payload()
 }
@@ -302,6 +392,42 @@ type Envelope_CapacityUpdated struct {
 	CapacityUpdated *CapacityUpdated `protobuf:"bytes,25,opt,name=capacity_updated,json=capacityUpdated,proto3,oneof"`
 }
 
+type Envelope_PathwayDecided struct {
+	PathwayDecided *PathwayDecided `protobuf:"bytes,26,opt,name=pathway_decided,json=pathwayDecided,proto3,oneof"`
+}
+
+type Envelope_ReferralHeld struct {
+	ReferralHeld *ReferralHeld `protobuf:"bytes,27,opt,name=referral_held,json=referralHeld,proto3,oneof"`
+}
+
+type Envelope_HoldReleased struct {
+	HoldReleased *HoldReleased `protobuf:"bytes,28,opt,name=hold_released,json=holdReleased,proto3,oneof"`
+}
+
+type Envelope_AwaitingCapacity struct {
+	AwaitingCapacity *AwaitingCapacity `protobuf:"bytes,29,opt,name=awaiting_capacity,json=awaitingCapacity,proto3,oneof"`
+}
+
+type Envelope_OfferMade struct {
+	OfferMade *OfferMade `protobuf:"bytes,30,opt,name=offer_made,json=offerMade,proto3,oneof"`
+}
+
+type Envelope_AssignmentStatusChanged struct {
+	AssignmentStatusChanged *AssignmentStatusChanged `protobuf:"bytes,31,opt,name=assignment_status_changed,json=assignmentStatusChanged,proto3,oneof"`
+}
+
+type Envelope_PatientLeftHospital struct {
+	PatientLeftHospital *PatientLeftHospital `protobuf:"bytes,32,opt,name=patient_left_hospital,json=patientLeftHospital,proto3,oneof"`
+}
+
+type Envelope_CapacityReserved struct {
+	CapacityReserved *CapacityReserved `protobuf:"bytes,33,opt,name=capacity_reserved,json=capacityReserved,proto3,oneof"`
+}
+
+type Envelope_CapacityReleased struct {
+	CapacityReleased *CapacityReleased `protobuf:"bytes,34,opt,name=capacity_released,json=capacityReleased,proto3,oneof"`
+}
+
 func (*Envelope_ReferralSubmitted) isEnvelope_Payload() {}
 
 func (*Envelope_CriteriaToResideRecorded) isEnvelope_Payload() {}
@@ -313,6 +439,24 @@ func (*Envelope_ReferralWithdrawn) isEnvelope_Payload() {}
 func (*Envelope_ProviderRegistered) isEnvelope_Payload() {}
 
 func (*Envelope_CapacityUpdated) isEnvelope_Payload() {}
+
+func (*Envelope_PathwayDecided) isEnvelope_Payload() {}
+
+func (*Envelope_ReferralHeld) isEnvelope_Payload() {}
+
+func (*Envelope_HoldReleased) isEnvelope_Payload() {}
+
+func (*Envelope_AwaitingCapacity) isEnvelope_Payload() {}
+
+func (*Envelope_OfferMade) isEnvelope_Payload() {}
+
+func (*Envelope_AssignmentStatusChanged) isEnvelope_Payload() {}
+
+func (*Envelope_PatientLeftHospital) isEnvelope_Payload() {}
+
+func (*Envelope_CapacityReserved) isEnvelope_Payload() {}
+
+func (*Envelope_CapacityReleased) isEnvelope_Payload() {}
 
 // StoredEvent is an envelope with its position in the log.
 type StoredEvent struct {
@@ -687,6 +831,585 @@ func (x *CapacityUpdated) GetCapacity() []*Capacity {
 	return nil
 }
 
+// PathwayDecided: the router chose a pathway and the service to find.
+// policy_version in the envelope names the policy in force at the time of
+// the event that triggered the decision.
+type PathwayDecided struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Pathway Pathway                `protobuf:"varint,1,opt,name=pathway,proto3,enum=spa.v1.Pathway" json:"pathway,omitempty"`
+	// The service to offer; unspecified for pathway 0 (ward-led).
+	Service Service `protobuf:"varint,2,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	// The rule that fired, e.g. "home-first", "infection-overlay".
+	Rule string `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
+	// Why, in a code, e.g. "ongoing-24h-care" for pathway 3.
+	ReasonCode string `protobuf:"bytes,4,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
+	// The inputs that decided it, e.g. {"admitted_from": "home"}.
+	Inputs map[string]string `protobuf:"bytes,5,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Infection overlay: days of isolation in the designated bed.
+	IsolationDays int32 `protobuf:"varint,6,opt,name=isolation_days,json=isolationDays,proto3" json:"isolation_days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathwayDecided) Reset() {
+	*x = PathwayDecided{}
+	mi := &file_spa_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathwayDecided) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathwayDecided) ProtoMessage() {}
+
+func (x *PathwayDecided) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathwayDecided.ProtoReflect.Descriptor instead.
+func (*PathwayDecided) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PathwayDecided) GetPathway() Pathway {
+	if x != nil {
+		return x.Pathway
+	}
+	return Pathway_PATHWAY_UNSPECIFIED
+}
+
+func (x *PathwayDecided) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *PathwayDecided) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *PathwayDecided) GetReasonCode() string {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return ""
+}
+
+func (x *PathwayDecided) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *PathwayDecided) GetIsolationDays() int32 {
+	if x != nil {
+		return x.IsolationDays
+	}
+	return 0
+}
+
+// ReferralHeld: the referral was put on hold; clocks pause.
+type ReferralHeld struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Reason HoldReason             `protobuf:"varint,1,opt,name=reason,proto3,enum=spa.v1.HoldReason" json:"reason,omitempty"`
+	// The rule that held it; empty when a coordinator did.
+	Rule          string            `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	Note          string            `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	Inputs        map[string]string `protobuf:"bytes,4,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReferralHeld) Reset() {
+	*x = ReferralHeld{}
+	mi := &file_spa_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReferralHeld) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReferralHeld) ProtoMessage() {}
+
+func (x *ReferralHeld) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReferralHeld.ProtoReflect.Descriptor instead.
+func (*ReferralHeld) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReferralHeld) GetReason() HoldReason {
+	if x != nil {
+		return x.Reason
+	}
+	return HoldReason_HOLD_REASON_UNSPECIFIED
+}
+
+func (x *ReferralHeld) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *ReferralHeld) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *ReferralHeld) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+// HoldReleased: the hold was lifted.
+type HoldReleased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        HoldReason             `protobuf:"varint,1,opt,name=reason,proto3,enum=spa.v1.HoldReason" json:"reason,omitempty"`
+	Note          string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldReleased) Reset() {
+	*x = HoldReleased{}
+	mi := &file_spa_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldReleased) ProtoMessage() {}
+
+func (x *HoldReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldReleased.ProtoReflect.Descriptor instead.
+func (*HoldReleased) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HoldReleased) GetReason() HoldReason {
+	if x != nil {
+		return x.Reason
+	}
+	return HoldReason_HOLD_REASON_UNSPECIFIED
+}
+
+func (x *HoldReleased) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// AwaitingCapacity: no provider had room; the referral is in the
+// no-capacity queue and is offered as soon as capacity appears.
+type AwaitingCapacity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	Borough       string                 `protobuf:"bytes,2,opt,name=borough,proto3" json:"borough,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwaitingCapacity) Reset() {
+	*x = AwaitingCapacity{}
+	mi := &file_spa_v1_events_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwaitingCapacity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwaitingCapacity) ProtoMessage() {}
+
+func (x *AwaitingCapacity) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwaitingCapacity.ProtoReflect.Descriptor instead.
+func (*AwaitingCapacity) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AwaitingCapacity) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *AwaitingCapacity) GetBorough() string {
+	if x != nil {
+		return x.Borough
+	}
+	return ""
+}
+
+// OfferMade: an assignment was offered to a provider, one unit of its
+// capacity reserved in the same atomic batch (CapacityReserved).
+type OfferMade struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "<referral id>-a<n>".
+	AssignmentId string  `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	ProviderOds  string  `protobuf:"bytes,2,opt,name=provider_ods,json=providerOds,proto3" json:"provider_ods,omitempty"`
+	Service      Service `protobuf:"varint,3,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	// How the provider was chosen, e.g. {"candidates": "NQR01,NQR02"}.
+	Inputs        map[string]string `protobuf:"bytes,4,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferMade) Reset() {
+	*x = OfferMade{}
+	mi := &file_spa_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferMade) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferMade) ProtoMessage() {}
+
+func (x *OfferMade) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferMade.ProtoReflect.Descriptor instead.
+func (*OfferMade) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *OfferMade) GetAssignmentId() string {
+	if x != nil {
+		return x.AssignmentId
+	}
+	return ""
+}
+
+func (x *OfferMade) GetProviderOds() string {
+	if x != nil {
+		return x.ProviderOds
+	}
+	return ""
+}
+
+func (x *OfferMade) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *OfferMade) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+// AssignmentStatusChanged: an assignment moved to a new FHIR Task status.
+type AssignmentStatusChanged struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AssignmentId string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	Status       TaskStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=spa.v1.TaskStatus" json:"status,omitempty"`
+	// Required for rejected, failed and cancelled.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignmentStatusChanged) Reset() {
+	*x = AssignmentStatusChanged{}
+	mi := &file_spa_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignmentStatusChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignmentStatusChanged) ProtoMessage() {}
+
+func (x *AssignmentStatusChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignmentStatusChanged.ProtoReflect.Descriptor instead.
+func (*AssignmentStatusChanged) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AssignmentStatusChanged) GetAssignmentId() string {
+	if x != nil {
+		return x.AssignmentId
+	}
+	return ""
+}
+
+func (x *AssignmentStatusChanged) GetStatus() TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TaskStatus_TASK_STATUS_UNSPECIFIED
+}
+
+func (x *AssignmentStatusChanged) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PatientLeftHospital: the hospital reports the patient left.
+type PatientLeftHospital struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeftAt        *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatientLeftHospital) Reset() {
+	*x = PatientLeftHospital{}
+	mi := &file_spa_v1_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatientLeftHospital) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatientLeftHospital) ProtoMessage() {}
+
+func (x *PatientLeftHospital) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatientLeftHospital.ProtoReflect.Descriptor instead.
+func (*PatientLeftHospital) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PatientLeftHospital) GetLeftAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeftAt
+	}
+	return nil
+}
+
+// CapacityReserved: one unit of a provider's service was promised to an
+// offer. Appended atomically with the OfferMade.
+type CapacityReserved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	ReferralId    string                 `protobuf:"bytes,2,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	AssignmentId  string                 `protobuf:"bytes,3,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapacityReserved) Reset() {
+	*x = CapacityReserved{}
+	mi := &file_spa_v1_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapacityReserved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapacityReserved) ProtoMessage() {}
+
+func (x *CapacityReserved) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapacityReserved.ProtoReflect.Descriptor instead.
+func (*CapacityReserved) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CapacityReserved) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *CapacityReserved) GetReferralId() string {
+	if x != nil {
+		return x.ReferralId
+	}
+	return ""
+}
+
+func (x *CapacityReserved) GetAssignmentId() string {
+	if x != nil {
+		return x.AssignmentId
+	}
+	return ""
+}
+
+// CapacityReleased: a reserved unit was given back (declined, cancelled).
+type CapacityReleased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	ReferralId    string                 `protobuf:"bytes,2,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	AssignmentId  string                 `protobuf:"bytes,3,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapacityReleased) Reset() {
+	*x = CapacityReleased{}
+	mi := &file_spa_v1_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapacityReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapacityReleased) ProtoMessage() {}
+
+func (x *CapacityReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapacityReleased.ProtoReflect.Descriptor instead.
+func (*CapacityReleased) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CapacityReleased) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *CapacityReleased) GetReferralId() string {
+	if x != nil {
+		return x.ReferralId
+	}
+	return ""
+}
+
+func (x *CapacityReleased) GetAssignmentId() string {
+	if x != nil {
+		return x.AssignmentId
+	}
+	return ""
+}
+
+func (x *CapacityReleased) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_spa_v1_events_proto protoreflect.FileDescriptor
 
 const file_spa_v1_events_proto_rawDesc = "" +
@@ -695,7 +1418,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x10\n" +
 	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"\xf3\x06\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\xf1\v\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\x05R\rschemaVersion\x12!\n" +
@@ -713,7 +1436,17 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x17infection_test_recorded\x18\x16 \x01(\v2\x1d.spa.v1.InfectionTestRecordedH\x00R\x15infectionTestRecorded\x12J\n" +
 	"\x12referral_withdrawn\x18\x17 \x01(\v2\x19.spa.v1.ReferralWithdrawnH\x00R\x11referralWithdrawn\x12M\n" +
 	"\x13provider_registered\x18\x18 \x01(\v2\x1a.spa.v1.ProviderRegisteredH\x00R\x12providerRegistered\x12D\n" +
-	"\x10capacity_updated\x18\x19 \x01(\v2\x17.spa.v1.CapacityUpdatedH\x00R\x0fcapacityUpdatedB\t\n" +
+	"\x10capacity_updated\x18\x19 \x01(\v2\x17.spa.v1.CapacityUpdatedH\x00R\x0fcapacityUpdated\x12A\n" +
+	"\x0fpathway_decided\x18\x1a \x01(\v2\x16.spa.v1.PathwayDecidedH\x00R\x0epathwayDecided\x12;\n" +
+	"\rreferral_held\x18\x1b \x01(\v2\x14.spa.v1.ReferralHeldH\x00R\freferralHeld\x12;\n" +
+	"\rhold_released\x18\x1c \x01(\v2\x14.spa.v1.HoldReleasedH\x00R\fholdReleased\x12G\n" +
+	"\x11awaiting_capacity\x18\x1d \x01(\v2\x18.spa.v1.AwaitingCapacityH\x00R\x10awaitingCapacity\x122\n" +
+	"\n" +
+	"offer_made\x18\x1e \x01(\v2\x11.spa.v1.OfferMadeH\x00R\tofferMade\x12]\n" +
+	"\x19assignment_status_changed\x18\x1f \x01(\v2\x1f.spa.v1.AssignmentStatusChangedH\x00R\x17assignmentStatusChanged\x12Q\n" +
+	"\x15patient_left_hospital\x18  \x01(\v2\x1b.spa.v1.PatientLeftHospitalH\x00R\x13patientLeftHospital\x12G\n" +
+	"\x11capacity_reserved\x18! \x01(\v2\x18.spa.v1.CapacityReservedH\x00R\x10capacityReserved\x12G\n" +
+	"\x11capacity_released\x18\" \x01(\v2\x18.spa.v1.CapacityReleasedH\x00R\x10capacityReleasedB\t\n" +
 	"\apayload\"W\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
@@ -736,7 +1469,57 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x12ProviderRegistered\x121\n" +
 	"\adetails\x18\x01 \x01(\v2\x17.spa.v1.ProviderDetailsR\adetails\"?\n" +
 	"\x0fCapacityUpdated\x12,\n" +
-	"\bcapacity\x18\x01 \x03(\v2\x10.spa.v1.CapacityR\bcapacityBq\n" +
+	"\bcapacity\x18\x01 \x03(\v2\x10.spa.v1.CapacityR\bcapacity\"\xb9\x02\n" +
+	"\x0ePathwayDecided\x12)\n" +
+	"\apathway\x18\x01 \x01(\x0e2\x0f.spa.v1.PathwayR\apathway\x12)\n" +
+	"\aservice\x18\x02 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x12\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\x12\x1f\n" +
+	"\vreason_code\x18\x04 \x01(\tR\n" +
+	"reasonCode\x12:\n" +
+	"\x06inputs\x18\x05 \x03(\v2\".spa.v1.PathwayDecided.InputsEntryR\x06inputs\x12%\n" +
+	"\x0eisolation_days\x18\x06 \x01(\x05R\risolationDays\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd7\x01\n" +
+	"\fReferralHeld\x12*\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x12.spa.v1.HoldReasonR\x06reason\x12\x12\n" +
+	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x128\n" +
+	"\x06inputs\x18\x04 \x03(\v2 .spa.v1.ReferralHeld.InputsEntryR\x06inputs\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
+	"\fHoldReleased\x12*\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x12.spa.v1.HoldReasonR\x06reason\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\"W\n" +
+	"\x10AwaitingCapacity\x12)\n" +
+	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x18\n" +
+	"\aborough\x18\x02 \x01(\tR\aborough\"\xf0\x01\n" +
+	"\tOfferMade\x12#\n" +
+	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12!\n" +
+	"\fprovider_ods\x18\x02 \x01(\tR\vproviderOds\x12)\n" +
+	"\aservice\x18\x03 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x125\n" +
+	"\x06inputs\x18\x04 \x03(\v2\x1d.spa.v1.OfferMade.InputsEntryR\x06inputs\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x01\n" +
+	"\x17AssignmentStatusChanged\x12#\n" +
+	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12*\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x12.spa.v1.TaskStatusR\x06status\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"J\n" +
+	"\x13PatientLeftHospital\x123\n" +
+	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\x83\x01\n" +
+	"\x10CapacityReserved\x12)\n" +
+	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x1f\n" +
+	"\vreferral_id\x18\x02 \x01(\tR\n" +
+	"referralId\x12#\n" +
+	"\rassignment_id\x18\x03 \x01(\tR\fassignmentId\"\x9b\x01\n" +
+	"\x10CapacityReleased\x12)\n" +
+	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x1f\n" +
+	"\vreferral_id\x18\x02 \x01(\tR\n" +
+	"referralId\x12#\n" +
+	"\rassignment_id\x18\x03 \x01(\tR\fassignmentId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reasonBq\n" +
 	"\n" +
 	"com.spa.v1B\vEventsProtoP\x01Z\x1dspa/internal/gen/spa/v1;spav1\xa2\x02\x03SXX\xaa\x02\x06Spa.V1\xca\x02\x06Spa\\V1\xe2\x02\x12Spa\\V1\\GPBMetadata\xea\x02\aSpa::V1b\x06proto3"
 
@@ -752,7 +1535,7 @@ func file_spa_v1_events_proto_rawDescGZIP() []byte {
 	return file_spa_v1_events_proto_rawDescData
 }
 
-var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_spa_v1_events_proto_goTypes = []any{
 	(*Actor)(nil),                    // 0: spa.v1.Actor
 	(*Envelope)(nil),                 // 1: spa.v1.Envelope
@@ -763,17 +1546,33 @@ var file_spa_v1_events_proto_goTypes = []any{
 	(*ReferralWithdrawn)(nil),        // 6: spa.v1.ReferralWithdrawn
 	(*ProviderRegistered)(nil),       // 7: spa.v1.ProviderRegistered
 	(*CapacityUpdated)(nil),          // 8: spa.v1.CapacityUpdated
-	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
-	(*ReferralDetails)(nil),          // 10: spa.v1.ReferralDetails
-	(CriterionToReside)(0),           // 11: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),            // 12: spa.v1.InfectionTest
-	(WithdrawalReason)(0),            // 13: spa.v1.WithdrawalReason
-	(*ProviderDetails)(nil),          // 14: spa.v1.ProviderDetails
-	(*Capacity)(nil),                 // 15: spa.v1.Capacity
+	(*PathwayDecided)(nil),           // 9: spa.v1.PathwayDecided
+	(*ReferralHeld)(nil),             // 10: spa.v1.ReferralHeld
+	(*HoldReleased)(nil),             // 11: spa.v1.HoldReleased
+	(*AwaitingCapacity)(nil),         // 12: spa.v1.AwaitingCapacity
+	(*OfferMade)(nil),                // 13: spa.v1.OfferMade
+	(*AssignmentStatusChanged)(nil),  // 14: spa.v1.AssignmentStatusChanged
+	(*PatientLeftHospital)(nil),      // 15: spa.v1.PatientLeftHospital
+	(*CapacityReserved)(nil),         // 16: spa.v1.CapacityReserved
+	(*CapacityReleased)(nil),         // 17: spa.v1.CapacityReleased
+	nil,                              // 18: spa.v1.PathwayDecided.InputsEntry
+	nil,                              // 19: spa.v1.ReferralHeld.InputsEntry
+	nil,                              // 20: spa.v1.OfferMade.InputsEntry
+	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(*ReferralDetails)(nil),          // 22: spa.v1.ReferralDetails
+	(CriterionToReside)(0),           // 23: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),            // 24: spa.v1.InfectionTest
+	(WithdrawalReason)(0),            // 25: spa.v1.WithdrawalReason
+	(*ProviderDetails)(nil),          // 26: spa.v1.ProviderDetails
+	(*Capacity)(nil),                 // 27: spa.v1.Capacity
+	(Pathway)(0),                     // 28: spa.v1.Pathway
+	(Service)(0),                     // 29: spa.v1.Service
+	(HoldReason)(0),                  // 30: spa.v1.HoldReason
+	(TaskStatus)(0),                  // 31: spa.v1.TaskStatus
 }
 var file_spa_v1_events_proto_depIdxs = []int32{
-	9,  // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	9,  // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
+	21, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	21, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: spa.v1.Envelope.actor:type_name -> spa.v1.Actor
 	3,  // 3: spa.v1.Envelope.referral_submitted:type_name -> spa.v1.ReferralSubmitted
 	4,  // 4: spa.v1.Envelope.criteria_to_reside_recorded:type_name -> spa.v1.CriteriaToResideRecorded
@@ -781,18 +1580,40 @@ var file_spa_v1_events_proto_depIdxs = []int32{
 	6,  // 6: spa.v1.Envelope.referral_withdrawn:type_name -> spa.v1.ReferralWithdrawn
 	7,  // 7: spa.v1.Envelope.provider_registered:type_name -> spa.v1.ProviderRegistered
 	8,  // 8: spa.v1.Envelope.capacity_updated:type_name -> spa.v1.CapacityUpdated
-	1,  // 9: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
-	10, // 10: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
-	11, // 11: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
-	12, // 12: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
-	13, // 13: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
-	14, // 14: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
-	15, // 15: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	9,  // 9: spa.v1.Envelope.pathway_decided:type_name -> spa.v1.PathwayDecided
+	10, // 10: spa.v1.Envelope.referral_held:type_name -> spa.v1.ReferralHeld
+	11, // 11: spa.v1.Envelope.hold_released:type_name -> spa.v1.HoldReleased
+	12, // 12: spa.v1.Envelope.awaiting_capacity:type_name -> spa.v1.AwaitingCapacity
+	13, // 13: spa.v1.Envelope.offer_made:type_name -> spa.v1.OfferMade
+	14, // 14: spa.v1.Envelope.assignment_status_changed:type_name -> spa.v1.AssignmentStatusChanged
+	15, // 15: spa.v1.Envelope.patient_left_hospital:type_name -> spa.v1.PatientLeftHospital
+	16, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
+	17, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
+	1,  // 18: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
+	22, // 19: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
+	23, // 20: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
+	24, // 21: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
+	25, // 22: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
+	26, // 23: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
+	27, // 24: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
+	28, // 25: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
+	29, // 26: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
+	18, // 27: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
+	30, // 28: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
+	19, // 29: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
+	30, // 30: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
+	29, // 31: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
+	29, // 32: spa.v1.OfferMade.service:type_name -> spa.v1.Service
+	20, // 33: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
+	31, // 34: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
+	21, // 35: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
+	29, // 36: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
+	29, // 37: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
@@ -809,6 +1630,15 @@ func file_spa_v1_events_proto_init() {
 		(*Envelope_ReferralWithdrawn)(nil),
 		(*Envelope_ProviderRegistered)(nil),
 		(*Envelope_CapacityUpdated)(nil),
+		(*Envelope_PathwayDecided)(nil),
+		(*Envelope_ReferralHeld)(nil),
+		(*Envelope_HoldReleased)(nil),
+		(*Envelope_AwaitingCapacity)(nil),
+		(*Envelope_OfferMade)(nil),
+		(*Envelope_AssignmentStatusChanged)(nil),
+		(*Envelope_PatientLeftHospital)(nil),
+		(*Envelope_CapacityReserved)(nil),
+		(*Envelope_CapacityReleased)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -816,7 +1646,7 @@ func file_spa_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_events_proto_rawDesc), len(file_spa_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

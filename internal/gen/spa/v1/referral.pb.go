@@ -436,21 +436,53 @@ const (
 	ReferralStatus_REFERRAL_STATUS_READY ReferralStatus = 2
 	// Withdrawn by the hospital (deteriorated, died, self-discharged, ...).
 	ReferralStatus_REFERRAL_STATUS_WITHDRAWN ReferralStatus = 3
+	// On hold with a reason; clocks pause.
+	ReferralStatus_REFERRAL_STATUS_HELD ReferralStatus = 4
+	// A pathway is decided; a provider is being found.
+	ReferralStatus_REFERRAL_STATUS_PATHWAY_DECIDED ReferralStatus = 5
+	// In the no-capacity queue: no provider has room yet.
+	ReferralStatus_REFERRAL_STATUS_AWAITING_CAPACITY ReferralStatus = 6
+	// Offered to a provider, awaiting an answer.
+	ReferralStatus_REFERRAL_STATUS_OFFERED ReferralStatus = 7
+	// A provider accepted.
+	ReferralStatus_REFERRAL_STATUS_ACCEPTED ReferralStatus = 8
+	// Care started or the patient was admitted to the bed.
+	ReferralStatus_REFERRAL_STATUS_IN_PROGRESS ReferralStatus = 9
+	// The provider completed the assignment.
+	ReferralStatus_REFERRAL_STATUS_COMPLETED ReferralStatus = 10
+	// Pathway 0: the ward coordinates the discharge; the SPA is told.
+	ReferralStatus_REFERRAL_STATUS_WARD_LED ReferralStatus = 11
 )
 
 // Enum value maps for ReferralStatus.
 var (
 	ReferralStatus_name = map[int32]string{
-		0: "REFERRAL_STATUS_UNSPECIFIED",
-		1: "REFERRAL_STATUS_NOT_READY",
-		2: "REFERRAL_STATUS_READY",
-		3: "REFERRAL_STATUS_WITHDRAWN",
+		0:  "REFERRAL_STATUS_UNSPECIFIED",
+		1:  "REFERRAL_STATUS_NOT_READY",
+		2:  "REFERRAL_STATUS_READY",
+		3:  "REFERRAL_STATUS_WITHDRAWN",
+		4:  "REFERRAL_STATUS_HELD",
+		5:  "REFERRAL_STATUS_PATHWAY_DECIDED",
+		6:  "REFERRAL_STATUS_AWAITING_CAPACITY",
+		7:  "REFERRAL_STATUS_OFFERED",
+		8:  "REFERRAL_STATUS_ACCEPTED",
+		9:  "REFERRAL_STATUS_IN_PROGRESS",
+		10: "REFERRAL_STATUS_COMPLETED",
+		11: "REFERRAL_STATUS_WARD_LED",
 	}
 	ReferralStatus_value = map[string]int32{
-		"REFERRAL_STATUS_UNSPECIFIED": 0,
-		"REFERRAL_STATUS_NOT_READY":   1,
-		"REFERRAL_STATUS_READY":       2,
-		"REFERRAL_STATUS_WITHDRAWN":   3,
+		"REFERRAL_STATUS_UNSPECIFIED":       0,
+		"REFERRAL_STATUS_NOT_READY":         1,
+		"REFERRAL_STATUS_READY":             2,
+		"REFERRAL_STATUS_WITHDRAWN":         3,
+		"REFERRAL_STATUS_HELD":              4,
+		"REFERRAL_STATUS_PATHWAY_DECIDED":   5,
+		"REFERRAL_STATUS_AWAITING_CAPACITY": 6,
+		"REFERRAL_STATUS_OFFERED":           7,
+		"REFERRAL_STATUS_ACCEPTED":          8,
+		"REFERRAL_STATUS_IN_PROGRESS":       9,
+		"REFERRAL_STATUS_COMPLETED":         10,
+		"REFERRAL_STATUS_WARD_LED":          11,
 	}
 )
 
@@ -479,6 +511,145 @@ func (x ReferralStatus) Number() protoreflect.EnumNumber {
 // Deprecated: Use ReferralStatus.Descriptor instead.
 func (ReferralStatus) EnumDescriptor() ([]byte, []int) {
 	return file_spa_v1_referral_proto_rawDescGZIP(), []int{7}
+}
+
+// HoldReason says why a referral is on hold.
+type HoldReason int32
+
+const (
+	HoldReason_HOLD_REASON_UNSPECIFIED     HoldReason = 0
+	HoldReason_HOLD_REASON_MENTAL_CAPACITY HoldReason = 1
+	HoldReason_HOLD_REASON_SAFEGUARDING    HoldReason = 2
+	HoldReason_HOLD_REASON_HOUSING         HoldReason = 3
+	HoldReason_HOLD_REASON_CHOICE_DISPUTE  HoldReason = 4
+	HoldReason_HOLD_REASON_FUNDING_DISPUTE HoldReason = 5
+	// Infection overlay: a test taken within the validity window is needed.
+	HoldReason_HOLD_REASON_AWAITING_TEST HoldReason = 6
+)
+
+// Enum value maps for HoldReason.
+var (
+	HoldReason_name = map[int32]string{
+		0: "HOLD_REASON_UNSPECIFIED",
+		1: "HOLD_REASON_MENTAL_CAPACITY",
+		2: "HOLD_REASON_SAFEGUARDING",
+		3: "HOLD_REASON_HOUSING",
+		4: "HOLD_REASON_CHOICE_DISPUTE",
+		5: "HOLD_REASON_FUNDING_DISPUTE",
+		6: "HOLD_REASON_AWAITING_TEST",
+	}
+	HoldReason_value = map[string]int32{
+		"HOLD_REASON_UNSPECIFIED":     0,
+		"HOLD_REASON_MENTAL_CAPACITY": 1,
+		"HOLD_REASON_SAFEGUARDING":    2,
+		"HOLD_REASON_HOUSING":         3,
+		"HOLD_REASON_CHOICE_DISPUTE":  4,
+		"HOLD_REASON_FUNDING_DISPUTE": 5,
+		"HOLD_REASON_AWAITING_TEST":   6,
+	}
+)
+
+func (x HoldReason) Enum() *HoldReason {
+	p := new(HoldReason)
+	*p = x
+	return p
+}
+
+func (x HoldReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HoldReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_spa_v1_referral_proto_enumTypes[8].Descriptor()
+}
+
+func (HoldReason) Type() protoreflect.EnumType {
+	return &file_spa_v1_referral_proto_enumTypes[8]
+}
+
+func (x HoldReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HoldReason.Descriptor instead.
+func (HoldReason) EnumDescriptor() ([]byte, []int) {
+	return file_spa_v1_referral_proto_rawDescGZIP(), []int{8}
+}
+
+// TaskStatus is an assignment's state: FHIR R4 Task.status.
+type TaskStatus int32
+
+const (
+	TaskStatus_TASK_STATUS_UNSPECIFIED TaskStatus = 0
+	// Offered to the provider.
+	TaskStatus_TASK_STATUS_REQUESTED TaskStatus = 1
+	// The provider has seen the offer.
+	TaskStatus_TASK_STATUS_RECEIVED TaskStatus = 2
+	TaskStatus_TASK_STATUS_ACCEPTED TaskStatus = 3
+	// Declined by the provider.
+	TaskStatus_TASK_STATUS_REJECTED TaskStatus = 4
+	// Care started, or the patient was admitted to the bed.
+	TaskStatus_TASK_STATUS_IN_PROGRESS TaskStatus = 5
+	TaskStatus_TASK_STATUS_ON_HOLD     TaskStatus = 6
+	TaskStatus_TASK_STATUS_COMPLETED   TaskStatus = 7
+	TaskStatus_TASK_STATUS_FAILED      TaskStatus = 8
+	// Withdrawn: the patient deteriorated, died or self-discharged.
+	TaskStatus_TASK_STATUS_CANCELLED TaskStatus = 9
+)
+
+// Enum value maps for TaskStatus.
+var (
+	TaskStatus_name = map[int32]string{
+		0: "TASK_STATUS_UNSPECIFIED",
+		1: "TASK_STATUS_REQUESTED",
+		2: "TASK_STATUS_RECEIVED",
+		3: "TASK_STATUS_ACCEPTED",
+		4: "TASK_STATUS_REJECTED",
+		5: "TASK_STATUS_IN_PROGRESS",
+		6: "TASK_STATUS_ON_HOLD",
+		7: "TASK_STATUS_COMPLETED",
+		8: "TASK_STATUS_FAILED",
+		9: "TASK_STATUS_CANCELLED",
+	}
+	TaskStatus_value = map[string]int32{
+		"TASK_STATUS_UNSPECIFIED": 0,
+		"TASK_STATUS_REQUESTED":   1,
+		"TASK_STATUS_RECEIVED":    2,
+		"TASK_STATUS_ACCEPTED":    3,
+		"TASK_STATUS_REJECTED":    4,
+		"TASK_STATUS_IN_PROGRESS": 5,
+		"TASK_STATUS_ON_HOLD":     6,
+		"TASK_STATUS_COMPLETED":   7,
+		"TASK_STATUS_FAILED":      8,
+		"TASK_STATUS_CANCELLED":   9,
+	}
+)
+
+func (x TaskStatus) Enum() *TaskStatus {
+	p := new(TaskStatus)
+	*p = x
+	return p
+}
+
+func (x TaskStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_spa_v1_referral_proto_enumTypes[9].Descriptor()
+}
+
+func (TaskStatus) Type() protoreflect.EnumType {
+	return &file_spa_v1_referral_proto_enumTypes[9]
+}
+
+func (x TaskStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskStatus.Descriptor instead.
+func (TaskStatus) EnumDescriptor() ([]byte, []int) {
+	return file_spa_v1_referral_proto_rawDescGZIP(), []int{9}
 }
 
 // WithdrawalReason says why a referral was withdrawn.
@@ -524,11 +695,11 @@ func (x WithdrawalReason) String() string {
 }
 
 func (WithdrawalReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_spa_v1_referral_proto_enumTypes[8].Descriptor()
+	return file_spa_v1_referral_proto_enumTypes[10].Descriptor()
 }
 
 func (WithdrawalReason) Type() protoreflect.EnumType {
-	return &file_spa_v1_referral_proto_enumTypes[8]
+	return &file_spa_v1_referral_proto_enumTypes[10]
 }
 
 func (x WithdrawalReason) Number() protoreflect.EnumNumber {
@@ -537,7 +708,7 @@ func (x WithdrawalReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WithdrawalReason.Descriptor instead.
 func (WithdrawalReason) EnumDescriptor() ([]byte, []int) {
-	return file_spa_v1_referral_proto_rawDescGZIP(), []int{8}
+	return file_spa_v1_referral_proto_rawDescGZIP(), []int{10}
 }
 
 // Patient identifies the person. Special category data: carry the minimum.
@@ -1353,12 +1524,42 @@ const file_spa_v1_referral_proto_rawDesc = "" +
 	"\x19PLACE_OF_CARE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PLACE_OF_CARE_HOME\x10\x01\x12\x19\n" +
 	"\x15PLACE_OF_CARE_HOSPICE\x10\x02\x12\x1e\n" +
-	"\x1aPLACE_OF_CARE_NURSING_HOME\x10\x03*\x8a\x01\n" +
+	"\x1aPLACE_OF_CARE_NURSING_HOME\x10\x03*\x89\x03\n" +
 	"\x0eReferralStatus\x12\x1f\n" +
 	"\x1bREFERRAL_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19REFERRAL_STATUS_NOT_READY\x10\x01\x12\x19\n" +
 	"\x15REFERRAL_STATUS_READY\x10\x02\x12\x1d\n" +
-	"\x19REFERRAL_STATUS_WITHDRAWN\x10\x03*\xec\x01\n" +
+	"\x19REFERRAL_STATUS_WITHDRAWN\x10\x03\x12\x18\n" +
+	"\x14REFERRAL_STATUS_HELD\x10\x04\x12#\n" +
+	"\x1fREFERRAL_STATUS_PATHWAY_DECIDED\x10\x05\x12%\n" +
+	"!REFERRAL_STATUS_AWAITING_CAPACITY\x10\x06\x12\x1b\n" +
+	"\x17REFERRAL_STATUS_OFFERED\x10\a\x12\x1c\n" +
+	"\x18REFERRAL_STATUS_ACCEPTED\x10\b\x12\x1f\n" +
+	"\x1bREFERRAL_STATUS_IN_PROGRESS\x10\t\x12\x1d\n" +
+	"\x19REFERRAL_STATUS_COMPLETED\x10\n" +
+	"\x12\x1c\n" +
+	"\x18REFERRAL_STATUS_WARD_LED\x10\v*\xe1\x01\n" +
+	"\n" +
+	"HoldReason\x12\x1b\n" +
+	"\x17HOLD_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bHOLD_REASON_MENTAL_CAPACITY\x10\x01\x12\x1c\n" +
+	"\x18HOLD_REASON_SAFEGUARDING\x10\x02\x12\x17\n" +
+	"\x13HOLD_REASON_HOUSING\x10\x03\x12\x1e\n" +
+	"\x1aHOLD_REASON_CHOICE_DISPUTE\x10\x04\x12\x1f\n" +
+	"\x1bHOLD_REASON_FUNDING_DISPUTE\x10\x05\x12\x1d\n" +
+	"\x19HOLD_REASON_AWAITING_TEST\x10\x06*\x96\x02\n" +
+	"\n" +
+	"TaskStatus\x12\x1b\n" +
+	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TASK_STATUS_REQUESTED\x10\x01\x12\x18\n" +
+	"\x14TASK_STATUS_RECEIVED\x10\x02\x12\x18\n" +
+	"\x14TASK_STATUS_ACCEPTED\x10\x03\x12\x18\n" +
+	"\x14TASK_STATUS_REJECTED\x10\x04\x12\x1b\n" +
+	"\x17TASK_STATUS_IN_PROGRESS\x10\x05\x12\x17\n" +
+	"\x13TASK_STATUS_ON_HOLD\x10\x06\x12\x19\n" +
+	"\x15TASK_STATUS_COMPLETED\x10\a\x12\x16\n" +
+	"\x12TASK_STATUS_FAILED\x10\b\x12\x19\n" +
+	"\x15TASK_STATUS_CANCELLED\x10\t*\xec\x01\n" +
 	"\x10WithdrawalReason\x12!\n" +
 	"\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eWITHDRAWAL_REASON_DETERIORATED\x10\x01\x12\x1a\n" +
@@ -1381,7 +1582,7 @@ func file_spa_v1_referral_proto_rawDescGZIP() []byte {
 	return file_spa_v1_referral_proto_rawDescData
 }
 
-var file_spa_v1_referral_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_spa_v1_referral_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
 var file_spa_v1_referral_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_spa_v1_referral_proto_goTypes = []any{
 	(AdmittedFrom)(0),             // 0: spa.v1.AdmittedFrom
@@ -1392,33 +1593,35 @@ var file_spa_v1_referral_proto_goTypes = []any{
 	(InfectionTestResult)(0),      // 5: spa.v1.InfectionTestResult
 	(PlaceOfCare)(0),              // 6: spa.v1.PlaceOfCare
 	(ReferralStatus)(0),           // 7: spa.v1.ReferralStatus
-	(WithdrawalReason)(0),         // 8: spa.v1.WithdrawalReason
-	(*Patient)(nil),               // 9: spa.v1.Patient
-	(*Episode)(nil),               // 10: spa.v1.Episode
-	(*Needs)(nil),                 // 11: spa.v1.Needs
-	(*Risks)(nil),                 // 12: spa.v1.Risks
-	(*InfectionTest)(nil),         // 13: spa.v1.InfectionTest
-	(*EndOfLife)(nil),             // 14: spa.v1.EndOfLife
-	(*Consent)(nil),               // 15: spa.v1.Consent
-	(*Contact)(nil),               // 16: spa.v1.Contact
-	(*ReferralDetails)(nil),       // 17: spa.v1.ReferralDetails
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(HoldReason)(0),               // 8: spa.v1.HoldReason
+	(TaskStatus)(0),               // 9: spa.v1.TaskStatus
+	(WithdrawalReason)(0),         // 10: spa.v1.WithdrawalReason
+	(*Patient)(nil),               // 11: spa.v1.Patient
+	(*Episode)(nil),               // 12: spa.v1.Episode
+	(*Needs)(nil),                 // 13: spa.v1.Needs
+	(*Risks)(nil),                 // 14: spa.v1.Risks
+	(*InfectionTest)(nil),         // 15: spa.v1.InfectionTest
+	(*EndOfLife)(nil),             // 16: spa.v1.EndOfLife
+	(*Consent)(nil),               // 17: spa.v1.Consent
+	(*Contact)(nil),               // 18: spa.v1.Contact
+	(*ReferralDetails)(nil),       // 19: spa.v1.ReferralDetails
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_spa_v1_referral_proto_depIdxs = []int32{
 	3,  // 0: spa.v1.Needs.mobility:type_name -> spa.v1.Mobility
 	4,  // 1: spa.v1.InfectionTest.type:type_name -> spa.v1.InfectionTestType
-	18, // 2: spa.v1.InfectionTest.taken_at:type_name -> google.protobuf.Timestamp
+	20, // 2: spa.v1.InfectionTest.taken_at:type_name -> google.protobuf.Timestamp
 	5,  // 3: spa.v1.InfectionTest.result:type_name -> spa.v1.InfectionTestResult
 	6,  // 4: spa.v1.EndOfLife.preferred_place:type_name -> spa.v1.PlaceOfCare
-	9,  // 5: spa.v1.ReferralDetails.patient:type_name -> spa.v1.Patient
-	10, // 6: spa.v1.ReferralDetails.episode:type_name -> spa.v1.Episode
+	11, // 5: spa.v1.ReferralDetails.patient:type_name -> spa.v1.Patient
+	12, // 6: spa.v1.ReferralDetails.episode:type_name -> spa.v1.Episode
 	0,  // 7: spa.v1.ReferralDetails.admitted_from:type_name -> spa.v1.AdmittedFrom
-	11, // 8: spa.v1.ReferralDetails.needs:type_name -> spa.v1.Needs
-	12, // 9: spa.v1.ReferralDetails.risks:type_name -> spa.v1.Risks
-	13, // 10: spa.v1.ReferralDetails.infection_test:type_name -> spa.v1.InfectionTest
-	14, // 11: spa.v1.ReferralDetails.end_of_life:type_name -> spa.v1.EndOfLife
-	15, // 12: spa.v1.ReferralDetails.consent:type_name -> spa.v1.Consent
-	16, // 13: spa.v1.ReferralDetails.hospital_lead:type_name -> spa.v1.Contact
+	13, // 8: spa.v1.ReferralDetails.needs:type_name -> spa.v1.Needs
+	14, // 9: spa.v1.ReferralDetails.risks:type_name -> spa.v1.Risks
+	15, // 10: spa.v1.ReferralDetails.infection_test:type_name -> spa.v1.InfectionTest
+	16, // 11: spa.v1.ReferralDetails.end_of_life:type_name -> spa.v1.EndOfLife
+	17, // 12: spa.v1.ReferralDetails.consent:type_name -> spa.v1.Consent
+	18, // 13: spa.v1.ReferralDetails.hospital_lead:type_name -> spa.v1.Contact
 	2,  // 14: spa.v1.ReferralDetails.criteria_met:type_name -> spa.v1.CriterionToReside
 	1,  // 15: spa.v1.ReferralDetails.proposed_pathway:type_name -> spa.v1.Pathway
 	16, // [16:16] is the sub-list for method output_type
@@ -1438,7 +1641,7 @@ func file_spa_v1_referral_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_referral_proto_rawDesc), len(file_spa_v1_referral_proto_rawDesc)),
-			NumEnums:      9,
+			NumEnums:      11,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,

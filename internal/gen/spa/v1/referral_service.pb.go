@@ -37,7 +37,20 @@ type Referral struct {
 	SubmittedAt         *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=submitted_at,json=submittedAt,proto3" json:"submitted_at,omitempty"`
 	UpdatedAt           *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Stream sequence of the last event applied to this referral.
-	Version       uint64 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint64 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	// The service being found, once a pathway is decided.
+	Service Service `protobuf:"varint,12,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	// Why the referral is held, when it is.
+	HoldReason HoldReason `protobuf:"varint,13,opt,name=hold_reason,json=holdReason,proto3,enum=spa.v1.HoldReason" json:"hold_reason,omitempty"`
+	// Every offer, oldest first.
+	Assignments    []*Assignment          `protobuf:"bytes,14,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	LeftHospitalAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=left_hospital_at,json=leftHospitalAt,proto3" json:"left_hospital_at,omitempty"`
+	// The last routing decision: rule and policy version.
+	DecisionRule  string `protobuf:"bytes,16,opt,name=decision_rule,json=decisionRule,proto3" json:"decision_rule,omitempty"`
+	PolicyVersion string `protobuf:"bytes,17,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// Whole days from the Discharge Ready Date to leaving hospital (or to
+	// today, while the patient is still in hospital).
+	DelayDays     int32 `protobuf:"varint,18,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,6 +162,158 @@ func (x *Referral) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Referral) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *Referral) GetHoldReason() HoldReason {
+	if x != nil {
+		return x.HoldReason
+	}
+	return HoldReason_HOLD_REASON_UNSPECIFIED
+}
+
+func (x *Referral) GetAssignments() []*Assignment {
+	if x != nil {
+		return x.Assignments
+	}
+	return nil
+}
+
+func (x *Referral) GetLeftHospitalAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeftHospitalAt
+	}
+	return nil
+}
+
+func (x *Referral) GetDecisionRule() string {
+	if x != nil {
+		return x.DecisionRule
+	}
+	return ""
+}
+
+func (x *Referral) GetPolicyVersion() string {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return ""
+}
+
+func (x *Referral) GetDelayDays() int32 {
+	if x != nil {
+		return x.DelayDays
+	}
+	return 0
+}
+
+// Assignment is one offer of a referral to a provider: a FHIR Task owned by
+// that provider.
+type Assignment struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AssignmentId string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	ReferralId   string                 `protobuf:"bytes,2,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	ProviderOds  string                 `protobuf:"bytes,3,opt,name=provider_ods,json=providerOds,proto3" json:"provider_ods,omitempty"`
+	Service      Service                `protobuf:"varint,4,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	Status       TaskStatus             `protobuf:"varint,5,opt,name=status,proto3,enum=spa.v1.TaskStatus" json:"status,omitempty"`
+	// Why it was rejected, failed or cancelled.
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	OfferedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=offered_at,json=offeredAt,proto3" json:"offered_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Assignment) Reset() {
+	*x = Assignment{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Assignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Assignment) ProtoMessage() {}
+
+func (x *Assignment) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
+func (*Assignment) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Assignment) GetAssignmentId() string {
+	if x != nil {
+		return x.AssignmentId
+	}
+	return ""
+}
+
+func (x *Assignment) GetReferralId() string {
+	if x != nil {
+		return x.ReferralId
+	}
+	return ""
+}
+
+func (x *Assignment) GetProviderOds() string {
+	if x != nil {
+		return x.ProviderOds
+	}
+	return ""
+}
+
+func (x *Assignment) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *Assignment) GetStatus() TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TaskStatus_TASK_STATUS_UNSPECIFIED
+}
+
+func (x *Assignment) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Assignment) GetOfferedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OfferedAt
+	}
+	return nil
+}
+
+func (x *Assignment) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
 // ReferralSummary is one row of the board.
 type ReferralSummary struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
@@ -162,13 +327,19 @@ type ReferralSummary struct {
 	DischargeReadyDate string                 `protobuf:"bytes,8,opt,name=discharge_ready_date,json=dischargeReadyDate,proto3" json:"discharge_ready_date,omitempty"`
 	SubmittedAt        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=submitted_at,json=submittedAt,proto3" json:"submitted_at,omitempty"`
 	Version            uint64                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	Service            Service                `protobuf:"varint,11,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	// The provider of the live assignment, if any.
+	ProviderOds string `protobuf:"bytes,12,opt,name=provider_ods,json=providerOds,proto3" json:"provider_ods,omitempty"`
+	// See Referral.delay_days; flagged at 7, 14 and 21 days.
+	DelayDays     int32      `protobuf:"varint,13,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
+	HoldReason    HoldReason `protobuf:"varint,14,opt,name=hold_reason,json=holdReason,proto3,enum=spa.v1.HoldReason" json:"hold_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReferralSummary) Reset() {
 	*x = ReferralSummary{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[1]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +351,7 @@ func (x *ReferralSummary) String() string {
 func (*ReferralSummary) ProtoMessage() {}
 
 func (x *ReferralSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[1]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +364,7 @@ func (x *ReferralSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReferralSummary.ProtoReflect.Descriptor instead.
 func (*ReferralSummary) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{1}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReferralSummary) GetReferralId() string {
@@ -266,19 +437,51 @@ func (x *ReferralSummary) GetVersion() uint64 {
 	return 0
 }
 
+func (x *ReferralSummary) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *ReferralSummary) GetProviderOds() string {
+	if x != nil {
+		return x.ProviderOds
+	}
+	return ""
+}
+
+func (x *ReferralSummary) GetDelayDays() int32 {
+	if x != nil {
+		return x.DelayDays
+	}
+	return 0
+}
+
+func (x *ReferralSummary) GetHoldReason() HoldReason {
+	if x != nil {
+		return x.HoldReason
+	}
+	return HoldReason_HOLD_REASON_UNSPECIFIED
+}
+
 type SubmitReferralRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Client-chosen idempotency key, 8-64 characters of [A-Za-z0-9._-]; use a
 	// UUID. Retrying with the same key never creates a second referral.
-	RequestId     string           `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Referral      *ReferralDetails `protobuf:"bytes,2,opt,name=referral,proto3" json:"referral,omitempty"`
+	RequestId string           `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Referral  *ReferralDetails `protobuf:"bytes,2,opt,name=referral,proto3" json:"referral,omitempty"`
+	// Business time of the referral, when it was made earlier than it is
+	// sent (a delayed or migrated record); default now. Decides the routing
+	// policy in force. Not in the future, not before 2019.
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitReferralRequest) Reset() {
 	*x = SubmitReferralRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[2]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +493,7 @@ func (x *SubmitReferralRequest) String() string {
 func (*SubmitReferralRequest) ProtoMessage() {}
 
 func (x *SubmitReferralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[2]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +506,7 @@ func (x *SubmitReferralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitReferralRequest.ProtoReflect.Descriptor instead.
 func (*SubmitReferralRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{2}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SubmitReferralRequest) GetRequestId() string {
@@ -320,6 +523,13 @@ func (x *SubmitReferralRequest) GetReferral() *ReferralDetails {
 	return nil
 }
 
+func (x *SubmitReferralRequest) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
 type SubmitReferralResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
@@ -332,7 +542,7 @@ type SubmitReferralResponse struct {
 
 func (x *SubmitReferralResponse) Reset() {
 	*x = SubmitReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[3]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +554,7 @@ func (x *SubmitReferralResponse) String() string {
 func (*SubmitReferralResponse) ProtoMessage() {}
 
 func (x *SubmitReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[3]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +567,7 @@ func (x *SubmitReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitReferralResponse.ProtoReflect.Descriptor instead.
 func (*SubmitReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{3}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SubmitReferralResponse) GetReferralId() string {
@@ -387,14 +597,16 @@ type RecordCriteriaToResideRequest struct {
 	// Criteria the patient still meets; empty means none.
 	CriteriaMet []CriterionToReside `protobuf:"varint,2,rep,packed,name=criteria_met,json=criteriaMet,proto3,enum=spa.v1.CriterionToReside" json:"criteria_met,omitempty"`
 	// ISO date of the assessment; not before admission, not in the future.
-	AssessedOn    string `protobuf:"bytes,3,opt,name=assessed_on,json=assessedOn,proto3" json:"assessed_on,omitempty"`
+	AssessedOn string `protobuf:"bytes,3,opt,name=assessed_on,json=assessedOn,proto3" json:"assessed_on,omitempty"`
+	// Business time; see SubmitReferralRequest.occurred_at.
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordCriteriaToResideRequest) Reset() {
 	*x = RecordCriteriaToResideRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[4]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +618,7 @@ func (x *RecordCriteriaToResideRequest) String() string {
 func (*RecordCriteriaToResideRequest) ProtoMessage() {}
 
 func (x *RecordCriteriaToResideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[4]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +631,7 @@ func (x *RecordCriteriaToResideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordCriteriaToResideRequest.ProtoReflect.Descriptor instead.
 func (*RecordCriteriaToResideRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{4}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecordCriteriaToResideRequest) GetReferralId() string {
@@ -443,6 +655,13 @@ func (x *RecordCriteriaToResideRequest) GetAssessedOn() string {
 	return ""
 }
 
+func (x *RecordCriteriaToResideRequest) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
 type RecordCriteriaToResideResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Sequence uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -455,7 +674,7 @@ type RecordCriteriaToResideResponse struct {
 
 func (x *RecordCriteriaToResideResponse) Reset() {
 	*x = RecordCriteriaToResideResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[5]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +686,7 @@ func (x *RecordCriteriaToResideResponse) String() string {
 func (*RecordCriteriaToResideResponse) ProtoMessage() {}
 
 func (x *RecordCriteriaToResideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[5]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +699,7 @@ func (x *RecordCriteriaToResideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordCriteriaToResideResponse.ProtoReflect.Descriptor instead.
 func (*RecordCriteriaToResideResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{5}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordCriteriaToResideResponse) GetSequence() uint64 {
@@ -505,16 +724,18 @@ func (x *RecordCriteriaToResideResponse) GetDischargeReadyDate() string {
 }
 
 type RecordInfectionTestRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReferralId    string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
-	Test          *InfectionTest         `protobuf:"bytes,2,opt,name=test,proto3" json:"test,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	Test       *InfectionTest         `protobuf:"bytes,2,opt,name=test,proto3" json:"test,omitempty"`
+	// Business time; see SubmitReferralRequest.occurred_at.
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordInfectionTestRequest) Reset() {
 	*x = RecordInfectionTestRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[6]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +747,7 @@ func (x *RecordInfectionTestRequest) String() string {
 func (*RecordInfectionTestRequest) ProtoMessage() {}
 
 func (x *RecordInfectionTestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[6]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +760,7 @@ func (x *RecordInfectionTestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordInfectionTestRequest.ProtoReflect.Descriptor instead.
 func (*RecordInfectionTestRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{6}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordInfectionTestRequest) GetReferralId() string {
@@ -556,6 +777,13 @@ func (x *RecordInfectionTestRequest) GetTest() *InfectionTest {
 	return nil
 }
 
+func (x *RecordInfectionTestRequest) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
 type RecordInfectionTestResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -565,7 +793,7 @@ type RecordInfectionTestResponse struct {
 
 func (x *RecordInfectionTestResponse) Reset() {
 	*x = RecordInfectionTestResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[7]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +805,7 @@ func (x *RecordInfectionTestResponse) String() string {
 func (*RecordInfectionTestResponse) ProtoMessage() {}
 
 func (x *RecordInfectionTestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[7]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +818,7 @@ func (x *RecordInfectionTestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordInfectionTestResponse.ProtoReflect.Descriptor instead.
 func (*RecordInfectionTestResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{7}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RecordInfectionTestResponse) GetSequence() uint64 {
@@ -611,7 +839,7 @@ type WithdrawReferralRequest struct {
 
 func (x *WithdrawReferralRequest) Reset() {
 	*x = WithdrawReferralRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[8]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +851,7 @@ func (x *WithdrawReferralRequest) String() string {
 func (*WithdrawReferralRequest) ProtoMessage() {}
 
 func (x *WithdrawReferralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[8]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +864,7 @@ func (x *WithdrawReferralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawReferralRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawReferralRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{8}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WithdrawReferralRequest) GetReferralId() string {
@@ -669,7 +897,7 @@ type WithdrawReferralResponse struct {
 
 func (x *WithdrawReferralResponse) Reset() {
 	*x = WithdrawReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[9]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +909,7 @@ func (x *WithdrawReferralResponse) String() string {
 func (*WithdrawReferralResponse) ProtoMessage() {}
 
 func (x *WithdrawReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[9]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,10 +922,307 @@ func (x *WithdrawReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawReferralResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{9}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WithdrawReferralResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+type HoldReferralRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReferralId    string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	Reason        HoldReason             `protobuf:"varint,2,opt,name=reason,proto3,enum=spa.v1.HoldReason" json:"reason,omitempty"`
+	Note          string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldReferralRequest) Reset() {
+	*x = HoldReferralRequest{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldReferralRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldReferralRequest) ProtoMessage() {}
+
+func (x *HoldReferralRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldReferralRequest.ProtoReflect.Descriptor instead.
+func (*HoldReferralRequest) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HoldReferralRequest) GetReferralId() string {
+	if x != nil {
+		return x.ReferralId
+	}
+	return ""
+}
+
+func (x *HoldReferralRequest) GetReason() HoldReason {
+	if x != nil {
+		return x.Reason
+	}
+	return HoldReason_HOLD_REASON_UNSPECIFIED
+}
+
+func (x *HoldReferralRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type HoldReferralResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldReferralResponse) Reset() {
+	*x = HoldReferralResponse{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldReferralResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldReferralResponse) ProtoMessage() {}
+
+func (x *HoldReferralResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldReferralResponse.ProtoReflect.Descriptor instead.
+func (*HoldReferralResponse) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *HoldReferralResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+type ReleaseHoldRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReferralId    string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	Note          string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseHoldRequest) Reset() {
+	*x = ReleaseHoldRequest{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseHoldRequest) ProtoMessage() {}
+
+func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReleaseHoldRequest) GetReferralId() string {
+	if x != nil {
+		return x.ReferralId
+	}
+	return ""
+}
+
+func (x *ReleaseHoldRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type ReleaseHoldResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseHoldResponse) Reset() {
+	*x = ReleaseHoldResponse{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseHoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseHoldResponse) ProtoMessage() {}
+
+func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseHoldResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseHoldResponse) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReleaseHoldResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+type RecordPatientLeftRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	// When the patient left; default now.
+	LeftAt        *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordPatientLeftRequest) Reset() {
+	*x = RecordPatientLeftRequest{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordPatientLeftRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordPatientLeftRequest) ProtoMessage() {}
+
+func (x *RecordPatientLeftRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordPatientLeftRequest.ProtoReflect.Descriptor instead.
+func (*RecordPatientLeftRequest) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RecordPatientLeftRequest) GetReferralId() string {
+	if x != nil {
+		return x.ReferralId
+	}
+	return ""
+}
+
+func (x *RecordPatientLeftRequest) GetLeftAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeftAt
+	}
+	return nil
+}
+
+type RecordPatientLeftResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordPatientLeftResponse) Reset() {
+	*x = RecordPatientLeftResponse{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordPatientLeftResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordPatientLeftResponse) ProtoMessage() {}
+
+func (x *RecordPatientLeftResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordPatientLeftResponse.ProtoReflect.Descriptor instead.
+func (*RecordPatientLeftResponse) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RecordPatientLeftResponse) GetSequence() uint64 {
 	if x != nil {
 		return x.Sequence
 	}
@@ -715,7 +1240,7 @@ type GetReferralRequest struct {
 
 func (x *GetReferralRequest) Reset() {
 	*x = GetReferralRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[10]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +1252,7 @@ func (x *GetReferralRequest) String() string {
 func (*GetReferralRequest) ProtoMessage() {}
 
 func (x *GetReferralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[10]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +1265,7 @@ func (x *GetReferralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReferralRequest.ProtoReflect.Descriptor instead.
 func (*GetReferralRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{10}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetReferralRequest) GetReferralId() string {
@@ -768,7 +1293,7 @@ type GetReferralResponse struct {
 
 func (x *GetReferralResponse) Reset() {
 	*x = GetReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +1305,7 @@ func (x *GetReferralResponse) String() string {
 func (*GetReferralResponse) ProtoMessage() {}
 
 func (x *GetReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +1318,7 @@ func (x *GetReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReferralResponse.ProtoReflect.Descriptor instead.
 func (*GetReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{11}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetReferralResponse) GetReferral() *Referral {
@@ -829,7 +1354,7 @@ type ListReferralsRequest struct {
 
 func (x *ListReferralsRequest) Reset() {
 	*x = ListReferralsRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1366,7 @@ func (x *ListReferralsRequest) String() string {
 func (*ListReferralsRequest) ProtoMessage() {}
 
 func (x *ListReferralsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1379,7 @@ func (x *ListReferralsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReferralsRequest.ProtoReflect.Descriptor instead.
 func (*ListReferralsRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{12}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListReferralsRequest) GetStatus() ReferralStatus {
@@ -912,7 +1437,7 @@ type ListReferralsResponse struct {
 
 func (x *ListReferralsResponse) Reset() {
 	*x = ListReferralsResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1449,7 @@ func (x *ListReferralsResponse) String() string {
 func (*ListReferralsResponse) ProtoMessage() {}
 
 func (x *ListReferralsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1462,7 @@ func (x *ListReferralsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReferralsResponse.ProtoReflect.Descriptor instead.
 func (*ListReferralsResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{13}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListReferralsResponse) GetReferrals() []*ReferralSummary {
@@ -965,7 +1490,7 @@ var File_spa_v1_referral_service_proto protoreflect.FileDescriptor
 
 const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dspa/v1/referral_service.proto\x12\x06spa.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13spa/v1/events.proto\x1a\x15spa/v1/referral.proto\"\xcf\x04\n" +
+	"\x1dspa/v1/referral_service.proto\x12\x06spa.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13spa/v1/events.proto\x1a\x15spa/v1/provider.proto\x1a\x15spa/v1/referral.proto\"\x96\a\n" +
 	"\bReferral\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12.\n" +
@@ -980,7 +1505,29 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
-	"\aversion\x18\v \x01(\x04R\aversion\"\x89\x03\n" +
+	"\aversion\x18\v \x01(\x04R\aversion\x12)\n" +
+	"\aservice\x18\f \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x123\n" +
+	"\vhold_reason\x18\r \x01(\x0e2\x12.spa.v1.HoldReasonR\n" +
+	"holdReason\x124\n" +
+	"\vassignments\x18\x0e \x03(\v2\x12.spa.v1.AssignmentR\vassignments\x12D\n" +
+	"\x10left_hospital_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x0eleftHospitalAt\x12#\n" +
+	"\rdecision_rule\x18\x10 \x01(\tR\fdecisionRule\x12%\n" +
+	"\x0epolicy_version\x18\x11 \x01(\tR\rpolicyVersion\x12\x1d\n" +
+	"\n" +
+	"delay_days\x18\x12 \x01(\x05R\tdelayDays\"\xda\x02\n" +
+	"\n" +
+	"Assignment\x12#\n" +
+	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12\x1f\n" +
+	"\vreferral_id\x18\x02 \x01(\tR\n" +
+	"referralId\x12!\n" +
+	"\fprovider_ods\x18\x03 \x01(\tR\vproviderOds\x12)\n" +
+	"\aservice\x18\x04 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12*\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x12.spa.v1.TaskStatusR\x06status\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"offered_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tofferedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xab\x04\n" +
 	"\x0fReferralSummary\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12.\n" +
@@ -994,30 +1541,42 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\x14discharge_ready_date\x18\b \x01(\tR\x12dischargeReadyDate\x12=\n" +
 	"\fsubmitted_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\x12\x18\n" +
 	"\aversion\x18\n" +
-	" \x01(\x04R\aversion\"k\n" +
+	" \x01(\x04R\aversion\x12)\n" +
+	"\aservice\x18\v \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12!\n" +
+	"\fprovider_ods\x18\f \x01(\tR\vproviderOds\x12\x1d\n" +
+	"\n" +
+	"delay_days\x18\r \x01(\x05R\tdelayDays\x123\n" +
+	"\vhold_reason\x18\x0e \x01(\x0e2\x12.spa.v1.HoldReasonR\n" +
+	"holdReason\"\xa8\x01\n" +
 	"\x15SubmitReferralRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x123\n" +
-	"\breferral\x18\x02 \x01(\v2\x17.spa.v1.ReferralDetailsR\breferral\"q\n" +
+	"\breferral\x18\x02 \x01(\v2\x17.spa.v1.ReferralDetailsR\breferral\x12;\n" +
+	"\voccurred_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"q\n" +
 	"\x16SubmitReferralResponse\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1a\n" +
-	"\breplayed\x18\x03 \x01(\bR\breplayed\"\x9f\x01\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\"\xdc\x01\n" +
 	"\x1dRecordCriteriaToResideRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12<\n" +
 	"\fcriteria_met\x18\x02 \x03(\x0e2\x19.spa.v1.CriterionToResideR\vcriteriaMet\x12\x1f\n" +
 	"\vassessed_on\x18\x03 \x01(\tR\n" +
-	"assessedOn\"\x9e\x01\n" +
+	"assessedOn\x12;\n" +
+	"\voccurred_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"\x9e\x01\n" +
 	"\x1eRecordCriteriaToResideResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x16.spa.v1.ReferralStatusR\x06status\x120\n" +
-	"\x14discharge_ready_date\x18\x03 \x01(\tR\x12dischargeReadyDate\"h\n" +
+	"\x14discharge_ready_date\x18\x03 \x01(\tR\x12dischargeReadyDate\"\xa5\x01\n" +
 	"\x1aRecordInfectionTestRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12)\n" +
-	"\x04test\x18\x02 \x01(\v2\x15.spa.v1.InfectionTestR\x04test\"9\n" +
+	"\x04test\x18\x02 \x01(\v2\x15.spa.v1.InfectionTestR\x04test\x12;\n" +
+	"\voccurred_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"9\n" +
 	"\x1bRecordInfectionTestResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\x80\x01\n" +
 	"\x17WithdrawReferralRequest\x12\x1f\n" +
@@ -1026,6 +1585,25 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\x0e2\x18.spa.v1.WithdrawalReasonR\x06reason\x12\x12\n" +
 	"\x04note\x18\x03 \x01(\tR\x04note\"6\n" +
 	"\x18WithdrawReferralResponse\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"v\n" +
+	"\x13HoldReferralRequest\x12\x1f\n" +
+	"\vreferral_id\x18\x01 \x01(\tR\n" +
+	"referralId\x12*\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x12.spa.v1.HoldReasonR\x06reason\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\"2\n" +
+	"\x14HoldReferralResponse\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"I\n" +
+	"\x12ReleaseHoldRequest\x12\x1f\n" +
+	"\vreferral_id\x18\x01 \x01(\tR\n" +
+	"referralId\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\"1\n" +
+	"\x13ReleaseHoldResponse\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"p\n" +
+	"\x18RecordPatientLeftRequest\x12\x1f\n" +
+	"\vreferral_id\x18\x01 \x01(\tR\n" +
+	"referralId\x123\n" +
+	"\aleft_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"7\n" +
+	"\x19RecordPatientLeftResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\"X\n" +
 	"\x12GetReferralRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
@@ -1045,12 +1623,15 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\x15ListReferralsResponse\x125\n" +
 	"\treferrals\x18\x01 \x03(\v2\x17.spa.v1.ReferralSummaryR\treferrals\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
-	"\bsequence\x18\x03 \x01(\x04R\bsequence2\x98\x04\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence2\x85\x06\n" +
 	"\x0fReferralService\x12O\n" +
 	"\x0eSubmitReferral\x12\x1d.spa.v1.SubmitReferralRequest\x1a\x1e.spa.v1.SubmitReferralResponse\x12g\n" +
 	"\x16RecordCriteriaToReside\x12%.spa.v1.RecordCriteriaToResideRequest\x1a&.spa.v1.RecordCriteriaToResideResponse\x12^\n" +
 	"\x13RecordInfectionTest\x12\".spa.v1.RecordInfectionTestRequest\x1a#.spa.v1.RecordInfectionTestResponse\x12U\n" +
-	"\x10WithdrawReferral\x12\x1f.spa.v1.WithdrawReferralRequest\x1a .spa.v1.WithdrawReferralResponse\x12F\n" +
+	"\x10WithdrawReferral\x12\x1f.spa.v1.WithdrawReferralRequest\x1a .spa.v1.WithdrawReferralResponse\x12I\n" +
+	"\fHoldReferral\x12\x1b.spa.v1.HoldReferralRequest\x1a\x1c.spa.v1.HoldReferralResponse\x12F\n" +
+	"\vReleaseHold\x12\x1a.spa.v1.ReleaseHoldRequest\x1a\x1b.spa.v1.ReleaseHoldResponse\x12X\n" +
+	"\x11RecordPatientLeft\x12 .spa.v1.RecordPatientLeftRequest\x1a!.spa.v1.RecordPatientLeftResponse\x12F\n" +
 	"\vGetReferral\x12\x1a.spa.v1.GetReferralRequest\x1a\x1b.spa.v1.GetReferralResponse\x12L\n" +
 	"\rListReferrals\x12\x1c.spa.v1.ListReferralsRequest\x1a\x1d.spa.v1.ListReferralsResponseBz\n" +
 	"\n" +
@@ -1068,70 +1649,101 @@ func file_spa_v1_referral_service_proto_rawDescGZIP() []byte {
 	return file_spa_v1_referral_service_proto_rawDescData
 }
 
-var file_spa_v1_referral_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_spa_v1_referral_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_spa_v1_referral_service_proto_goTypes = []any{
 	(*Referral)(nil),                       // 0: spa.v1.Referral
-	(*ReferralSummary)(nil),                // 1: spa.v1.ReferralSummary
-	(*SubmitReferralRequest)(nil),          // 2: spa.v1.SubmitReferralRequest
-	(*SubmitReferralResponse)(nil),         // 3: spa.v1.SubmitReferralResponse
-	(*RecordCriteriaToResideRequest)(nil),  // 4: spa.v1.RecordCriteriaToResideRequest
-	(*RecordCriteriaToResideResponse)(nil), // 5: spa.v1.RecordCriteriaToResideResponse
-	(*RecordInfectionTestRequest)(nil),     // 6: spa.v1.RecordInfectionTestRequest
-	(*RecordInfectionTestResponse)(nil),    // 7: spa.v1.RecordInfectionTestResponse
-	(*WithdrawReferralRequest)(nil),        // 8: spa.v1.WithdrawReferralRequest
-	(*WithdrawReferralResponse)(nil),       // 9: spa.v1.WithdrawReferralResponse
-	(*GetReferralRequest)(nil),             // 10: spa.v1.GetReferralRequest
-	(*GetReferralResponse)(nil),            // 11: spa.v1.GetReferralResponse
-	(*ListReferralsRequest)(nil),           // 12: spa.v1.ListReferralsRequest
-	(*ListReferralsResponse)(nil),          // 13: spa.v1.ListReferralsResponse
-	(ReferralStatus)(0),                    // 14: spa.v1.ReferralStatus
-	(Pathway)(0),                           // 15: spa.v1.Pathway
-	(*ReferralDetails)(nil),                // 16: spa.v1.ReferralDetails
-	(CriterionToReside)(0),                 // 17: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),                  // 18: spa.v1.InfectionTest
-	(WithdrawalReason)(0),                  // 19: spa.v1.WithdrawalReason
-	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
-	(*StoredEvent)(nil),                    // 21: spa.v1.StoredEvent
+	(*Assignment)(nil),                     // 1: spa.v1.Assignment
+	(*ReferralSummary)(nil),                // 2: spa.v1.ReferralSummary
+	(*SubmitReferralRequest)(nil),          // 3: spa.v1.SubmitReferralRequest
+	(*SubmitReferralResponse)(nil),         // 4: spa.v1.SubmitReferralResponse
+	(*RecordCriteriaToResideRequest)(nil),  // 5: spa.v1.RecordCriteriaToResideRequest
+	(*RecordCriteriaToResideResponse)(nil), // 6: spa.v1.RecordCriteriaToResideResponse
+	(*RecordInfectionTestRequest)(nil),     // 7: spa.v1.RecordInfectionTestRequest
+	(*RecordInfectionTestResponse)(nil),    // 8: spa.v1.RecordInfectionTestResponse
+	(*WithdrawReferralRequest)(nil),        // 9: spa.v1.WithdrawReferralRequest
+	(*WithdrawReferralResponse)(nil),       // 10: spa.v1.WithdrawReferralResponse
+	(*HoldReferralRequest)(nil),            // 11: spa.v1.HoldReferralRequest
+	(*HoldReferralResponse)(nil),           // 12: spa.v1.HoldReferralResponse
+	(*ReleaseHoldRequest)(nil),             // 13: spa.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),            // 14: spa.v1.ReleaseHoldResponse
+	(*RecordPatientLeftRequest)(nil),       // 15: spa.v1.RecordPatientLeftRequest
+	(*RecordPatientLeftResponse)(nil),      // 16: spa.v1.RecordPatientLeftResponse
+	(*GetReferralRequest)(nil),             // 17: spa.v1.GetReferralRequest
+	(*GetReferralResponse)(nil),            // 18: spa.v1.GetReferralResponse
+	(*ListReferralsRequest)(nil),           // 19: spa.v1.ListReferralsRequest
+	(*ListReferralsResponse)(nil),          // 20: spa.v1.ListReferralsResponse
+	(ReferralStatus)(0),                    // 21: spa.v1.ReferralStatus
+	(Pathway)(0),                           // 22: spa.v1.Pathway
+	(*ReferralDetails)(nil),                // 23: spa.v1.ReferralDetails
+	(CriterionToReside)(0),                 // 24: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),                  // 25: spa.v1.InfectionTest
+	(WithdrawalReason)(0),                  // 26: spa.v1.WithdrawalReason
+	(*timestamppb.Timestamp)(nil),          // 27: google.protobuf.Timestamp
+	(Service)(0),                           // 28: spa.v1.Service
+	(HoldReason)(0),                        // 29: spa.v1.HoldReason
+	(TaskStatus)(0),                        // 30: spa.v1.TaskStatus
+	(*StoredEvent)(nil),                    // 31: spa.v1.StoredEvent
 }
 var file_spa_v1_referral_service_proto_depIdxs = []int32{
-	14, // 0: spa.v1.Referral.status:type_name -> spa.v1.ReferralStatus
-	15, // 1: spa.v1.Referral.pathway:type_name -> spa.v1.Pathway
-	16, // 2: spa.v1.Referral.details:type_name -> spa.v1.ReferralDetails
-	17, // 3: spa.v1.Referral.criteria_met:type_name -> spa.v1.CriterionToReside
-	18, // 4: spa.v1.Referral.latest_infection_test:type_name -> spa.v1.InfectionTest
-	19, // 5: spa.v1.Referral.withdrawal_reason:type_name -> spa.v1.WithdrawalReason
-	20, // 6: spa.v1.Referral.submitted_at:type_name -> google.protobuf.Timestamp
-	20, // 7: spa.v1.Referral.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 8: spa.v1.ReferralSummary.status:type_name -> spa.v1.ReferralStatus
-	15, // 9: spa.v1.ReferralSummary.pathway:type_name -> spa.v1.Pathway
-	20, // 10: spa.v1.ReferralSummary.submitted_at:type_name -> google.protobuf.Timestamp
-	16, // 11: spa.v1.SubmitReferralRequest.referral:type_name -> spa.v1.ReferralDetails
-	17, // 12: spa.v1.RecordCriteriaToResideRequest.criteria_met:type_name -> spa.v1.CriterionToReside
-	14, // 13: spa.v1.RecordCriteriaToResideResponse.status:type_name -> spa.v1.ReferralStatus
-	18, // 14: spa.v1.RecordInfectionTestRequest.test:type_name -> spa.v1.InfectionTest
-	19, // 15: spa.v1.WithdrawReferralRequest.reason:type_name -> spa.v1.WithdrawalReason
-	0,  // 16: spa.v1.GetReferralResponse.referral:type_name -> spa.v1.Referral
-	21, // 17: spa.v1.GetReferralResponse.history:type_name -> spa.v1.StoredEvent
-	14, // 18: spa.v1.ListReferralsRequest.status:type_name -> spa.v1.ReferralStatus
-	15, // 19: spa.v1.ListReferralsRequest.pathway:type_name -> spa.v1.Pathway
-	1,  // 20: spa.v1.ListReferralsResponse.referrals:type_name -> spa.v1.ReferralSummary
-	2,  // 21: spa.v1.ReferralService.SubmitReferral:input_type -> spa.v1.SubmitReferralRequest
-	4,  // 22: spa.v1.ReferralService.RecordCriteriaToReside:input_type -> spa.v1.RecordCriteriaToResideRequest
-	6,  // 23: spa.v1.ReferralService.RecordInfectionTest:input_type -> spa.v1.RecordInfectionTestRequest
-	8,  // 24: spa.v1.ReferralService.WithdrawReferral:input_type -> spa.v1.WithdrawReferralRequest
-	10, // 25: spa.v1.ReferralService.GetReferral:input_type -> spa.v1.GetReferralRequest
-	12, // 26: spa.v1.ReferralService.ListReferrals:input_type -> spa.v1.ListReferralsRequest
-	3,  // 27: spa.v1.ReferralService.SubmitReferral:output_type -> spa.v1.SubmitReferralResponse
-	5,  // 28: spa.v1.ReferralService.RecordCriteriaToReside:output_type -> spa.v1.RecordCriteriaToResideResponse
-	7,  // 29: spa.v1.ReferralService.RecordInfectionTest:output_type -> spa.v1.RecordInfectionTestResponse
-	9,  // 30: spa.v1.ReferralService.WithdrawReferral:output_type -> spa.v1.WithdrawReferralResponse
-	11, // 31: spa.v1.ReferralService.GetReferral:output_type -> spa.v1.GetReferralResponse
-	13, // 32: spa.v1.ReferralService.ListReferrals:output_type -> spa.v1.ListReferralsResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	21, // 0: spa.v1.Referral.status:type_name -> spa.v1.ReferralStatus
+	22, // 1: spa.v1.Referral.pathway:type_name -> spa.v1.Pathway
+	23, // 2: spa.v1.Referral.details:type_name -> spa.v1.ReferralDetails
+	24, // 3: spa.v1.Referral.criteria_met:type_name -> spa.v1.CriterionToReside
+	25, // 4: spa.v1.Referral.latest_infection_test:type_name -> spa.v1.InfectionTest
+	26, // 5: spa.v1.Referral.withdrawal_reason:type_name -> spa.v1.WithdrawalReason
+	27, // 6: spa.v1.Referral.submitted_at:type_name -> google.protobuf.Timestamp
+	27, // 7: spa.v1.Referral.updated_at:type_name -> google.protobuf.Timestamp
+	28, // 8: spa.v1.Referral.service:type_name -> spa.v1.Service
+	29, // 9: spa.v1.Referral.hold_reason:type_name -> spa.v1.HoldReason
+	1,  // 10: spa.v1.Referral.assignments:type_name -> spa.v1.Assignment
+	27, // 11: spa.v1.Referral.left_hospital_at:type_name -> google.protobuf.Timestamp
+	28, // 12: spa.v1.Assignment.service:type_name -> spa.v1.Service
+	30, // 13: spa.v1.Assignment.status:type_name -> spa.v1.TaskStatus
+	27, // 14: spa.v1.Assignment.offered_at:type_name -> google.protobuf.Timestamp
+	27, // 15: spa.v1.Assignment.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 16: spa.v1.ReferralSummary.status:type_name -> spa.v1.ReferralStatus
+	22, // 17: spa.v1.ReferralSummary.pathway:type_name -> spa.v1.Pathway
+	27, // 18: spa.v1.ReferralSummary.submitted_at:type_name -> google.protobuf.Timestamp
+	28, // 19: spa.v1.ReferralSummary.service:type_name -> spa.v1.Service
+	29, // 20: spa.v1.ReferralSummary.hold_reason:type_name -> spa.v1.HoldReason
+	23, // 21: spa.v1.SubmitReferralRequest.referral:type_name -> spa.v1.ReferralDetails
+	27, // 22: spa.v1.SubmitReferralRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	24, // 23: spa.v1.RecordCriteriaToResideRequest.criteria_met:type_name -> spa.v1.CriterionToReside
+	27, // 24: spa.v1.RecordCriteriaToResideRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	21, // 25: spa.v1.RecordCriteriaToResideResponse.status:type_name -> spa.v1.ReferralStatus
+	25, // 26: spa.v1.RecordInfectionTestRequest.test:type_name -> spa.v1.InfectionTest
+	27, // 27: spa.v1.RecordInfectionTestRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	26, // 28: spa.v1.WithdrawReferralRequest.reason:type_name -> spa.v1.WithdrawalReason
+	29, // 29: spa.v1.HoldReferralRequest.reason:type_name -> spa.v1.HoldReason
+	27, // 30: spa.v1.RecordPatientLeftRequest.left_at:type_name -> google.protobuf.Timestamp
+	0,  // 31: spa.v1.GetReferralResponse.referral:type_name -> spa.v1.Referral
+	31, // 32: spa.v1.GetReferralResponse.history:type_name -> spa.v1.StoredEvent
+	21, // 33: spa.v1.ListReferralsRequest.status:type_name -> spa.v1.ReferralStatus
+	22, // 34: spa.v1.ListReferralsRequest.pathway:type_name -> spa.v1.Pathway
+	2,  // 35: spa.v1.ListReferralsResponse.referrals:type_name -> spa.v1.ReferralSummary
+	3,  // 36: spa.v1.ReferralService.SubmitReferral:input_type -> spa.v1.SubmitReferralRequest
+	5,  // 37: spa.v1.ReferralService.RecordCriteriaToReside:input_type -> spa.v1.RecordCriteriaToResideRequest
+	7,  // 38: spa.v1.ReferralService.RecordInfectionTest:input_type -> spa.v1.RecordInfectionTestRequest
+	9,  // 39: spa.v1.ReferralService.WithdrawReferral:input_type -> spa.v1.WithdrawReferralRequest
+	11, // 40: spa.v1.ReferralService.HoldReferral:input_type -> spa.v1.HoldReferralRequest
+	13, // 41: spa.v1.ReferralService.ReleaseHold:input_type -> spa.v1.ReleaseHoldRequest
+	15, // 42: spa.v1.ReferralService.RecordPatientLeft:input_type -> spa.v1.RecordPatientLeftRequest
+	17, // 43: spa.v1.ReferralService.GetReferral:input_type -> spa.v1.GetReferralRequest
+	19, // 44: spa.v1.ReferralService.ListReferrals:input_type -> spa.v1.ListReferralsRequest
+	4,  // 45: spa.v1.ReferralService.SubmitReferral:output_type -> spa.v1.SubmitReferralResponse
+	6,  // 46: spa.v1.ReferralService.RecordCriteriaToReside:output_type -> spa.v1.RecordCriteriaToResideResponse
+	8,  // 47: spa.v1.ReferralService.RecordInfectionTest:output_type -> spa.v1.RecordInfectionTestResponse
+	10, // 48: spa.v1.ReferralService.WithdrawReferral:output_type -> spa.v1.WithdrawReferralResponse
+	12, // 49: spa.v1.ReferralService.HoldReferral:output_type -> spa.v1.HoldReferralResponse
+	14, // 50: spa.v1.ReferralService.ReleaseHold:output_type -> spa.v1.ReleaseHoldResponse
+	16, // 51: spa.v1.ReferralService.RecordPatientLeft:output_type -> spa.v1.RecordPatientLeftResponse
+	18, // 52: spa.v1.ReferralService.GetReferral:output_type -> spa.v1.GetReferralResponse
+	20, // 53: spa.v1.ReferralService.ListReferrals:output_type -> spa.v1.ListReferralsResponse
+	45, // [45:54] is the sub-list for method output_type
+	36, // [36:45] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_referral_service_proto_init() }
@@ -1140,6 +1752,7 @@ func file_spa_v1_referral_service_proto_init() {
 		return
 	}
 	file_spa_v1_events_proto_init()
+	file_spa_v1_provider_proto_init()
 	file_spa_v1_referral_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1147,7 +1760,7 @@ func file_spa_v1_referral_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_referral_service_proto_rawDesc), len(file_spa_v1_referral_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

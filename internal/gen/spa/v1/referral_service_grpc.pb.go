@@ -23,6 +23,9 @@ const (
 	ReferralService_RecordCriteriaToReside_FullMethodName = "/spa.v1.ReferralService/RecordCriteriaToReside"
 	ReferralService_RecordInfectionTest_FullMethodName    = "/spa.v1.ReferralService/RecordInfectionTest"
 	ReferralService_WithdrawReferral_FullMethodName       = "/spa.v1.ReferralService/WithdrawReferral"
+	ReferralService_HoldReferral_FullMethodName           = "/spa.v1.ReferralService/HoldReferral"
+	ReferralService_ReleaseHold_FullMethodName            = "/spa.v1.ReferralService/ReleaseHold"
+	ReferralService_RecordPatientLeft_FullMethodName      = "/spa.v1.ReferralService/RecordPatientLeft"
 	ReferralService_GetReferral_FullMethodName            = "/spa.v1.ReferralService/GetReferral"
 	ReferralService_ListReferrals_FullMethodName          = "/spa.v1.ReferralService/ListReferrals"
 )
@@ -54,8 +57,16 @@ type ReferralServiceClient interface {
 	RecordCriteriaToReside(ctx context.Context, in *RecordCriteriaToResideRequest, opts ...grpc.CallOption) (*RecordCriteriaToResideResponse, error)
 	// RecordInfectionTest records a test result for the patient.
 	RecordInfectionTest(ctx context.Context, in *RecordInfectionTestRequest, opts ...grpc.CallOption) (*RecordInfectionTestResponse, error)
-	// WithdrawReferral withdraws a referral that is not yet withdrawn.
+	// WithdrawReferral withdraws a referral that is not yet withdrawn; a
+	// live offer is cancelled and its unit released.
 	WithdrawReferral(ctx context.Context, in *WithdrawReferralRequest, opts ...grpc.CallOption) (*WithdrawReferralResponse, error)
+	// HoldReferral puts a referral on hold (SPA coordinators); no offer is
+	// made and clocks pause until ReleaseHold.
+	HoldReferral(ctx context.Context, in *HoldReferralRequest, opts ...grpc.CallOption) (*HoldReferralResponse, error)
+	// ReleaseHold lifts a hold; routing resumes.
+	ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldResponse, error)
+	// RecordPatientLeft records that the patient left hospital.
+	RecordPatientLeft(ctx context.Context, in *RecordPatientLeftRequest, opts ...grpc.CallOption) (*RecordPatientLeftResponse, error)
 	// GetReferral returns a referral's current state and its history.
 	GetReferral(ctx context.Context, in *GetReferralRequest, opts ...grpc.CallOption) (*GetReferralResponse, error)
 	// ListReferrals returns the board, oldest referral first, paged.
@@ -110,6 +121,36 @@ func (c *referralServiceClient) WithdrawReferral(ctx context.Context, in *Withdr
 	return out, nil
 }
 
+func (c *referralServiceClient) HoldReferral(ctx context.Context, in *HoldReferralRequest, opts ...grpc.CallOption) (*HoldReferralResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldReferralResponse)
+	err := c.cc.Invoke(ctx, ReferralService_HoldReferral_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *referralServiceClient) ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseHoldResponse)
+	err := c.cc.Invoke(ctx, ReferralService_ReleaseHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *referralServiceClient) RecordPatientLeft(ctx context.Context, in *RecordPatientLeftRequest, opts ...grpc.CallOption) (*RecordPatientLeftResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordPatientLeftResponse)
+	err := c.cc.Invoke(ctx, ReferralService_RecordPatientLeft_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *referralServiceClient) GetReferral(ctx context.Context, in *GetReferralRequest, opts ...grpc.CallOption) (*GetReferralResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetReferralResponse)
@@ -157,8 +198,16 @@ type ReferralServiceServer interface {
 	RecordCriteriaToReside(context.Context, *RecordCriteriaToResideRequest) (*RecordCriteriaToResideResponse, error)
 	// RecordInfectionTest records a test result for the patient.
 	RecordInfectionTest(context.Context, *RecordInfectionTestRequest) (*RecordInfectionTestResponse, error)
-	// WithdrawReferral withdraws a referral that is not yet withdrawn.
+	// WithdrawReferral withdraws a referral that is not yet withdrawn; a
+	// live offer is cancelled and its unit released.
 	WithdrawReferral(context.Context, *WithdrawReferralRequest) (*WithdrawReferralResponse, error)
+	// HoldReferral puts a referral on hold (SPA coordinators); no offer is
+	// made and clocks pause until ReleaseHold.
+	HoldReferral(context.Context, *HoldReferralRequest) (*HoldReferralResponse, error)
+	// ReleaseHold lifts a hold; routing resumes.
+	ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldResponse, error)
+	// RecordPatientLeft records that the patient left hospital.
+	RecordPatientLeft(context.Context, *RecordPatientLeftRequest) (*RecordPatientLeftResponse, error)
 	// GetReferral returns a referral's current state and its history.
 	GetReferral(context.Context, *GetReferralRequest) (*GetReferralResponse, error)
 	// ListReferrals returns the board, oldest referral first, paged.
@@ -184,6 +233,15 @@ func (UnimplementedReferralServiceServer) RecordInfectionTest(context.Context, *
 }
 func (UnimplementedReferralServiceServer) WithdrawReferral(context.Context, *WithdrawReferralRequest) (*WithdrawReferralResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WithdrawReferral not implemented")
+}
+func (UnimplementedReferralServiceServer) HoldReferral(context.Context, *HoldReferralRequest) (*HoldReferralResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HoldReferral not implemented")
+}
+func (UnimplementedReferralServiceServer) ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseHold not implemented")
+}
+func (UnimplementedReferralServiceServer) RecordPatientLeft(context.Context, *RecordPatientLeftRequest) (*RecordPatientLeftResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordPatientLeft not implemented")
 }
 func (UnimplementedReferralServiceServer) GetReferral(context.Context, *GetReferralRequest) (*GetReferralResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetReferral not implemented")
@@ -284,6 +342,60 @@ func _ReferralService_WithdrawReferral_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReferralService_HoldReferral_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HoldReferralRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReferralServiceServer).HoldReferral(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReferralService_HoldReferral_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReferralServiceServer).HoldReferral(ctx, req.(*HoldReferralRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReferralService_ReleaseHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReferralServiceServer).ReleaseHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReferralService_ReleaseHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReferralServiceServer).ReleaseHold(ctx, req.(*ReleaseHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReferralService_RecordPatientLeft_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordPatientLeftRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReferralServiceServer).RecordPatientLeft(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReferralService_RecordPatientLeft_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReferralServiceServer).RecordPatientLeft(ctx, req.(*RecordPatientLeftRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ReferralService_GetReferral_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetReferralRequest)
 	if err := dec(in); err != nil {
@@ -342,6 +454,18 @@ var ReferralService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WithdrawReferral",
 			Handler:    _ReferralService_WithdrawReferral_Handler,
+		},
+		{
+			MethodName: "HoldReferral",
+			Handler:    _ReferralService_HoldReferral_Handler,
+		},
+		{
+			MethodName: "ReleaseHold",
+			Handler:    _ReferralService_ReleaseHold_Handler,
+		},
+		{
+			MethodName: "RecordPatientLeft",
+			Handler:    _ReferralService_RecordPatientLeft_Handler,
 		},
 		{
 			MethodName: "GetReferral",

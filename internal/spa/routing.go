@@ -1,0 +1,295 @@
+package spa
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Rule names, recorded on every decision. Persisted: never rename.
+const (
+	RuleCriteriaToReside = "criteria-to-reside"
+	RuleEndOfLife        = "end-of-life"
+	RuleInfectionOverlay = "infection-overlay"
+	RuleHomeFirst        = "home-first"
+	RuleStepDown         = "step-down"
+	RuleCareHome         = "care-home"
+	RuleHold             = "hold"
+	RuleWardLed          = "ward-led"
+	RuleProviderChoice   = "provider-choice"
+	RuleCancelOnWithdraw = "cancel-on-withdrawal"
+)
+
+// Policy is the routing policy in force from a date.
+type Policy struct {
+	Version string
+	From    time.Time
+	// InfectionOverlay: a patient bound for a care home needs a test taken
+	// within TestValidity; a positive one goes to a designated step-down
+	// bed first, never straight to a care home.
+	InfectionOverlay bool
+	IsolationDays    int32
+	TestValidity     time.Duration
+}
+
+// Policies are dated policy versions, oldest first.
+type Policies []Policy
+
+func date(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, london()) }
+
+// DefaultPolicies is SPA's policy history: the infection overlay of the
+// 2020-2022 discharge guidance (isolation 14 days, 10 from 2022), before and
+// after it none. The dates are this project's reading of the guidance; a
+// deployment may switch the overlay on or off from a date (Switch).
+var DefaultPolicies = Policies{
+	{Version: "2019.1", From: date(2019, 1, 1)},
+	{Version: "2020.1-infection-overlay", From: date(2020, 4, 15), InfectionOverlay: true, IsolationDays: 14, TestValidity: 48 * time.Hour},
+	{Version: "2022.1-isolation-10-days", From: date(2022, 1, 1), InfectionOverlay: true, IsolationDays: 10, TestValidity: 48 * time.Hour},
+	{Version: "2023.1", From: date(2023, 1, 1)},
+}
+
+// At returns the policy in force at t (the oldest one before any).
+func (ps Policies) At(t time.Time) Policy {
+	p := ps[0]
+	for _, q := range ps {
+		if !t.Before(q.From) {
+			p = q
+		}
+	}
+	return p
+}
+
+// Switch returns the policies with the infection overlay switched on or
+// off from a date: a new version named "<date>-overlay-on|off" that copies
+// the one in force then. Versions after from are dropped, so that the
+// switch stays in force.
+func (ps Policies) Switch(on bool, from time.Time) Policies {
+	base := ps.At(from)
+	out := slices.Clone(slices.DeleteFunc(slices.Clone(ps), func(p Policy) bool { return !p.From.Before(from) }))
+	base.From, base.InfectionOverlay = from, on
+	base.Version = from.In(london()).Format(DateLayout) + "-overlay-off"
+	if on {
+		base.Version = from.In(london()).Format(DateLayout) + "-overlay-on"
+		base.IsolationDays = cmp.Or(base.IsolationDays, 10)
+		base.TestValidity = cmp.Or(base.TestValidity, 48*time.Hour)
+	}
+	return append(out, base)
+}
+
+// Step is the router's next move on a referral: a change to append (zero
+// when there is nothing to do), the rule that decided it and the policy in
+// force.
+type Step struct {
+	Change
+	Rule   string
+	Policy Policy
+}
+
+// NextStep decides the router's next move on a referral, given the
+// providers of the patient's borough and the policies, at the time of the
+// referral's last event (event time, so that replays agree). It takes one
+// step at a time: a pathway decision, a hold or its release, an offer with
+// its reservation, a place in the no-capacity queue, or the cancellation of
+// a withdrawn referral's offer. The rules are the domain's, in order.
+func NextStep(r Referral, providers []Provider, policies Policies) Step {
+	at := r.UpdatedAt
+	pol := policies.At(at)
+	step := Step{Policy: pol}
+	if !r.Exists() {
+		return step
+	}
+	live := r.LiveAssignment()
+	if r.Withdrawn {
+		if live != nil && !live.Status.terminal() {
+			ch, err := DecideTransition(r, TransitionAssignment{AssignmentID: live.ID, To: TaskCancelled, Reason: "referral withdrawn"}, at)
+			if err == nil {
+				step.Change, step.Rule = ch, RuleCancelOnWithdraw
+			}
+		}
+		return step
+	}
+	if live != nil {
+		return step
+	}
+	if r.Hold != HoldReasonUnspecified {
+		if r.Hold == HoldReasonAwaitingTest && validTest(r, pol, at) {
+			step.Referral, step.Rule = HoldReleased{Reason: HoldReasonAwaitingTest, Note: "a test within the validity window arrived"}, RuleInfectionOverlay
+		}
+		return step
+	}
+	if !r.Decided {
+		return decidePathway(r, pol, at)
+	}
+	if r.Pathway == PathwayP0Home || r.Service == ServiceUnspecified {
+		return step
+	}
+	return offer(r, providers, pol)
+}
+
+// decidePathway applies rules 1-7 in order.
+func decidePathway(r Referral, pol Policy, at time.Time) Step {
+	d := r.Details
+	step := Step{Policy: pol}
+	inputs := map[string]string{
+		"admitted_from":             admittedFromName[d.AdmittedFrom],
+		"discharge_ready_date":      r.DischargeReadyDate,
+		"short_term_bed_based_care": strconv.FormatBool(d.Needs.ShortTermBedBasedCare),
+		"ongoing_bedded_care":       strconv.FormatBool(d.Needs.OngoingBeddedCare),
+	}
+	decide := func(rule string, p Pathway, s Service, reason string) Step {
+		step.Rule = rule
+		step.Referral = PathwayDecided{Pathway: p, Service: s, Rule: rule, ReasonCode: reason, Inputs: inputs}
+		return step
+	}
+	// 1. Criteria to reside: no offer before a Discharge Ready Date.
+	if r.DischargeReadyDate == "" {
+		return step
+	}
+	// 2. End of life fast track: to the preferred place of care.
+	if d.EndOfLife.FastTrack {
+		inputs["preferred_place"] = placeName[d.EndOfLife.PreferredPlace]
+		return decide(RuleEndOfLife, PathwayEndOfLife, endOfLifeService[d.EndOfLife.PreferredPlace], "fast-track")
+	}
+	// 3. Infection overlay: a patient bound for a care home.
+	careHomeBound := d.AdmittedFrom == AdmittedFromCareHome || d.Needs.OngoingBeddedCare
+	if pol.InfectionOverlay && careHomeBound {
+		inputs["care_home_bound"] = "true"
+		inputs["test"] = testInput(r.LatestTest)
+		if !validTest(r, pol, at) {
+			step.Rule = RuleInfectionOverlay
+			step.Referral = ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay, Inputs: inputs,
+				Note: fmt.Sprintf("a test taken within %s before discharge is needed", pol.TestValidity)}
+			return step
+		}
+		if r.LatestTest.Result == TestResultPositive {
+			s := decide(RuleInfectionOverlay, PathwayP2StepDown, ServiceDesignatedStepDownBed, "infection-positive-designated-bed")
+			pd := s.Referral.(PathwayDecided)
+			pd.IsolationDays = pol.IsolationDays
+			s.Referral = pd
+			return s
+		}
+	}
+	bedded := d.Needs.ShortTermBedBasedCare || d.Needs.OngoingBeddedCare
+	housingReleased := slices.Contains(r.ReleasedHolds, HoldReasonHousing)
+	// 4. Home First: admitted from home and can be supported at home.
+	if !bedded && (d.AdmittedFrom == AdmittedFromHome || housingReleased) {
+		if noNewSupport(d) {
+			return decide(RuleWardLed, PathwayP0Home, ServiceUnspecified, "home-no-new-support")
+		}
+		return decide(RuleHomeFirst, PathwayP1HomeFirst, ServiceHomeCareReablement, "home-with-support")
+	}
+	// 5. Short-term 24h bed-based rehabilitation or assessment.
+	if d.Needs.ShortTermBedBasedCare {
+		return decide(RuleStepDown, PathwayP2StepDown, ServiceStepDownBed, "short-term-24h-bed")
+	}
+	// 6. Ongoing 24h bedded care: a care home, with a reason.
+	if d.Needs.OngoingBeddedCare {
+		return decide(RuleCareHome, PathwayP3CareHome, ServiceCareHomeBed, "ongoing-24h-care")
+	}
+	if d.AdmittedFrom == AdmittedFromCareHome {
+		return decide(RuleWardLed, PathwayP0Home, ServiceUnspecified, "back-to-same-care-home")
+	}
+	// 7. Holds: nowhere to go home to.
+	step.Rule = RuleHold
+	step.Referral = ReferralHeld{Reason: HoldReasonHousing, Rule: RuleHold, Inputs: inputs, Note: "not admitted from a home; housing needed"}
+	return step
+}
+
+// offer picks a provider for the decided service and reserves a unit, or
+// puts the referral in the no-capacity queue.
+func offer(r Referral, providers []Provider, pol Policy) Step {
+	step := Step{Policy: pol, Rule: RuleProviderChoice}
+	candidates := Candidates(r, r.Service, providers)
+	if len(candidates) == 0 {
+		if !r.AwaitingCapacity {
+			step.Referral = AwaitingCapacity{Service: r.Service, Borough: r.Details.Patient.Borough}
+		}
+		return step
+	}
+	p := candidates[0]
+	id := AssignmentIDFor(r.ID, len(r.Assignments)+1)
+	names := make([]string, len(candidates))
+	for i, c := range candidates {
+		names[i] = c.Details.ODS
+	}
+	step.Referral = OfferMade{AssignmentID: id, ProviderODS: p.Details.ODS, Service: r.Service,
+		Inputs: map[string]string{"candidates": strings.Join(names, ","), "borough": r.Details.Patient.Borough}}
+	step.ProviderODS = p.Details.ODS
+	step.Provider = CapacityReserved{Service: r.Service, ReferralID: r.ID, AssignmentID: id}
+	step.GuardProvider = true
+	return step
+}
+
+// Candidates returns the providers that may be offered a referral's
+// service, best first. A candidate serves the patient's borough, offers
+// the service, is open to admissions with a unit free, has not declined
+// this referral, and accepts infection-positive patients if the patient's
+// latest test is positive (a designated bed is for them). Order: trusted
+// assessors first (no re-assessment delays the discharge), then the most
+// units free (spreading the load), then ODS code, so that any worker
+// choosing from the same state chooses the same provider.
+func Candidates(r Referral, s Service, providers []Provider) []Provider {
+	declined := map[string]bool{}
+	for _, a := range r.Assignments {
+		declined[a.ProviderODS] = true
+	}
+	positive := r.LatestTest != nil && r.LatestTest.Result == TestResultPositive
+	var out []Provider
+	for _, p := range providers {
+		c, ok := p.CapacityFor(s)
+		if !ok || !c.Open || c.Available <= 0 || declined[p.Details.ODS] || !p.Details.Serves(r.Details.Patient.Borough) {
+			continue
+		}
+		if positive && s != ServiceDesignatedStepDownBed && s != ServiceHospiceAtHome && s != ServiceHomeCareReablement && !p.Details.AcceptsInfectionPositive {
+			continue
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b Provider) int {
+		ca, _ := a.CapacityFor(s)
+		cb, _ := b.CapacityFor(s)
+		switch {
+		case a.Details.TrustedAssessor != b.Details.TrustedAssessor:
+			if a.Details.TrustedAssessor {
+				return -1
+			}
+			return 1
+		case ca.Available != cb.Available:
+			return int(cb.Available - ca.Available)
+		}
+		return strings.Compare(a.Details.ODS, b.Details.ODS)
+	})
+	return out
+}
+
+// validTest reports whether the latest test was taken within the policy's
+// validity window before at.
+func validTest(r Referral, pol Policy, at time.Time) bool {
+	t := r.LatestTest
+	return t != nil && !t.TakenAt.After(at.Add(testClockSkew)) && at.Sub(t.TakenAt) <= pol.TestValidity
+}
+
+// noNewSupport: pathway 0, home with no new care.
+func noNewSupport(d Details) bool {
+	n := d.Needs
+	return n.CareCallsPerDay == 0 && n.CarersPerTransfer == 0 && len(n.Equipment) == 0 && n.Mobility == MobilityIndependent
+}
+
+func testInput(t *InfectionTest) string {
+	if t == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s taken %s", testResultName[t.Result], t.TakenAt.UTC().Format(time.RFC3339))
+}
+
+var (
+	admittedFromName = map[AdmittedFrom]string{AdmittedFromHome: "home", AdmittedFromCareHome: "care-home", AdmittedFromOther: "other"}
+	placeName        = map[PlaceOfCare]string{PlaceOfCareHome: "home", PlaceOfCareHospice: "hospice", PlaceOfCareNursingHome: "nursing-home"}
+	testResultName   = map[TestResult]string{TestResultNegative: "negative", TestResultPositive: "positive"}
+	endOfLifeService = map[PlaceOfCare]Service{
+		PlaceOfCareHome: ServiceHospiceAtHome, PlaceOfCareHospice: ServiceHospiceBed, PlaceOfCareNursingHome: ServiceCareHomeBed,
+	}
+)
