@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/worker"
@@ -202,7 +203,31 @@ func TestExternalNATSWorkerKilled(t *testing.T) {
 	}
 
 	// Rebuild: the same worker, its read model deleted, replays the log from
-	// sequence 1 and ends with the same digest.
+	// sequence 1 and ends with the same digest. First let routing settle:
+	// the model has applied the whole log, and the log stopped growing.
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamLast := func() uint64 {
+		info, err := js.Stream(ctx, "SPA_EVENTS")
+		if err != nil {
+			return 0
+		}
+		return info.CachedInfo().State.LastSeq
+	}
+	var settled uint64
+	stable := 0
+	poll(t, 60*time.Second, "routing settled", func() bool {
+		last := streamLast()
+		if last == settled && applied() == last {
+			stable++
+		} else {
+			stable = 0
+		}
+		settled = last
+		return stable >= 10 // unchanged for ten polls in a row
+	})
 	live, err := reads.Digest(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -68,6 +68,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)))
 	spav1.RegisterReferralServiceServer(srv, rpc.NewReferrals(application))
 	spav1.RegisterProviderServiceServer(srv, rpc.NewProviders(application))
+	spav1.RegisterAssignmentServiceServer(srv, rpc.NewAssignments(application))
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	for _, name := range services {
@@ -119,6 +120,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 var services = []string{
 	spav1.ReferralService_ServiceDesc.ServiceName,
 	spav1.ProviderService_ServiceDesc.ServiceName,
+	spav1.AssignmentService_ServiceDesc.ServiceName,
 }
 
 // gracefulStop lets in-flight calls finish, up to grace, then cuts them.

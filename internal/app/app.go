@@ -20,10 +20,10 @@ type Store interface {
 	// Load returns an aggregate's events, oldest first, and the sequence of
 	// the last one (0 when there are none).
 	Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.Record, uint64, error)
-	// Append stores rec if its aggregate's last event is still
-	// expectedLast, returning its sequence; otherwise an error wrapping
-	// spa.ErrConcurrentChange.
-	Append(ctx context.Context, rec spa.Record, expectedLast uint64) (uint64, error)
+	// AppendBatch appends events atomically, each under its guard, and
+	// returns their sequences; when a guard fails nothing is appended and
+	// the error wraps spa.ErrConcurrentChange.
+	AppendBatch(ctx context.Context, batch []spa.Append) ([]uint64, error)
 }
 
 // ReadModel answers queries. A request's min_sequence makes it wait, within
@@ -34,12 +34,32 @@ type ReadModel interface {
 	GetReferral(ctx context.Context, req *spav1.GetReferralRequest) (*spav1.GetReferralResponse, error)
 	ListReferrals(ctx context.Context, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error)
 	ListProviders(ctx context.Context, req *spav1.ListProvidersRequest) (*spav1.ListProvidersResponse, error)
+	ListAssignments(ctx context.Context, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error)
 }
 
-// Meta is who sent a command and the piece of work it belongs to.
+// Meta is who sent a command, the piece of work it belongs to, and when.
 type Meta struct {
 	Actor         spa.Actor
 	CorrelationID string
+	// OccurredAt is the command's business time when the client states
+	// one (a delayed or migrated record); zero means now. It decides the
+	// policy in force and is the events' occurred-at.
+	OccurredAt time.Time
+}
+
+// businessTime returns the command's business time: meta's, checked, or
+// now.
+func (m Meta) businessTime(now time.Time) (time.Time, error) {
+	t := m.OccurredAt
+	switch {
+	case t.IsZero():
+		return now, nil
+	case t.After(now.Add(5 * time.Minute)):
+		return t, &spa.Error{Kind: spa.KindInvalid, Message: "invalid request", Violations: []spa.Violation{{Field: "occurred_at", Description: "must not be in the future"}}}
+	case t.Year() < 2019:
+		return t, &spa.Error{Kind: spa.KindInvalid, Message: "invalid request", Violations: []spa.Violation{{Field: "occurred_at", Description: "must not be before 2019"}}}
+	}
+	return t.UTC(), nil
 }
 
 // App runs every use case. Safe for concurrent use.
@@ -75,17 +95,18 @@ type state[S any] interface {
 	Apply(spa.Record)
 }
 
-// update loads an aggregate, decides, and appends the event guarded by the
-// sequence it decided on. A lost race is decided again on the new state, up
-// to maxAttempts times, then answered with spa.ErrConcurrentChange. It
-// returns the state after the event and the event's sequence (0 when
-// decide returned no event: nothing to append).
+// update loads an aggregate, decides, and appends the change guarded by
+// the sequence it decided on (a provider event that comes with it, in the
+// same atomic batch). A lost race is decided again on the new state, up to
+// maxAttempts times, then answered with spa.ErrConcurrentChange. It returns
+// the state after the event and the event's sequence (0 when decide
+// returned no event: nothing to append).
 //
 // With assumeNew the first attempt decides on an empty aggregate without
 // loading it: right for a new submission, and one that exists after all
 // makes the append fail as a lost race, which loads it.
 func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.Aggregate, id, causationID string, assumeNew bool,
-	decide func(s S, now time.Time) (spa.Event, error)) (S, uint64, error) {
+	decide func(s S, now time.Time) (spa.Change, error)) (S, uint64, error) {
 	// An id that is not one never reaches the store (it could be a
 	// wildcard subject); decide then reports it as a field violation.
 	valid := spa.ValidAggregateID(agg, id)
@@ -102,33 +123,54 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 			}
 			last = l
 		}
-		now := a.now()
-		ev, err := decide(s, now)
-		if err != nil || ev == nil {
+		recorded := a.now()
+		now, err := meta.businessTime(recorded)
+		if err != nil {
+			return s, 0, err
+		}
+		ch, err := decide(s, now)
+		if err != nil || ch.Event == nil {
 			return s, 0, err
 		}
 		if !valid {
-			return s, 0, fmt.Errorf("app: decided %s for the invalid %s id %q", spa.EventName(ev), agg, id)
+			return s, 0, fmt.Errorf("app: decided %s for the invalid %s id %q", spa.EventName(ch.Event), agg, id)
 		}
-		rec := spa.Record{
-			EventID:       rand.Text(),
-			AggregateID:   id,
-			OccurredAt:    now,
-			RecordedAt:    now,
-			Actor:         meta.Actor,
-			CausationID:   causationID,
-			CorrelationID: meta.CorrelationID,
-			Event:         ev,
+		rec := record(meta, id, causationID, now, recorded, ch.Event)
+		batch := []spa.Append{{Record: rec, Expected: last, Guard: true}}
+		if ch.Provider != nil {
+			batch = append(batch, spa.Append{Record: record(meta, ch.ProviderODS, rec.EventID, now, recorded, ch.Provider), Guard: ch.GuardProvider})
 		}
-		seq, err := a.store.Append(ctx, rec, last)
+		seqs, err := a.store.AppendBatch(ctx, batch)
 		if errors.Is(err, spa.ErrConcurrentChange) && attempt < a.maxAttempts {
 			continue
 		}
 		if err != nil {
 			return s, 0, err
 		}
-		rec.Sequence = seq
+		rec.Sequence = seqs[0]
 		P(&s).Apply(rec)
-		return s, seq, nil
+		return s, seqs[0], nil
+	}
+}
+
+// record wraps an event in its envelope.
+func record(meta Meta, id, causationID string, occurred, recorded time.Time, e spa.Event) spa.Record {
+	return spa.Record{
+		EventID:       rand.Text(),
+		AggregateID:   id,
+		OccurredAt:    occurred,
+		RecordedAt:    recorded,
+		Actor:         meta.Actor,
+		CausationID:   causationID,
+		CorrelationID: meta.CorrelationID,
+		Event:         e,
+	}
+}
+
+// one adapts a decision of a single event to update.
+func one[S, C any](decide func(S, C, time.Time) (spa.Event, error), c C) func(S, time.Time) (spa.Change, error) {
+	return func(s S, now time.Time) (spa.Change, error) {
+		e, err := decide(s, c, now)
+		return spa.Change{Event: e}, err
 	}
 }

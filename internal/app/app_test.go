@@ -32,27 +32,33 @@ func (m *memStore) Load(_ context.Context, agg spa.Aggregate, id string) ([]spa.
 	return recs, recs[len(recs)-1].Sequence, nil
 }
 
-func (m *memStore) Append(_ context.Context, rec spa.Record, expected uint64) (uint64, error) {
+func (m *memStore) AppendBatch(_ context.Context, batch []spa.Append) ([]uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.appends++
 	if m.conflict > 0 {
 		m.conflict--
-		return 0, spa.ErrConcurrentChange
+		return nil, spa.ErrConcurrentChange
 	}
-	key := string(spa.AggregateOf(rec.Event)) + "." + rec.AggregateID
-	recs := m.recs[key]
-	var last uint64
-	if len(recs) > 0 {
-		last = recs[len(recs)-1].Sequence
+	key := func(rec spa.Record) string { return string(spa.AggregateOf(rec.Event)) + "." + rec.AggregateID }
+	for _, b := range batch {
+		recs := m.recs[key(b.Record)]
+		var last uint64
+		if len(recs) > 0 {
+			last = recs[len(recs)-1].Sequence
+		}
+		if b.Guard && last != b.Expected {
+			return nil, spa.ErrConcurrentChange
+		}
 	}
-	if last != expected {
-		return 0, spa.ErrConcurrentChange
+	var seqs []uint64
+	for _, b := range batch {
+		m.seq++
+		b.Record.Sequence = m.seq
+		m.recs[key(b.Record)] = append(m.recs[key(b.Record)], b.Record)
+		seqs = append(seqs, m.seq)
 	}
-	m.seq++
-	rec.Sequence = m.seq
-	m.recs[key] = append(recs, rec)
-	return m.seq, nil
+	return seqs, nil
 }
 
 var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)

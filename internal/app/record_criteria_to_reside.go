@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"time"
 
 	"spa/internal/spa"
 )
@@ -11,7 +10,5 @@ import (
 // state after it (its status and Discharge Ready Date) and the event's
 // sequence.
 func (a *App) RecordCriteriaToReside(ctx context.Context, meta Meta, c spa.RecordCriteriaToReside) (spa.Referral, uint64, error) {
-	return update(ctx, a, meta, spa.AggregateReferral, c.ReferralID, "", false, func(r spa.Referral, now time.Time) (spa.Event, error) {
-		return spa.DecideRecordCriteria(r, c, now)
-	})
+	return update(ctx, a, meta, spa.AggregateReferral, c.ReferralID, "", false, one(spa.DecideRecordCriteria, c))
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"time"
 
 	"spa/internal/spa"
 )
@@ -10,8 +9,6 @@ import (
 // RecordInfectionTest records a test result and returns the event's
 // sequence.
 func (a *App) RecordInfectionTest(ctx context.Context, meta Meta, c spa.RecordInfectionTest) (uint64, error) {
-	_, seq, err := update(ctx, a, meta, spa.AggregateReferral, c.ReferralID, "", false, func(r spa.Referral, now time.Time) (spa.Event, error) {
-		return spa.DecideRecordTest(r, c, now)
-	})
+	_, seq, err := update(ctx, a, meta, spa.AggregateReferral, c.ReferralID, "", false, one(spa.DecideRecordTest, c))
 	return seq, err
 }

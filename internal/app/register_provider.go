@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"time"
 
 	"spa/internal/spa"
 )
@@ -12,9 +11,7 @@ import (
 // already, the provider's current version and true.
 func (a *App) RegisterProvider(ctx context.Context, meta Meta, c spa.RegisterProvider) (uint64, bool, error) {
 	c.Normalise()
-	p, seq, err := update(ctx, a, meta, spa.AggregateProvider, c.Details.ODS, "", false, func(p spa.Provider, now time.Time) (spa.Event, error) {
-		return spa.DecideRegisterProvider(p, c, now)
-	})
+	p, seq, err := update(ctx, a, meta, spa.AggregateProvider, c.Details.ODS, "", false, one(spa.DecideRegisterProvider, c))
 	if err != nil {
 		return 0, false, err
 	}

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"time"
 
 	"spa/internal/spa"
 )
@@ -23,9 +22,7 @@ type Submitted struct {
 func (a *App) SubmitReferral(ctx context.Context, meta Meta, c spa.SubmitReferral) (Submitted, error) {
 	c.Normalise()
 	id := spa.ReferralIDFor(c.RequestID)
-	r, seq, err := update(ctx, a, meta, spa.AggregateReferral, id, c.RequestID, true, func(r spa.Referral, now time.Time) (spa.Event, error) {
-		return spa.DecideSubmit(r, c, now)
-	})
+	r, seq, err := update(ctx, a, meta, spa.AggregateReferral, id, c.RequestID, true, one(spa.DecideSubmit, c))
 	if err != nil {
 		return Submitted{}, err
 	}

@@ -31,8 +31,11 @@ var (
 	bucketHistory   = []byte("history")
 	bucketBoard     = []byte("board")
 	bucketProviders = []byte("providers")
-	keyApplied      = []byte("applied")
-	allBuckets      = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketProviders, bucketReferrals}
+	// bucketOffers indexes assignments by provider: ods, 0, sequence of
+	// the offer -> referral id.
+	bucketOffers = []byte("offers")
+	keyApplied   = []byte("applied")
+	allBuckets   = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketOffers, bucketProviders, bucketReferrals}
 )
 
 // Entry is one event to apply: the decoded record and its stored bytes.
@@ -178,6 +181,11 @@ func applyReferral(tx *bbolt.Tx, e Entry) error {
 			return err
 		}
 	}
+	if o, ok := e.Record.Event.(spa.OfferMade); ok {
+		if err := tx.Bucket(bucketOffers).Put(historyKey(o.ProviderODS, e.Record.Sequence), []byte(id)); err != nil {
+			return err
+		}
+	}
 	return tx.Bucket(bucketHistory).Put(historyKey(id, e.Record.Sequence), e.Raw)
 }
 
@@ -287,6 +295,62 @@ func (m *Model) Providers(f ProviderFilter) ([]spa.Provider, error) {
 			}
 			if (f.Borough == "" || p.Details.Serves(f.Borough)) && (f.Service == 0 || p.Details.Offers(f.Service)) {
 				out = append(out, p)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// ProviderAssignment is one assignment and the referral it belongs to.
+type ProviderAssignment struct {
+	Referral   spa.Referral
+	Assignment spa.Assignment
+}
+
+// Assignments returns a provider's assignments, newest offer first, with
+// status status (0: any).
+func (m *Model) Assignments(providerODS string, status spa.TaskStatus) ([]ProviderAssignment, error) {
+	var out []ProviderAssignment
+	err := m.db.View(func(tx *bbolt.Tx) error {
+		prefix := append([]byte(providerODS), 0)
+		refs := tx.Bucket(bucketReferrals)
+		c := tx.Bucket(bucketOffers).Cursor()
+		k, id := c.Seek(append(bytes.Clone(prefix), 0xff))
+		if k == nil {
+			k, id = c.Last()
+		} else {
+			k, id = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, id = c.Prev() {
+			var r spa.Referral
+			if err := json.Unmarshal(refs.Get(id), &r); err != nil {
+				return err
+			}
+			for _, a := range r.Assignments {
+				if a.ProviderODS == providerODS && (status == 0 || a.Status == status) {
+					out = append(out, ProviderAssignment{Referral: r, Assignment: a})
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AwaitingCapacity returns the referrals in the no-capacity queue, oldest
+// first.
+func (m *Model) AwaitingCapacity() ([]spa.Referral, error) {
+	var out []spa.Referral
+	err := m.db.View(func(tx *bbolt.Tx) error {
+		refs := tx.Bucket(bucketReferrals)
+		return tx.Bucket(bucketBoard).ForEach(func(_, id []byte) error {
+			var r spa.Referral
+			if err := json.Unmarshal(refs.Get(id), &r); err != nil {
+				return err
+			}
+			if r.Status == spa.StatusAwaitingCapacity {
+				out = append(out, r)
 			}
 			return nil
 		})

@@ -170,17 +170,12 @@ func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
-// Batch is one event of an atomic batch and the check it is appended under.
-type Batch struct {
-	Record spa.Record
-	// Expected is the sequence the aggregate's last event must have when
-	// Guard is set (0: the aggregate must have no events).
-	Expected uint64
-	Guard    bool
-}
-
-// batch headers (JetStream atomic batch publish).
+// batch headers (JetStream atomic batch publish) and the error codes of a
+// batch whose message ids were seen before.
 const (
+	errCodeBatchDuplicateMessage     jetstream.ErrorCode = 10201
+	errCodeDuplicateMessageInProcess jetstream.ErrorCode = 10158
+
 	headerBatchID     = "Nats-Batch-Id"
 	headerBatchSeq    = "Nats-Batch-Sequence"
 	headerBatchCommit = "Nats-Batch-Commit"
@@ -189,7 +184,7 @@ const (
 // AppendBatch appends events to several subjects atomically: all of them,
 // or none when any guard fails (spa.ErrConcurrentChange). It returns each
 // event's sequence. A single event is a plain Append.
-func (s *Store) AppendBatch(ctx context.Context, batch []Batch) ([]uint64, error) {
+func (s *Store) AppendBatch(ctx context.Context, batch []spa.Append) ([]uint64, error) {
 	if len(batch) == 1 && batch[0].Guard {
 		seq, err := s.Append(ctx, batch[0].Record, batch[0].Expected)
 		return []uint64{seq}, err
@@ -235,7 +230,11 @@ func (s *Store) AppendBatch(ctx context.Context, batch []Batch) ([]uint64, error
 			return nil, fmt.Errorf("jetstream: batch ack: %w", err)
 		}
 		if ack.Error != nil {
-			if ack.Error.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || ack.Error.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant {
+			switch ack.Error.ErrorCode {
+			case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant,
+				errCodeBatchDuplicateMessage, errCodeDuplicateMessageInProcess:
+				// A guard failed, or the same events (same ids) were
+				// appended by another writer: either way, decide again.
 				return nil, spa.ErrConcurrentChange
 			}
 			return nil, fmt.Errorf("jetstream: batch append: %w", ack.Error)

@@ -183,12 +183,12 @@ func TestAppendBatchIsAtomic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offer := func(n int) []jetstream.Batch {
+	offer := func(n int) []spa.Append {
 		id := spa.AssignmentIDFor(ref, n)
 		o := record(ref, spa.OfferMade{AssignmentID: id, ProviderODS: provider, Service: spa.ServiceCareHomeBed})
 		r := record(provider, spa.CapacityReserved{Service: spa.ServiceCareHomeBed, ReferralID: ref, AssignmentID: id})
 		o.EventID, r.EventID = id+"-offer", id+"-reserve"
-		return []jetstream.Batch{{Record: o, Expected: rseq, Guard: true}, {Record: r, Expected: pseq, Guard: true}}
+		return []spa.Append{{Record: o, Expected: rseq, Guard: true}, {Record: r, Expected: pseq, Guard: true}}
 	}
 	seqs, err := store.AppendBatch(ctx, offer(1))
 	if err != nil {
@@ -212,7 +212,7 @@ func TestAppendBatchIsAtomic(t *testing.T) {
 	// An unguarded event joins a guarded one.
 	rel := record(provider, spa.CapacityReleased{Service: spa.ServiceCareHomeBed, ReferralID: ref, AssignmentID: spa.AssignmentIDFor(ref, 1), Reason: "declined"})
 	dec := record(ref, spa.AssignmentStatusChanged{AssignmentID: spa.AssignmentIDFor(ref, 1), Status: spa.TaskRejected, Reason: "no carers"})
-	if _, err := store.AppendBatch(ctx, []jetstream.Batch{{Record: dec, Expected: seqs[0], Guard: true}, {Record: rel}}); err != nil {
+	if _, err := store.AppendBatch(ctx, []spa.Append{{Record: dec, Expected: seqs[0], Guard: true}, {Record: rel}}); err != nil {
 		t.Fatal(err)
 	}
 }

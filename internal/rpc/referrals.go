@@ -2,6 +2,9 @@ package rpc
 
 import (
 	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"spa/internal/app"
 	"spa/internal/codec"
@@ -27,6 +30,7 @@ func (s *Referrals) SubmitReferral(ctx context.Context, req *spav1.SubmitReferra
 	if err != nil {
 		return nil, err
 	}
+	m.OccurredAt = timeOf(req.GetOccurredAt())
 	res, err := s.app.SubmitReferral(ctx, m, spa.SubmitReferral{RequestID: req.GetRequestId(), Details: codec.DetailsFromProto(req.GetReferral())})
 	if err != nil {
 		return nil, err
@@ -40,6 +44,7 @@ func (s *Referrals) RecordCriteriaToReside(ctx context.Context, req *spav1.Recor
 	if err != nil {
 		return nil, err
 	}
+	m.OccurredAt = timeOf(req.GetOccurredAt())
 	r, seq, err := s.app.RecordCriteriaToReside(ctx, m, spa.RecordCriteriaToReside{
 		ReferralID: req.GetReferralId(), CriteriaMet: codec.CriteriaFromProto(req.GetCriteriaMet()), AssessedOn: req.GetAssessedOn(),
 	})
@@ -59,6 +64,7 @@ func (s *Referrals) RecordInfectionTest(ctx context.Context, req *spav1.RecordIn
 	if t := codec.TestFromProto(req.GetTest()); t != nil {
 		test = *t
 	}
+	m.OccurredAt = timeOf(req.GetOccurredAt())
 	seq, err := s.app.RecordInfectionTest(ctx, m, spa.RecordInfectionTest{ReferralID: req.GetReferralId(), Test: test})
 	if err != nil {
 		return nil, err
@@ -68,17 +74,28 @@ func (s *Referrals) RecordInfectionTest(ctx context.Context, req *spav1.RecordIn
 
 // WithdrawReferral implements spav1.ReferralServiceServer.
 func (s *Referrals) WithdrawReferral(ctx context.Context, req *spav1.WithdrawReferralRequest) (*spav1.WithdrawReferralResponse, error) {
-	m, err := meta(ctx)
-	if err != nil {
-		return nil, err
-	}
-	seq, err := s.app.WithdrawReferral(ctx, m, spa.WithdrawReferral{
+	seq, err := command(ctx, s.app.WithdrawReferral, spa.WithdrawReferral{
 		ReferralID: req.GetReferralId(), Reason: spa.WithdrawalReason(req.GetReason()), Note: req.GetNote(),
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &spav1.WithdrawReferralResponse{Sequence: seq}, nil
+	return &spav1.WithdrawReferralResponse{Sequence: seq}, err
+}
+
+// HoldReferral implements spav1.ReferralServiceServer.
+func (s *Referrals) HoldReferral(ctx context.Context, req *spav1.HoldReferralRequest) (*spav1.HoldReferralResponse, error) {
+	seq, err := command(ctx, s.app.HoldReferral, spa.HoldReferral{ReferralID: req.GetReferralId(), Reason: spa.HoldReason(req.GetReason()), Note: req.GetNote()})
+	return &spav1.HoldReferralResponse{Sequence: seq}, err
+}
+
+// ReleaseHold implements spav1.ReferralServiceServer.
+func (s *Referrals) ReleaseHold(ctx context.Context, req *spav1.ReleaseHoldRequest) (*spav1.ReleaseHoldResponse, error) {
+	seq, err := command(ctx, s.app.ReleaseHold, spa.ReleaseHold{ReferralID: req.GetReferralId(), Note: req.GetNote()})
+	return &spav1.ReleaseHoldResponse{Sequence: seq}, err
+}
+
+// RecordPatientLeft implements spav1.ReferralServiceServer.
+func (s *Referrals) RecordPatientLeft(ctx context.Context, req *spav1.RecordPatientLeftRequest) (*spav1.RecordPatientLeftResponse, error) {
+	seq, err := command(ctx, s.app.RecordPatientLeft, spa.RecordPatientLeft{ReferralID: req.GetReferralId(), LeftAt: timeOf(req.GetLeftAt())})
+	return &spav1.RecordPatientLeftResponse{Sequence: seq}, err
 }
 
 // GetReferral implements spav1.ReferralServiceServer.
@@ -89,4 +106,21 @@ func (s *Referrals) GetReferral(ctx context.Context, req *spav1.GetReferralReque
 // ListReferrals implements spav1.ReferralServiceServer.
 func (s *Referrals) ListReferrals(ctx context.Context, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error) {
 	return s.app.ListReferrals(ctx, req)
+}
+
+// command runs a command that answers with a sequence, as the caller in
+// the request metadata.
+func command[C any](ctx context.Context, run func(context.Context, app.Meta, C) (uint64, error), c C) (uint64, error) {
+	m, err := meta(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return run(ctx, m, c)
+}
+
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
 }

@@ -186,9 +186,10 @@ func (CapacityReserved) aggregate() Aggregate        { return AggregateProvider 
 func (CapacityReleased) aggregate() Aggregate        { return AggregateProvider }
 
 // Change is what a command or routing step appends: one event on the
-// referral, and optionally one on a provider in the same atomic batch.
+// aggregate it decided on, and optionally one on a provider in the same
+// atomic batch.
 type Change struct {
-	Referral Event
+	Event Event
 	// ProviderODS names the provider whose subject gets Provider.
 	ProviderODS string
 	Provider    Event
@@ -238,7 +239,7 @@ func DecideTransition(r Referral, c TransitionAssignment, _ time.Time) (Change, 
 	if !containsStatus(allowed, c.To) {
 		return Change{}, Errorf(KindFailedPrecondition, "assignment %s is %s; it cannot become %s", a.ID, a.Status, c.To)
 	}
-	ch := Change{Referral: AssignmentStatusChanged{AssignmentID: a.ID, Status: c.To, Reason: c.Reason}}
+	ch := Change{Event: AssignmentStatusChanged{AssignmentID: a.ID, Status: c.To, Reason: c.Reason}}
 	if c.To.ended() && a.holdsUnit() {
 		ch.ProviderODS = a.ProviderODS
 		ch.Provider = CapacityReleased{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID, Reason: c.To.String() + ": " + c.Reason}
@@ -340,4 +341,13 @@ func DecidePatientLeft(r Referral, c RecordPatientLeft, now time.Time) (Event, e
 		return nil, vs.err()
 	}
 	return PatientLeftHospital{LeftAt: left.UTC()}, nil
+}
+
+// Append is one event to append and the check it is appended under.
+type Append struct {
+	Record Record
+	// Expected is the sequence the aggregate's last event must have when
+	// Guard is set (0: the aggregate must have no events).
+	Expected uint64
+	Guard    bool
 }

@@ -65,3 +65,11 @@ func ValidateProviderQuery(borough string, service Service) error {
 	checkEnum(&vs, "service", service, serviceEnd, false)
 	return vs.err()
 }
+
+// ValidateAssignmentQuery checks a provider's assignment list query.
+func ValidateAssignmentQuery(providerODS string, status TaskStatus) error {
+	var vs violations
+	checkODS(&vs, "provider_ods", providerODS)
+	checkEnum(&vs, "status", status, taskStatusEnd, false)
+	return vs.err()
+}

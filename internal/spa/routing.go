@@ -88,14 +88,14 @@ type Step struct {
 	Policy Policy
 }
 
-// NextStep decides the router's next move on a referral, given the
-// providers of the patient's borough and the policies, at the time of the
-// referral's last event (event time, so that replays agree). It takes one
+// NextStep decides the router's next move on a referral at event time at
+// (the time of the event that prompted it, never the wall clock, so that
+// replays agree), given the providers of the patient's borough and the
+// policies. It takes one
 // step at a time: a pathway decision, a hold or its release, an offer with
 // its reservation, a place in the no-capacity queue, or the cancellation of
 // a withdrawn referral's offer. The rules are the domain's, in order.
-func NextStep(r Referral, providers []Provider, policies Policies) Step {
-	at := r.UpdatedAt
+func NextStep(r Referral, providers []Provider, policies Policies, at time.Time) Step {
 	pol := policies.At(at)
 	step := Step{Policy: pol}
 	if !r.Exists() {
@@ -116,7 +116,7 @@ func NextStep(r Referral, providers []Provider, policies Policies) Step {
 	}
 	if r.Hold != HoldReasonUnspecified {
 		if r.Hold == HoldReasonAwaitingTest && validTest(r, pol, at) {
-			step.Referral, step.Rule = HoldReleased{Reason: HoldReasonAwaitingTest, Note: "a test within the validity window arrived"}, RuleInfectionOverlay
+			step.Event, step.Rule = HoldReleased{Reason: HoldReasonAwaitingTest, Note: "a test within the validity window arrived"}, RuleInfectionOverlay
 		}
 		return step
 	}
@@ -141,7 +141,7 @@ func decidePathway(r Referral, pol Policy, at time.Time) Step {
 	}
 	decide := func(rule string, p Pathway, s Service, reason string) Step {
 		step.Rule = rule
-		step.Referral = PathwayDecided{Pathway: p, Service: s, Rule: rule, ReasonCode: reason, Inputs: inputs}
+		step.Event = PathwayDecided{Pathway: p, Service: s, Rule: rule, ReasonCode: reason, Inputs: inputs}
 		return step
 	}
 	// 1. Criteria to reside: no offer before a Discharge Ready Date.
@@ -160,15 +160,15 @@ func decidePathway(r Referral, pol Policy, at time.Time) Step {
 		inputs["test"] = testInput(r.LatestTest)
 		if !validTest(r, pol, at) {
 			step.Rule = RuleInfectionOverlay
-			step.Referral = ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay, Inputs: inputs,
+			step.Event = ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay, Inputs: inputs,
 				Note: fmt.Sprintf("a test taken within %s before discharge is needed", pol.TestValidity)}
 			return step
 		}
 		if r.LatestTest.Result == TestResultPositive {
 			s := decide(RuleInfectionOverlay, PathwayP2StepDown, ServiceDesignatedStepDownBed, "infection-positive-designated-bed")
-			pd := s.Referral.(PathwayDecided)
+			pd := s.Event.(PathwayDecided)
 			pd.IsolationDays = pol.IsolationDays
-			s.Referral = pd
+			s.Event = pd
 			return s
 		}
 	}
@@ -194,7 +194,7 @@ func decidePathway(r Referral, pol Policy, at time.Time) Step {
 	}
 	// 7. Holds: nowhere to go home to.
 	step.Rule = RuleHold
-	step.Referral = ReferralHeld{Reason: HoldReasonHousing, Rule: RuleHold, Inputs: inputs, Note: "not admitted from a home; housing needed"}
+	step.Event = ReferralHeld{Reason: HoldReasonHousing, Rule: RuleHold, Inputs: inputs, Note: "not admitted from a home; housing needed"}
 	return step
 }
 
@@ -205,7 +205,7 @@ func offer(r Referral, providers []Provider, pol Policy) Step {
 	candidates := Candidates(r, r.Service, providers)
 	if len(candidates) == 0 {
 		if !r.AwaitingCapacity {
-			step.Referral = AwaitingCapacity{Service: r.Service, Borough: r.Details.Patient.Borough}
+			step.Event = AwaitingCapacity{Service: r.Service, Borough: r.Details.Patient.Borough}
 		}
 		return step
 	}
@@ -215,7 +215,7 @@ func offer(r Referral, providers []Provider, pol Policy) Step {
 	for i, c := range candidates {
 		names[i] = c.Details.ODS
 	}
-	step.Referral = OfferMade{AssignmentID: id, ProviderODS: p.Details.ODS, Service: r.Service,
+	step.Event = OfferMade{AssignmentID: id, ProviderODS: p.Details.ODS, Service: r.Service,
 		Inputs: map[string]string{"candidates": strings.Join(names, ","), "borough": r.Details.Patient.Borough}}
 	step.ProviderODS = p.Details.ODS
 	step.Provider = CapacityReserved{Service: r.Service, ReferralID: r.ID, AssignmentID: id}

@@ -45,6 +45,12 @@ func (c *Client) ListProviders(ctx context.Context, req *spav1.ListProvidersRequ
 	return out, c.call(ctx, SubjectProviders, req, out)
 }
 
+// ListAssignments asks a read model for a provider's assignments.
+func (c *Client) ListAssignments(ctx context.Context, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error) {
+	out := new(spav1.ListAssignmentsResponse)
+	return out, c.call(ctx, SubjectAssignments, req, out)
+}
+
 // Status asks one read model for its applied sequence.
 func (c *Client) Status(ctx context.Context) (Status, error) { return c.callJSON(ctx, SubjectStatus) }
 

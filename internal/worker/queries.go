@@ -24,13 +24,14 @@ import (
 // API's protobuf messages; errors use the micro error headers with the codes
 // below.
 const (
-	ServiceName      = "spa-readmodel"
-	SubjectGet       = "spa.readmodel.referral.get"
-	SubjectList      = "spa.readmodel.referral.list"
-	SubjectProviders = "spa.readmodel.provider.list"
-	SubjectStatus    = "spa.readmodel.status"
-	SubjectDigest    = "spa.readmodel.digest"
-	headerWaitUntil  = "Spa-Wait-Until"
+	ServiceName        = "spa-readmodel"
+	SubjectGet         = "spa.readmodel.referral.get"
+	SubjectList        = "spa.readmodel.referral.list"
+	SubjectProviders   = "spa.readmodel.provider.list"
+	SubjectAssignments = "spa.readmodel.assignment.list"
+	SubjectStatus      = "spa.readmodel.status"
+	SubjectDigest      = "spa.readmodel.digest"
+	headerWaitUntil    = "Spa-Wait-Until"
 
 	codeInvalid  = "400"
 	codeNotFound = "404"
@@ -75,6 +76,7 @@ func serveQueries(nc *nats.Conn, model *bolt.Model, version string) (stop func()
 		{"get", SubjectGet, q.get},
 		{"list", SubjectList, q.list},
 		{"providers", SubjectProviders, q.providers},
+		{"assignments", SubjectAssignments, q.assignments},
 		{"status", SubjectStatus, q.status},
 		{"digest", SubjectDigest, q.digest},
 	}
@@ -200,6 +202,29 @@ func (q *queryService) providers(req micro.Request) {
 	out := &spav1.ListProvidersResponse{Sequence: applied}
 	for _, p := range ps {
 		out.Providers = append(out.Providers, codec.ProviderToProto(p))
+	}
+	respond(req, out)
+}
+
+func (q *queryService) assignments(req micro.Request) {
+	in := new(spav1.ListAssignmentsRequest)
+	if err := proto.Unmarshal(req.Data(), in); err != nil {
+		req.Error(codeInvalid, "malformed request", nil)
+		return
+	}
+	if err := q.waitFor(req, in.GetMinSequence()); err != nil {
+		req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
+		return
+	}
+	applied := q.model.Applied()
+	as, err := q.model.Assignments(in.GetProviderOds(), spa.TaskStatus(in.GetStatus()))
+	if err != nil {
+		req.Error(codeInternal, "read model failure", nil)
+		return
+	}
+	out := &spav1.ListAssignmentsResponse{Sequence: applied}
+	for _, a := range as {
+		out.Assignments = append(out.Assignments, codec.AssignmentToProto(a.Referral.ID, a.Assignment))
 	}
 	respond(req, out)
 }

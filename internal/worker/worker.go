@@ -1,6 +1,7 @@
 // Package worker is what spa-worker runs, and what spa-server runs in the
 // all-in-one mode: it projects the event log into this worker's own bbolt
-// read model and answers queries from it over NATS request/reply.
+// read model, answers queries from it over NATS request/reply, and routes
+// referrals to providers.
 package worker
 
 import (
@@ -14,6 +15,7 @@ import (
 
 	"spa/internal/bolt"
 	"spa/internal/jetstream"
+	"spa/internal/spa"
 )
 
 // ReadModelFile is the read model's file name inside the data directory.
@@ -27,7 +29,9 @@ type Config struct {
 	ID string
 	// Version is reported by the query service.
 	Version string
-	Log     *slog.Logger
+	// Policies are the routing policies; nil means spa.DefaultPolicies.
+	Policies spa.Policies
+	Log      *slog.Logger
 }
 
 // Run projects and serves until ctx ends, then stops answering queries,
@@ -51,6 +55,16 @@ func Run(ctx context.Context, nc *nats.Conn, store *jetstream.Store, cfg Config,
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return NewProjector(store.Stream(), model, cfg.ID, log).Run(gctx)
+	})
+	policies := cfg.Policies
+	if policies == nil {
+		policies = spa.DefaultPolicies
+	}
+	g.Go(func() error {
+		if err := model.WaitFor(gctx, target); err != nil {
+			return nil // stopping before catch-up
+		}
+		return NewRouter(store, model, policies, log).Run(gctx)
 	})
 	g.Go(func() error {
 		if err := model.WaitFor(gctx, target); err != nil {

@@ -1,0 +1,60 @@
+package rpc
+
+import (
+	"context"
+
+	"spa/internal/app"
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+// Assignments implements spav1.AssignmentServiceServer on the application.
+type Assignments struct {
+	spav1.UnimplementedAssignmentServiceServer
+	app *app.App
+}
+
+var _ spav1.AssignmentServiceServer = (*Assignments)(nil)
+
+// NewAssignments returns the AssignmentService. Register it together with
+// ErrorInterceptor.
+func NewAssignments(a *app.App) *Assignments { return &Assignments{app: a} }
+
+func (s *Assignments) transition(ctx context.Context, id string, to spa.TaskStatus, reason string) (uint64, error) {
+	return command(ctx, s.app.TransitionAssignment, spa.TransitionAssignment{AssignmentID: id, To: to, Reason: reason})
+}
+
+// AcceptOffer implements spav1.AssignmentServiceServer.
+func (s *Assignments) AcceptOffer(ctx context.Context, req *spav1.AcceptOfferRequest) (*spav1.AcceptOfferResponse, error) {
+	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskAccepted, "")
+	return &spav1.AcceptOfferResponse{Sequence: seq}, err
+}
+
+// DeclineOffer implements spav1.AssignmentServiceServer.
+func (s *Assignments) DeclineOffer(ctx context.Context, req *spav1.DeclineOfferRequest) (*spav1.DeclineOfferResponse, error) {
+	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskRejected, req.GetReason())
+	return &spav1.DeclineOfferResponse{Sequence: seq}, err
+}
+
+// StartCare implements spav1.AssignmentServiceServer.
+func (s *Assignments) StartCare(ctx context.Context, req *spav1.StartCareRequest) (*spav1.StartCareResponse, error) {
+	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskInProgress, "")
+	return &spav1.StartCareResponse{Sequence: seq}, err
+}
+
+// CompleteAssignment implements spav1.AssignmentServiceServer.
+func (s *Assignments) CompleteAssignment(ctx context.Context, req *spav1.CompleteAssignmentRequest) (*spav1.CompleteAssignmentResponse, error) {
+	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskCompleted, "")
+	return &spav1.CompleteAssignmentResponse{Sequence: seq}, err
+}
+
+// UpdateAssignmentStatus implements spav1.AssignmentServiceServer.
+func (s *Assignments) UpdateAssignmentStatus(ctx context.Context, req *spav1.UpdateAssignmentStatusRequest) (*spav1.UpdateAssignmentStatusResponse, error) {
+	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskStatus(req.GetStatus()), req.GetReason())
+	return &spav1.UpdateAssignmentStatusResponse{Sequence: seq}, err
+}
+
+// ListAssignments implements spav1.AssignmentServiceServer.
+func (s *Assignments) ListAssignments(ctx context.Context, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error) {
+	return s.app.ListAssignments(ctx, req)
+}

@@ -1,0 +1,222 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"spa/internal/bolt"
+	"spa/internal/codec"
+	ijs "spa/internal/jetstream"
+	"spa/internal/spa"
+)
+
+// RouterConsumer is the durable consumer every worker's router shares, so
+// that each event prompts one router (JetStream spreads the messages).
+const RouterConsumer = "spa-router"
+
+// maxRouteAttempts bounds the steps and retries for one prompt.
+const maxRouteAttempts = 20
+
+// Router takes the routing steps of the domain's rules: for every referral
+// event, the referral's next step; for every change of a provider's
+// capacity, the next step of each referral waiting for capacity that the
+// provider could take. Steps are appended under the sequences they were
+// decided on (the referral's, and the provider's for a reservation), so a
+// redelivered event or a second router deciding the same thing appends
+// nothing twice, and a unit of capacity is never promised twice.
+type Router struct {
+	store    *ijs.Store
+	model    *bolt.Model
+	policies spa.Policies
+	log      *slog.Logger
+}
+
+// NewRouter returns a router that reads providers from model (its own
+// worker's read model) and appends to store.
+func NewRouter(store *ijs.Store, model *bolt.Model, policies spa.Policies, log *slog.Logger) *Router {
+	return &Router{store: store, model: model, policies: policies, log: log}
+}
+
+// Run routes until ctx ends. A message is acknowledged once its steps are
+// taken; one that fails is redelivered after a delay.
+func (rt *Router) Run(ctx context.Context) error {
+	cons, err := rt.store.Stream().CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       RouterConsumer,
+		Description:   "SPA router, shared by every worker",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: 1000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("router: consumer: %w", err)
+	}
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		batch, err := cons.Fetch(100, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() == nil {
+				rt.log.Warn("router fetch failed; retrying", "err", err)
+				_ = sleep(ctx, time.Second)
+			}
+			continue
+		}
+		for msg := range batch.Messages() {
+			if err := rt.handle(ctx, msg); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				rt.log.Warn("routing failed; will retry", "subject", msg.Subject(), "err", err)
+				_ = msg.NakWithDelay(time.Second)
+				continue
+			}
+			_ = msg.Ack()
+		}
+		cancel()
+	}
+	return nil
+}
+
+// handle takes the steps one event prompts.
+func (rt *Router) handle(ctx context.Context, msg jetstream.Msg) error {
+	md, err := msg.Metadata()
+	if err != nil {
+		return err
+	}
+	rec, err := codec.UnmarshalRecord(md.Sequence.Stream, msg.Data())
+	if err != nil {
+		return err
+	}
+	// Providers come from this worker's read model: wait until it has seen
+	// this event, so that it is at least as new as the prompt.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := rt.model.WaitFor(wctx, rec.Sequence); err != nil {
+		return fmt.Errorf("read model behind sequence %d: %w", rec.Sequence, err)
+	}
+	switch e := rec.Event.(type) {
+	case spa.CapacityUpdated, spa.CapacityReleased, spa.ProviderRegistered:
+		return rt.routeWaiting(ctx, rec)
+	case spa.CapacityReserved:
+		return nil
+	default:
+		if spa.AggregateOf(e) == spa.AggregateReferral {
+			return rt.Route(ctx, rec.AggregateID, rec.OccurredAt)
+		}
+	}
+	return nil
+}
+
+// routeWaiting offers capacity that appeared to the referrals waiting for
+// it, oldest first.
+func (rt *Router) routeWaiting(ctx context.Context, prompt spa.Record) error {
+	waiting, err := rt.model.AwaitingCapacity()
+	if err != nil {
+		return err
+	}
+	var p spa.Provider
+	providers, err := rt.model.Providers(bolt.ProviderFilter{})
+	if err != nil {
+		return err
+	}
+	for _, q := range providers {
+		if q.Details.ODS == prompt.AggregateID {
+			p = q
+		}
+	}
+	for _, r := range waiting {
+		if !p.Details.Offers(r.Service) || !p.Details.Serves(r.Details.Patient.Borough) {
+			continue
+		}
+		if err := rt.Route(ctx, r.ID, prompt.OccurredAt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Route takes a referral's routing steps until there is none to take,
+// prompted by an event at event time at. A step that loses a race (the
+// referral or the provider moved on) is decided again once the read model
+// has caught up.
+func (rt *Router) Route(ctx context.Context, id string, at time.Time) error {
+	for range maxRouteAttempts {
+		recs, last, err := rt.store.Load(ctx, spa.AggregateReferral, id)
+		if err != nil {
+			return err
+		}
+		r := spa.Replay(recs)
+		if !r.Exists() {
+			return nil
+		}
+		providers, err := rt.model.Providers(bolt.ProviderFilter{Borough: r.Details.Patient.Borough})
+		if err != nil {
+			return err
+		}
+		stepAt := r.UpdatedAt
+		if at.After(stepAt) {
+			stepAt = at
+		}
+		step := spa.NextStep(r, providers, rt.policies, stepAt)
+		if step.Event == nil {
+			return nil
+		}
+		prompt := recs[len(recs)-1]
+		rec := spa.Record{
+			EventID:       fmt.Sprintf("route-%s-%d", id, last),
+			AggregateID:   id,
+			OccurredAt:    stepAt,
+			RecordedAt:    time.Now(),
+			Actor:         spa.Actor{Role: "spa-router"},
+			CausationID:   prompt.EventID,
+			CorrelationID: prompt.CorrelationID,
+			PolicyVersion: step.Policy.Version,
+			Event:         step.Event,
+		}
+		batch := []spa.Append{{Record: rec, Expected: last, Guard: true}}
+		if step.Provider != nil {
+			pr := rec
+			pr.EventID, pr.AggregateID, pr.Event = rec.EventID+"-"+step.ProviderODS, step.ProviderODS, step.Provider
+			batch = append(batch, spa.Append{Record: pr, Expected: providerVersion(providers, step.ProviderODS), Guard: step.GuardProvider})
+		}
+		_, err = rt.store.AppendBatch(ctx, batch)
+		switch {
+		case err == nil:
+			rt.log.Info("routed", "referral", id, "step", spa.EventName(step.Event), "rule", step.Rule, "policy", step.Policy.Version, "provider", step.ProviderODS)
+		case errors.Is(err, spa.ErrConcurrentChange):
+			if err := rt.catchUp(ctx); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+	return fmt.Errorf("router: referral %s still has steps after %d attempts", id, maxRouteAttempts)
+}
+
+// catchUp waits until the read model has applied the whole log as it
+// stands now, so that the next decision sees what beat the last one.
+func (rt *Router) catchUp(ctx context.Context) error {
+	last, err := rt.store.LastSequence(ctx)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return rt.model.WaitFor(wctx, last)
+}
+
+func providerVersion(ps []spa.Provider, ods string) uint64 {
+	for _, p := range ps {
+		if p.Details.ODS == ods {
+			return p.Version
+		}
+	}
+	return 0
+}
