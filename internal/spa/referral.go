@@ -441,6 +441,9 @@ func (r *Referral) status() Status {
 		}
 	}
 	switch {
+	case r.DischargeReadyDate == "":
+		// Criteria to reside met (again): nothing moves until a new date.
+		return StatusNotReady
 	case r.Hold != HoldReasonUnspecified:
 		return StatusHeld
 	case r.Decided && r.Pathway == PathwayP0Home:
@@ -449,10 +452,8 @@ func (r *Referral) status() Status {
 		return StatusAwaitingCapacity
 	case r.Decided:
 		return StatusPathwayDecided
-	case r.DischargeReadyDate != "":
-		return StatusReady
 	}
-	return StatusNotReady
+	return StatusReady
 }
 
 // Assignment returns the referral's assignment with that id, or nil.

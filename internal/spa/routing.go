@@ -111,7 +111,9 @@ func NextStep(r Referral, providers []Provider, policies Policies, at time.Time)
 		}
 		return step
 	}
-	if live != nil {
+	// 1. Criteria to reside: no decision and no offer without a Discharge
+	// Ready Date (also when it was reset after a decision).
+	if live != nil || r.DischargeReadyDate == "" {
 		return step
 	}
 	if r.Hold != HoldReasonUnspecified {
@@ -144,10 +146,7 @@ func decidePathway(r Referral, pol Policy, at time.Time) Step {
 		step.Event = PathwayDecided{Pathway: p, Service: s, Rule: rule, ReasonCode: reason, Inputs: inputs}
 		return step
 	}
-	// 1. Criteria to reside: no offer before a Discharge Ready Date.
-	if r.DischargeReadyDate == "" {
-		return step
-	}
+	// 1. Criteria to reside: checked by NextStep.
 	// 2. End of life fast track: to the preferred place of care.
 	if d.EndOfLife.FastTrack {
 		inputs["preferred_place"] = placeName[d.EndOfLife.PreferredPlace]
