@@ -22,9 +22,6 @@ import (
 	"spa/internal/worker"
 )
 
-// version is reported by the read-model query service.
-const version = "0.1.0"
-
 // realMain runs the server until ctx ends, then shuts down in order: stop
 // taking calls and finish those in flight, stop the worker (its last batch
 // is committed and the read model closed), drain NATS, stop the embedded
@@ -86,7 +83,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Worker {
 		g.Go(func() error {
-			return worker.Run(workerCtx, nc, store, worker.Config{DataDir: cfg.DataDir, ID: cfg.WorkerID, Version: version, Log: log}, nil)
+			return worker.Run(workerCtx, nc, store, worker.Config{DataDir: cfg.DataDir, ID: cfg.WorkerID, Log: log}, nil)
 		})
 	}
 	g.Go(func() error {

@@ -20,8 +20,6 @@ import (
 	"spa/internal/worker"
 )
 
-const version = "0.1.0"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -64,7 +62,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	if err != nil {
 		return err
 	}
-	err = worker.Run(ctx, nc, store, worker.Config{DataDir: dataDir, ID: id, Version: version, Log: log}, nil)
+	err = worker.Run(ctx, nc, store, worker.Config{DataDir: dataDir, ID: id, Log: log}, nil)
 	if derr := nc.Drain(); derr != nil && err == nil {
 		err = derr
 	}

@@ -59,11 +59,11 @@ type queryService struct {
 
 // serveQueries registers the query endpoints on nc. stop unregisters them
 // and waits for queries in flight, so the model may then be closed.
-func serveQueries(nc *nats.Conn, model *bolt.Model, version string) (stop func(), err error) {
+func serveQueries(nc *nats.Conn, model *bolt.Model) (stop func(), err error) {
 	q := &queryService{model: model, sem: make(chan struct{}, maxInFlight)}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
-		Version:     version,
+		Version:     Version,
 		Description: "SPA referral read model queries",
 	})
 	if err != nil {

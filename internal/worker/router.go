@@ -30,6 +30,7 @@ const maxRouteAttempts = 20
 // redelivered event or a second router deciding the same thing appends
 // nothing twice, and a unit of capacity is never promised twice.
 type Router struct {
+	id       string
 	store    *ijs.Store
 	model    *bolt.Model
 	policies spa.Policies
@@ -37,9 +38,10 @@ type Router struct {
 }
 
 // NewRouter returns a router that reads providers from model (its own
-// worker's read model) and appends to store.
-func NewRouter(store *ijs.Store, model *bolt.Model, policies spa.Policies, log *slog.Logger) *Router {
-	return &Router{store: store, model: model, policies: policies, log: log}
+// worker's read model) and appends to store; id (the worker's) is recorded
+// as the actor of its steps.
+func NewRouter(id string, store *ijs.Store, model *bolt.Model, policies spa.Policies, log *slog.Logger) *Router {
+	return &Router{id: id, store: store, model: model, policies: policies, log: log}
 }
 
 // Run routes until ctx ends. A message is acknowledged once its steps are
@@ -173,7 +175,7 @@ func (rt *Router) Route(ctx context.Context, id string, at time.Time) error {
 			AggregateID:   id,
 			OccurredAt:    stepAt,
 			RecordedAt:    time.Now(),
-			Actor:         spa.Actor{Role: "spa-router"},
+			Actor:         spa.Actor{Role: "spa-router", User: rt.id},
 			CausationID:   prompt.EventID,
 			CorrelationID: prompt.CorrelationID,
 			PolicyVersion: step.Policy.Version,

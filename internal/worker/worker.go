@@ -18,6 +18,9 @@ import (
 	"spa/internal/spa"
 )
 
+// Version is the worker's version, reported by its query service.
+const Version = "0.1.0"
+
 // ReadModelFile is the read model's file name inside the data directory.
 const ReadModelFile = "readmodel.db"
 
@@ -27,8 +30,6 @@ type Config struct {
 	DataDir string
 	// ID names this worker's durable consumer; unique per read model.
 	ID string
-	// Version is reported by the query service.
-	Version string
 	// Policies are the routing policies; nil means spa.DefaultPolicies.
 	Policies spa.Policies
 	Log      *slog.Logger
@@ -64,13 +65,13 @@ func Run(ctx context.Context, nc *nats.Conn, store *jetstream.Store, cfg Config,
 		if err := model.WaitFor(gctx, target); err != nil {
 			return nil // stopping before catch-up
 		}
-		return NewRouter(store, model, policies, log).Run(gctx)
+		return NewRouter(cfg.ID, store, model, policies, log).Run(gctx)
 	})
 	g.Go(func() error {
 		if err := model.WaitFor(gctx, target); err != nil {
 			return nil // stopping before catch-up
 		}
-		stop, err := serveQueries(nc, model, cfg.Version)
+		stop, err := serveQueries(nc, model)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	spav1 "spa/internal/gen/spa/v1"
+)
+
+// clients bundles the API's services on one connection.
+type clients struct {
+	referrals   spav1.ReferralServiceClient
+	providers   spav1.ProviderServiceClient
+	assignments spav1.AssignmentServiceClient
+}
+
+func clientsOf(s *server) clients {
+	return clients{spav1.NewReferralServiceClient(s.conn), spav1.NewProviderServiceClient(s.conn), spav1.NewAssignmentServiceClient(s.conn)}
+}
+
+// addProvider registers a provider in Bromley with units of each service.
+func addProvider(t testing.TB, c clients, ods string, units int32, adjust func(d *spav1.ProviderDetails), services ...spav1.Service) {
+	t.Helper()
+	ctx := callCtx(t)
+	d := &spav1.ProviderDetails{Ods: ods, Name: "Provider " + ods, Boroughs: []string{"Bromley"}, Services: services}
+	if adjust != nil {
+		adjust(d)
+	}
+	if _, err := c.providers.RegisterProvider(ctx, &spav1.RegisterProviderRequest{Provider: d}); err != nil {
+		t.Fatalf("register %s: %v", ods, err)
+	}
+	var caps []*spav1.Capacity
+	for _, s := range services {
+		caps = append(caps, &spav1.Capacity{Service: s, AvailableUnits: units, Open: true, AsOf: timestamppb.New(time.Now().Add(-time.Minute))})
+	}
+	if _, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: ods, Capacity: caps}); err != nil {
+		t.Fatalf("capacity %s: %v", ods, err)
+	}
+}
+
+// waitReferral polls a referral until cond holds or 30s pass.
+func waitReferral(t testing.TB, c clients, id string, what string, cond func(r *spav1.GetReferralResponse) bool) *spav1.GetReferralResponse {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := c.referrals.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: id})
+		cancel()
+		if err == nil && cond(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s: not within 30s; last %v %v", id, what, r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func hasStatus(st spav1.ReferralStatus) func(*spav1.GetReferralResponse) bool {
+	return func(r *spav1.GetReferralResponse) bool { return r.GetReferral().GetStatus() == st }
+}
+
+func liveAssignment(r *spav1.GetReferralResponse) *spav1.Assignment {
+	as := r.GetReferral().GetAssignments()
+	return as[len(as)-1]
+}
+
+// TestRoutingScenarios runs the all-in-one server through the pathways:
+// Home First to a home-care provider with room; a care home resident who
+// tested positive in 2020 to a designated step-down bed, never a care home;
+// a fast-tracked end-of-life patient to a hospice. Each decision names its
+// rule and policy version.
+func TestRoutingScenarios(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir())
+	c := clientsOf(s)
+	ctx := callCtx(t)
+	addProvider(t, c, "NQR01", 3, nil, spav1.Service_SERVICE_HOME_CARE_REABLEMENT)
+	addProvider(t, c, "VLAXL", 5, func(d *spav1.ProviderDetails) { d.AcceptsInfectionPositive = true }, spav1.Service_SERVICE_CARE_HOME_BED)
+	addProvider(t, c, "STP01", 2, nil, spav1.Service_SERVICE_DESIGNATED_STEP_DOWN_BED)
+	addProvider(t, c, "HOS01", 1, nil, spav1.Service_SERVICE_HOSPICE_BED, spav1.Service_SERVICE_HOSPICE_AT_HOME)
+
+	submit := func(name string, occurred time.Time, adjust func(d *spav1.ReferralDetails)) string {
+		t.Helper()
+		d := referral(len(name))
+		adjust(d)
+		req := &spav1.SubmitReferralRequest{RequestId: "routing-" + name, Referral: d}
+		if !occurred.IsZero() {
+			req.OccurredAt = timestamppb.New(occurred)
+		}
+		res, err := c.referrals.SubmitReferral(ctx, req)
+		if err != nil {
+			t.Fatalf("submit %s: %v", name, err)
+		}
+		return res.GetReferralId()
+	}
+	offered := hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_OFFERED)
+
+	t.Run("home first", func(t *testing.T) {
+		id := submit("home-first", time.Time{}, func(d *spav1.ReferralDetails) {})
+		r := waitReferral(t, c, id, "offered", offered)
+		a := liveAssignment(r)
+		if a.GetProviderOds() != "NQR01" || a.GetService() != spav1.Service_SERVICE_HOME_CARE_REABLEMENT || r.GetReferral().GetPathway() != spav1.Pathway_PATHWAY_P1_HOME_FIRST ||
+			r.GetReferral().GetDecisionRule() != "home-first" || r.GetReferral().GetPolicyVersion() != "2023.1" {
+			t.Fatalf("home first: %v", r.GetReferral())
+		}
+	})
+
+	t.Run("positive care home resident in 2020", func(t *testing.T) {
+		when := time.Date(2020, 6, 1, 11, 0, 0, 0, time.UTC)
+		id := submit("care-home-2020", when, func(d *spav1.ReferralDetails) {
+			d.AdmittedFrom = spav1.AdmittedFrom_ADMITTED_FROM_CARE_HOME
+			d.Episode.AdmissionDate, d.DischargeReadyDate = "2020-05-20", "2020-05-30"
+			d.Needs.OngoingBeddedCare = true
+			d.InfectionTest = &spav1.InfectionTest{Type: spav1.InfectionTestType_INFECTION_TEST_TYPE_PCR,
+				TakenAt: timestamppb.New(when.Add(-20 * time.Hour)), Result: spav1.InfectionTestResult_INFECTION_TEST_RESULT_POSITIVE}
+		})
+		r := waitReferral(t, c, id, "offered", offered)
+		a := liveAssignment(r)
+		if a.GetProviderOds() != "STP01" || a.GetService() != spav1.Service_SERVICE_DESIGNATED_STEP_DOWN_BED ||
+			r.GetReferral().GetDecisionRule() != "infection-overlay" || r.GetReferral().GetPolicyVersion() != "2020.1-infection-overlay" {
+			t.Fatalf("overlay: %v", r.GetReferral())
+		}
+		for _, e := range r.GetHistory() {
+			if d := e.GetEnvelope().GetPathwayDecided(); d != nil && (d.GetIsolationDays() != 14 || d.GetInputs()["test"] == "") {
+				t.Fatalf("decision %v", d)
+			}
+			if o := e.GetEnvelope().GetOfferMade(); o != nil && o.GetService() == spav1.Service_SERVICE_CARE_HOME_BED {
+				t.Fatalf("offered straight to a care home: %v", o)
+			}
+		}
+	})
+
+	t.Run("end of life fast track", func(t *testing.T) {
+		id := submit("end-of-life", time.Time{}, func(d *spav1.ReferralDetails) {
+			d.EndOfLife = &spav1.EndOfLife{FastTrack: true, PreferredPlace: spav1.PlaceOfCare_PLACE_OF_CARE_HOSPICE}
+		})
+		r := waitReferral(t, c, id, "offered", offered)
+		if a := liveAssignment(r); a.GetProviderOds() != "HOS01" || a.GetService() != spav1.Service_SERVICE_HOSPICE_BED ||
+			r.GetReferral().GetPathway() != spav1.Pathway_PATHWAY_END_OF_LIFE || r.GetReferral().GetDecisionRule() != "end-of-life" {
+			t.Fatalf("end of life: %v", r.GetReferral())
+		}
+	})
+
+	t.Run("decline, accept, start, complete; the queue", func(t *testing.T) {
+		addProvider(t, c, "NQR02", 1, nil, spav1.Service_SERVICE_STEP_DOWN_BED)
+		addProvider(t, c, "NQR03", 1, nil, spav1.Service_SERVICE_STEP_DOWN_BED)
+		id := submit("step-down", time.Time{}, func(d *spav1.ReferralDetails) { d.Needs.ShortTermBedBasedCare = true })
+		r := waitReferral(t, c, id, "offered", offered)
+		first := liveAssignment(r)
+		if _, err := c.assignments.DeclineOffer(ctx, &spav1.DeclineOfferRequest{AssignmentId: first.GetAssignmentId(), Reason: "no bed for bariatric care"}); err != nil {
+			t.Fatal(err)
+		}
+		r = waitReferral(t, c, id, "offered again", func(r *spav1.GetReferralResponse) bool {
+			return len(r.GetReferral().GetAssignments()) == 2 && r.GetReferral().GetStatus() == spav1.ReferralStatus_REFERRAL_STATUS_OFFERED
+		})
+		second := liveAssignment(r)
+		if second.GetProviderOds() == first.GetProviderOds() {
+			t.Fatalf("offered to the provider that declined: %v", r.GetReferral().GetAssignments())
+		}
+		// Illegal: starting care before accepting names the current state.
+		_, err := c.assignments.StartCare(ctx, &spav1.StartCareRequest{AssignmentId: second.GetAssignmentId()})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "requested") {
+			t.Fatalf("start before accept: %v", err)
+		}
+		for _, step := range []func() error{
+			func() error {
+				_, err := c.assignments.AcceptOffer(ctx, &spav1.AcceptOfferRequest{AssignmentId: second.GetAssignmentId()})
+				return err
+			},
+			func() error {
+				_, err := c.referrals.RecordPatientLeft(ctx, &spav1.RecordPatientLeftRequest{ReferralId: id})
+				return err
+			},
+			func() error {
+				_, err := c.assignments.StartCare(ctx, &spav1.StartCareRequest{AssignmentId: second.GetAssignmentId()})
+				return err
+			},
+			func() error {
+				_, err := c.assignments.CompleteAssignment(ctx, &spav1.CompleteAssignmentRequest{AssignmentId: second.GetAssignmentId()})
+				return err
+			},
+		} {
+			if err := step(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitReferral(t, c, id, "completed", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_COMPLETED))
+
+		// The provider that declined says it is full too: the next referral
+		// waits in the queue, and is offered as soon as capacity appears.
+		if _, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: first.GetProviderOds(), Capacity: []*spav1.Capacity{
+			{Service: spav1.Service_SERVICE_STEP_DOWN_BED, AvailableUnits: 0, Open: true, AsOf: timestamppb.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+		queued := submit("queued", time.Time{}, func(d *spav1.ReferralDetails) { d.Needs.ShortTermBedBasedCare = true })
+		waitReferral(t, c, queued, "in the no-capacity queue", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_AWAITING_CAPACITY))
+		board, err := c.referrals.ListReferrals(ctx, &spav1.ListReferralsRequest{Status: spav1.ReferralStatus_REFERRAL_STATUS_AWAITING_CAPACITY})
+		if err != nil || !slices.ContainsFunc(board.GetReferrals(), func(r *spav1.ReferralSummary) bool { return r.GetReferralId() == queued }) {
+			t.Fatalf("no-capacity queue: %v %v", board, err)
+		}
+		if _, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: "NQR03", Capacity: []*spav1.Capacity{
+			{Service: spav1.Service_SERVICE_STEP_DOWN_BED, AvailableUnits: 1, Open: true, AsOf: timestamppb.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+		r = waitReferral(t, c, queued, "offered from the queue", offered)
+		if liveAssignment(r).GetProviderOds() != "NQR03" {
+			t.Fatalf("offered to %v", liveAssignment(r))
+		}
+		mine, err := c.assignments.ListAssignments(ctx, &spav1.ListAssignmentsRequest{ProviderOds: "NQR03", MinSequence: r.GetReferral().GetVersion()})
+		if err != nil || len(mine.GetAssignments()) != 2 || mine.GetAssignments()[0].GetReferralId() != queued || mine.GetAssignments()[1].GetReferralId() != id {
+			t.Fatalf("NQR03's assignments, newest first: %v %v", mine, err)
+		}
+
+		// Withdrawing the referral cancels the offer and frees the bed.
+		if _, err := c.referrals.WithdrawReferral(ctx, &spav1.WithdrawReferralRequest{ReferralId: queued, Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DETERIORATED}); err != nil {
+			t.Fatal(err)
+		}
+		waitReferral(t, c, queued, "offer cancelled", func(r *spav1.GetReferralResponse) bool {
+			return liveAssignment(r).GetStatus() == spav1.TaskStatus_TASK_STATUS_CANCELLED
+		})
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ps, err := c.providers.ListProviders(ctx, &spav1.ListProvidersRequest{Service: spav1.Service_SERVICE_STEP_DOWN_BED})
+			if err != nil {
+				t.Fatal(err)
+			}
+			free := map[string]int32{}
+			for _, p := range ps.GetProviders() {
+				for _, cp := range p.GetCapacity() {
+					free[p.GetDetails().GetOds()+fmt.Sprint(cp.GetService())] = cp.GetAvailableUnits()
+				}
+			}
+			if free["NQR03"+spav1.Service_SERVICE_STEP_DOWN_BED.String()] == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the withdrawn referral's bed was not freed: %v", free)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
