@@ -5,6 +5,7 @@ package codec
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -87,6 +88,11 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 	case spa.CapacityReleased:
 		env.Payload = &spav1.Envelope_CapacityReleased{CapacityReleased: &spav1.CapacityReleased{
 			Service: spav1.Service(e.Service), ReferralId: e.ReferralID, AssignmentId: e.AssignmentID, Reason: e.Reason,
+		}}
+	case spa.ClockAlerted:
+		env.Payload = &spav1.Envelope_ClockAlerted{ClockAlerted: &spav1.ClockAlerted{
+			Clock: e.Clock, Level: spav1.ClockLevel(e.Level), DelayDays: e.DelayDays, StartedAt: timestamp(e.StartedAt),
+			TargetSeconds: int64(e.Target / time.Second), EscalateTo: e.EscalateTo,
 		}}
 	default:
 		return nil, fmt.Errorf("codec: unknown event type %T", rec.Event)
@@ -172,6 +178,10 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 	case *spav1.Envelope_CapacityReleased:
 		e := p.CapacityReleased
 		rec.Event = spa.CapacityReleased{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId(), Reason: e.GetReason()}
+	case *spav1.Envelope_ClockAlerted:
+		e := p.ClockAlerted
+		rec.Event = spa.ClockAlerted{Clock: e.GetClock(), Level: spa.ClockLevel(e.GetLevel()), DelayDays: e.GetDelayDays(),
+			StartedAt: timeOf(e.GetStartedAt()), Target: time.Duration(e.GetTargetSeconds()) * time.Second, EscalateTo: e.GetEscalateTo()}
 	default:
 		return spa.Record{}, fmt.Errorf("codec: event %d (%s) has a payload this version does not know", seq, env.GetEventId())
 	}
@@ -303,6 +313,9 @@ func ReferralToProto(r spa.Referral, now time.Time) *spav1.Referral {
 	for _, a := range r.Assignments {
 		out.Assignments = append(out.Assignments, AssignmentToProto(r.ID, a))
 	}
+	for _, a := range r.Alerts {
+		out.Alerts = append(out.Alerts, &spav1.ClockAlert{Clock: a.Clock, Level: spav1.ClockLevel(a.Level), DelayDays: a.DelayDays, At: timestamp(a.At), EscalateTo: a.EscalateTo})
+	}
 	return out
 }
 
@@ -334,6 +347,17 @@ func SummaryToProto(r spa.Referral, now time.Time) *spav1.ReferralSummary {
 	}
 	if a := r.LiveAssignment(); a != nil {
 		out.ProviderOds = a.ProviderODS
+	}
+	for _, a := range r.Alerts {
+		if a.Level != spa.ClockDelayFlag {
+			out.ClockLevel = max(out.ClockLevel, spav1.ClockLevel(a.Level))
+		}
+		if (a.Level == spa.ClockBreach || a.Level == spa.ClockEscalation) && !slices.Contains(out.BreachedClocks, a.Clock) {
+			out.BreachedClocks = append(out.BreachedClocks, a.Clock)
+		}
+	}
+	if out.ClockLevel == spav1.ClockLevel_CLOCK_LEVEL_UNSPECIFIED && len(r.Alerts) > 0 {
+		out.ClockLevel = spav1.ClockLevel_CLOCK_LEVEL_DELAY_FLAG
 	}
 	return out
 }

@@ -53,6 +53,16 @@ func TestRecordRoundTrip(t *testing.T) {
 		spa.ReferralWithdrawn{Reason: spa.WithdrawalReasonDied, Note: "peacefully"},
 		spa.ProviderRegistered{Details: spa.ProviderDetails{ODS: "VLAXL", Name: "Elmwood Care Home", Boroughs: []string{"Bexley", "Bromley"},
 			Services: []spa.Service{spa.ServiceDesignatedStepDownBed, spa.ServiceCareHomeBed}, TrustedAssessor: true, AcceptsInfectionPositive: true}},
+		spa.PathwayDecided{Pathway: spa.PathwayP2StepDown, Service: spa.ServiceDesignatedStepDownBed, Rule: spa.RuleInfectionOverlay, ReasonCode: "x", Inputs: map[string]string{"a": "b"}, IsolationDays: 14},
+		spa.ReferralHeld{Reason: spa.HoldReasonAwaitingTest, Rule: spa.RuleInfectionOverlay, Note: "n", Inputs: map[string]string{"test": "none"}},
+		spa.HoldReleased{Reason: spa.HoldReasonHousing, Note: "flat found"},
+		spa.AwaitingCapacity{Service: spa.ServiceCareHomeBed, Borough: "Bromley"},
+		spa.OfferMade{AssignmentID: "ref-7btv6dkkq64y5tep-a1", ProviderODS: "VLAXL", Service: spa.ServiceCareHomeBed, Inputs: map[string]string{"candidates": "VLAXL"}},
+		spa.AssignmentStatusChanged{AssignmentID: "ref-7btv6dkkq64y5tep-a1", Status: spa.TaskRejected, Reason: "full"},
+		spa.PatientLeftHospital{LeftAt: at},
+		spa.CapacityReserved{Service: spa.ServiceCareHomeBed, ReferralID: "ref-7btv6dkkq64y5tep", AssignmentID: "ref-7btv6dkkq64y5tep-a1"},
+		spa.CapacityReleased{Service: spa.ServiceCareHomeBed, ReferralID: "ref-7btv6dkkq64y5tep", AssignmentID: "ref-7btv6dkkq64y5tep-a1", Reason: "declined"},
+		spa.ClockAlerted{Clock: spa.ClockSameDayDischarge, Level: spa.ClockDelayFlag, DelayDays: 7, StartedAt: at, Target: 24 * time.Hour, EscalateTo: spa.EscalateCoordinator},
 		spa.CapacityUpdated{Capacity: []spa.Capacity{{Service: spa.ServiceCareHomeBed, Available: 3, Open: true, AsOf: at}, {Service: spa.ServiceHospiceBed, AsOf: at}}},
 	}
 	for _, e := range events {

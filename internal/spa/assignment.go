@@ -69,6 +69,11 @@ type Assignment struct {
 	Reason    string
 	OfferedAt time.Time
 	UpdatedAt time.Time
+	// When it was first accepted and started, and when it ended (rejected,
+	// failed or cancelled); for the clocks.
+	AcceptedAt time.Time
+	StartedAt  time.Time
+	EndedAt    time.Time
 }
 
 // holdsUnit reports whether the assignment still holds its reserved unit

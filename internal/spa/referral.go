@@ -352,6 +352,15 @@ type Referral struct {
 	AwaitingCapacity bool
 	Assignments      []Assignment
 	LeftHospitalAt   time.Time
+
+	// Clocks: when the pathway was decided, when the referral was
+	// withdrawn, the holds (which pause clocks), whether the infection
+	// overlay applied, and the alerts raised.
+	DecidedAt      time.Time
+	WithdrawnAt    time.Time
+	Holds          []Interval
+	OverlayApplied bool
+	Alerts         []Alert
 }
 
 // Exists reports whether the referral was submitted.
@@ -382,17 +391,24 @@ func (r *Referral) Apply(rec Record) {
 	case ReferralWithdrawn:
 		r.Withdrawn = true
 		r.WithdrawalReason = e.Reason
+		r.WithdrawnAt = rec.OccurredAt
 	case PathwayDecided:
 		r.Decided = true
 		r.Pathway, r.Service, r.DecisionRule = e.Pathway, e.Service, e.Rule
 		r.PolicyVersion = rec.PolicyVersion
+		r.DecidedAt = rec.OccurredAt
+		r.OverlayApplied = e.Inputs["care_home_bound"] == "true"
 	case ReferralHeld:
 		r.Hold = e.Reason
+		r.Holds = append(r.Holds, Interval{From: rec.OccurredAt})
 		if e.Rule != "" {
 			r.DecisionRule, r.PolicyVersion = e.Rule, rec.PolicyVersion
 		}
 	case HoldReleased:
 		r.Hold = HoldReasonUnspecified
+		if n := len(r.Holds); n > 0 && r.Holds[n-1].To.IsZero() {
+			r.Holds[n-1].To = rec.OccurredAt
+		}
 		if !slices.Contains(r.ReleasedHolds, e.Reason) {
 			r.ReleasedHolds = append(r.ReleasedHolds, e.Reason)
 		}
@@ -408,9 +424,19 @@ func (r *Referral) Apply(rec Record) {
 				a.HeldFrom = a.Status
 			}
 			a.Status, a.Reason, a.UpdatedAt = e.Status, e.Reason, rec.OccurredAt
+			switch {
+			case e.Status == TaskAccepted && a.AcceptedAt.IsZero():
+				a.AcceptedAt = rec.OccurredAt
+			case e.Status == TaskInProgress && a.StartedAt.IsZero():
+				a.StartedAt = rec.OccurredAt
+			case e.Status.ended():
+				a.EndedAt = rec.OccurredAt
+			}
 		}
 	case PatientLeftHospital:
 		r.LeftHospitalAt = e.LeftAt
+	case ClockAlerted:
+		r.Alerts = append(r.Alerts, Alert{Clock: e.Clock, Level: e.Level, DelayDays: e.DelayDays, At: rec.OccurredAt, EscalateTo: e.EscalateTo})
 	}
 	r.Status = r.status()
 }

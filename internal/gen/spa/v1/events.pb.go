@@ -124,6 +124,7 @@ type Envelope struct {
 	//	*Envelope_PatientLeftHospital
 	//	*Envelope_CapacityReserved
 	//	*Envelope_CapacityReleased
+	//	*Envelope_ClockAlerted
 	Payload       isEnvelope_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -364,6 +365,15 @@ func (x *Envelope) GetCapacityReleased() *CapacityReleased {
 	return nil
 }
 
+func (x *Envelope) GetClockAlerted() *ClockAlerted {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_ClockAlerted); ok {
+			return x.ClockAlerted
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Payload interface {
 	isEnvelope_Payload()
 }
@@ -428,6 +438,10 @@ type Envelope_CapacityReleased struct {
 	CapacityReleased *CapacityReleased `protobuf:"bytes,34,opt,name=capacity_released,json=capacityReleased,proto3,oneof"`
 }
 
+type Envelope_ClockAlerted struct {
+	ClockAlerted *ClockAlerted `protobuf:"bytes,35,opt,name=clock_alerted,json=clockAlerted,proto3,oneof"`
+}
+
 func (*Envelope_ReferralSubmitted) isEnvelope_Payload() {}
 
 func (*Envelope_CriteriaToResideRecorded) isEnvelope_Payload() {}
@@ -457,6 +471,8 @@ func (*Envelope_PatientLeftHospital) isEnvelope_Payload() {}
 func (*Envelope_CapacityReserved) isEnvelope_Payload() {}
 
 func (*Envelope_CapacityReleased) isEnvelope_Payload() {}
+
+func (*Envelope_ClockAlerted) isEnvelope_Payload() {}
 
 // StoredEvent is an envelope with its position in the log.
 type StoredEvent struct {
@@ -1410,6 +1426,99 @@ func (x *CapacityReleased) GetReason() string {
 	return ""
 }
 
+// ClockAlerted: a clock reached a level: a warning at 75% of its target, a
+// breach at 100%, an escalation at 200%, or (same-day discharge) a delay
+// flag at 7, 14 or 21 days. occurred_at in the envelope is the instant the
+// level was reached in event time, not when the scheduler noticed.
+type ClockAlerted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "same-day-discharge", "leave-hospital", "urgent-response",
+	// "reablement", "end-of-life-package", "test-validity".
+	Clock string     `protobuf:"bytes,1,opt,name=clock,proto3" json:"clock,omitempty"`
+	Level ClockLevel `protobuf:"varint,2,opt,name=level,proto3,enum=spa.v1.ClockLevel" json:"level,omitempty"`
+	// Delay flags only: 7, 14 or 21.
+	DelayDays int32                  `protobuf:"varint,3,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// The clock's target, in seconds.
+	TargetSeconds int64 `protobuf:"varint,5,opt,name=target_seconds,json=targetSeconds,proto3" json:"target_seconds,omitempty"`
+	// Who is alerted: "spa-coordinator", "spa-lead", "system-discharge-lead".
+	EscalateTo    string `protobuf:"bytes,6,opt,name=escalate_to,json=escalateTo,proto3" json:"escalate_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockAlerted) Reset() {
+	*x = ClockAlerted{}
+	mi := &file_spa_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockAlerted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockAlerted) ProtoMessage() {}
+
+func (x *ClockAlerted) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockAlerted.ProtoReflect.Descriptor instead.
+func (*ClockAlerted) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ClockAlerted) GetClock() string {
+	if x != nil {
+		return x.Clock
+	}
+	return ""
+}
+
+func (x *ClockAlerted) GetLevel() ClockLevel {
+	if x != nil {
+		return x.Level
+	}
+	return ClockLevel_CLOCK_LEVEL_UNSPECIFIED
+}
+
+func (x *ClockAlerted) GetDelayDays() int32 {
+	if x != nil {
+		return x.DelayDays
+	}
+	return 0
+}
+
+func (x *ClockAlerted) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *ClockAlerted) GetTargetSeconds() int64 {
+	if x != nil {
+		return x.TargetSeconds
+	}
+	return 0
+}
+
+func (x *ClockAlerted) GetEscalateTo() string {
+	if x != nil {
+		return x.EscalateTo
+	}
+	return ""
+}
+
 var File_spa_v1_events_proto protoreflect.FileDescriptor
 
 const file_spa_v1_events_proto_rawDesc = "" +
@@ -1418,7 +1527,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x10\n" +
 	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"\xf1\v\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\xae\f\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\x05R\rschemaVersion\x12!\n" +
@@ -1446,7 +1555,8 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x19assignment_status_changed\x18\x1f \x01(\v2\x1f.spa.v1.AssignmentStatusChangedH\x00R\x17assignmentStatusChanged\x12Q\n" +
 	"\x15patient_left_hospital\x18  \x01(\v2\x1b.spa.v1.PatientLeftHospitalH\x00R\x13patientLeftHospital\x12G\n" +
 	"\x11capacity_reserved\x18! \x01(\v2\x18.spa.v1.CapacityReservedH\x00R\x10capacityReserved\x12G\n" +
-	"\x11capacity_released\x18\" \x01(\v2\x18.spa.v1.CapacityReleasedH\x00R\x10capacityReleasedB\t\n" +
+	"\x11capacity_released\x18\" \x01(\v2\x18.spa.v1.CapacityReleasedH\x00R\x10capacityReleased\x12;\n" +
+	"\rclock_alerted\x18# \x01(\v2\x14.spa.v1.ClockAlertedH\x00R\fclockAlertedB\t\n" +
 	"\apayload\"W\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
@@ -1519,7 +1629,17 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\vreferral_id\x18\x02 \x01(\tR\n" +
 	"referralId\x12#\n" +
 	"\rassignment_id\x18\x03 \x01(\tR\fassignmentId\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reasonBq\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xf0\x01\n" +
+	"\fClockAlerted\x12\x14\n" +
+	"\x05clock\x18\x01 \x01(\tR\x05clock\x12(\n" +
+	"\x05level\x18\x02 \x01(\x0e2\x12.spa.v1.ClockLevelR\x05level\x12\x1d\n" +
+	"\n" +
+	"delay_days\x18\x03 \x01(\x05R\tdelayDays\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12%\n" +
+	"\x0etarget_seconds\x18\x05 \x01(\x03R\rtargetSeconds\x12\x1f\n" +
+	"\vescalate_to\x18\x06 \x01(\tR\n" +
+	"escalateToBq\n" +
 	"\n" +
 	"com.spa.v1B\vEventsProtoP\x01Z\x1dspa/internal/gen/spa/v1;spav1\xa2\x02\x03SXX\xaa\x02\x06Spa.V1\xca\x02\x06Spa\\V1\xe2\x02\x12Spa\\V1\\GPBMetadata\xea\x02\aSpa::V1b\x06proto3"
 
@@ -1535,7 +1655,7 @@ func file_spa_v1_events_proto_rawDescGZIP() []byte {
 	return file_spa_v1_events_proto_rawDescData
 }
 
-var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_spa_v1_events_proto_goTypes = []any{
 	(*Actor)(nil),                    // 0: spa.v1.Actor
 	(*Envelope)(nil),                 // 1: spa.v1.Envelope
@@ -1555,24 +1675,26 @@ var file_spa_v1_events_proto_goTypes = []any{
 	(*PatientLeftHospital)(nil),      // 15: spa.v1.PatientLeftHospital
 	(*CapacityReserved)(nil),         // 16: spa.v1.CapacityReserved
 	(*CapacityReleased)(nil),         // 17: spa.v1.CapacityReleased
-	nil,                              // 18: spa.v1.PathwayDecided.InputsEntry
-	nil,                              // 19: spa.v1.ReferralHeld.InputsEntry
-	nil,                              // 20: spa.v1.OfferMade.InputsEntry
-	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
-	(*ReferralDetails)(nil),          // 22: spa.v1.ReferralDetails
-	(CriterionToReside)(0),           // 23: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),            // 24: spa.v1.InfectionTest
-	(WithdrawalReason)(0),            // 25: spa.v1.WithdrawalReason
-	(*ProviderDetails)(nil),          // 26: spa.v1.ProviderDetails
-	(*Capacity)(nil),                 // 27: spa.v1.Capacity
-	(Pathway)(0),                     // 28: spa.v1.Pathway
-	(Service)(0),                     // 29: spa.v1.Service
-	(HoldReason)(0),                  // 30: spa.v1.HoldReason
-	(TaskStatus)(0),                  // 31: spa.v1.TaskStatus
+	(*ClockAlerted)(nil),             // 18: spa.v1.ClockAlerted
+	nil,                              // 19: spa.v1.PathwayDecided.InputsEntry
+	nil,                              // 20: spa.v1.ReferralHeld.InputsEntry
+	nil,                              // 21: spa.v1.OfferMade.InputsEntry
+	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
+	(*ReferralDetails)(nil),          // 23: spa.v1.ReferralDetails
+	(CriterionToReside)(0),           // 24: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),            // 25: spa.v1.InfectionTest
+	(WithdrawalReason)(0),            // 26: spa.v1.WithdrawalReason
+	(*ProviderDetails)(nil),          // 27: spa.v1.ProviderDetails
+	(*Capacity)(nil),                 // 28: spa.v1.Capacity
+	(Pathway)(0),                     // 29: spa.v1.Pathway
+	(Service)(0),                     // 30: spa.v1.Service
+	(HoldReason)(0),                  // 31: spa.v1.HoldReason
+	(TaskStatus)(0),                  // 32: spa.v1.TaskStatus
+	(ClockLevel)(0),                  // 33: spa.v1.ClockLevel
 }
 var file_spa_v1_events_proto_depIdxs = []int32{
-	21, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	21, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
+	22, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	22, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: spa.v1.Envelope.actor:type_name -> spa.v1.Actor
 	3,  // 3: spa.v1.Envelope.referral_submitted:type_name -> spa.v1.ReferralSubmitted
 	4,  // 4: spa.v1.Envelope.criteria_to_reside_recorded:type_name -> spa.v1.CriteriaToResideRecorded
@@ -1589,31 +1711,34 @@ var file_spa_v1_events_proto_depIdxs = []int32{
 	15, // 15: spa.v1.Envelope.patient_left_hospital:type_name -> spa.v1.PatientLeftHospital
 	16, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
 	17, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
-	1,  // 18: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
-	22, // 19: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
-	23, // 20: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
-	24, // 21: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
-	25, // 22: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
-	26, // 23: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
-	27, // 24: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
-	28, // 25: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
-	29, // 26: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
-	18, // 27: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
-	30, // 28: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
-	19, // 29: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
-	30, // 30: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
-	29, // 31: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
-	29, // 32: spa.v1.OfferMade.service:type_name -> spa.v1.Service
-	20, // 33: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
-	31, // 34: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
-	21, // 35: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
-	29, // 36: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
-	29, // 37: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	18, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
+	1,  // 19: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
+	23, // 20: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
+	24, // 21: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
+	25, // 22: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
+	26, // 23: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
+	27, // 24: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
+	28, // 25: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
+	29, // 26: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
+	30, // 27: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
+	19, // 28: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
+	31, // 29: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
+	20, // 30: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
+	31, // 31: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
+	30, // 32: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
+	30, // 33: spa.v1.OfferMade.service:type_name -> spa.v1.Service
+	21, // 34: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
+	32, // 35: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
+	22, // 36: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
+	30, // 37: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
+	30, // 38: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
+	33, // 39: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
+	22, // 40: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
@@ -1639,6 +1764,7 @@ func file_spa_v1_events_proto_init() {
 		(*Envelope_PatientLeftHospital)(nil),
 		(*Envelope_CapacityReserved)(nil),
 		(*Envelope_CapacityReleased)(nil),
+		(*Envelope_ClockAlerted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1646,7 +1772,7 @@ func file_spa_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_events_proto_rawDesc), len(file_spa_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -711,6 +711,67 @@ func (WithdrawalReason) EnumDescriptor() ([]byte, []int) {
 	return file_spa_v1_referral_proto_rawDescGZIP(), []int{10}
 }
 
+// ClockLevel is how far a clock has run against its target.
+type ClockLevel int32
+
+const (
+	ClockLevel_CLOCK_LEVEL_UNSPECIFIED ClockLevel = 0
+	// 75% of the target: the SPA coordinator is alerted.
+	ClockLevel_CLOCK_LEVEL_WARNING ClockLevel = 1
+	// 100%: breached; the SPA lead is alerted.
+	ClockLevel_CLOCK_LEVEL_BREACH ClockLevel = 2
+	// 200%: escalated to the system discharge lead.
+	ClockLevel_CLOCK_LEVEL_ESCALATION ClockLevel = 3
+	// Same-day discharge: still in hospital 7, 14 or 21 days after the
+	// Discharge Ready Date.
+	ClockLevel_CLOCK_LEVEL_DELAY_FLAG ClockLevel = 4
+)
+
+// Enum value maps for ClockLevel.
+var (
+	ClockLevel_name = map[int32]string{
+		0: "CLOCK_LEVEL_UNSPECIFIED",
+		1: "CLOCK_LEVEL_WARNING",
+		2: "CLOCK_LEVEL_BREACH",
+		3: "CLOCK_LEVEL_ESCALATION",
+		4: "CLOCK_LEVEL_DELAY_FLAG",
+	}
+	ClockLevel_value = map[string]int32{
+		"CLOCK_LEVEL_UNSPECIFIED": 0,
+		"CLOCK_LEVEL_WARNING":     1,
+		"CLOCK_LEVEL_BREACH":      2,
+		"CLOCK_LEVEL_ESCALATION":  3,
+		"CLOCK_LEVEL_DELAY_FLAG":  4,
+	}
+)
+
+func (x ClockLevel) Enum() *ClockLevel {
+	p := new(ClockLevel)
+	*p = x
+	return p
+}
+
+func (x ClockLevel) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ClockLevel) Descriptor() protoreflect.EnumDescriptor {
+	return file_spa_v1_referral_proto_enumTypes[11].Descriptor()
+}
+
+func (ClockLevel) Type() protoreflect.EnumType {
+	return &file_spa_v1_referral_proto_enumTypes[11]
+}
+
+func (x ClockLevel) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ClockLevel.Descriptor instead.
+func (ClockLevel) EnumDescriptor() ([]byte, []int) {
+	return file_spa_v1_referral_proto_rawDescGZIP(), []int{11}
+}
+
 // Patient identifies the person. Special category data: carry the minimum.
 type Patient struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1566,7 +1627,14 @@ const file_spa_v1_referral_proto_rawDesc = "" +
 	"\x16WITHDRAWAL_REASON_DIED\x10\x02\x12%\n" +
 	"!WITHDRAWAL_REASON_SELF_DISCHARGED\x10\x03\x12&\n" +
 	"\"WITHDRAWAL_REASON_NO_LONGER_NEEDED\x10\x04\x12&\n" +
-	"\"WITHDRAWAL_REASON_ENTERED_IN_ERROR\x10\x05Bs\n" +
+	"\"WITHDRAWAL_REASON_ENTERED_IN_ERROR\x10\x05*\x92\x01\n" +
+	"\n" +
+	"ClockLevel\x12\x1b\n" +
+	"\x17CLOCK_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13CLOCK_LEVEL_WARNING\x10\x01\x12\x16\n" +
+	"\x12CLOCK_LEVEL_BREACH\x10\x02\x12\x1a\n" +
+	"\x16CLOCK_LEVEL_ESCALATION\x10\x03\x12\x1a\n" +
+	"\x16CLOCK_LEVEL_DELAY_FLAG\x10\x04Bs\n" +
 	"\n" +
 	"com.spa.v1B\rReferralProtoP\x01Z\x1dspa/internal/gen/spa/v1;spav1\xa2\x02\x03SXX\xaa\x02\x06Spa.V1\xca\x02\x06Spa\\V1\xe2\x02\x12Spa\\V1\\GPBMetadata\xea\x02\aSpa::V1b\x06proto3"
 
@@ -1582,7 +1650,7 @@ func file_spa_v1_referral_proto_rawDescGZIP() []byte {
 	return file_spa_v1_referral_proto_rawDescData
 }
 
-var file_spa_v1_referral_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_spa_v1_referral_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
 var file_spa_v1_referral_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_spa_v1_referral_proto_goTypes = []any{
 	(AdmittedFrom)(0),             // 0: spa.v1.AdmittedFrom
@@ -1596,32 +1664,33 @@ var file_spa_v1_referral_proto_goTypes = []any{
 	(HoldReason)(0),               // 8: spa.v1.HoldReason
 	(TaskStatus)(0),               // 9: spa.v1.TaskStatus
 	(WithdrawalReason)(0),         // 10: spa.v1.WithdrawalReason
-	(*Patient)(nil),               // 11: spa.v1.Patient
-	(*Episode)(nil),               // 12: spa.v1.Episode
-	(*Needs)(nil),                 // 13: spa.v1.Needs
-	(*Risks)(nil),                 // 14: spa.v1.Risks
-	(*InfectionTest)(nil),         // 15: spa.v1.InfectionTest
-	(*EndOfLife)(nil),             // 16: spa.v1.EndOfLife
-	(*Consent)(nil),               // 17: spa.v1.Consent
-	(*Contact)(nil),               // 18: spa.v1.Contact
-	(*ReferralDetails)(nil),       // 19: spa.v1.ReferralDetails
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(ClockLevel)(0),               // 11: spa.v1.ClockLevel
+	(*Patient)(nil),               // 12: spa.v1.Patient
+	(*Episode)(nil),               // 13: spa.v1.Episode
+	(*Needs)(nil),                 // 14: spa.v1.Needs
+	(*Risks)(nil),                 // 15: spa.v1.Risks
+	(*InfectionTest)(nil),         // 16: spa.v1.InfectionTest
+	(*EndOfLife)(nil),             // 17: spa.v1.EndOfLife
+	(*Consent)(nil),               // 18: spa.v1.Consent
+	(*Contact)(nil),               // 19: spa.v1.Contact
+	(*ReferralDetails)(nil),       // 20: spa.v1.ReferralDetails
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_spa_v1_referral_proto_depIdxs = []int32{
 	3,  // 0: spa.v1.Needs.mobility:type_name -> spa.v1.Mobility
 	4,  // 1: spa.v1.InfectionTest.type:type_name -> spa.v1.InfectionTestType
-	20, // 2: spa.v1.InfectionTest.taken_at:type_name -> google.protobuf.Timestamp
+	21, // 2: spa.v1.InfectionTest.taken_at:type_name -> google.protobuf.Timestamp
 	5,  // 3: spa.v1.InfectionTest.result:type_name -> spa.v1.InfectionTestResult
 	6,  // 4: spa.v1.EndOfLife.preferred_place:type_name -> spa.v1.PlaceOfCare
-	11, // 5: spa.v1.ReferralDetails.patient:type_name -> spa.v1.Patient
-	12, // 6: spa.v1.ReferralDetails.episode:type_name -> spa.v1.Episode
+	12, // 5: spa.v1.ReferralDetails.patient:type_name -> spa.v1.Patient
+	13, // 6: spa.v1.ReferralDetails.episode:type_name -> spa.v1.Episode
 	0,  // 7: spa.v1.ReferralDetails.admitted_from:type_name -> spa.v1.AdmittedFrom
-	13, // 8: spa.v1.ReferralDetails.needs:type_name -> spa.v1.Needs
-	14, // 9: spa.v1.ReferralDetails.risks:type_name -> spa.v1.Risks
-	15, // 10: spa.v1.ReferralDetails.infection_test:type_name -> spa.v1.InfectionTest
-	16, // 11: spa.v1.ReferralDetails.end_of_life:type_name -> spa.v1.EndOfLife
-	17, // 12: spa.v1.ReferralDetails.consent:type_name -> spa.v1.Consent
-	18, // 13: spa.v1.ReferralDetails.hospital_lead:type_name -> spa.v1.Contact
+	14, // 8: spa.v1.ReferralDetails.needs:type_name -> spa.v1.Needs
+	15, // 9: spa.v1.ReferralDetails.risks:type_name -> spa.v1.Risks
+	16, // 10: spa.v1.ReferralDetails.infection_test:type_name -> spa.v1.InfectionTest
+	17, // 11: spa.v1.ReferralDetails.end_of_life:type_name -> spa.v1.EndOfLife
+	18, // 12: spa.v1.ReferralDetails.consent:type_name -> spa.v1.Consent
+	19, // 13: spa.v1.ReferralDetails.hospital_lead:type_name -> spa.v1.Contact
 	2,  // 14: spa.v1.ReferralDetails.criteria_met:type_name -> spa.v1.CriterionToReside
 	1,  // 15: spa.v1.ReferralDetails.proposed_pathway:type_name -> spa.v1.Pathway
 	16, // [16:16] is the sub-list for method output_type
@@ -1641,7 +1710,7 @@ func file_spa_v1_referral_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_referral_proto_rawDesc), len(file_spa_v1_referral_proto_rawDesc)),
-			NumEnums:      11,
+			NumEnums:      12,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -50,7 +50,9 @@ type Referral struct {
 	PolicyVersion string `protobuf:"bytes,17,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	// Whole days from the Discharge Ready Date to leaving hospital (or to
 	// today, while the patient is still in hospital).
-	DelayDays     int32 `protobuf:"varint,18,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
+	DelayDays int32 `protobuf:"varint,18,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
+	// Every clock alert raised, oldest first.
+	Alerts        []*ClockAlert `protobuf:"bytes,19,rep,name=alerts,proto3" json:"alerts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -211,6 +213,90 @@ func (x *Referral) GetDelayDays() int32 {
 	return 0
 }
 
+func (x *Referral) GetAlerts() []*ClockAlert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+// ClockAlert is one level a clock reached.
+type ClockAlert struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clock         string                 `protobuf:"bytes,1,opt,name=clock,proto3" json:"clock,omitempty"`
+	Level         ClockLevel             `protobuf:"varint,2,opt,name=level,proto3,enum=spa.v1.ClockLevel" json:"level,omitempty"`
+	DelayDays     int32                  `protobuf:"varint,3,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	EscalateTo    string                 `protobuf:"bytes,5,opt,name=escalate_to,json=escalateTo,proto3" json:"escalate_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockAlert) Reset() {
+	*x = ClockAlert{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockAlert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockAlert) ProtoMessage() {}
+
+func (x *ClockAlert) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockAlert.ProtoReflect.Descriptor instead.
+func (*ClockAlert) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClockAlert) GetClock() string {
+	if x != nil {
+		return x.Clock
+	}
+	return ""
+}
+
+func (x *ClockAlert) GetLevel() ClockLevel {
+	if x != nil {
+		return x.Level
+	}
+	return ClockLevel_CLOCK_LEVEL_UNSPECIFIED
+}
+
+func (x *ClockAlert) GetDelayDays() int32 {
+	if x != nil {
+		return x.DelayDays
+	}
+	return 0
+}
+
+func (x *ClockAlert) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ClockAlert) GetEscalateTo() string {
+	if x != nil {
+		return x.EscalateTo
+	}
+	return ""
+}
+
 // Assignment is one offer of a referral to a provider: a FHIR Task owned by
 // that provider.
 type Assignment struct {
@@ -230,7 +316,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[1]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -242,7 +328,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[1]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -255,7 +341,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{1}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Assignment) GetAssignmentId() string {
@@ -331,15 +417,19 @@ type ReferralSummary struct {
 	// The provider of the live assignment, if any.
 	ProviderOds string `protobuf:"bytes,12,opt,name=provider_ods,json=providerOds,proto3" json:"provider_ods,omitempty"`
 	// See Referral.delay_days; flagged at 7, 14 and 21 days.
-	DelayDays     int32      `protobuf:"varint,13,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
-	HoldReason    HoldReason `protobuf:"varint,14,opt,name=hold_reason,json=holdReason,proto3,enum=spa.v1.HoldReason" json:"hold_reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DelayDays  int32      `protobuf:"varint,13,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
+	HoldReason HoldReason `protobuf:"varint,14,opt,name=hold_reason,json=holdReason,proto3,enum=spa.v1.HoldReason" json:"hold_reason,omitempty"`
+	// The highest level any clock has reached.
+	ClockLevel ClockLevel `protobuf:"varint,15,opt,name=clock_level,json=clockLevel,proto3,enum=spa.v1.ClockLevel" json:"clock_level,omitempty"`
+	// Clocks breached (or escalated), e.g. ["reablement"].
+	BreachedClocks []string `protobuf:"bytes,16,rep,name=breached_clocks,json=breachedClocks,proto3" json:"breached_clocks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReferralSummary) Reset() {
 	*x = ReferralSummary{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[2]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +441,7 @@ func (x *ReferralSummary) String() string {
 func (*ReferralSummary) ProtoMessage() {}
 
 func (x *ReferralSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[2]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +454,7 @@ func (x *ReferralSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReferralSummary.ProtoReflect.Descriptor instead.
 func (*ReferralSummary) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{2}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReferralSummary) GetReferralId() string {
@@ -465,6 +555,20 @@ func (x *ReferralSummary) GetHoldReason() HoldReason {
 	return HoldReason_HOLD_REASON_UNSPECIFIED
 }
 
+func (x *ReferralSummary) GetClockLevel() ClockLevel {
+	if x != nil {
+		return x.ClockLevel
+	}
+	return ClockLevel_CLOCK_LEVEL_UNSPECIFIED
+}
+
+func (x *ReferralSummary) GetBreachedClocks() []string {
+	if x != nil {
+		return x.BreachedClocks
+	}
+	return nil
+}
+
 type SubmitReferralRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Client-chosen idempotency key, 8-64 characters of [A-Za-z0-9._-]; use a
@@ -481,7 +585,7 @@ type SubmitReferralRequest struct {
 
 func (x *SubmitReferralRequest) Reset() {
 	*x = SubmitReferralRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[3]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +597,7 @@ func (x *SubmitReferralRequest) String() string {
 func (*SubmitReferralRequest) ProtoMessage() {}
 
 func (x *SubmitReferralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[3]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +610,7 @@ func (x *SubmitReferralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitReferralRequest.ProtoReflect.Descriptor instead.
 func (*SubmitReferralRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{3}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SubmitReferralRequest) GetRequestId() string {
@@ -542,7 +646,7 @@ type SubmitReferralResponse struct {
 
 func (x *SubmitReferralResponse) Reset() {
 	*x = SubmitReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[4]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +658,7 @@ func (x *SubmitReferralResponse) String() string {
 func (*SubmitReferralResponse) ProtoMessage() {}
 
 func (x *SubmitReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[4]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +671,7 @@ func (x *SubmitReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitReferralResponse.ProtoReflect.Descriptor instead.
 func (*SubmitReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{4}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitReferralResponse) GetReferralId() string {
@@ -606,7 +710,7 @@ type RecordCriteriaToResideRequest struct {
 
 func (x *RecordCriteriaToResideRequest) Reset() {
 	*x = RecordCriteriaToResideRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[5]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +722,7 @@ func (x *RecordCriteriaToResideRequest) String() string {
 func (*RecordCriteriaToResideRequest) ProtoMessage() {}
 
 func (x *RecordCriteriaToResideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[5]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +735,7 @@ func (x *RecordCriteriaToResideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordCriteriaToResideRequest.ProtoReflect.Descriptor instead.
 func (*RecordCriteriaToResideRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{5}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordCriteriaToResideRequest) GetReferralId() string {
@@ -674,7 +778,7 @@ type RecordCriteriaToResideResponse struct {
 
 func (x *RecordCriteriaToResideResponse) Reset() {
 	*x = RecordCriteriaToResideResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[6]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +790,7 @@ func (x *RecordCriteriaToResideResponse) String() string {
 func (*RecordCriteriaToResideResponse) ProtoMessage() {}
 
 func (x *RecordCriteriaToResideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[6]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +803,7 @@ func (x *RecordCriteriaToResideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordCriteriaToResideResponse.ProtoReflect.Descriptor instead.
 func (*RecordCriteriaToResideResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{6}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordCriteriaToResideResponse) GetSequence() uint64 {
@@ -735,7 +839,7 @@ type RecordInfectionTestRequest struct {
 
 func (x *RecordInfectionTestRequest) Reset() {
 	*x = RecordInfectionTestRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[7]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +851,7 @@ func (x *RecordInfectionTestRequest) String() string {
 func (*RecordInfectionTestRequest) ProtoMessage() {}
 
 func (x *RecordInfectionTestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[7]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +864,7 @@ func (x *RecordInfectionTestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordInfectionTestRequest.ProtoReflect.Descriptor instead.
 func (*RecordInfectionTestRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{7}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RecordInfectionTestRequest) GetReferralId() string {
@@ -793,7 +897,7 @@ type RecordInfectionTestResponse struct {
 
 func (x *RecordInfectionTestResponse) Reset() {
 	*x = RecordInfectionTestResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[8]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +909,7 @@ func (x *RecordInfectionTestResponse) String() string {
 func (*RecordInfectionTestResponse) ProtoMessage() {}
 
 func (x *RecordInfectionTestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[8]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +922,7 @@ func (x *RecordInfectionTestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordInfectionTestResponse.ProtoReflect.Descriptor instead.
 func (*RecordInfectionTestResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{8}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RecordInfectionTestResponse) GetSequence() uint64 {
@@ -839,7 +943,7 @@ type WithdrawReferralRequest struct {
 
 func (x *WithdrawReferralRequest) Reset() {
 	*x = WithdrawReferralRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[9]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +955,7 @@ func (x *WithdrawReferralRequest) String() string {
 func (*WithdrawReferralRequest) ProtoMessage() {}
 
 func (x *WithdrawReferralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[9]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +968,7 @@ func (x *WithdrawReferralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawReferralRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawReferralRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{9}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WithdrawReferralRequest) GetReferralId() string {
@@ -897,7 +1001,7 @@ type WithdrawReferralResponse struct {
 
 func (x *WithdrawReferralResponse) Reset() {
 	*x = WithdrawReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[10]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1013,7 @@ func (x *WithdrawReferralResponse) String() string {
 func (*WithdrawReferralResponse) ProtoMessage() {}
 
 func (x *WithdrawReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[10]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1026,7 @@ func (x *WithdrawReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawReferralResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{10}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WithdrawReferralResponse) GetSequence() uint64 {
@@ -943,7 +1047,7 @@ type HoldReferralRequest struct {
 
 func (x *HoldReferralRequest) Reset() {
 	*x = HoldReferralRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1059,7 @@ func (x *HoldReferralRequest) String() string {
 func (*HoldReferralRequest) ProtoMessage() {}
 
 func (x *HoldReferralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1072,7 @@ func (x *HoldReferralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldReferralRequest.ProtoReflect.Descriptor instead.
 func (*HoldReferralRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{11}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HoldReferralRequest) GetReferralId() string {
@@ -1001,7 +1105,7 @@ type HoldReferralResponse struct {
 
 func (x *HoldReferralResponse) Reset() {
 	*x = HoldReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1117,7 @@ func (x *HoldReferralResponse) String() string {
 func (*HoldReferralResponse) ProtoMessage() {}
 
 func (x *HoldReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1130,7 @@ func (x *HoldReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldReferralResponse.ProtoReflect.Descriptor instead.
 func (*HoldReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{12}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HoldReferralResponse) GetSequence() uint64 {
@@ -1046,7 +1150,7 @@ type ReleaseHoldRequest struct {
 
 func (x *ReleaseHoldRequest) Reset() {
 	*x = ReleaseHoldRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1162,7 @@ func (x *ReleaseHoldRequest) String() string {
 func (*ReleaseHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1175,7 @@ func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{13}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReleaseHoldRequest) GetReferralId() string {
@@ -1097,7 +1201,7 @@ type ReleaseHoldResponse struct {
 
 func (x *ReleaseHoldResponse) Reset() {
 	*x = ReleaseHoldResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1213,7 @@ func (x *ReleaseHoldResponse) String() string {
 func (*ReleaseHoldResponse) ProtoMessage() {}
 
 func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1226,7 @@ func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{14}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReleaseHoldResponse) GetSequence() uint64 {
@@ -1143,7 +1247,7 @@ type RecordPatientLeftRequest struct {
 
 func (x *RecordPatientLeftRequest) Reset() {
 	*x = RecordPatientLeftRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1259,7 @@ func (x *RecordPatientLeftRequest) String() string {
 func (*RecordPatientLeftRequest) ProtoMessage() {}
 
 func (x *RecordPatientLeftRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1272,7 @@ func (x *RecordPatientLeftRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordPatientLeftRequest.ProtoReflect.Descriptor instead.
 func (*RecordPatientLeftRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{15}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RecordPatientLeftRequest) GetReferralId() string {
@@ -1194,7 +1298,7 @@ type RecordPatientLeftResponse struct {
 
 func (x *RecordPatientLeftResponse) Reset() {
 	*x = RecordPatientLeftResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1310,7 @@ func (x *RecordPatientLeftResponse) String() string {
 func (*RecordPatientLeftResponse) ProtoMessage() {}
 
 func (x *RecordPatientLeftResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1323,7 @@ func (x *RecordPatientLeftResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordPatientLeftResponse.ProtoReflect.Descriptor instead.
 func (*RecordPatientLeftResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{16}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RecordPatientLeftResponse) GetSequence() uint64 {
@@ -1240,7 +1344,7 @@ type GetReferralRequest struct {
 
 func (x *GetReferralRequest) Reset() {
 	*x = GetReferralRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1356,7 @@ func (x *GetReferralRequest) String() string {
 func (*GetReferralRequest) ProtoMessage() {}
 
 func (x *GetReferralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1369,7 @@ func (x *GetReferralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReferralRequest.ProtoReflect.Descriptor instead.
 func (*GetReferralRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{17}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetReferralRequest) GetReferralId() string {
@@ -1293,7 +1397,7 @@ type GetReferralResponse struct {
 
 func (x *GetReferralResponse) Reset() {
 	*x = GetReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1409,7 @@ func (x *GetReferralResponse) String() string {
 func (*GetReferralResponse) ProtoMessage() {}
 
 func (x *GetReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1422,7 @@ func (x *GetReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReferralResponse.ProtoReflect.Descriptor instead.
 func (*GetReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{18}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetReferralResponse) GetReferral() *Referral {
@@ -1354,7 +1458,7 @@ type ListReferralsRequest struct {
 
 func (x *ListReferralsRequest) Reset() {
 	*x = ListReferralsRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1470,7 @@ func (x *ListReferralsRequest) String() string {
 func (*ListReferralsRequest) ProtoMessage() {}
 
 func (x *ListReferralsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1483,7 @@ func (x *ListReferralsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReferralsRequest.ProtoReflect.Descriptor instead.
 func (*ListReferralsRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{19}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListReferralsRequest) GetStatus() ReferralStatus {
@@ -1437,7 +1541,7 @@ type ListReferralsResponse struct {
 
 func (x *ListReferralsResponse) Reset() {
 	*x = ListReferralsResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1553,7 @@ func (x *ListReferralsResponse) String() string {
 func (*ListReferralsResponse) ProtoMessage() {}
 
 func (x *ListReferralsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1566,7 @@ func (x *ListReferralsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReferralsResponse.ProtoReflect.Descriptor instead.
 func (*ListReferralsResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{20}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListReferralsResponse) GetReferrals() []*ReferralSummary {
@@ -1490,7 +1594,7 @@ var File_spa_v1_referral_service_proto protoreflect.FileDescriptor
 
 const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dspa/v1/referral_service.proto\x12\x06spa.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13spa/v1/events.proto\x1a\x15spa/v1/provider.proto\x1a\x15spa/v1/referral.proto\"\x96\a\n" +
+	"\x1dspa/v1/referral_service.proto\x12\x06spa.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13spa/v1/events.proto\x1a\x15spa/v1/provider.proto\x1a\x15spa/v1/referral.proto\"\xc2\a\n" +
 	"\bReferral\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12.\n" +
@@ -1514,7 +1618,17 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\rdecision_rule\x18\x10 \x01(\tR\fdecisionRule\x12%\n" +
 	"\x0epolicy_version\x18\x11 \x01(\tR\rpolicyVersion\x12\x1d\n" +
 	"\n" +
-	"delay_days\x18\x12 \x01(\x05R\tdelayDays\"\xda\x02\n" +
+	"delay_days\x18\x12 \x01(\x05R\tdelayDays\x12*\n" +
+	"\x06alerts\x18\x13 \x03(\v2\x12.spa.v1.ClockAlertR\x06alerts\"\xb8\x01\n" +
+	"\n" +
+	"ClockAlert\x12\x14\n" +
+	"\x05clock\x18\x01 \x01(\tR\x05clock\x12(\n" +
+	"\x05level\x18\x02 \x01(\x0e2\x12.spa.v1.ClockLevelR\x05level\x12\x1d\n" +
+	"\n" +
+	"delay_days\x18\x03 \x01(\x05R\tdelayDays\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1f\n" +
+	"\vescalate_to\x18\x05 \x01(\tR\n" +
+	"escalateTo\"\xda\x02\n" +
 	"\n" +
 	"Assignment\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12\x1f\n" +
@@ -1527,7 +1641,7 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\n" +
 	"offered_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tofferedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xab\x04\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x89\x05\n" +
 	"\x0fReferralSummary\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12.\n" +
@@ -1547,7 +1661,10 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\n" +
 	"delay_days\x18\r \x01(\x05R\tdelayDays\x123\n" +
 	"\vhold_reason\x18\x0e \x01(\x0e2\x12.spa.v1.HoldReasonR\n" +
-	"holdReason\"\xa8\x01\n" +
+	"holdReason\x123\n" +
+	"\vclock_level\x18\x0f \x01(\x0e2\x12.spa.v1.ClockLevelR\n" +
+	"clockLevel\x12'\n" +
+	"\x0fbreached_clocks\x18\x10 \x03(\tR\x0ebreachedClocks\"\xa8\x01\n" +
 	"\x15SubmitReferralRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x123\n" +
@@ -1649,101 +1766,107 @@ func file_spa_v1_referral_service_proto_rawDescGZIP() []byte {
 	return file_spa_v1_referral_service_proto_rawDescData
 }
 
-var file_spa_v1_referral_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_spa_v1_referral_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_spa_v1_referral_service_proto_goTypes = []any{
 	(*Referral)(nil),                       // 0: spa.v1.Referral
-	(*Assignment)(nil),                     // 1: spa.v1.Assignment
-	(*ReferralSummary)(nil),                // 2: spa.v1.ReferralSummary
-	(*SubmitReferralRequest)(nil),          // 3: spa.v1.SubmitReferralRequest
-	(*SubmitReferralResponse)(nil),         // 4: spa.v1.SubmitReferralResponse
-	(*RecordCriteriaToResideRequest)(nil),  // 5: spa.v1.RecordCriteriaToResideRequest
-	(*RecordCriteriaToResideResponse)(nil), // 6: spa.v1.RecordCriteriaToResideResponse
-	(*RecordInfectionTestRequest)(nil),     // 7: spa.v1.RecordInfectionTestRequest
-	(*RecordInfectionTestResponse)(nil),    // 8: spa.v1.RecordInfectionTestResponse
-	(*WithdrawReferralRequest)(nil),        // 9: spa.v1.WithdrawReferralRequest
-	(*WithdrawReferralResponse)(nil),       // 10: spa.v1.WithdrawReferralResponse
-	(*HoldReferralRequest)(nil),            // 11: spa.v1.HoldReferralRequest
-	(*HoldReferralResponse)(nil),           // 12: spa.v1.HoldReferralResponse
-	(*ReleaseHoldRequest)(nil),             // 13: spa.v1.ReleaseHoldRequest
-	(*ReleaseHoldResponse)(nil),            // 14: spa.v1.ReleaseHoldResponse
-	(*RecordPatientLeftRequest)(nil),       // 15: spa.v1.RecordPatientLeftRequest
-	(*RecordPatientLeftResponse)(nil),      // 16: spa.v1.RecordPatientLeftResponse
-	(*GetReferralRequest)(nil),             // 17: spa.v1.GetReferralRequest
-	(*GetReferralResponse)(nil),            // 18: spa.v1.GetReferralResponse
-	(*ListReferralsRequest)(nil),           // 19: spa.v1.ListReferralsRequest
-	(*ListReferralsResponse)(nil),          // 20: spa.v1.ListReferralsResponse
-	(ReferralStatus)(0),                    // 21: spa.v1.ReferralStatus
-	(Pathway)(0),                           // 22: spa.v1.Pathway
-	(*ReferralDetails)(nil),                // 23: spa.v1.ReferralDetails
-	(CriterionToReside)(0),                 // 24: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),                  // 25: spa.v1.InfectionTest
-	(WithdrawalReason)(0),                  // 26: spa.v1.WithdrawalReason
-	(*timestamppb.Timestamp)(nil),          // 27: google.protobuf.Timestamp
-	(Service)(0),                           // 28: spa.v1.Service
-	(HoldReason)(0),                        // 29: spa.v1.HoldReason
-	(TaskStatus)(0),                        // 30: spa.v1.TaskStatus
-	(*StoredEvent)(nil),                    // 31: spa.v1.StoredEvent
+	(*ClockAlert)(nil),                     // 1: spa.v1.ClockAlert
+	(*Assignment)(nil),                     // 2: spa.v1.Assignment
+	(*ReferralSummary)(nil),                // 3: spa.v1.ReferralSummary
+	(*SubmitReferralRequest)(nil),          // 4: spa.v1.SubmitReferralRequest
+	(*SubmitReferralResponse)(nil),         // 5: spa.v1.SubmitReferralResponse
+	(*RecordCriteriaToResideRequest)(nil),  // 6: spa.v1.RecordCriteriaToResideRequest
+	(*RecordCriteriaToResideResponse)(nil), // 7: spa.v1.RecordCriteriaToResideResponse
+	(*RecordInfectionTestRequest)(nil),     // 8: spa.v1.RecordInfectionTestRequest
+	(*RecordInfectionTestResponse)(nil),    // 9: spa.v1.RecordInfectionTestResponse
+	(*WithdrawReferralRequest)(nil),        // 10: spa.v1.WithdrawReferralRequest
+	(*WithdrawReferralResponse)(nil),       // 11: spa.v1.WithdrawReferralResponse
+	(*HoldReferralRequest)(nil),            // 12: spa.v1.HoldReferralRequest
+	(*HoldReferralResponse)(nil),           // 13: spa.v1.HoldReferralResponse
+	(*ReleaseHoldRequest)(nil),             // 14: spa.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),            // 15: spa.v1.ReleaseHoldResponse
+	(*RecordPatientLeftRequest)(nil),       // 16: spa.v1.RecordPatientLeftRequest
+	(*RecordPatientLeftResponse)(nil),      // 17: spa.v1.RecordPatientLeftResponse
+	(*GetReferralRequest)(nil),             // 18: spa.v1.GetReferralRequest
+	(*GetReferralResponse)(nil),            // 19: spa.v1.GetReferralResponse
+	(*ListReferralsRequest)(nil),           // 20: spa.v1.ListReferralsRequest
+	(*ListReferralsResponse)(nil),          // 21: spa.v1.ListReferralsResponse
+	(ReferralStatus)(0),                    // 22: spa.v1.ReferralStatus
+	(Pathway)(0),                           // 23: spa.v1.Pathway
+	(*ReferralDetails)(nil),                // 24: spa.v1.ReferralDetails
+	(CriterionToReside)(0),                 // 25: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),                  // 26: spa.v1.InfectionTest
+	(WithdrawalReason)(0),                  // 27: spa.v1.WithdrawalReason
+	(*timestamppb.Timestamp)(nil),          // 28: google.protobuf.Timestamp
+	(Service)(0),                           // 29: spa.v1.Service
+	(HoldReason)(0),                        // 30: spa.v1.HoldReason
+	(ClockLevel)(0),                        // 31: spa.v1.ClockLevel
+	(TaskStatus)(0),                        // 32: spa.v1.TaskStatus
+	(*StoredEvent)(nil),                    // 33: spa.v1.StoredEvent
 }
 var file_spa_v1_referral_service_proto_depIdxs = []int32{
-	21, // 0: spa.v1.Referral.status:type_name -> spa.v1.ReferralStatus
-	22, // 1: spa.v1.Referral.pathway:type_name -> spa.v1.Pathway
-	23, // 2: spa.v1.Referral.details:type_name -> spa.v1.ReferralDetails
-	24, // 3: spa.v1.Referral.criteria_met:type_name -> spa.v1.CriterionToReside
-	25, // 4: spa.v1.Referral.latest_infection_test:type_name -> spa.v1.InfectionTest
-	26, // 5: spa.v1.Referral.withdrawal_reason:type_name -> spa.v1.WithdrawalReason
-	27, // 6: spa.v1.Referral.submitted_at:type_name -> google.protobuf.Timestamp
-	27, // 7: spa.v1.Referral.updated_at:type_name -> google.protobuf.Timestamp
-	28, // 8: spa.v1.Referral.service:type_name -> spa.v1.Service
-	29, // 9: spa.v1.Referral.hold_reason:type_name -> spa.v1.HoldReason
-	1,  // 10: spa.v1.Referral.assignments:type_name -> spa.v1.Assignment
-	27, // 11: spa.v1.Referral.left_hospital_at:type_name -> google.protobuf.Timestamp
-	28, // 12: spa.v1.Assignment.service:type_name -> spa.v1.Service
-	30, // 13: spa.v1.Assignment.status:type_name -> spa.v1.TaskStatus
-	27, // 14: spa.v1.Assignment.offered_at:type_name -> google.protobuf.Timestamp
-	27, // 15: spa.v1.Assignment.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 16: spa.v1.ReferralSummary.status:type_name -> spa.v1.ReferralStatus
-	22, // 17: spa.v1.ReferralSummary.pathway:type_name -> spa.v1.Pathway
-	27, // 18: spa.v1.ReferralSummary.submitted_at:type_name -> google.protobuf.Timestamp
-	28, // 19: spa.v1.ReferralSummary.service:type_name -> spa.v1.Service
-	29, // 20: spa.v1.ReferralSummary.hold_reason:type_name -> spa.v1.HoldReason
-	23, // 21: spa.v1.SubmitReferralRequest.referral:type_name -> spa.v1.ReferralDetails
-	27, // 22: spa.v1.SubmitReferralRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	24, // 23: spa.v1.RecordCriteriaToResideRequest.criteria_met:type_name -> spa.v1.CriterionToReside
-	27, // 24: spa.v1.RecordCriteriaToResideRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	21, // 25: spa.v1.RecordCriteriaToResideResponse.status:type_name -> spa.v1.ReferralStatus
-	25, // 26: spa.v1.RecordInfectionTestRequest.test:type_name -> spa.v1.InfectionTest
-	27, // 27: spa.v1.RecordInfectionTestRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	26, // 28: spa.v1.WithdrawReferralRequest.reason:type_name -> spa.v1.WithdrawalReason
-	29, // 29: spa.v1.HoldReferralRequest.reason:type_name -> spa.v1.HoldReason
-	27, // 30: spa.v1.RecordPatientLeftRequest.left_at:type_name -> google.protobuf.Timestamp
-	0,  // 31: spa.v1.GetReferralResponse.referral:type_name -> spa.v1.Referral
-	31, // 32: spa.v1.GetReferralResponse.history:type_name -> spa.v1.StoredEvent
-	21, // 33: spa.v1.ListReferralsRequest.status:type_name -> spa.v1.ReferralStatus
-	22, // 34: spa.v1.ListReferralsRequest.pathway:type_name -> spa.v1.Pathway
-	2,  // 35: spa.v1.ListReferralsResponse.referrals:type_name -> spa.v1.ReferralSummary
-	3,  // 36: spa.v1.ReferralService.SubmitReferral:input_type -> spa.v1.SubmitReferralRequest
-	5,  // 37: spa.v1.ReferralService.RecordCriteriaToReside:input_type -> spa.v1.RecordCriteriaToResideRequest
-	7,  // 38: spa.v1.ReferralService.RecordInfectionTest:input_type -> spa.v1.RecordInfectionTestRequest
-	9,  // 39: spa.v1.ReferralService.WithdrawReferral:input_type -> spa.v1.WithdrawReferralRequest
-	11, // 40: spa.v1.ReferralService.HoldReferral:input_type -> spa.v1.HoldReferralRequest
-	13, // 41: spa.v1.ReferralService.ReleaseHold:input_type -> spa.v1.ReleaseHoldRequest
-	15, // 42: spa.v1.ReferralService.RecordPatientLeft:input_type -> spa.v1.RecordPatientLeftRequest
-	17, // 43: spa.v1.ReferralService.GetReferral:input_type -> spa.v1.GetReferralRequest
-	19, // 44: spa.v1.ReferralService.ListReferrals:input_type -> spa.v1.ListReferralsRequest
-	4,  // 45: spa.v1.ReferralService.SubmitReferral:output_type -> spa.v1.SubmitReferralResponse
-	6,  // 46: spa.v1.ReferralService.RecordCriteriaToReside:output_type -> spa.v1.RecordCriteriaToResideResponse
-	8,  // 47: spa.v1.ReferralService.RecordInfectionTest:output_type -> spa.v1.RecordInfectionTestResponse
-	10, // 48: spa.v1.ReferralService.WithdrawReferral:output_type -> spa.v1.WithdrawReferralResponse
-	12, // 49: spa.v1.ReferralService.HoldReferral:output_type -> spa.v1.HoldReferralResponse
-	14, // 50: spa.v1.ReferralService.ReleaseHold:output_type -> spa.v1.ReleaseHoldResponse
-	16, // 51: spa.v1.ReferralService.RecordPatientLeft:output_type -> spa.v1.RecordPatientLeftResponse
-	18, // 52: spa.v1.ReferralService.GetReferral:output_type -> spa.v1.GetReferralResponse
-	20, // 53: spa.v1.ReferralService.ListReferrals:output_type -> spa.v1.ListReferralsResponse
-	45, // [45:54] is the sub-list for method output_type
-	36, // [36:45] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	22, // 0: spa.v1.Referral.status:type_name -> spa.v1.ReferralStatus
+	23, // 1: spa.v1.Referral.pathway:type_name -> spa.v1.Pathway
+	24, // 2: spa.v1.Referral.details:type_name -> spa.v1.ReferralDetails
+	25, // 3: spa.v1.Referral.criteria_met:type_name -> spa.v1.CriterionToReside
+	26, // 4: spa.v1.Referral.latest_infection_test:type_name -> spa.v1.InfectionTest
+	27, // 5: spa.v1.Referral.withdrawal_reason:type_name -> spa.v1.WithdrawalReason
+	28, // 6: spa.v1.Referral.submitted_at:type_name -> google.protobuf.Timestamp
+	28, // 7: spa.v1.Referral.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 8: spa.v1.Referral.service:type_name -> spa.v1.Service
+	30, // 9: spa.v1.Referral.hold_reason:type_name -> spa.v1.HoldReason
+	2,  // 10: spa.v1.Referral.assignments:type_name -> spa.v1.Assignment
+	28, // 11: spa.v1.Referral.left_hospital_at:type_name -> google.protobuf.Timestamp
+	1,  // 12: spa.v1.Referral.alerts:type_name -> spa.v1.ClockAlert
+	31, // 13: spa.v1.ClockAlert.level:type_name -> spa.v1.ClockLevel
+	28, // 14: spa.v1.ClockAlert.at:type_name -> google.protobuf.Timestamp
+	29, // 15: spa.v1.Assignment.service:type_name -> spa.v1.Service
+	32, // 16: spa.v1.Assignment.status:type_name -> spa.v1.TaskStatus
+	28, // 17: spa.v1.Assignment.offered_at:type_name -> google.protobuf.Timestamp
+	28, // 18: spa.v1.Assignment.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 19: spa.v1.ReferralSummary.status:type_name -> spa.v1.ReferralStatus
+	23, // 20: spa.v1.ReferralSummary.pathway:type_name -> spa.v1.Pathway
+	28, // 21: spa.v1.ReferralSummary.submitted_at:type_name -> google.protobuf.Timestamp
+	29, // 22: spa.v1.ReferralSummary.service:type_name -> spa.v1.Service
+	30, // 23: spa.v1.ReferralSummary.hold_reason:type_name -> spa.v1.HoldReason
+	31, // 24: spa.v1.ReferralSummary.clock_level:type_name -> spa.v1.ClockLevel
+	24, // 25: spa.v1.SubmitReferralRequest.referral:type_name -> spa.v1.ReferralDetails
+	28, // 26: spa.v1.SubmitReferralRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	25, // 27: spa.v1.RecordCriteriaToResideRequest.criteria_met:type_name -> spa.v1.CriterionToReside
+	28, // 28: spa.v1.RecordCriteriaToResideRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	22, // 29: spa.v1.RecordCriteriaToResideResponse.status:type_name -> spa.v1.ReferralStatus
+	26, // 30: spa.v1.RecordInfectionTestRequest.test:type_name -> spa.v1.InfectionTest
+	28, // 31: spa.v1.RecordInfectionTestRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	27, // 32: spa.v1.WithdrawReferralRequest.reason:type_name -> spa.v1.WithdrawalReason
+	30, // 33: spa.v1.HoldReferralRequest.reason:type_name -> spa.v1.HoldReason
+	28, // 34: spa.v1.RecordPatientLeftRequest.left_at:type_name -> google.protobuf.Timestamp
+	0,  // 35: spa.v1.GetReferralResponse.referral:type_name -> spa.v1.Referral
+	33, // 36: spa.v1.GetReferralResponse.history:type_name -> spa.v1.StoredEvent
+	22, // 37: spa.v1.ListReferralsRequest.status:type_name -> spa.v1.ReferralStatus
+	23, // 38: spa.v1.ListReferralsRequest.pathway:type_name -> spa.v1.Pathway
+	3,  // 39: spa.v1.ListReferralsResponse.referrals:type_name -> spa.v1.ReferralSummary
+	4,  // 40: spa.v1.ReferralService.SubmitReferral:input_type -> spa.v1.SubmitReferralRequest
+	6,  // 41: spa.v1.ReferralService.RecordCriteriaToReside:input_type -> spa.v1.RecordCriteriaToResideRequest
+	8,  // 42: spa.v1.ReferralService.RecordInfectionTest:input_type -> spa.v1.RecordInfectionTestRequest
+	10, // 43: spa.v1.ReferralService.WithdrawReferral:input_type -> spa.v1.WithdrawReferralRequest
+	12, // 44: spa.v1.ReferralService.HoldReferral:input_type -> spa.v1.HoldReferralRequest
+	14, // 45: spa.v1.ReferralService.ReleaseHold:input_type -> spa.v1.ReleaseHoldRequest
+	16, // 46: spa.v1.ReferralService.RecordPatientLeft:input_type -> spa.v1.RecordPatientLeftRequest
+	18, // 47: spa.v1.ReferralService.GetReferral:input_type -> spa.v1.GetReferralRequest
+	20, // 48: spa.v1.ReferralService.ListReferrals:input_type -> spa.v1.ListReferralsRequest
+	5,  // 49: spa.v1.ReferralService.SubmitReferral:output_type -> spa.v1.SubmitReferralResponse
+	7,  // 50: spa.v1.ReferralService.RecordCriteriaToReside:output_type -> spa.v1.RecordCriteriaToResideResponse
+	9,  // 51: spa.v1.ReferralService.RecordInfectionTest:output_type -> spa.v1.RecordInfectionTestResponse
+	11, // 52: spa.v1.ReferralService.WithdrawReferral:output_type -> spa.v1.WithdrawReferralResponse
+	13, // 53: spa.v1.ReferralService.HoldReferral:output_type -> spa.v1.HoldReferralResponse
+	15, // 54: spa.v1.ReferralService.ReleaseHold:output_type -> spa.v1.ReleaseHoldResponse
+	17, // 55: spa.v1.ReferralService.RecordPatientLeft:output_type -> spa.v1.RecordPatientLeftResponse
+	19, // 56: spa.v1.ReferralService.GetReferral:output_type -> spa.v1.GetReferralResponse
+	21, // 57: spa.v1.ReferralService.ListReferrals:output_type -> spa.v1.ListReferralsResponse
+	49, // [49:58] is the sub-list for method output_type
+	40, // [40:49] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_referral_service_proto_init() }
@@ -1760,7 +1883,7 @@ func file_spa_v1_referral_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_referral_service_proto_rawDesc), len(file_spa_v1_referral_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
