@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"spa/internal/config"
+	"spa/internal/worker"
 )
 
 // serverConfig is spa-server's validated configuration.
@@ -18,7 +19,7 @@ type serverConfig struct {
 	NATSURL       string
 	NATSListen    string
 	Worker        bool
-	WorkerID      string
+	WorkerConfig  worker.Config
 	NoSync        bool
 	Reflection    bool
 	Replicas      int
@@ -34,7 +35,8 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server or cluster URL(s), comma separated; empty starts an embedded nats-server")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "embedded mode: also serve NATS clients on this host:port (e.g. 127.0.0.1:4222); empty serves this process only")
 	fs.BoolVar(&c.Worker, "worker", true, "run a worker (projection and read model) in this process")
-	fs.StringVar(&c.WorkerID, "worker-id", "", "name of this worker's durable consumer; default derived from host and data dir")
+	var wf config.WorkerFlags
+	wf.Register(fs)
 	fs.BoolVar(&c.NoSync, "no-sync", false, "embedded mode: do not fsync every JetStream write (faster; a machine crash can lose acknowledged events)")
 	fs.BoolVar(&c.Reflection, "reflection", true, "serve gRPC server reflection (for grpcurl)")
 	fs.IntVar(&c.Replicas, "replicas", 1, "event stream replicas (3 on a NATS cluster)")
@@ -64,8 +66,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("--shutdown-grace must be positive"))
 	}
-	if c.WorkerID == "" {
-		c.WorkerID = config.DefaultWorkerID(c.DataDir)
+	var err error
+	if c.WorkerConfig, err = wf.Config(c.DataDir, time.Now()); err != nil {
+		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)
 }

@@ -405,6 +405,11 @@ func TestConfigErrors(t *testing.T) {
 		{"--nats-url", "nats://127.0.0.1:4222", "--no-sync"},
 		{"--data-dir", ""},
 		{"--worker=false"},
+		{"--operating-hours", "20:00-08:00"},
+		{"--operating-hours", "8am-8pm"},
+		{"--infection-overlay", "maybe"},
+		{"--infection-overlay-from", "2026-12-01"},
+		{"--infection-overlay", "on", "--infection-overlay-from", "01/12/2026"},
 		{"stray"},
 	} {
 		if _, err := parseConfig(args, func(string) string { return "" }, io.Discard); err == nil {

@@ -83,7 +83,9 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Worker {
 		g.Go(func() error {
-			return worker.Run(workerCtx, nc, store, worker.Config{DataDir: cfg.DataDir, ID: cfg.WorkerID, Log: log}, nil)
+			wcfg := cfg.WorkerConfig
+			wcfg.Log = log
+			return worker.Run(workerCtx, nc, store, wcfg, nil)
 		})
 	}
 	g.Go(func() error {

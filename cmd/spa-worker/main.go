@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"spa/internal/config"
 	"spa/internal/jetstream"
@@ -34,12 +35,13 @@ func main() {
 }
 
 func realMain(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
-	var natsURL, dataDir, id string
+	var natsURL, dataDir string
 	var replicas int
+	var wf config.WorkerFlags
 	fs := flag.NewFlagSet("spa-worker", flag.ContinueOnError)
 	fs.StringVar(&natsURL, "nats-url", "", "NATS server or cluster URL(s), comma separated (required)")
 	fs.StringVar(&dataDir, "data-dir", "./worker-data", "directory of this worker's read model; one worker per directory")
-	fs.StringVar(&id, "worker-id", "", "name of this worker's durable consumer; default derived from host and data dir")
+	wf.Register(fs)
 	fs.IntVar(&replicas, "replicas", 1, "event stream replicas, if this worker creates the stream (3 on a cluster)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
@@ -47,13 +49,15 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	if natsURL == "" {
 		return errors.New("--nats-url is required (spa-server runs a worker itself in the all-in-one mode)")
 	}
-	if id == "" {
-		id = config.DefaultWorkerID(dataDir)
+	cfg, err := wf.Config(dataDir, time.Now())
+	if err != nil {
+		return err
 	}
+	cfg.Log = log
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	nc, err := jetstream.Dial(natsURL, "spa-worker "+id)
+	nc, err := jetstream.Dial(natsURL, "spa-worker "+cfg.ID)
 	if err != nil {
 		return err
 	}
@@ -62,7 +66,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	if err != nil {
 		return err
 	}
-	err = worker.Run(ctx, nc, store, worker.Config{DataDir: dataDir, ID: id, Log: log}, nil)
+	err = worker.Run(ctx, nc, store, cfg, nil)
 	if derr := nc.Drain(); derr != nil && err == nil {
 		err = derr
 	}

@@ -341,6 +341,16 @@ func (m *Model) Assignments(providerODS string, status spa.TaskStatus) ([]Provid
 // AwaitingCapacity returns the referrals in the no-capacity queue, oldest
 // first.
 func (m *Model) AwaitingCapacity() ([]spa.Referral, error) {
+	return m.referrals(func(r spa.Referral) bool { return r.Status == spa.StatusAwaitingCapacity })
+}
+
+// Referrals returns every referral that is not withdrawn or completed,
+// oldest first.
+func (m *Model) Referrals() ([]spa.Referral, error) {
+	return m.referrals(func(r spa.Referral) bool { return r.Status != spa.StatusWithdrawn && r.Status != spa.StatusCompleted })
+}
+
+func (m *Model) referrals(keep func(spa.Referral) bool) ([]spa.Referral, error) {
 	var out []spa.Referral
 	err := m.db.View(func(tx *bbolt.Tx) error {
 		refs := tx.Bucket(bucketReferrals)
@@ -349,7 +359,7 @@ func (m *Model) AwaitingCapacity() ([]spa.Referral, error) {
 			if err := json.Unmarshal(refs.Get(id), &r); err != nil {
 				return err
 			}
-			if r.Status == spa.StatusAwaitingCapacity {
+			if keep(r) {
 				out = append(out, r)
 			}
 			return nil

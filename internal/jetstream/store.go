@@ -47,9 +47,10 @@ type Config struct {
 
 // Store appends and loads domain events. Safe for concurrent use.
 type Store struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	replicas int
 }
 
 // New creates or updates the event stream and returns a store on it. The
@@ -84,11 +85,18 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: create stream %s: %w", StreamName, err)
 	}
-	return &Store{nc: nc, js: js, stream: stream}, nil
+	return &Store{nc: nc, js: js, stream: stream, replicas: cfg.Replicas}, nil
 }
 
 // Stream returns the event stream, for consumers.
 func (s *Store) Stream() jetstream.Stream { return s.stream }
+
+// JetStream returns the JetStream context, for key-value buckets.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// Replicas returns the event stream's replica count, for other streams and
+// buckets that must be as durable.
+func (s *Store) Replicas() int { return s.replicas }
 
 // SubjectOf returns the subject of an aggregate's events.
 func SubjectOf(agg spa.Aggregate, id string) string { return "spa." + string(agg) + "." + id }

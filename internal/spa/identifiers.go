@@ -142,3 +142,8 @@ func checkDate(vs *violations, field, s string, required bool, today string) tim
 	}
 	return d
 }
+
+// ParseLocalDate parses an ISO date as the start of that UK day.
+func ParseLocalDate(s string) (time.Time, error) {
+	return time.ParseInLocation(DateLayout, s, london())
+}

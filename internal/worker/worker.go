@@ -1,7 +1,8 @@
 // Package worker is what spa-worker runs, and what spa-server runs in the
 // all-in-one mode: it projects the event log into this worker's own bbolt
-// read model, answers queries from it over NATS request/reply, and routes
-// referrals to providers.
+// read model, answers queries from it over NATS request/reply, routes
+// referrals to providers, and (one worker at a time) raises the clocks'
+// alerts.
 package worker
 
 import (
@@ -32,7 +33,9 @@ type Config struct {
 	ID string
 	// Policies are the routing policies; nil means spa.DefaultPolicies.
 	Policies spa.Policies
-	Log      *slog.Logger
+	// Scheduler configures the clock scheduler.
+	Scheduler SchedulerConfig
+	Log       *slog.Logger
 }
 
 // Run projects and serves until ctx ends, then stops answering queries,
@@ -67,6 +70,14 @@ func Run(ctx context.Context, nc *nats.Conn, store *jetstream.Store, cfg Config,
 		}
 		return NewRouter(cfg.ID, store, model, policies, log).Run(gctx)
 	})
+	if !cfg.Scheduler.Disabled {
+		g.Go(func() error {
+			if err := model.WaitFor(gctx, target); err != nil {
+				return nil // stopping before catch-up
+			}
+			return NewScheduler(cfg.ID, store, model, cfg.Scheduler, log).Run(gctx)
+		})
+	}
 	g.Go(func() error {
 		if err := model.WaitFor(gctx, target); err != nil {
 			return nil // stopping before catch-up

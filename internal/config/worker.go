@@ -1,0 +1,77 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"spa/internal/spa"
+	"spa/internal/worker"
+)
+
+// WorkerFlags are the flags of a worker, shared by spa-worker and the
+// all-in-one spa-server.
+type WorkerFlags struct {
+	ID        string
+	Scheduler bool
+	Hours     string
+	Overlay   string
+	From      string
+}
+
+// Register adds the worker flags to fs.
+func (w *WorkerFlags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&w.ID, "worker-id", "", "name of this worker's durable consumer; default derived from host and data dir")
+	fs.BoolVar(&w.Scheduler, "scheduler", true, "take part in raising clock alerts (one worker at a time holds the lease)")
+	fs.StringVar(&w.Hours, "operating-hours", "08:00-20:00", "the SPA's hours each day, UK time, for clocks that count only them")
+	fs.StringVar(&w.Overlay, "infection-overlay", "", "switch the infection overlay 'on' or 'off' from --infection-overlay-from; empty follows the dated policies")
+	fs.StringVar(&w.From, "infection-overlay-from", "", "date (2026-12-01) the overlay switch takes effect; default today")
+}
+
+// Config validates the flags and returns the worker's configuration.
+func (w *WorkerFlags) Config(dataDir string, now time.Time) (worker.Config, error) {
+	cfg := worker.Config{DataDir: dataDir, ID: w.ID, Policies: spa.DefaultPolicies}
+	if cfg.ID == "" {
+		cfg.ID = DefaultWorkerID(dataDir)
+	}
+	cfg.Scheduler.Disabled = !w.Scheduler
+	open, close, ok := strings.Cut(w.Hours, "-")
+	o, err1 := minutes(open)
+	c, err2 := minutes(close)
+	if !ok || err1 != nil || err2 != nil {
+		return cfg, fmt.Errorf("--operating-hours %q: want HH:MM-HH:MM", w.Hours)
+	}
+	cfg.Scheduler.Hours = spa.OperatingHours{Open: o, Close: c}
+	if err := cfg.Scheduler.Hours.Validate(); err != nil {
+		return cfg, fmt.Errorf("--operating-hours: %w", err)
+	}
+	switch w.Overlay {
+	case "":
+		if w.From != "" {
+			return cfg, fmt.Errorf("--infection-overlay-from needs --infection-overlay on or off")
+		}
+	case "on", "off":
+		from := spa.LocalDate(now)
+		if w.From != "" {
+			from = w.From
+		}
+		d, err := spa.ParseLocalDate(from)
+		if err != nil {
+			return cfg, fmt.Errorf("--infection-overlay-from %q: %w", from, err)
+		}
+		cfg.Policies = cfg.Policies.Switch(w.Overlay == "on", d)
+	default:
+		return cfg, fmt.Errorf("--infection-overlay %q: want on, off or empty", w.Overlay)
+	}
+	return cfg, nil
+}
+
+// minutes parses "HH:MM" (00:00-24:00) as minutes after midnight.
+func minutes(s string) (int, error) {
+	var h, m int
+	if n, err := fmt.Sscanf(s, "%d:%d", &h, &m); n != 2 || err != nil || len(s) != 5 || h < 0 || m < 0 || m > 59 || h*60+m > 24*60 {
+		return 0, fmt.Errorf("%q is not a time of day", s)
+	}
+	return h*60 + m, nil
+}
