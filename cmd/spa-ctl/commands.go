@@ -91,22 +91,17 @@ func (c *ctl) board(ctx context.Context, args []string) error {
 		return errUsage
 	}
 	req := &spav1.ListReferralsRequest{SiteOds: strings.ToUpper(*site), PageSize: int32(*size), MinSequence: *minSeq}
-	if *st != "" {
-		v, ok := spav1.ReferralStatus_value["REFERRAL_STATUS_"+strings.ToUpper(*st)]
-		if !ok {
-			return fmt.Errorf("board: unknown --status %q (not_ready, ready, withdrawn)", *st)
-		}
-		req.Status = spav1.ReferralStatus(v)
+	st2, err := parseEnum(spav1.ReferralStatus_value, "REFERRAL_STATUS_", *st, "--status")
+	if err != nil {
+		return fmt.Errorf("board: %w", err)
 	}
-	if *pw != "" {
-		v, ok := spav1.Pathway_value["PATHWAY_"+strings.ToUpper(*pw)]
-		if !ok {
-			return fmt.Errorf("board: unknown --pathway %q (p0_home, p1_home_first, p2_step_down, p3_care_home, end_of_life)", *pw)
-		}
-		req.Pathway = spav1.Pathway(v)
+	pw2, err := parseEnum(spav1.Pathway_value, "PATHWAY_", *pw, "--pathway")
+	if err != nil {
+		return fmt.Errorf("board: %w", err)
 	}
+	req.Status, req.Pathway = spav1.ReferralStatus(st2), spav1.Pathway(pw2)
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REFERRAL\tSTATUS\tPATHWAY\tSITE\tWARD\tNHS NUMBER\tPATIENT\tDRD\tSUBMITTED")
+	fmt.Fprintln(tw, "REFERRAL\tSTATUS\tPATHWAY\tPROVIDER\tSITE\tWARD\tNHS NUMBER\tPATIENT\tDRD\tDELAY\tCLOCKS")
 	rows, more := 0, false
 	for {
 		var res *spav1.ListReferralsResponse
@@ -118,11 +113,13 @@ func (c *ctl) board(ctx context.Context, args []string) error {
 		}
 		for _, r := range res.GetReferrals() {
 			rows++
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetReferralId(),
-				strings.ToLower(strings.TrimPrefix(r.GetStatus().String(), "REFERRAL_STATUS_")),
-				strings.ToLower(strings.TrimPrefix(r.GetPathway().String(), "PATHWAY_")),
-				r.GetSiteOds(), r.GetWard(), r.GetNhsNumber(), r.GetPatientName(), or(r.GetDischargeReadyDate(), "-"),
-				r.GetSubmittedAt().AsTime().Local().Format("2006-01-02 15:04"))
+			clocks := enumName(r.GetClockLevel().String(), "CLOCK_LEVEL_")
+			if len(r.GetBreachedClocks()) > 0 {
+				clocks += " (" + strings.Join(r.GetBreachedClocks(), ", ") + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%dd\t%s\n", r.GetReferralId(),
+				enumName(r.GetStatus().String(), "REFERRAL_STATUS_"), enumName(r.GetPathway().String(), "PATHWAY_"), or(r.GetProviderOds(), "-"),
+				r.GetSiteOds(), r.GetWard(), r.GetNhsNumber(), r.GetPatientName(), or(r.GetDischargeReadyDate(), "-"), r.GetDelayDays(), clocks)
 		}
 		more = res.GetNextPageToken() != ""
 		if !*all || !more {
@@ -192,6 +189,16 @@ func describe(err error) error {
 		}
 	}
 	return fmt.Errorf("%s", b.String())
+}
+
+// enumName turns "PATHWAY_P1_HOME_FIRST" into "p1_home_first", and the
+// unspecified value into "-".
+func enumName(s, prefix string) string {
+	s = strings.ToLower(strings.TrimPrefix(s, prefix))
+	if s == "unspecified" {
+		return "-"
+	}
+	return s
 }
 
 func or(s, def string) string {

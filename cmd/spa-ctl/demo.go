@@ -22,6 +22,34 @@ type demoPatient struct {
 	criteria                               []spav1.CriterionToReside
 	proposed                               spav1.Pathway
 	needs                                  func(d *spav1.ReferralDetails, today time.Time)
+	// in2020: a migrated record from November 2020, when the infection
+	// overlay was in force.
+	in2020 bool
+}
+
+// demoProvider is one sample provider and its capacity per service.
+type demoProvider struct {
+	ods, name string
+	boroughs  []string
+	units     map[spav1.Service]int32
+	trusted   bool
+	positive  bool
+}
+
+// demoProviders are fictional providers of every kind in the two boroughs.
+var demoProviders = []demoProvider{
+	{ods: "NQR10", name: "Bromley Reablement Team", boroughs: []string{"Bromley"}, trusted: true,
+		units: map[spav1.Service]int32{spav1.Service_SERVICE_HOME_CARE_REABLEMENT: 6, spav1.Service_SERVICE_URGENT_COMMUNITY_RESPONSE: 3}},
+	{ods: "NQR11", name: "Bexley Home First Care", boroughs: []string{"Bexley"},
+		units: map[spav1.Service]int32{spav1.Service_SERVICE_HOME_CARE_REABLEMENT: 4}},
+	{ods: "NQR12", name: "Orpington Intermediate Care Unit", boroughs: []string{"Bromley", "Bexley"}, trusted: true, positive: true,
+		units: map[spav1.Service]int32{spav1.Service_SERVICE_STEP_DOWN_BED: 3, spav1.Service_SERVICE_DESIGNATED_STEP_DOWN_BED: 2}},
+	{ods: "VLA10", name: "Elmwood Care Home", boroughs: []string{"Bromley"}, positive: true,
+		units: map[spav1.Service]int32{spav1.Service_SERVICE_CARE_HOME_BED: 2}},
+	{ods: "VLA11", name: "Cray Valley Nursing Home", boroughs: []string{"Bexley", "Bromley"},
+		units: map[spav1.Service]int32{spav1.Service_SERVICE_CARE_HOME_BED: 1}},
+	{ods: "HOS10", name: "Cedarwood Hospice", boroughs: []string{"Bromley", "Bexley"}, trusted: true,
+		units: map[spav1.Service]int32{spav1.Service_SERVICE_HOSPICE_BED: 2, spav1.Service_SERVICE_HOSPICE_AT_HOME: 3}},
 }
 
 // demoPatients are fictional people in two south-east London boroughs,
@@ -44,7 +72,7 @@ var demoPatients = []demoPatient{
 			d.Risks.PressureUlcers = true
 		}},
 	{given: "Doris", family: "Clarke", borough: "Bromley", postcode: "BR2 9AA", ward: "Medical Ward 5", age: 91, admittedDaysAgo: 4, drdDaysAgo: 1,
-		from: spav1.AdmittedFrom_ADMITTED_FROM_CARE_HOME, mobility: spav1.Mobility_MOBILITY_HOIST, carers: 2, calls: 0,
+		from: spav1.AdmittedFrom_ADMITTED_FROM_CARE_HOME, mobility: spav1.Mobility_MOBILITY_HOIST, carers: 2, calls: 0, in2020: true,
 		needs: func(d *spav1.ReferralDetails, today time.Time) {
 			d.InfectionTest = &spav1.InfectionTest{Type: spav1.InfectionTestType_INFECTION_TEST_TYPE_LATERAL_FLOW,
 				TakenAt: timestamppb.New(today.Add(-18 * time.Hour)), Result: spav1.InfectionTestResult_INFECTION_TEST_RESULT_POSITIVE}
@@ -70,6 +98,10 @@ var demoPatients = []demoPatient{
 	{given: "Kwame", family: "Mensah", borough: "Bromley", postcode: "BR5 2EL", ward: "Respiratory Ward", age: 58, admittedDaysAgo: 7, drdDaysAgo: -1,
 		from: spav1.AdmittedFrom_ADMITTED_FROM_HOME, mobility: spav1.Mobility_MOBILITY_INDEPENDENT, carers: 0, calls: 1,
 		criteria: []spav1.CriterionToReside{spav1.CriterionToReside_CRITERION_TO_RESIDE_OXYGEN, spav1.CriterionToReside_CRITERION_TO_RESIDE_NEWS2_ABOVE_3}},
+	{given: "Daniel", family: "Price", borough: "Bexley", postcode: "DA8 1AA", ward: "Acute Medical Unit", age: 49, admittedDaysAgo: 3, drdDaysAgo: 0,
+		from: spav1.AdmittedFrom_ADMITTED_FROM_OTHER, mobility: spav1.Mobility_MOBILITY_INDEPENDENT, carers: 0, calls: 1},
+	{given: "Joan", family: "Hughes", borough: "Bromley", postcode: "BR1 4DD", ward: "Darwin Ward", age: 70, admittedDaysAgo: 2, drdDaysAgo: 0,
+		from: spav1.AdmittedFrom_ADMITTED_FROM_HOME, mobility: spav1.Mobility_MOBILITY_INDEPENDENT, carers: 0, calls: 0},
 }
 
 // demo submits the sample referrals. Their request ids are fixed for the
@@ -79,9 +111,17 @@ func (c *ctl) demo(ctx context.Context, args []string) error {
 		return errUsage
 	}
 	now := time.Now()
-	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.Local)
-	date := func(daysAgo int) string { return today.AddDate(0, 0, -daysAgo).Format(spa.DateLayout) }
+	realToday := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.Local)
+	if err := c.demoProviders(ctx, now); err != nil {
+		return err
+	}
 	for i, p := range demoPatients {
+		today, occurred := realToday, (*timestamppb.Timestamp)(nil)
+		if p.in2020 {
+			today = time.Date(2020, 11, 20, 0, 0, 0, 0, time.Local)
+			occurred = timestamppb.New(today.Add(11 * time.Hour))
+		}
+		date := func(daysAgo int) string { return today.AddDate(0, 0, -daysAgo).Format(spa.DateLayout) }
 		site := "RJZ30" // a Bromley acute site
 		if p.borough == "Bexley" {
 			site = "RJ224"
@@ -104,7 +144,7 @@ func (c *ctl) demo(ctx context.Context, args []string) error {
 		if p.needs != nil {
 			p.needs(d, today)
 		}
-		req := &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("demo-%s-%03d", today.Format("20060102"), i+1), Referral: d}
+		req := &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("demo-%s-%03d", realToday.Format("20060102"), i+1), Referral: d, OccurredAt: occurred}
 		var res *spav1.SubmitReferralResponse
 		if err := c.call(ctx, func(ctx context.Context) (err error) {
 			res, err = c.client.SubmitReferral(ctx, req)
@@ -116,9 +156,46 @@ func (c *ctl) demo(ctx context.Context, args []string) error {
 		if res.GetReplayed() {
 			note = "already there"
 		}
+		if p.in2020 {
+			note += "; a November 2020 record, when the infection overlay applied"
+		}
 		fmt.Fprintf(c.stdout, "%s  %-22s %-8s %s (sequence %d)\n", res.GetReferralId(), p.given+" "+p.family, p.borough, note, res.GetSequence())
 	}
-	fmt.Fprintln(c.stdout, "\nsee the board: spa-ctl board")
+	fmt.Fprintln(c.stdout, "\nthe router offers them to providers in a moment: spa-ctl board; spa-ctl providers")
+	return nil
+}
+
+// demoProviders registers the sample providers and, for any still without
+// a count, their capacity.
+func (c *ctl) demoProviders(ctx context.Context, now time.Time) error {
+	for _, p := range demoProviders {
+		d := &spav1.ProviderDetails{Ods: p.ods, Name: p.name, Boroughs: p.boroughs, TrustedAssessor: p.trusted, AcceptsInfectionPositive: p.positive}
+		var caps []*spav1.Capacity
+		for s := spav1.Service(1); int(s) < len(spav1.Service_name); s++ {
+			if n, ok := p.units[s]; ok {
+				d.Services = append(d.Services, s)
+				caps = append(caps, &spav1.Capacity{Service: s, AvailableUnits: n, Open: true, AsOf: timestamppb.New(now)})
+			}
+		}
+		var reg *spav1.RegisterProviderResponse
+		if err := c.call(ctx, func(ctx context.Context) (err error) {
+			reg, err = c.providers.RegisterProvider(ctx, &spav1.RegisterProviderRequest{Provider: d})
+			return err
+		}); err != nil {
+			return fmt.Errorf("demo: provider %s: %w", p.ods, err)
+		}
+		note := "registered"
+		if reg.GetUnchanged() {
+			note = "already there"
+		} else if err := c.call(ctx, func(ctx context.Context) error {
+			_, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: p.ods, Capacity: caps})
+			return err
+		}); err != nil {
+			return fmt.Errorf("demo: capacity of %s: %w", p.ods, err)
+		}
+		fmt.Fprintf(c.stdout, "%-6s %-34s %s\n", p.ods, p.name, note)
+	}
+	fmt.Fprintln(c.stdout)
 	return nil
 }
 

@@ -3,7 +3,10 @@
 //	spa-ctl submit -f referral.json   submit a referral (SubmitReferralRequest as JSON)
 //	spa-ctl get REFERRAL_ID           show a referral and its history
 //	spa-ctl board [--status ready]    show the board
-//	spa-ctl demo                      load sample referrals
+//	spa-ctl providers                 show providers and their capacity
+//	spa-ctl assignments --provider X  show a provider's assignments
+//	spa-ctl accept|decline|start|complete ASSIGNMENT_ID
+//	spa-ctl demo                      load a sample borough: providers and referrals
 //	spa-ctl digest --nats-url URL     show a read model's digest
 //
 // Global flags come before the command: spa-ctl --addr host:port board.
@@ -45,11 +48,13 @@ func main() {
 var errUsage = errors.New("see usage above")
 
 type ctl struct {
-	client  spav1.ReferralServiceClient
-	timeout time.Duration
-	stdout  io.Writer
-	stderr  io.Writer
-	getenv  func(string) string
+	client      spav1.ReferralServiceClient
+	providers   spav1.ProviderServiceClient
+	assignments spav1.AssignmentServiceClient
+	timeout     time.Duration
+	stdout      io.Writer
+	stderr      io.Writer
+	getenv      func(string) string
 }
 
 const usage = `usage: spa-ctl [--addr HOST:PORT] [--timeout D] [--as-ods ODS] COMMAND [ARGS]
@@ -58,9 +63,20 @@ commands:
   submit -f FILE [--request-id ID]   submit a referral; FILE is a SubmitReferralRequest in JSON
   get [--min-seq N] REFERRAL_ID      show a referral and its history as JSON
   board [--status S] [--pathway P] [--site ODS] [--page-size N] [--all]
-                                     show the board (S: not_ready, ready, withdrawn;
+                                     show the board (S: not_ready, ready, held, pathway_decided,
+                                     awaiting_capacity, offered, accepted, in_progress, completed,
+                                     ward_led, withdrawn;
                                      P: p0_home, p1_home_first, p2_step_down, p3_care_home, end_of_life)
-  demo                               submit a handful of realistic sample referrals (idempotent)
+  providers [--borough B] [--service S]
+                                     show providers and their capacity
+  assignments --provider ODS [--status S]
+                                     show a provider's assignments, newest first
+  accept|start|complete ASSIGNMENT_ID
+  decline ASSIGNMENT_ID --reason TEXT
+                                     answer an offer as its provider would
+  left REFERRAL_ID                   record that the patient left hospital
+  demo                               register a sample borough's providers and submit
+                                     referrals that exercise every pathway (idempotent)
   digest --nats-url URL              show a read model's digest and applied sequence
 `
 
@@ -92,6 +108,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer conn.Close()
 	c.client = spav1.NewReferralServiceClient(conn)
+	c.providers = spav1.NewProviderServiceClient(conn)
+	c.assignments = spav1.NewAssignmentServiceClient(conn)
 	ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorRole, "spa-ctl")
 	if *asODS != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, *asODS)
@@ -105,6 +123,14 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return c.board(ctx, rest)
 	case "demo":
 		return c.demo(ctx, rest)
+	case "providers":
+		return c.listProviders(ctx, rest)
+	case "assignments":
+		return c.listAssignments(ctx, rest)
+	case "accept", "decline", "start", "complete":
+		return c.answer(ctx, cmd, rest)
+	case "left":
+		return c.left(ctx, rest)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return errUsage

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -67,11 +68,14 @@ func TestCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
-	if n := strings.Count(out, " submitted (sequence"); n != len(demoPatients) {
+	if n := strings.Count(out, " registered"); n != len(demoProviders) {
+		t.Fatalf("demo registered %d providers, want %d:\n%s", n, len(demoProviders), out)
+	}
+	if n := strings.Count(out, " submitted"); n != len(demoPatients) {
 		t.Fatalf("demo submitted %d referrals, want %d:\n%s", n, len(demoPatients), out)
 	}
 	again, _, err := run(t, addr, "demo")
-	if err != nil || strings.Count(again, "already there") != len(demoPatients) {
+	if err != nil || strings.Count(again, "already there") != len(demoPatients)+len(demoProviders) {
 		t.Fatalf("second demo: %v\n%s", err, again)
 	}
 
@@ -79,6 +83,38 @@ func TestCommands(t *testing.T) {
 	if err != nil || !strings.Contains(summary, fmt.Sprintf("%d referrals", len(demoPatients))) {
 		t.Fatalf("board: %v\n%s%s", err, board, summary)
 	}
+	// The router offers the hospice patients to the hospice; its team
+	// accepts one and declines the other.
+	var offers []string
+	deadline := time.Now().Add(30 * time.Second)
+	for len(offers) < 2 {
+		out, _, err := run(t, addr, "assignments", "--provider", "hos10", "--status", "requested")
+		if err != nil {
+			t.Fatalf("assignments: %v", err)
+		}
+		offers = regexp.MustCompile(`ref-[a-z2-7]{16}-a1`).FindAllString(out, -1)
+		if time.Now().After(deadline) {
+			t.Fatalf("hospice offers: %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, _, err := run(t, addr, "accept", offers[0]); err != nil || !strings.Contains(out, "accepted") {
+		t.Fatalf("accept: %v %s", err, out)
+	}
+	if _, _, err := run(t, addr, "decline", offers[1]); err == nil || !strings.Contains(err.Error(), "reason:") {
+		t.Fatalf("decline without a reason: %v", err)
+	}
+	if _, _, err := run(t, addr, "decline", "--reason", "no bed until Friday", offers[1]); err != nil {
+		t.Fatalf("decline: %v", err)
+	}
+	if _, _, err := run(t, addr, "start", offers[1]); err == nil || !strings.Contains(err.Error(), "rejected") {
+		t.Fatalf("starting a declined offer: %v", err)
+	}
+	providers, _, err := run(t, addr, "providers", "--service", "hospice_bed")
+	if err != nil || !strings.Contains(providers, "Cedarwood Hospice") || strings.Contains(providers, "Elmwood") {
+		t.Fatalf("providers: %v\n%s", err, providers)
+	}
+
 	ready, summary, err := run(t, addr, "board", "--status", "not_ready", "--site", "rjz30")
 	if err != nil || !strings.Contains(summary, "2 referrals") || !strings.Contains(ready, "Jenkins, Arthur") {
 		t.Fatalf("filtered board: %v\n%s%s", err, ready, summary)
