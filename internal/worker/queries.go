@@ -73,10 +73,10 @@ func serveQueries(nc *nats.Conn, model *bolt.Model) (stop func(), err error) {
 		name, subject string
 		h             func(micro.Request)
 	}{
-		{"get", SubjectGet, q.get},
-		{"list", SubjectList, q.list},
-		{"providers", SubjectProviders, q.providers},
-		{"assignments", SubjectAssignments, q.assignments},
+		{"get", SubjectGet, serve(q, q.get)},
+		{"list", SubjectList, serve(q, q.list)},
+		{"providers", SubjectProviders, serve(q, q.providers)},
+		{"assignments", SubjectAssignments, serve(q, q.assignments)},
 		{"status", SubjectStatus, q.status},
 		{"digest", SubjectDigest, q.digest},
 	}
@@ -122,111 +122,107 @@ func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 	return q.model.WaitFor(ctx, seq)
 }
 
-func (q *queryService) get(req micro.Request) {
-	in := new(spav1.GetReferralRequest)
-	if err := proto.Unmarshal(req.Data(), in); err != nil {
-		req.Error(codeInvalid, "malformed request", nil)
-		return
+// tokened is a query that may carry a consistency token.
+type tokened interface {
+	proto.Message
+	GetMinSequence() uint64
+}
+
+// serve returns a handler that decodes a query, waits for its consistency
+// token, and answers with what answer returns given the query and the
+// sequence the model had applied: a *spa.Error goes back by its kind, any
+// other error as a read model failure.
+func serve[T any, Q interface {
+	*T
+	tokened
+}](q *queryService, answer func(in Q, applied uint64) (proto.Message, error)) func(micro.Request) {
+	return func(req micro.Request) {
+		in := Q(new(T))
+		if err := proto.Unmarshal(req.Data(), in); err != nil {
+			req.Error(codeInvalid, "malformed request", nil)
+			return
+		}
+		if err := q.waitFor(req, in.GetMinSequence()); err != nil {
+			req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
+			return
+		}
+		out, err := answer(in, q.model.Applied())
+		switch spa.KindOf(err) {
+		case spa.KindInternal:
+			if err != nil {
+				req.Error(codeInternal, "read model failure", nil)
+				return
+			}
+		case spa.KindNotFound:
+			req.Error(codeNotFound, err.Error(), nil)
+			return
+		default:
+			req.Error(codeInvalid, err.Error(), nil)
+			return
+		}
+		respond(req, out)
 	}
-	if err := q.waitFor(req, in.GetMinSequence()); err != nil {
-		req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
-		return
-	}
+}
+
+func (q *queryService) get(in *spav1.GetReferralRequest, _ uint64) (proto.Message, error) {
 	r, hist, err := q.model.Get(in.GetReferralId())
 	if errors.Is(err, bolt.ErrNotFound) {
-		req.Error(codeNotFound, fmt.Sprintf("referral %s not found", in.GetReferralId()), nil)
-		return
+		return nil, spa.Errorf(spa.KindNotFound, "referral %s not found", in.GetReferralId())
 	}
 	if err != nil {
-		req.Error(codeInternal, "read model failure", nil)
-		return
+		return nil, err
 	}
 	out := &spav1.GetReferralResponse{Referral: codec.ReferralToProto(r, time.Now())}
 	for _, h := range hist {
 		env, err := codec.UnmarshalEnvelope(h.Raw)
 		if err != nil {
-			req.Error(codeInternal, "read model failure", nil)
-			return
+			return nil, err
 		}
 		out.History = append(out.History, &spav1.StoredEvent{Sequence: h.Sequence, Envelope: env})
 	}
-	respond(req, out)
+	return out, nil
 }
 
-func (q *queryService) list(req micro.Request) {
-	in := new(spav1.ListReferralsRequest)
-	if err := proto.Unmarshal(req.Data(), in); err != nil {
-		req.Error(codeInvalid, "malformed request", nil)
-		return
-	}
+func (q *queryService) list(in *spav1.ListReferralsRequest, applied uint64) (proto.Message, error) {
 	query := codec.ListQueryFromProto(in)
 	size, after, err := query.Validate()
 	if err != nil {
-		req.Error(codeInvalid, err.Error(), nil)
-		return
+		return nil, err
 	}
-	if err := q.waitFor(req, in.GetMinSequence()); err != nil {
-		req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
-		return
-	}
-	applied := q.model.Applied()
 	rows, next, err := q.model.List(bolt.Filter{Status: query.Status, Pathway: query.Pathway, SiteODS: query.SiteODS}, after, size)
 	if err != nil {
-		req.Error(codeInternal, "read model failure", nil)
-		return
+		return nil, err
 	}
 	out := &spav1.ListReferralsResponse{NextPageToken: spa.PageToken(next), Sequence: applied}
 	now := time.Now()
 	for _, r := range rows {
 		out.Referrals = append(out.Referrals, codec.SummaryToProto(r, now))
 	}
-	respond(req, out)
+	return out, nil
 }
 
-func (q *queryService) providers(req micro.Request) {
-	in := new(spav1.ListProvidersRequest)
-	if err := proto.Unmarshal(req.Data(), in); err != nil {
-		req.Error(codeInvalid, "malformed request", nil)
-		return
-	}
-	if err := q.waitFor(req, in.GetMinSequence()); err != nil {
-		req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
-		return
-	}
-	applied := q.model.Applied()
+func (q *queryService) providers(in *spav1.ListProvidersRequest, applied uint64) (proto.Message, error) {
 	ps, err := q.model.Providers(bolt.ProviderFilter{Borough: in.GetBorough(), Service: spa.Service(in.GetService())})
 	if err != nil {
-		req.Error(codeInternal, "read model failure", nil)
-		return
+		return nil, err
 	}
 	out := &spav1.ListProvidersResponse{Sequence: applied}
 	for _, p := range ps {
 		out.Providers = append(out.Providers, codec.ProviderToProto(p))
 	}
-	respond(req, out)
+	return out, nil
 }
 
-func (q *queryService) assignments(req micro.Request) {
-	in := new(spav1.ListAssignmentsRequest)
-	if err := proto.Unmarshal(req.Data(), in); err != nil {
-		req.Error(codeInvalid, "malformed request", nil)
-		return
-	}
-	if err := q.waitFor(req, in.GetMinSequence()); err != nil {
-		req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
-		return
-	}
-	applied := q.model.Applied()
+func (q *queryService) assignments(in *spav1.ListAssignmentsRequest, applied uint64) (proto.Message, error) {
 	as, err := q.model.Assignments(in.GetProviderOds(), spa.TaskStatus(in.GetStatus()))
 	if err != nil {
-		req.Error(codeInternal, "read model failure", nil)
-		return
+		return nil, err
 	}
 	out := &spav1.ListAssignmentsResponse{Sequence: applied}
 	for _, a := range as {
 		out.Assignments = append(out.Assignments, codec.AssignmentToProto(a.Referral.ID, a.Assignment))
 	}
-	respond(req, out)
+	return out, nil
 }
 
 func (q *queryService) status(req micro.Request) {

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -18,9 +17,6 @@ import (
 // RouterConsumer is the durable consumer every worker's router shares, so
 // that each event prompts one router (JetStream spreads the messages).
 const RouterConsumer = "spa-router"
-
-// maxRouteAttempts bounds the steps and retries for one prompt.
-const maxRouteAttempts = 20
 
 // Router takes the routing steps of the domain's rules: for every referral
 // event, the referral's next step; for every change of a provider's
@@ -148,18 +144,10 @@ func (rt *Router) routeWaiting(ctx context.Context, prompt spa.Record) error {
 // referral or the provider moved on) is decided again once the read model
 // has caught up.
 func (rt *Router) Route(ctx context.Context, id string, at time.Time) error {
-	for range maxRouteAttempts {
-		recs, last, err := rt.store.Load(ctx, spa.AggregateReferral, id)
-		if err != nil {
-			return err
-		}
-		r := spa.Replay(recs)
-		if !r.Exists() {
-			return nil
-		}
+	return steps(ctx, rt.store, id, rt.catchUp, func(recs []spa.Record, r spa.Referral, last uint64) ([]spa.Append, error) {
 		providers, err := rt.model.Providers(bolt.ProviderFilter{Borough: r.Details.Patient.Borough})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		stepAt := r.UpdatedAt
 		if at.After(stepAt) {
@@ -167,39 +155,19 @@ func (rt *Router) Route(ctx context.Context, id string, at time.Time) error {
 		}
 		step := spa.NextStep(r, providers, rt.policies, stepAt)
 		if step.Event == nil {
-			return nil
+			return nil, nil
 		}
-		prompt := recs[len(recs)-1]
-		rec := spa.Record{
-			EventID:       fmt.Sprintf("route-%s-%d", id, last),
-			AggregateID:   id,
-			OccurredAt:    stepAt,
-			RecordedAt:    time.Now(),
-			Actor:         spa.Actor{Role: "spa-router", User: rt.id},
-			CausationID:   prompt.EventID,
-			CorrelationID: prompt.CorrelationID,
-			PolicyVersion: step.Policy.Version,
-			Event:         step.Event,
-		}
+		actor := spa.Actor{Role: "spa-router", User: rt.id}
+		rec := stepRecord(recs, fmt.Sprintf("route-%s-%d", id, last), stepAt, actor, step.Policy.Version, step.Event)
 		batch := []spa.Append{{Record: rec, Expected: last, Guard: true}}
 		if step.Provider != nil {
-			pr := rec
-			pr.EventID, pr.AggregateID, pr.Event = rec.EventID+"-"+step.ProviderODS, step.ProviderODS, step.Provider
+			pr := stepRecord(recs, rec.EventID+"-"+step.ProviderODS, stepAt, actor, step.Policy.Version, step.Provider)
+			pr.AggregateID = step.ProviderODS
 			batch = append(batch, spa.Append{Record: pr, Expected: providerVersion(providers, step.ProviderODS), Guard: step.GuardProvider})
 		}
-		_, err = rt.store.AppendBatch(ctx, batch)
-		switch {
-		case err == nil:
-			rt.log.Info("routed", "referral", id, "step", spa.EventName(step.Event), "rule", step.Rule, "policy", step.Policy.Version, "provider", step.ProviderODS)
-		case errors.Is(err, spa.ErrConcurrentChange):
-			if err := rt.catchUp(ctx); err != nil {
-				return err
-			}
-		default:
-			return err
-		}
-	}
-	return fmt.Errorf("router: referral %s still has steps after %d attempts", id, maxRouteAttempts)
+		rt.log.Debug("routing", "referral", id, "step", spa.EventName(step.Event), "rule", step.Rule, "policy", step.Policy.Version, "provider", step.ProviderODS)
+		return batch, nil
+	})
 }
 
 // catchUp waits until the read model has applied the whole log as it

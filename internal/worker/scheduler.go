@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -142,29 +141,14 @@ func (s *Scheduler) pass(ctx context.Context) error {
 // raise appends a referral's due alerts, earliest first, each under the
 // sequence it was decided on.
 func (s *Scheduler) raise(ctx context.Context, id string, now time.Time) error {
-	for range maxRouteAttempts {
-		recs, last, err := s.store.Load(ctx, spa.AggregateReferral, id)
-		if err != nil {
-			return err
-		}
-		due := spa.DueAlerts(spa.Replay(recs), s.cfg.Hours, now)
+	return steps(ctx, s.store, id, nil, func(recs []spa.Record, r spa.Referral, last uint64) ([]spa.Append, error) {
+		due := spa.DueAlerts(r, s.cfg.Hours, now)
 		if len(due) == 0 {
-			return nil
+			return nil, nil
 		}
 		d := due[0]
-		rec := spa.Record{
-			EventID:       fmt.Sprintf("clock-%s-%s-%d-%d", id, d.Event.Clock, d.Event.Level, d.Event.DelayDays),
-			AggregateID:   id,
-			OccurredAt:    d.At,
-			RecordedAt:    time.Now(),
-			Actor:         spa.Actor{Role: "spa-scheduler", User: s.id},
-			CausationID:   recs[len(recs)-1].EventID,
-			CorrelationID: recs[len(recs)-1].CorrelationID,
-			Event:         d.Event,
-		}
-		if _, err := s.store.Append(ctx, rec, last); err != nil && !errors.Is(err, spa.ErrConcurrentChange) {
-			return err
-		}
-	}
-	return fmt.Errorf("scheduler: referral %s still has alerts due after %d attempts", id, maxRouteAttempts)
+		id := fmt.Sprintf("clock-%s-%s-%d-%d", id, d.Event.Clock, d.Event.Level, d.Event.DelayDays)
+		rec := stepRecord(recs, id, d.At, spa.Actor{Role: "spa-scheduler", User: s.id}, "", d.Event)
+		return []spa.Append{{Record: rec, Expected: last, Guard: true}}, nil
+	})
 }
