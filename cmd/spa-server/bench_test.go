@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	spav1 "spa/internal/gen/spa/v1"
 )
@@ -50,6 +52,34 @@ func BenchmarkReadYourWrite(b *testing.B) {
 		}
 		if _, err := s.client.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: res.GetReferralId(), MinSequence: res.GetSequence()}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSubmitToOffer measures one referral's way from submission to an
+// offer: the router's pathway decision and its offer with the reservation
+// (two guarded appends, the second an atomic batch), as seen by a client
+// polling the board.
+func BenchmarkSubmitToOffer(b *testing.B) {
+	s := startServer(b, "--data-dir", b.TempDir(), "--scheduler=false")
+	c := clientsOf(s)
+	addProvider(b, c, "NQR01", 10000, nil, spav1.Service_SERVICE_HOME_CARE_REABLEMENT)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.ResetTimer()
+	for i := range b.N {
+		res, err := c.referrals.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("offer-%09d", i), Referral: referral(i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			r, err := c.referrals.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: res.GetReferralId(), MinSequence: res.GetSequence()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r.GetReferral().GetStatus() == spav1.ReferralStatus_REFERRAL_STATUS_OFFERED {
+				break
+			}
 		}
 	}
 }
