@@ -32,6 +32,7 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		CausationId:   rec.CausationID,
 		CorrelationId: rec.CorrelationID,
 		PolicyVersion: rec.PolicyVersion,
+		PrevHash:      rec.PrevHash,
 	}
 	switch e := rec.Event.(type) {
 	case spa.ReferralSubmitted:
@@ -132,6 +133,7 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		CausationID:   env.GetCausationId(),
 		CorrelationID: env.GetCorrelationId(),
 		PolicyVersion: env.GetPolicyVersion(),
+		PrevHash:      env.GetPrevHash(),
 	}
 	switch p := env.GetPayload().(type) {
 	case *spav1.Envelope_ReferralSubmitted:

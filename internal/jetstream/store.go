@@ -7,6 +7,8 @@ package jetstream
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -131,17 +133,14 @@ func (s *Store) Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.R
 // Append stores rec on its aggregate's subject if the last event there is
 // still expectedLast (0: the subject must be empty). It returns the new
 // event's sequence once JetStream has acknowledged (and, by default,
-// fsynced) it, or spa.ErrConcurrentChange when another append won the race. A retry
-// of an append that succeeded (same EventID) is answered with the first
-// append's sequence and appends nothing.
+// fsynced) it, or spa.ErrConcurrentChange when another append won the
+// race. A retry of an append that succeeded (same EventID) is answered
+// with the first append's sequence and appends nothing.
 func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64) (uint64, error) {
-	data, err := codec.MarshalRecord(rec)
+	msg, err := s.message(ctx, &spa.Append{Record: rec, Expected: expectedLast, Guard: true})
 	if err != nil {
 		return 0, err
 	}
-	msg := nats.NewMsg(SubjectOf(spa.AggregateOf(rec.Event), rec.AggregateID))
-	msg.Data = data
-	msg.Header.Set(HeaderEventType, spa.EventName(rec.Event))
 	ack, err := s.js.PublishMsg(ctx, msg,
 		jetstream.WithMsgID(rec.EventID),
 		jetstream.WithExpectLastSequencePerSubject(expectedLast),
@@ -155,6 +154,53 @@ func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64)
 		return 0, fmt.Errorf("jetstream: append to %s: %w", msg.Subject, err)
 	}
 	return ack.Sequence, nil
+}
+
+// HeaderHash carries the hex SHA-256 of an event's stored bytes, so that a
+// changed last event of a subject (which no successor's chain link covers)
+// is detected too.
+const HeaderHash = "Spa-Hash"
+
+// message encodes an append: it links the event into its subject's hash
+// chain and turns an unguarded append into one guarded by the subject's
+// current last sequence, so that every subject's chain stays a line.
+func (s *Store) message(ctx context.Context, a *spa.Append) (*nats.Msg, error) {
+	subject := SubjectOf(spa.AggregateOf(a.Record.Event), a.Record.AggregateID)
+	var prev *jetstream.RawStreamMsg
+	var err error
+	switch {
+	case !a.Guard:
+		prev, err = s.stream.GetLastMsgForSubject(ctx, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			prev, err = nil, nil
+		}
+		a.Guard = true
+		if prev != nil {
+			a.Expected = prev.Sequence
+		}
+	case a.Expected > 0:
+		prev, err = s.stream.GetMsg(ctx, a.Expected)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: predecessor on %s: %w", subject, err)
+	}
+	if prev != nil {
+		if prev.Subject != subject {
+			return nil, spa.ErrConcurrentChange
+		}
+		h := sha256.Sum256(prev.Data)
+		a.Record.PrevHash = h[:]
+	}
+	data, err := codec.MarshalRecord(a.Record)
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	msg.Header.Set(HeaderEventType, spa.EventName(a.Record.Event))
+	h := sha256.Sum256(data)
+	msg.Header.Set(HeaderHash, hex.EncodeToString(h[:]))
+	return msg, nil
 }
 
 // ownAppend tells a retry of an append that succeeded (its acknowledgement
@@ -199,17 +245,12 @@ func (s *Store) AppendBatch(ctx context.Context, batch []spa.Append) ([]uint64, 
 	}
 	id := nuid.Next()
 	for i, b := range batch {
-		data, err := codec.MarshalRecord(b.Record)
+		msg, err := s.message(ctx, &b)
 		if err != nil {
 			return nil, err
 		}
-		msg := nats.NewMsg(SubjectOf(spa.AggregateOf(b.Record.Event), b.Record.AggregateID))
-		msg.Data = data
-		msg.Header.Set(HeaderEventType, spa.EventName(b.Record.Event))
 		msg.Header.Set(jetstream.MsgIDHeader, b.Record.EventID)
-		if b.Guard {
-			msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(b.Expected, 10))
-		}
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(b.Expected, 10))
 		msg.Header.Set(headerBatchID, id)
 		msg.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
 		last := i == len(batch)-1

@@ -2,6 +2,8 @@ package jetstream_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"sync"
 	"testing"
@@ -38,7 +40,7 @@ func record(id string, e spa.Event) spa.Record {
 
 func TestAppendLoad(t *testing.T) {
 	t.Parallel()
-	store, _ := newStore(t)
+	store, js := newStore(t)
 	ctx := context.Background()
 	a, b := spa.ReferralIDFor("request-aaaa"), spa.ReferralIDFor("request-bbbb")
 
@@ -68,6 +70,20 @@ func TestAppendLoad(t *testing.T) {
 	}
 	if last != expected {
 		t.Errorf("last = %d, want %d", last, expected)
+	}
+	// The second event links to the first's stored bytes.
+	stream, err := js.Stream(ctx, jetstream.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.GetMsg(ctx, want[0].Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(first.Data)
+	want[1].PrevHash = h[:]
+	if hex.EncodeToString(h[:]) != first.Header.Get(jetstream.HeaderHash) {
+		t.Errorf("Spa-Hash header %q, want %x", first.Header.Get(jetstream.HeaderHash), h)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("load (-want +got):\n%s", diff)

@@ -316,7 +316,10 @@ type Record struct {
 	CausationID   string
 	CorrelationID string
 	PolicyVersion string
-	Event         Event
+	// PrevHash is the SHA-256 of the stored bytes of the previous event on
+	// the same subject (nil for the first); the event store sets it.
+	PrevHash []byte
+	Event    Event
 }
 
 // Referral is the state of one referral, rebuilt from its events.

@@ -107,6 +107,9 @@ type Envelope struct {
 	CorrelationId string `protobuf:"bytes,8,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	// Version of the routing policy that decided it; empty for facts.
 	PolicyVersion string `protobuf:"bytes,9,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// SHA-256 of the stored bytes of the previous event on the same subject;
+	// empty for the first. The events of a subject form a hash chain.
+	PrevHash []byte `protobuf:"bytes,10,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*Envelope_ReferralSubmitted
@@ -221,6 +224,13 @@ func (x *Envelope) GetPolicyVersion() string {
 		return x.PolicyVersion
 	}
 	return ""
+}
+
+func (x *Envelope) GetPrevHash() []byte {
+	if x != nil {
+		return x.PrevHash
+	}
+	return nil
 }
 
 func (x *Envelope) GetPayload() isEnvelope_Payload {
@@ -478,8 +488,15 @@ func (*Envelope_ClockAlerted) isEnvelope_Payload() {}
 type StoredEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// JetStream stream sequence.
-	Sequence      uint64    `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Envelope      *Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Sequence uint64    `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Envelope *Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// The subject it is stored on, e.g. "spa.referral.ref-...".
+	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The stored bytes (the encoded envelope), when asked for: what the hash
+	// chain covers.
+	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// SHA-256 of data, as recorded in the event's Spa-Hash header.
+	Hash          []byte `protobuf:"bytes,5,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -524,6 +541,27 @@ func (x *StoredEvent) GetSequence() uint64 {
 func (x *StoredEvent) GetEnvelope() *Envelope {
 	if x != nil {
 		return x.Envelope
+	}
+	return nil
+}
+
+func (x *StoredEvent) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *StoredEvent) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *StoredEvent) GetHash() []byte {
+	if x != nil {
+		return x.Hash
 	}
 	return nil
 }
@@ -1527,7 +1565,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x10\n" +
 	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"\xae\f\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\xcb\f\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\x05R\rschemaVersion\x12!\n" +
@@ -1539,7 +1577,9 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x05actor\x18\x06 \x01(\v2\r.spa.v1.ActorR\x05actor\x12!\n" +
 	"\fcausation_id\x18\a \x01(\tR\vcausationId\x12%\n" +
 	"\x0ecorrelation_id\x18\b \x01(\tR\rcorrelationId\x12%\n" +
-	"\x0epolicy_version\x18\t \x01(\tR\rpolicyVersion\x12J\n" +
+	"\x0epolicy_version\x18\t \x01(\tR\rpolicyVersion\x12\x1b\n" +
+	"\tprev_hash\x18\n" +
+	" \x01(\fR\bprevHash\x12J\n" +
 	"\x12referral_submitted\x18\x14 \x01(\v2\x19.spa.v1.ReferralSubmittedH\x00R\x11referralSubmitted\x12a\n" +
 	"\x1bcriteria_to_reside_recorded\x18\x15 \x01(\v2 .spa.v1.CriteriaToResideRecordedH\x00R\x18criteriaToResideRecorded\x12W\n" +
 	"\x17infection_test_recorded\x18\x16 \x01(\v2\x1d.spa.v1.InfectionTestRecordedH\x00R\x15infectionTestRecorded\x12J\n" +
@@ -1557,10 +1597,13 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x11capacity_reserved\x18! \x01(\v2\x18.spa.v1.CapacityReservedH\x00R\x10capacityReserved\x12G\n" +
 	"\x11capacity_released\x18\" \x01(\v2\x18.spa.v1.CapacityReleasedH\x00R\x10capacityReleased\x12;\n" +
 	"\rclock_alerted\x18# \x01(\v2\x14.spa.v1.ClockAlertedH\x00R\fclockAlertedB\t\n" +
-	"\apayload\"W\n" +
+	"\apayload\"\x99\x01\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
-	"\benvelope\x18\x02 \x01(\v2\x10.spa.v1.EnvelopeR\benvelope\"\x97\x01\n" +
+	"\benvelope\x18\x02 \x01(\v2\x10.spa.v1.EnvelopeR\benvelope\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
+	"\x04hash\x18\x05 \x01(\fR\x04hash\"\x97\x01\n" +
 	"\x11ReferralSubmitted\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x121\n" +
