@@ -78,7 +78,7 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		}}
 	case spa.AssignmentStatusChanged:
 		env.Payload = &spav1.Envelope_AssignmentStatusChanged{AssignmentStatusChanged: &spav1.AssignmentStatusChanged{
-			AssignmentId: e.AssignmentID, Status: spav1.TaskStatus(e.Status), Reason: e.Reason,
+			AssignmentId: e.AssignmentID, Status: spav1.TaskStatus(e.Status), Reason: e.Reason, ProviderOds: e.ProviderODS,
 		}}
 	case spa.PatientLeftHospital:
 		env.Payload = &spav1.Envelope_PatientLeftHospital{PatientLeftHospital: &spav1.PatientLeftHospital{LeftAt: timestamp(e.LeftAt)}}
@@ -171,7 +171,7 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		rec.Event = spa.OfferMade{AssignmentID: e.GetAssignmentId(), ProviderODS: e.GetProviderOds(), Service: spa.Service(e.GetService()), Inputs: nilIfEmptyMap(e.GetInputs())}
 	case *spav1.Envelope_AssignmentStatusChanged:
 		e := p.AssignmentStatusChanged
-		rec.Event = spa.AssignmentStatusChanged{AssignmentID: e.GetAssignmentId(), Status: spa.TaskStatus(e.GetStatus()), Reason: e.GetReason()}
+		rec.Event = spa.AssignmentStatusChanged{AssignmentID: e.GetAssignmentId(), Status: spa.TaskStatus(e.GetStatus()), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}
 	case *spav1.Envelope_PatientLeftHospital:
 		rec.Event = spa.PatientLeftHospital{LeftAt: timeOf(p.PatientLeftHospital.GetLeftAt())}
 	case *spav1.Envelope_CapacityReserved:

@@ -58,7 +58,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		spa.HoldReleased{Reason: spa.HoldReasonHousing, Note: "flat found"},
 		spa.AwaitingCapacity{Service: spa.ServiceCareHomeBed, Borough: "Bromley"},
 		spa.OfferMade{AssignmentID: "ref-7btv6dkkq64y5tep-a1", ProviderODS: "VLAXL", Service: spa.ServiceCareHomeBed, Inputs: map[string]string{"candidates": "VLAXL"}},
-		spa.AssignmentStatusChanged{AssignmentID: "ref-7btv6dkkq64y5tep-a1", Status: spa.TaskRejected, Reason: "full"},
+		spa.AssignmentStatusChanged{AssignmentID: "ref-7btv6dkkq64y5tep-a1", Status: spa.TaskRejected, Reason: "full", ProviderODS: "VLAXL"},
 		spa.PatientLeftHospital{LeftAt: at},
 		spa.CapacityReserved{Service: spa.ServiceCareHomeBed, ReferralID: "ref-7btv6dkkq64y5tep", AssignmentID: "ref-7btv6dkkq64y5tep-a1"},
 		spa.CapacityReleased{Service: spa.ServiceCareHomeBed, ReferralID: "ref-7btv6dkkq64y5tep", AssignmentID: "ref-7btv6dkkq64y5tep-a1", Reason: "declined"},

@@ -29,6 +29,8 @@ const (
 	// HeaderEventType carries the event's type name so that readers can
 	// filter without decoding the payload.
 	HeaderEventType = "Spa-Event-Type"
+	// HeaderProvider names the provider an event is addressed to or about.
+	HeaderProvider = "Spa-Provider"
 )
 
 // Subjects lists the subjects the event stream captures: one per aggregate,
@@ -198,6 +200,9 @@ func (s *Store) message(ctx context.Context, a *spa.Append) (*nats.Msg, error) {
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	msg.Header.Set(HeaderEventType, spa.EventName(a.Record.Event))
+	if p := spa.ProviderOf(a.Record); p != "" {
+		msg.Header.Set(HeaderProvider, p)
+	}
 	h := sha256.Sum256(data)
 	msg.Header.Set(HeaderHash, hex.EncodeToString(h[:]))
 	return msg, nil

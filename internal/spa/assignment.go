@@ -147,6 +147,7 @@ type AssignmentStatusChanged struct {
 	AssignmentID string
 	Status       TaskStatus
 	Reason       string
+	ProviderODS  string
 }
 
 // PatientLeftHospital: the hospital reports the patient left.
@@ -244,7 +245,7 @@ func DecideTransition(r Referral, c TransitionAssignment, _ time.Time) (Change, 
 	if !containsStatus(allowed, c.To) {
 		return Change{}, Errorf(KindFailedPrecondition, "assignment %s is %s; it cannot become %s", a.ID, a.Status, c.To)
 	}
-	ch := Change{Event: AssignmentStatusChanged{AssignmentID: a.ID, Status: c.To, Reason: c.Reason}}
+	ch := Change{Event: AssignmentStatusChanged{AssignmentID: a.ID, Status: c.To, Reason: c.Reason, ProviderODS: a.ProviderODS}}
 	if c.To.ended() && a.holdsUnit() {
 		ch.ProviderODS = a.ProviderODS
 		ch.Provider = CapacityReleased{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID, Reason: c.To.String() + ": " + c.Reason}
@@ -355,4 +356,20 @@ type Append struct {
 	// Guard is set (0: the aggregate must have no events).
 	Expected uint64
 	Guard    bool
+}
+
+// ProviderOf returns the provider an event is addressed to or about, or ""
+// for none: the provider of an offer or an assignment's change, or the
+// provider whose own event it is (rec.AggregateID for provider events).
+func ProviderOf(rec Record) string {
+	switch e := rec.Event.(type) {
+	case OfferMade:
+		return e.ProviderODS
+	case AssignmentStatusChanged:
+		return e.ProviderODS
+	}
+	if AggregateOf(rec.Event) == AggregateProvider {
+		return rec.AggregateID
+	}
+	return ""
 }

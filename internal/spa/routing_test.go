@@ -211,7 +211,7 @@ func TestNextStepOffers(t *testing.T) {
 				ProviderODS: "VLAXM", Provider: CapacityReserved{Service: ServiceCareHomeBed, ReferralID: referralID, AssignmentID: a1}, GuardProvider: true}},
 		{name: "withdrawn with a live offer: cancelled, unit released", events: append(decided[:2:2],
 			OfferMade{AssignmentID: a1, ProviderODS: "NQR01", Service: home}, ReferralWithdrawn{Reason: WithdrawalReasonDied}),
-			want: Change{Event: AssignmentStatusChanged{AssignmentID: a1, Status: TaskCancelled, Reason: "referral withdrawn"},
+			want: Change{Event: AssignmentStatusChanged{AssignmentID: a1, Status: TaskCancelled, Reason: "referral withdrawn", ProviderODS: "NQR01"},
 				ProviderODS: "NQR01", Provider: CapacityReleased{Service: home, ReferralID: referralID, AssignmentID: a1, Reason: "cancelled: referral withdrawn"}}},
 	}
 	for _, tt := range tests {
@@ -284,7 +284,7 @@ func TestDecideTransition(t *testing.T) {
 				}
 				return
 			}
-			want := Change{Event: AssignmentStatusChanged{AssignmentID: a1, Status: tt.to, Reason: tt.reason}}
+			want := Change{Event: AssignmentStatusChanged{AssignmentID: a1, Status: tt.to, Reason: tt.reason, ProviderODS: "NQR01"}}
 			if tt.release != "" {
 				rel := release(tt.release)
 				want.ProviderODS, want.Provider = rel.ProviderODS, rel.Provider

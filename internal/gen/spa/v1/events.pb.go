@@ -1232,7 +1232,9 @@ type AssignmentStatusChanged struct {
 	AssignmentId string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
 	Status       TaskStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=spa.v1.TaskStatus" json:"status,omitempty"`
 	// Required for rejected, failed and cancelled.
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The provider the assignment is addressed to.
+	ProviderOds   string `protobuf:"bytes,4,opt,name=provider_ods,json=providerOds,proto3" json:"provider_ods,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1284,6 +1286,13 @@ func (x *AssignmentStatusChanged) GetStatus() TaskStatus {
 func (x *AssignmentStatusChanged) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *AssignmentStatusChanged) GetProviderOds() string {
+	if x != nil {
+		return x.ProviderOds
 	}
 	return ""
 }
@@ -1655,11 +1664,12 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x06inputs\x18\x04 \x03(\v2\x1d.spa.v1.OfferMade.InputsEntryR\x06inputs\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
 	"\x17AssignmentStatusChanged\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12*\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.spa.v1.TaskStatusR\x06status\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"J\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
+	"\fprovider_ods\x18\x04 \x01(\tR\vproviderOds\"J\n" +
 	"\x13PatientLeftHospital\x123\n" +
 	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\x83\x01\n" +
 	"\x10CapacityReserved\x12)\n" +
