@@ -14,16 +14,17 @@ import (
 
 // serverConfig is spa-server's validated configuration.
 type serverConfig struct {
-	Listen        string
-	DataDir       string
-	NATSURL       string
-	NATSListen    string
-	Worker        bool
-	WorkerConfig  worker.Config
-	NoSync        bool
-	Reflection    bool
-	Replicas      int
-	ShutdownGrace time.Duration
+	Listen         string
+	DataDir        string
+	NATSURL        string
+	NATSListen     string
+	Worker         bool
+	WorkerConfig   worker.Config
+	NoSync         bool
+	Reflection     bool
+	Replicas       int
+	ShutdownGrace  time.Duration
+	WatchHeartbeat time.Duration
 }
 
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (serverConfig, error) {
@@ -41,6 +42,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	fs.BoolVar(&c.Reflection, "reflection", true, "serve gRPC server reflection (for grpcurl)")
 	fs.IntVar(&c.Replicas, "replicas", 1, "event stream replicas (3 on a NATS cluster)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "how long in-flight calls may run after SIGTERM")
+	fs.DurationVar(&c.WatchHeartbeat, "watch-heartbeat", 10*time.Second, "how often an idle WatchAssignments stream gets a heartbeat")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return c, err
 	}
@@ -65,6 +67,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	}
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("--shutdown-grace must be positive"))
+	}
+	if c.WatchHeartbeat <= 0 {
+		errs = append(errs, errors.New("--watch-heartbeat must be positive"))
 	}
 	var err error
 	if c.WorkerConfig, err = wf.Config(c.DataDir, time.Now()); err != nil {

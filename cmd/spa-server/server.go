@@ -55,17 +55,22 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	if err != nil {
 		return err
 	}
+	access, err := store.NewAccessLog(ctx)
+	if err != nil {
+		return err
+	}
 	reads := worker.NewClient(nc)
-	application := app.New(store, reads)
+	application := app.New(store, reads, app.WithAudit(store, access))
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)))
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)), grpc.ChainStreamInterceptor(rpc.StreamErrorInterceptor(log)))
 	spav1.RegisterReferralServiceServer(srv, rpc.NewReferrals(application))
 	spav1.RegisterProviderServiceServer(srv, rpc.NewProviders(application))
-	spav1.RegisterAssignmentServiceServer(srv, rpc.NewAssignments(application))
+	spav1.RegisterAssignmentServiceServer(srv, rpc.NewAssignments(application, cfg.WatchHeartbeat))
+	spav1.RegisterAuditServiceServer(srv, rpc.NewAudit(application))
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	for _, name := range services {
@@ -120,6 +125,7 @@ var services = []string{
 	spav1.ReferralService_ServiceDesc.ServiceName,
 	spav1.ProviderService_ServiceDesc.ServiceName,
 	spav1.AssignmentService_ServiceDesc.ServiceName,
+	spav1.AuditService_ServiceDesc.ServiceName,
 }
 
 // gracefulStop lets in-flight calls finish, up to grace, then cuts them.

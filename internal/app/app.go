@@ -37,10 +37,34 @@ type ReadModel interface {
 	ListAssignments(ctx context.Context, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error)
 }
 
-// Meta is who sent a command, the piece of work it belongs to, and when.
+// EventLog reads the event log as stored.
+type EventLog interface {
+	// Replay calls fn for every stored event matching f, in log order, up
+	// to the log's end when it started.
+	Replay(ctx context.Context, f spa.EventFilter, fn func(spa.StoredEvent) error) error
+	// Watch calls fn for every event addressed to provider after sequence
+	// after, as appended, and with an empty event (a heartbeat carrying the
+	// last sequence seen) every interval without one; until ctx ends.
+	Watch(ctx context.Context, provider string, after uint64, interval time.Duration, fn func(spa.StoredEvent) error) error
+}
+
+// AccessLog records who read which referral's data.
+type AccessLog interface {
+	// Record appends one record per referral, durably, before returning.
+	Record(ctx context.Context, actor spa.Actor, purpose, method string, at time.Time, referralIDs []string) error
+	// List returns a referral's access records, oldest first.
+	List(ctx context.Context, referralID string) ([]*spav1.AccessRecord, error)
+}
+
+// Meta is who sent a command or query, the piece of work it belongs to,
+// why, and when.
 type Meta struct {
 	Actor         spa.Actor
 	CorrelationID string
+	// Purpose is why patient data is read ("direct-care", "audit"), and
+	// Method the call that reads it; both go in the access log.
+	Purpose string
+	Method  string
 	// OccurredAt is the command's business time when the client states
 	// one (a delayed or migrated record); zero means now. It decides the
 	// policy in force and is the events' occurred-at.
@@ -66,6 +90,8 @@ func (m Meta) businessTime(now time.Time) (time.Time, error) {
 type App struct {
 	store       Store
 	reads       ReadModel
+	log         EventLog
+	access      AccessLog
 	now         func() time.Time
 	maxAttempts int
 }
@@ -75,6 +101,12 @@ type Option func(*App)
 
 // WithClock sets the clock used for business time (tests).
 func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now } }
+
+// WithAudit sets the event log that replays and watches read, and the
+// access log every read of patient data is recorded in.
+func WithAudit(log EventLog, access AccessLog) Option {
+	return func(a *App) { a.log, a.access = log, access }
+}
 
 // WithMaxAttempts sets how many times a command is decided again after a
 // concurrent change before the caller gets KindAborted (default 5).
@@ -173,4 +205,13 @@ func one[S, C any](decide func(S, C, time.Time) (spa.Event, error), c C) func(S,
 		e, err := decide(s, c, now)
 		return spa.Change{Event: e}, err
 	}
+}
+
+// recordAccess records that meta's caller read these referrals' data. It
+// is called before the data is returned, so that no read goes unrecorded.
+func (a *App) recordAccess(ctx context.Context, meta Meta, referralIDs ...string) error {
+	if a.access == nil || len(referralIDs) == 0 {
+		return nil
+	}
+	return a.access.Record(ctx, meta.Actor, meta.Purpose, meta.Method, a.now(), referralIDs)
 }

@@ -8,9 +8,14 @@ import (
 )
 
 // GetReferral returns a referral's state and history from the read model.
-func (a *App) GetReferral(ctx context.Context, req *spav1.GetReferralRequest) (*spav1.GetReferralResponse, error) {
+// The read is recorded in the access log.
+func (a *App) GetReferral(ctx context.Context, meta Meta, req *spav1.GetReferralRequest) (*spav1.GetReferralResponse, error) {
 	if err := spa.ValidateGet(req.GetReferralId()); err != nil {
 		return nil, err
 	}
-	return a.reads.GetReferral(ctx, req)
+	res, err := a.reads.GetReferral(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return res, a.recordAccess(ctx, meta, req.GetReferralId())
 }

@@ -2,15 +2,27 @@ package app
 
 import (
 	"context"
+	"slices"
 
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/spa"
 )
 
-// ListAssignments returns a provider's assignments from the read model.
-func (a *App) ListAssignments(ctx context.Context, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error) {
+// ListAssignments returns a provider's assignments from the read model;
+// the referrals they belong to are recorded in the access log.
+func (a *App) ListAssignments(ctx context.Context, meta Meta, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error) {
 	if err := spa.ValidateAssignmentQuery(req.GetProviderOds(), spa.TaskStatus(req.GetStatus())); err != nil {
 		return nil, err
 	}
-	return a.reads.ListAssignments(ctx, req)
+	res, err := a.reads.ListAssignments(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, as := range res.GetAssignments() {
+		if !slices.Contains(ids, as.GetReferralId()) {
+			ids = append(ids, as.GetReferralId())
+		}
+	}
+	return res, a.recordAccess(ctx, meta, ids...)
 }

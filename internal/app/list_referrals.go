@@ -7,10 +7,19 @@ import (
 	spav1 "spa/internal/gen/spa/v1"
 )
 
-// ListReferrals returns a page of the board from the read model.
-func (a *App) ListReferrals(ctx context.Context, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error) {
+// ListReferrals returns a page of the board from the read model; each row
+// read is recorded in the access log.
+func (a *App) ListReferrals(ctx context.Context, meta Meta, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error) {
 	if _, _, err := codec.ListQueryFromProto(req).Validate(); err != nil {
 		return nil, err
 	}
-	return a.reads.ListReferrals(ctx, req)
+	res, err := a.reads.ListReferrals(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(res.GetReferrals()))
+	for i, r := range res.GetReferrals() {
+		ids[i] = r.GetReferralId()
+	}
+	return res, a.recordAccess(ctx, meta, ids...)
 }

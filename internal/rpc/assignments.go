@@ -2,6 +2,9 @@ package rpc
 
 import (
 	"context"
+	"time"
+
+	"google.golang.org/grpc"
 
 	"spa/internal/app"
 	spav1 "spa/internal/gen/spa/v1"
@@ -11,14 +14,37 @@ import (
 // Assignments implements spav1.AssignmentServiceServer on the application.
 type Assignments struct {
 	spav1.UnimplementedAssignmentServiceServer
-	app *app.App
+	app       *app.App
+	heartbeat time.Duration
 }
 
 var _ spav1.AssignmentServiceServer = (*Assignments)(nil)
 
-// NewAssignments returns the AssignmentService. Register it together with
-// ErrorInterceptor.
-func NewAssignments(a *app.App) *Assignments { return &Assignments{app: a} }
+// NewAssignments returns the AssignmentService; watchers get a heartbeat
+// every heartbeat without events. Register it together with the error
+// interceptors.
+func NewAssignments(a *app.App, heartbeat time.Duration) *Assignments {
+	return &Assignments{app: a, heartbeat: heartbeat}
+}
+
+// WatchAssignments implements spav1.AssignmentServiceServer.
+func (s *Assignments) WatchAssignments(req *spav1.WatchAssignmentsRequest, stream grpc.ServerStreamingServer[spav1.WatchAssignmentsResponse]) error {
+	ctx := stream.Context()
+	m, err := meta(ctx)
+	if err != nil {
+		return err
+	}
+	return s.app.WatchAssignments(ctx, m, req.GetProviderOds(), req.GetAfterSequence(), s.heartbeat, func(e spa.StoredEvent) error {
+		if e.Data == nil {
+			return stream.Send(&spav1.WatchAssignmentsResponse{Cursor: e.Sequence, Heartbeat: true})
+		}
+		se, err := storedEvent(e, false)
+		if err != nil {
+			return err
+		}
+		return stream.Send(&spav1.WatchAssignmentsResponse{Cursor: e.Sequence, Event: se})
+	})
+}
 
 func (s *Assignments) transition(ctx context.Context, id string, to spa.TaskStatus, reason string) (uint64, error) {
 	return command(ctx, s.app.TransitionAssignment, spa.TransitionAssignment{AssignmentID: id, To: to, Reason: reason})
@@ -56,5 +82,5 @@ func (s *Assignments) UpdateAssignmentStatus(ctx context.Context, req *spav1.Upd
 
 // ListAssignments implements spav1.AssignmentServiceServer.
 func (s *Assignments) ListAssignments(ctx context.Context, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error) {
-	return s.app.ListAssignments(ctx, req)
+	return query(ctx, s.app.ListAssignments, req)
 }

@@ -100,12 +100,12 @@ func (s *Referrals) RecordPatientLeft(ctx context.Context, req *spav1.RecordPati
 
 // GetReferral implements spav1.ReferralServiceServer.
 func (s *Referrals) GetReferral(ctx context.Context, req *spav1.GetReferralRequest) (*spav1.GetReferralResponse, error) {
-	return s.app.GetReferral(ctx, req)
+	return query(ctx, s.app.GetReferral, req)
 }
 
 // ListReferrals implements spav1.ReferralServiceServer.
 func (s *Referrals) ListReferrals(ctx context.Context, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error) {
-	return s.app.ListReferrals(ctx, req)
+	return query(ctx, s.app.ListReferrals, req)
 }
 
 // command runs a command that answers with a sequence, as the caller in

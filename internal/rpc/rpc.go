@@ -26,6 +26,9 @@ const (
 	MetadataActorRole     = "spa-actor-role"
 	MetadataActorUser     = "spa-actor-user"
 	MetadataCorrelationID = "x-correlation-id"
+	// MetadataPurpose says why patient data is read ("direct-care",
+	// "audit"); it goes in the access log.
+	MetadataPurpose = "spa-purpose"
 )
 
 // meta reads the caller and correlation id from the request metadata.
@@ -37,15 +40,18 @@ func meta(ctx context.Context) (app.Meta, error) {
 		}
 		return ""
 	}
+	method, _ := grpc.Method(ctx)
 	m := app.Meta{
 		Actor:         spa.Actor{ODS: get(MetadataActorODS), Role: get(MetadataActorRole), User: get(MetadataActorUser)},
 		CorrelationID: get(MetadataCorrelationID),
+		Purpose:       get(MetadataPurpose),
+		Method:        method,
 	}
 	var vs []spa.Violation
 	if m.Actor.ODS != "" && !spa.IsODSCode(m.Actor.ODS) {
 		vs = append(vs, spa.Violation{Field: "metadata." + MetadataActorODS, Description: "must be an ODS code: 1-9 upper-case letters or digits"})
 	}
-	for _, kv := range [][2]string{{MetadataActorRole, m.Actor.Role}, {MetadataActorUser, m.Actor.User}, {MetadataCorrelationID, m.CorrelationID}} {
+	for _, kv := range [][2]string{{MetadataActorRole, m.Actor.Role}, {MetadataActorUser, m.Actor.User}, {MetadataCorrelationID, m.CorrelationID}, {MetadataPurpose, m.Purpose}} {
 		if len(kv[1]) > spa.MaxShortTextLen {
 			vs = append(vs, spa.Violation{Field: "metadata." + kv[0], Description: fmt.Sprintf("must be at most %d bytes", spa.MaxShortTextLen)})
 		}
@@ -109,4 +115,22 @@ func ErrorInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		resp, err := handler(ctx, req)
 		return resp, Status(log, info.FullMethod, err)
 	}
+}
+
+// StreamErrorInterceptor maps every streaming handler's error through
+// Status.
+func StreamErrorInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return Status(log, info.FullMethod, handler(srv, ss))
+	}
+}
+
+// query runs a query as the caller in the request metadata.
+func query[Req, Resp any](ctx context.Context, run func(context.Context, app.Meta, Req) (Resp, error), req Req) (Resp, error) {
+	m, err := meta(ctx)
+	if err != nil {
+		var zero Resp
+		return zero, err
+	}
+	return run(ctx, m, req)
 }

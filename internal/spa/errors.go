@@ -78,6 +78,8 @@ func (vs *violations) add(field, format string, args ...any) {
 	*vs = append(*vs, Violation{Field: field, Description: fmt.Sprintf(format, args...)})
 }
 
+func fieldIndex(field string, i int) string { return fmt.Sprintf("%s[%d]", field, i) }
+
 // err returns nil when nothing was collected, else a KindInvalid *Error.
 func (vs violations) err() error {
 	if len(vs) == 0 {

@@ -337,6 +337,9 @@ type Referral struct {
 	Withdrawn          bool
 	SubmittedAt        time.Time
 	UpdatedAt          time.Time
+	// FactsAt is the occurred-at of the last event other than a clock
+	// alert: the event time routing decides at.
+	FactsAt time.Time
 	// SubmittedSequence is the sequence of the ReferralSubmitted event.
 	SubmittedSequence uint64
 	// Version is the sequence of the last event applied.
@@ -374,6 +377,9 @@ func (r *Referral) Exists() bool { return r.SubmittedSequence != 0 }
 func (r *Referral) Apply(rec Record) {
 	r.Version = rec.Sequence
 	r.UpdatedAt = rec.OccurredAt
+	if _, alert := rec.Event.(ClockAlerted); !alert {
+		r.FactsAt = rec.OccurredAt
+	}
 	switch e := rec.Event.(type) {
 	case ReferralSubmitted:
 		r.ID = rec.AggregateID

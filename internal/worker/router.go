@@ -101,8 +101,8 @@ func (rt *Router) handle(ctx context.Context, msg jetstream.Msg) error {
 	switch e := rec.Event.(type) {
 	case spa.CapacityUpdated, spa.CapacityReleased, spa.ProviderRegistered:
 		return rt.routeWaiting(ctx, rec)
-	case spa.CapacityReserved:
-		return nil
+	case spa.CapacityReserved, spa.ClockAlerted:
+		return nil // nothing to route
 	default:
 		if spa.AggregateOf(e) == spa.AggregateReferral {
 			return rt.Route(ctx, rec.AggregateID, rec.OccurredAt)
@@ -149,7 +149,7 @@ func (rt *Router) Route(ctx context.Context, id string, at time.Time) error {
 		if err != nil {
 			return nil, err
 		}
-		stepAt := r.UpdatedAt
+		stepAt := r.FactsAt
 		if at.After(stepAt) {
 			stepAt = at
 		}

@@ -601,11 +601,127 @@ func (x *ListAssignmentsResponse) GetSequence() uint64 {
 	return 0
 }
 
+type WatchAssignmentsRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ProviderOds string                 `protobuf:"bytes,1,opt,name=provider_ods,json=providerOds,proto3" json:"provider_ods,omitempty"`
+	// The last cursor received; 0 starts from the beginning of the log.
+	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchAssignmentsRequest) Reset() {
+	*x = WatchAssignmentsRequest{}
+	mi := &file_spa_v1_assignment_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchAssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchAssignmentsRequest) ProtoMessage() {}
+
+func (x *WatchAssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_assignment_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchAssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*WatchAssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_spa_v1_assignment_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchAssignmentsRequest) GetProviderOds() string {
+	if x != nil {
+		return x.ProviderOds
+	}
+	return ""
+}
+
+func (x *WatchAssignmentsRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+type WatchAssignmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream sequence this item brings the watcher to.
+	Cursor uint64 `protobuf:"varint,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The event; empty on a heartbeat.
+	Event *StoredEvent `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// True for a heartbeat sent while nothing is addressed to the provider.
+	Heartbeat     bool `protobuf:"varint,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchAssignmentsResponse) Reset() {
+	*x = WatchAssignmentsResponse{}
+	mi := &file_spa_v1_assignment_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchAssignmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchAssignmentsResponse) ProtoMessage() {}
+
+func (x *WatchAssignmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_assignment_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchAssignmentsResponse.ProtoReflect.Descriptor instead.
+func (*WatchAssignmentsResponse) Descriptor() ([]byte, []int) {
+	return file_spa_v1_assignment_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WatchAssignmentsResponse) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *WatchAssignmentsResponse) GetEvent() *StoredEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchAssignmentsResponse) GetHeartbeat() bool {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return false
+}
+
 var File_spa_v1_assignment_service_proto protoreflect.FileDescriptor
 
 const file_spa_v1_assignment_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fspa/v1/assignment_service.proto\x12\x06spa.v1\x1a\x15spa/v1/referral.proto\x1a\x1dspa/v1/referral_service.proto\"9\n" +
+	"\x1fspa/v1/assignment_service.proto\x12\x06spa.v1\x1a\x13spa/v1/events.proto\x1a\x15spa/v1/referral.proto\x1a\x1dspa/v1/referral_service.proto\"9\n" +
 	"\x12AcceptOfferRequest\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\"1\n" +
 	"\x13AcceptOfferResponse\x12\x1a\n" +
@@ -635,14 +751,22 @@ const file_spa_v1_assignment_service_proto_rawDesc = "" +
 	"\fmin_sequence\x18\x03 \x01(\x04R\vminSequence\"k\n" +
 	"\x17ListAssignmentsResponse\x124\n" +
 	"\vassignments\x18\x01 \x03(\v2\x12.spa.v1.AssignmentR\vassignments\x12\x1a\n" +
-	"\bsequence\x18\x02 \x01(\x04R\bsequence2\x82\x04\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\"c\n" +
+	"\x17WatchAssignmentsRequest\x12!\n" +
+	"\fprovider_ods\x18\x01 \x01(\tR\vproviderOds\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\"{\n" +
+	"\x18WatchAssignmentsResponse\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12)\n" +
+	"\x05event\x18\x02 \x01(\v2\x13.spa.v1.StoredEventR\x05event\x12\x1c\n" +
+	"\theartbeat\x18\x03 \x01(\bR\theartbeat2\xdb\x04\n" +
 	"\x11AssignmentService\x12F\n" +
 	"\vAcceptOffer\x12\x1a.spa.v1.AcceptOfferRequest\x1a\x1b.spa.v1.AcceptOfferResponse\x12I\n" +
 	"\fDeclineOffer\x12\x1b.spa.v1.DeclineOfferRequest\x1a\x1c.spa.v1.DeclineOfferResponse\x12@\n" +
 	"\tStartCare\x12\x18.spa.v1.StartCareRequest\x1a\x19.spa.v1.StartCareResponse\x12[\n" +
 	"\x12CompleteAssignment\x12!.spa.v1.CompleteAssignmentRequest\x1a\".spa.v1.CompleteAssignmentResponse\x12g\n" +
 	"\x16UpdateAssignmentStatus\x12%.spa.v1.UpdateAssignmentStatusRequest\x1a&.spa.v1.UpdateAssignmentStatusResponse\x12R\n" +
-	"\x0fListAssignments\x12\x1e.spa.v1.ListAssignmentsRequest\x1a\x1f.spa.v1.ListAssignmentsResponseB|\n" +
+	"\x0fListAssignments\x12\x1e.spa.v1.ListAssignmentsRequest\x1a\x1f.spa.v1.ListAssignmentsResponse\x12W\n" +
+	"\x10WatchAssignments\x12\x1f.spa.v1.WatchAssignmentsRequest\x1a .spa.v1.WatchAssignmentsResponse0\x01B|\n" +
 	"\n" +
 	"com.spa.v1B\x16AssignmentServiceProtoP\x01Z\x1dspa/internal/gen/spa/v1;spav1\xa2\x02\x03SXX\xaa\x02\x06Spa.V1\xca\x02\x06Spa\\V1\xe2\x02\x12Spa\\V1\\GPBMetadata\xea\x02\aSpa::V1b\x06proto3"
 
@@ -658,7 +782,7 @@ func file_spa_v1_assignment_service_proto_rawDescGZIP() []byte {
 	return file_spa_v1_assignment_service_proto_rawDescData
 }
 
-var file_spa_v1_assignment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_spa_v1_assignment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_spa_v1_assignment_service_proto_goTypes = []any{
 	(*AcceptOfferRequest)(nil),             // 0: spa.v1.AcceptOfferRequest
 	(*AcceptOfferResponse)(nil),            // 1: spa.v1.AcceptOfferResponse
@@ -672,30 +796,36 @@ var file_spa_v1_assignment_service_proto_goTypes = []any{
 	(*UpdateAssignmentStatusResponse)(nil), // 9: spa.v1.UpdateAssignmentStatusResponse
 	(*ListAssignmentsRequest)(nil),         // 10: spa.v1.ListAssignmentsRequest
 	(*ListAssignmentsResponse)(nil),        // 11: spa.v1.ListAssignmentsResponse
-	(TaskStatus)(0),                        // 12: spa.v1.TaskStatus
-	(*Assignment)(nil),                     // 13: spa.v1.Assignment
+	(*WatchAssignmentsRequest)(nil),        // 12: spa.v1.WatchAssignmentsRequest
+	(*WatchAssignmentsResponse)(nil),       // 13: spa.v1.WatchAssignmentsResponse
+	(TaskStatus)(0),                        // 14: spa.v1.TaskStatus
+	(*Assignment)(nil),                     // 15: spa.v1.Assignment
+	(*StoredEvent)(nil),                    // 16: spa.v1.StoredEvent
 }
 var file_spa_v1_assignment_service_proto_depIdxs = []int32{
-	12, // 0: spa.v1.UpdateAssignmentStatusRequest.status:type_name -> spa.v1.TaskStatus
-	12, // 1: spa.v1.ListAssignmentsRequest.status:type_name -> spa.v1.TaskStatus
-	13, // 2: spa.v1.ListAssignmentsResponse.assignments:type_name -> spa.v1.Assignment
-	0,  // 3: spa.v1.AssignmentService.AcceptOffer:input_type -> spa.v1.AcceptOfferRequest
-	2,  // 4: spa.v1.AssignmentService.DeclineOffer:input_type -> spa.v1.DeclineOfferRequest
-	4,  // 5: spa.v1.AssignmentService.StartCare:input_type -> spa.v1.StartCareRequest
-	6,  // 6: spa.v1.AssignmentService.CompleteAssignment:input_type -> spa.v1.CompleteAssignmentRequest
-	8,  // 7: spa.v1.AssignmentService.UpdateAssignmentStatus:input_type -> spa.v1.UpdateAssignmentStatusRequest
-	10, // 8: spa.v1.AssignmentService.ListAssignments:input_type -> spa.v1.ListAssignmentsRequest
-	1,  // 9: spa.v1.AssignmentService.AcceptOffer:output_type -> spa.v1.AcceptOfferResponse
-	3,  // 10: spa.v1.AssignmentService.DeclineOffer:output_type -> spa.v1.DeclineOfferResponse
-	5,  // 11: spa.v1.AssignmentService.StartCare:output_type -> spa.v1.StartCareResponse
-	7,  // 12: spa.v1.AssignmentService.CompleteAssignment:output_type -> spa.v1.CompleteAssignmentResponse
-	9,  // 13: spa.v1.AssignmentService.UpdateAssignmentStatus:output_type -> spa.v1.UpdateAssignmentStatusResponse
-	11, // 14: spa.v1.AssignmentService.ListAssignments:output_type -> spa.v1.ListAssignmentsResponse
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	14, // 0: spa.v1.UpdateAssignmentStatusRequest.status:type_name -> spa.v1.TaskStatus
+	14, // 1: spa.v1.ListAssignmentsRequest.status:type_name -> spa.v1.TaskStatus
+	15, // 2: spa.v1.ListAssignmentsResponse.assignments:type_name -> spa.v1.Assignment
+	16, // 3: spa.v1.WatchAssignmentsResponse.event:type_name -> spa.v1.StoredEvent
+	0,  // 4: spa.v1.AssignmentService.AcceptOffer:input_type -> spa.v1.AcceptOfferRequest
+	2,  // 5: spa.v1.AssignmentService.DeclineOffer:input_type -> spa.v1.DeclineOfferRequest
+	4,  // 6: spa.v1.AssignmentService.StartCare:input_type -> spa.v1.StartCareRequest
+	6,  // 7: spa.v1.AssignmentService.CompleteAssignment:input_type -> spa.v1.CompleteAssignmentRequest
+	8,  // 8: spa.v1.AssignmentService.UpdateAssignmentStatus:input_type -> spa.v1.UpdateAssignmentStatusRequest
+	10, // 9: spa.v1.AssignmentService.ListAssignments:input_type -> spa.v1.ListAssignmentsRequest
+	12, // 10: spa.v1.AssignmentService.WatchAssignments:input_type -> spa.v1.WatchAssignmentsRequest
+	1,  // 11: spa.v1.AssignmentService.AcceptOffer:output_type -> spa.v1.AcceptOfferResponse
+	3,  // 12: spa.v1.AssignmentService.DeclineOffer:output_type -> spa.v1.DeclineOfferResponse
+	5,  // 13: spa.v1.AssignmentService.StartCare:output_type -> spa.v1.StartCareResponse
+	7,  // 14: spa.v1.AssignmentService.CompleteAssignment:output_type -> spa.v1.CompleteAssignmentResponse
+	9,  // 15: spa.v1.AssignmentService.UpdateAssignmentStatus:output_type -> spa.v1.UpdateAssignmentStatusResponse
+	11, // 16: spa.v1.AssignmentService.ListAssignments:output_type -> spa.v1.ListAssignmentsResponse
+	13, // 17: spa.v1.AssignmentService.WatchAssignments:output_type -> spa.v1.WatchAssignmentsResponse
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_assignment_service_proto_init() }
@@ -703,6 +833,7 @@ func file_spa_v1_assignment_service_proto_init() {
 	if File_spa_v1_assignment_service_proto != nil {
 		return
 	}
+	file_spa_v1_events_proto_init()
 	file_spa_v1_referral_proto_init()
 	file_spa_v1_referral_service_proto_init()
 	type x struct{}
@@ -711,7 +842,7 @@ func file_spa_v1_assignment_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_assignment_service_proto_rawDesc), len(file_spa_v1_assignment_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

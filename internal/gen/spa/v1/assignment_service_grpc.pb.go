@@ -25,6 +25,7 @@ const (
 	AssignmentService_CompleteAssignment_FullMethodName     = "/spa.v1.AssignmentService/CompleteAssignment"
 	AssignmentService_UpdateAssignmentStatus_FullMethodName = "/spa.v1.AssignmentService/UpdateAssignmentStatus"
 	AssignmentService_ListAssignments_FullMethodName        = "/spa.v1.AssignmentService/ListAssignments"
+	AssignmentService_WatchAssignments_FullMethodName       = "/spa.v1.AssignmentService/WatchAssignments"
 )
 
 // AssignmentServiceClient is the client API for AssignmentService service.
@@ -56,6 +57,12 @@ type AssignmentServiceClient interface {
 	UpdateAssignmentStatus(ctx context.Context, in *UpdateAssignmentStatusRequest, opts ...grpc.CallOption) (*UpdateAssignmentStatusResponse, error)
 	// ListAssignments returns a provider's assignments, newest first.
 	ListAssignments(ctx context.Context, in *ListAssignmentsRequest, opts ...grpc.CallOption) (*ListAssignmentsResponse, error)
+	// WatchAssignments streams the assignment events addressed to a provider
+	// (offers, its own and the SPA's changes, cancellations) that come after
+	// the cursor, in log order, then new ones as they happen. Every item and
+	// heartbeat carries the cursor to resume from after a disconnect: no gap,
+	// nothing before it repeated.
+	WatchAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchAssignmentsResponse], error)
 }
 
 type assignmentServiceClient struct {
@@ -126,6 +133,25 @@ func (c *assignmentServiceClient) ListAssignments(ctx context.Context, in *ListA
 	return out, nil
 }
 
+func (c *assignmentServiceClient) WatchAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchAssignmentsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AssignmentService_ServiceDesc.Streams[0], AssignmentService_WatchAssignments_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchAssignmentsRequest, WatchAssignmentsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AssignmentService_WatchAssignmentsClient = grpc.ServerStreamingClient[WatchAssignmentsResponse]
+
 // AssignmentServiceServer is the server API for AssignmentService service.
 // All implementations must embed UnimplementedAssignmentServiceServer
 // for forward compatibility.
@@ -155,6 +181,12 @@ type AssignmentServiceServer interface {
 	UpdateAssignmentStatus(context.Context, *UpdateAssignmentStatusRequest) (*UpdateAssignmentStatusResponse, error)
 	// ListAssignments returns a provider's assignments, newest first.
 	ListAssignments(context.Context, *ListAssignmentsRequest) (*ListAssignmentsResponse, error)
+	// WatchAssignments streams the assignment events addressed to a provider
+	// (offers, its own and the SPA's changes, cancellations) that come after
+	// the cursor, in log order, then new ones as they happen. Every item and
+	// heartbeat carries the cursor to resume from after a disconnect: no gap,
+	// nothing before it repeated.
+	WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[WatchAssignmentsResponse]) error
 	mustEmbedUnimplementedAssignmentServiceServer()
 }
 
@@ -182,6 +214,9 @@ func (UnimplementedAssignmentServiceServer) UpdateAssignmentStatus(context.Conte
 }
 func (UnimplementedAssignmentServiceServer) ListAssignments(context.Context, *ListAssignmentsRequest) (*ListAssignmentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAssignments not implemented")
+}
+func (UnimplementedAssignmentServiceServer) WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[WatchAssignmentsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchAssignments not implemented")
 }
 func (UnimplementedAssignmentServiceServer) mustEmbedUnimplementedAssignmentServiceServer() {}
 func (UnimplementedAssignmentServiceServer) testEmbeddedByValue()                           {}
@@ -312,6 +347,17 @@ func _AssignmentService_ListAssignments_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AssignmentService_WatchAssignments_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchAssignmentsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AssignmentServiceServer).WatchAssignments(m, &grpc.GenericServerStream[WatchAssignmentsRequest, WatchAssignmentsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AssignmentService_WatchAssignmentsServer = grpc.ServerStreamingServer[WatchAssignmentsResponse]
+
 // AssignmentService_ServiceDesc is the grpc.ServiceDesc for AssignmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -344,6 +390,12 @@ var AssignmentService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AssignmentService_ListAssignments_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchAssignments",
+			Handler:       _AssignmentService_WatchAssignments_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "spa/v1/assignment_service.proto",
 }

@@ -1,0 +1,45 @@
+package app
+
+import (
+	"context"
+	"strings"
+
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+// ReplayEvents calls fn with every stored event matching f, in log order.
+// Before the first event of each referral reaches fn, the read is recorded
+// in the access log.
+func (a *App) ReplayEvents(ctx context.Context, meta Meta, f spa.EventFilter, fn func(spa.StoredEvent) error) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	return a.log.Replay(ctx, f, func(e spa.StoredEvent) error {
+		if id := referralOfSubject(e.Subject); id != "" && !seen[id] {
+			seen[id] = true
+			if err := a.recordAccess(ctx, meta, id); err != nil {
+				return err
+			}
+		}
+		return fn(e)
+	})
+}
+
+// ListAccess returns who read a referral's data, oldest first.
+func (a *App) ListAccess(ctx context.Context, referralID string) ([]*spav1.AccessRecord, error) {
+	if err := spa.ValidateGet(referralID); err != nil {
+		return nil, err
+	}
+	return a.access.List(ctx, referralID)
+}
+
+// referralOfSubject returns the referral id of a referral subject, or "".
+func referralOfSubject(subject string) string {
+	id, ok := strings.CutPrefix(subject, "spa."+string(spa.AggregateReferral)+".")
+	if !ok {
+		return ""
+	}
+	return id
+}

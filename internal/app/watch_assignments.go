@@ -1,0 +1,26 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"spa/internal/spa"
+)
+
+// WatchAssignments calls fn with every event addressed to a provider after
+// sequence after, as it is appended, and with a heartbeat (an empty event
+// carrying the last sequence seen) every interval without one, until ctx
+// ends. Each delivery is recorded in the access log before fn sees it.
+func (a *App) WatchAssignments(ctx context.Context, meta Meta, provider string, after uint64, interval time.Duration, fn func(spa.StoredEvent) error) error {
+	if err := spa.ValidateAssignmentQuery(provider, 0); err != nil {
+		return err
+	}
+	return a.log.Watch(ctx, provider, after, interval, func(e spa.StoredEvent) error {
+		if id := referralOfSubject(e.Subject); id != "" {
+			if err := a.recordAccess(ctx, meta, id); err != nil {
+				return err
+			}
+		}
+		return fn(e)
+	})
+}

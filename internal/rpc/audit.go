@@ -1,0 +1,68 @@
+package rpc
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+
+	"spa/internal/app"
+	"spa/internal/codec"
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+// Audit implements spav1.AuditServiceServer on the application.
+type Audit struct {
+	spav1.UnimplementedAuditServiceServer
+	app *app.App
+}
+
+var _ spav1.AuditServiceServer = (*Audit)(nil)
+
+// NewAudit returns the AuditService. Register it together with the error
+// interceptors.
+func NewAudit(a *app.App) *Audit { return &Audit{app: a} }
+
+// ReplayEvents implements spav1.AuditServiceServer.
+func (s *Audit) ReplayEvents(req *spav1.ReplayEventsRequest, stream grpc.ServerStreamingServer[spav1.ReplayEventsResponse]) error {
+	ctx := stream.Context()
+	m, err := meta(ctx)
+	if err != nil {
+		return err
+	}
+	f := spa.EventFilter{
+		ReferralID: req.GetReferralId(), Provider: req.GetProviderOds(), Types: req.GetEventTypes(),
+		FromSeq: req.GetFromSequence(), ToSeq: req.GetToSequence(),
+		FromTime: timeOf(req.GetFromTime()), ToTime: timeOf(req.GetToTime()),
+	}
+	return s.app.ReplayEvents(ctx, m, f, func(e spa.StoredEvent) error {
+		se, err := storedEvent(e, req.GetIncludeData())
+		if err != nil {
+			return err
+		}
+		return stream.Send(&spav1.ReplayEventsResponse{Event: se})
+	})
+}
+
+// ListAccess implements spav1.AuditServiceServer.
+func (s *Audit) ListAccess(ctx context.Context, req *spav1.ListAccessRequest) (*spav1.ListAccessResponse, error) {
+	records, err := s.app.ListAccess(ctx, req.GetReferralId())
+	if err != nil {
+		return nil, err
+	}
+	return &spav1.ListAccessResponse{Records: records}, nil
+}
+
+// storedEvent converts a stored event for the API, with its bytes and hash
+// when asked.
+func storedEvent(e spa.StoredEvent, withData bool) (*spav1.StoredEvent, error) {
+	env, err := codec.UnmarshalEnvelope(e.Data)
+	if err != nil {
+		return nil, err
+	}
+	out := &spav1.StoredEvent{Sequence: e.Sequence, Envelope: env, Subject: e.Subject}
+	if withData {
+		out.Data, out.Hash = e.Data, e.Hash
+	}
+	return out, nil
+}

@@ -1,0 +1,66 @@
+package spa
+
+import "time"
+
+// StoredEvent is one event as the log holds it.
+type StoredEvent struct {
+	Sequence uint64
+	Subject  string
+	// Time is when the log stored it.
+	Time time.Time
+	Type string
+	// Provider is the provider it is addressed to or about, if any.
+	Provider string
+	// Data is the stored bytes (the encoded envelope).
+	Data []byte
+	// Hash is the SHA-256 of Data recorded when it was appended.
+	Hash []byte
+}
+
+// EventFilter selects stored events; zero fields match everything.
+type EventFilter struct {
+	ReferralID string
+	// Provider: events on the provider's subject and events addressed to
+	// it.
+	Provider         string
+	Types            []string
+	FromSeq, ToSeq   uint64
+	FromTime, ToTime time.Time
+}
+
+// Validate checks a filter.
+func (f EventFilter) Validate() error {
+	var vs violations
+	if f.ReferralID != "" && !IsReferralID(f.ReferralID) {
+		vs.add("referral_id", "is not a referral id (ref- and 16 characters)")
+	}
+	if f.Provider != "" && !IsODSCode(f.Provider) {
+		vs.add("provider_ods", "must be an ODS code: 1-9 upper-case letters or digits")
+	}
+	for i, t := range f.Types {
+		if _, ok := eventTypes[t]; !ok {
+			vs.add(fieldIndex("event_types", i), "is not an event type")
+		}
+	}
+	if f.ToSeq > 0 && f.FromSeq > f.ToSeq {
+		vs.add("to_sequence", "must not be before from_sequence")
+	}
+	if !f.FromTime.IsZero() && !f.ToTime.IsZero() && !f.FromTime.Before(f.ToTime) {
+		vs.add("to_time", "must be after from_time")
+	}
+	return vs.err()
+}
+
+// eventTypes are the persisted event type names.
+var eventTypes = func() map[string]bool {
+	m := map[string]bool{}
+	for _, e := range []Event{
+		ReferralSubmitted{}, CriteriaToResideRecorded{}, InfectionTestRecorded{}, ReferralWithdrawn{},
+		ProviderRegistered{}, CapacityUpdated{}, PathwayDecided{}, ReferralHeld{}, HoldReleased{},
+		AwaitingCapacity{}, OfferMade{}, AssignmentStatusChanged{}, PatientLeftHospital{},
+		CapacityReserved{}, CapacityReleased{}, ClockAlerted{},
+	} {
+		m[EventName(e)] = true
+	}
+	return m
+}()
