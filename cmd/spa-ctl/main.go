@@ -7,6 +7,7 @@
 //	spa-ctl assignments --provider X  show a provider's assignments
 //	spa-ctl accept|decline|start|complete ASSIGNMENT_ID
 //	spa-ctl demo                      load a sample borough: providers and referrals
+//	spa-ctl replay / timeline / verify / access-log   audit the log
 //	spa-ctl digest --nats-url URL     show a read model's digest
 //
 // Global flags come before the command: spa-ctl --addr host:port board.
@@ -50,6 +51,7 @@ var errUsage = errors.New("see usage above")
 type ctl struct {
 	client      spav1.ReferralServiceClient
 	providers   spav1.ProviderServiceClient
+	audit       spav1.AuditServiceClient
 	assignments spav1.AssignmentServiceClient
 	timeout     time.Duration
 	stdout      io.Writer
@@ -57,7 +59,7 @@ type ctl struct {
 	getenv      func(string) string
 }
 
-const usage = `usage: spa-ctl [--addr HOST:PORT] [--timeout D] [--as-ods ODS] COMMAND [ARGS]
+const usage = `usage: spa-ctl [--addr HOST:PORT] [--timeout D] [--as-ods ODS] [--purpose P] COMMAND [ARGS]
 
 commands:
   submit -f FILE [--request-id ID]   submit a referral; FILE is a SubmitReferralRequest in JSON
@@ -75,6 +77,13 @@ commands:
   decline ASSIGNMENT_ID --reason TEXT
                                      answer an offer as its provider would
   left REFERRAL_ID                   record that the patient left hospital
+  replay [--referral ID] [--provider ODS] [--type T,...] [--from T] [--to T]
+         [--from-seq N] [--to-seq N] [--data]
+                                     write the matching events as JSON lines
+  timeline REFERRAL_ID               one referral's history, for a person to read
+  verify [--file FILE]               check the log's hashes and links (or a file
+                                     written by replay --data); names the first break
+  access-log --referral ID           who read a referral's data, when and why
   demo                               register a sample borough's providers and submit
                                      referrals that exercise every pathway (idempotent)
   digest --nats-url URL              show a read model's digest and applied sequence
@@ -86,7 +95,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	addr := fs.String("addr", "127.0.0.1:50051", "spa-server gRPC address")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of each call")
-	asODS := fs.String("as-ods", "", "ODS code of the organisation you act for (recorded on events)")
+	asODS := fs.String("as-ods", "", "ODS code of the organisation you act for (recorded on events and in the access log)")
+	purpose := fs.String("purpose", "", "why you read patient data, e.g. direct-care or audit (recorded in the access log)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -110,9 +120,13 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	c.client = spav1.NewReferralServiceClient(conn)
 	c.providers = spav1.NewProviderServiceClient(conn)
 	c.assignments = spav1.NewAssignmentServiceClient(conn)
+	c.audit = spav1.NewAuditServiceClient(conn)
 	ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorRole, "spa-ctl")
 	if *asODS != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, *asODS)
+	}
+	if *purpose != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataPurpose, *purpose)
 	}
 	switch cmd {
 	case "submit":
@@ -131,6 +145,14 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return c.answer(ctx, cmd, rest)
 	case "left":
 		return c.left(ctx, rest)
+	case "replay":
+		return c.replay(ctx, rest)
+	case "timeline":
+		return c.timeline(ctx, rest)
+	case "verify":
+		return c.verify(ctx, rest)
+	case "access-log":
+		return c.accessLog(ctx, rest)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return errUsage

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"spa/internal/audit"
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
+)
+
+var jsonLine = protojson.MarshalOptions{}
+
+// replayRequest reads the replay filters shared by replay and verify.
+func (c *ctl) replayRequest(name string, args []string) (*spav1.ReplayEventsRequest, []string, error) {
+	fs := c.flags(name)
+	req := &spav1.ReplayEventsRequest{}
+	fs.StringVar(&req.ReferralId, "referral", "", "only this referral's events")
+	fs.StringVar(&req.ProviderOds, "provider", "", "only events on or addressed to this provider")
+	types := fs.String("type", "", "only these event types, comma separated (e.g. OfferMade,ClockAlerted)")
+	from := fs.String("from", "", "stored at or after this time (RFC 3339)")
+	to := fs.String("to", "", "stored before this time (RFC 3339)")
+	fs.Uint64Var(&req.FromSequence, "from-seq", 0, "from this sequence")
+	fs.Uint64Var(&req.ToSequence, "to-seq", 0, "up to this sequence")
+	fs.BoolVar(&req.IncludeData, "data", false, "include each event's stored bytes and hash (what verify checks)")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, errUsage
+	}
+	if *types != "" {
+		req.EventTypes = strings.Split(*types, ",")
+	}
+	for _, t := range []struct {
+		s   string
+		dst **timestamppb.Timestamp
+	}{{*from, &req.FromTime}, {*to, &req.ToTime}} {
+		if t.s == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339, t.s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %q is not an RFC 3339 time", name, t.s)
+		}
+		*t.dst = timestamppb.New(v)
+	}
+	return req, fs.Args(), nil
+}
+
+// replay streams events to fn.
+func (c *ctl) replayEach(ctx context.Context, req *spav1.ReplayEventsRequest, fn func(*spav1.StoredEvent) error) error {
+	stream, err := c.audit.ReplayEvents(ctx, req)
+	if err != nil {
+		return describe(err)
+	}
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return describe(err)
+		}
+		if err := fn(res.GetEvent()); err != nil {
+			return err
+		}
+	}
+}
+
+// replay writes the matching events as JSON lines.
+func (c *ctl) replay(ctx context.Context, args []string) error {
+	req, _, err := c.replayRequest("replay", args)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(c.stdout)
+	defer w.Flush()
+	return c.replayEach(ctx, req, func(e *spav1.StoredEvent) error {
+		b, err := jsonLine.Marshal(e)
+		if err != nil {
+			return err
+		}
+		w.Write(b)
+		return w.WriteByte('\n')
+	})
+}
+
+// verify checks the hash chains of the live log, or of a file written by
+// replay --data.
+func (c *ctl) verify(ctx context.Context, args []string) error {
+	fs := c.flags("verify")
+	file := fs.String("file", "", "check this JSON lines file (spa-ctl replay --data) instead of the live log")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	var chains audit.Chains
+	check := func(e *spav1.StoredEvent) error {
+		if b := chains.Check(spa.StoredEvent{Sequence: e.GetSequence(), Subject: e.GetSubject(), Data: e.GetData(), Hash: e.GetHash()}); b != nil {
+			return fmt.Errorf("verify: broken at %w", b)
+		}
+		return nil
+	}
+	var err error
+	if *file != "" {
+		err = eachLine(*file, check)
+	} else {
+		err = c.replayEach(ctx, &spav1.ReplayEventsRequest{IncludeData: true}, check)
+	}
+	if err != nil {
+		return err
+	}
+	events, subjects := chains.Counts()
+	fmt.Fprintf(c.stdout, "verified %d events on %d subjects: every hash and link intact\n", events, subjects)
+	return nil
+}
+
+func eachLine(path string, fn func(*spav1.StoredEvent) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for n := 1; sc.Scan(); n++ {
+		e := new(spav1.StoredEvent)
+		if err := protojson.Unmarshal(sc.Bytes(), e); err != nil {
+			return fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// timeline prints one referral's history for a person to read.
+func (c *ctl) timeline(ctx context.Context, args []string) error {
+	fs := c.flags("timeline")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("timeline: give one REFERRAL_ID")
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tWHEN (UK)\tWHO\tWHAT")
+	err := c.replayEach(ctx, &spav1.ReplayEventsRequest{ReferralId: fs.Arg(0)}, func(e *spav1.StoredEvent) error {
+		env := e.GetEnvelope()
+		who := strings.Trim(strings.Join([]string{env.GetActor().GetOds(), env.GetActor().GetRole(), env.GetActor().GetUser()}, " "), " ")
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.GetSequence(), env.GetOccurredAt().AsTime().In(ukTime()).Format("2006-01-02 15:04"), or(who, "-"), summary(env))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// summary describes an event in one line: its type and its fields.
+func summary(env *spav1.Envelope) string {
+	var name string
+	var parts []string
+	env.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.ContainingOneof() == nil {
+			return true
+		}
+		name = string(fd.Message().Name())
+		v.Message().Range(func(f protoreflect.FieldDescriptor, fv protoreflect.Value) bool {
+			if f.Name() == "details" {
+				parts = append(parts, "details given")
+				return true
+			}
+			s := fieldText(f, fv)
+			parts = append(parts, string(f.Name())+"="+s)
+			return true
+		})
+		return false
+	})
+	sort.Strings(parts)
+	if pv := env.GetPolicyVersion(); pv != "" {
+		parts = append(parts, "policy="+pv)
+	}
+	return name + " " + strings.Join(parts, " ")
+}
+
+func fieldText(f protoreflect.FieldDescriptor, v protoreflect.Value) string {
+	switch {
+	case f.IsMap():
+		var kv []string
+		v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+			kv = append(kv, k.String()+":"+mv.String())
+			return true
+		})
+		sort.Strings(kv)
+		return "{" + strings.Join(kv, ",") + "}"
+	case f.IsList():
+		var items []string
+		for i := range v.List().Len() {
+			items = append(items, fieldText(f, v.List().Get(i)))
+		}
+		return "[" + strings.Join(items, ",") + "]"
+	case f.Kind() == protoreflect.EnumKind:
+		if ev := f.Enum().Values().ByNumber(v.Enum()); ev != nil {
+			return strings.ToLower(string(ev.Name()))
+		}
+	case f.Kind() == protoreflect.MessageKind:
+		b, _ := protojson.Marshal(v.Message().Interface())
+		return string(b)
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+func ukTime() *time.Location {
+	if l, err := time.LoadLocation("Europe/London"); err == nil {
+		return l
+	}
+	return time.UTC
+}
+
+// accessLog lists who read a referral's data.
+func (c *ctl) accessLog(ctx context.Context, args []string) error {
+	fs := c.flags("access-log")
+	id := fs.String("referral", "", "the referral (required)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	var res *spav1.ListAccessResponse
+	if err := c.call(ctx, func(ctx context.Context) (err error) {
+		res, err = c.audit.ListAccess(ctx, &spav1.ListAccessRequest{ReferralId: *id})
+		return err
+	}); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN (UK)\tORGANISATION\tROLE\tUSER\tPURPOSE\tHOW")
+	for _, r := range res.GetRecords() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.GetAt().AsTime().In(ukTime()).Format("2006-01-02 15:04:05"),
+			or(r.GetActor().GetOds(), "-"), or(r.GetActor().GetRole(), "-"), or(r.GetActor().GetUser(), "-"), or(r.GetPurpose(), "-"), r.GetMethod())
+	}
+	return tw.Flush()
+}

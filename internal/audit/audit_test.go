@@ -1,0 +1,72 @@
+package audit
+
+import (
+	"crypto/sha256"
+	"strings"
+	"testing"
+	"time"
+
+	"spa/internal/codec"
+	"spa/internal/spa"
+)
+
+// chain builds n events alternating between two subjects, linked as the
+// event store links them.
+func chain(t *testing.T, n int) []spa.StoredEvent {
+	t.Helper()
+	var out []spa.StoredEvent
+	last := map[string][]byte{}
+	for i := range n {
+		id := []string{"ref-aaaaaaaaaaaaaaaa", "ref-bbbbbbbbbbbbbbbb"}[i%2]
+		rec := spa.Record{EventID: string(rune('a' + i)), AggregateID: id, OccurredAt: time.Unix(int64(i), 0), PrevHash: last[id],
+			Event: spa.InfectionTestRecorded{Test: spa.InfectionTest{Type: spa.TestTypePCR, TakenAt: time.Unix(int64(i), 0), Result: spa.TestResultNegative}}}
+		data, err := codec.MarshalRecord(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.Sum256(data)
+		last[id] = h[:]
+		out = append(out, spa.StoredEvent{Sequence: uint64(i + 1), Subject: "spa.referral." + id, Data: data, Hash: h[:]})
+	}
+	return out
+}
+
+func check(events []spa.StoredEvent) *Break {
+	var c Chains
+	for _, e := range events {
+		if b := c.Check(e); b != nil {
+			return b
+		}
+	}
+	return nil
+}
+
+func TestChains(t *testing.T) {
+	t.Parallel()
+	if b := check(chain(t, 10)); b != nil {
+		t.Fatalf("clean log: %v", b)
+	}
+	tests := []struct {
+		name   string
+		alter  func(es []spa.StoredEvent)
+		seq    uint64
+		reason string
+	}{
+		{"one byte of an event", func(es []spa.StoredEvent) { es[4].Data[len(es[4].Data)-3] ^= 1 }, 5, "do not match the hash"},
+		{"an event and its recorded hash", func(es []spa.StoredEvent) {
+			es[4].Data[len(es[4].Data)-3] ^= 1
+			h := sha256.Sum256(es[4].Data)
+			es[4].Hash = h[:]
+		}, 7, "previous event on its subject (sequence 5)"},
+		{"an event removed", func(es []spa.StoredEvent) { es[6] = es[5]; es[6].Sequence = 7 }, 7, "previous event"},
+		{"the last event of a subject", func(es []spa.StoredEvent) { es[9].Data[2] ^= 0x40 }, 10, "do not match the hash"},
+	}
+	for _, tt := range tests {
+		es := chain(t, 10)
+		tt.alter(es)
+		b := check(es)
+		if b == nil || b.Sequence != tt.seq || !strings.Contains(b.Reason, tt.reason) {
+			t.Errorf("%s: break %v, want sequence %d (%s)", tt.name, b, tt.seq, tt.reason)
+		}
+	}
+}
