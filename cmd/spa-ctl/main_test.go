@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -113,6 +114,45 @@ func TestCommands(t *testing.T) {
 	providers, _, err := run(t, addr, "providers", "--service", "hospice_bed")
 	if err != nil || !strings.Contains(providers, "Cedarwood Hospice") || strings.Contains(providers, "Elmwood") {
 		t.Fatalf("providers: %v\n%s", err, providers)
+	}
+
+	// Tamper evidence: the live log verifies, so does a copy, and a copy
+	// with one byte altered fails at that event.
+	if out, _, err := run(t, addr, "verify"); err != nil || !strings.Contains(out, "every hash and link intact") {
+		t.Fatalf("verify: %v %s", err, out)
+	}
+	dump, _, err := run(t, addr, "replay", "--data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(dump), "\n")
+	file := filepath.Join(t.TempDir(), "log.jsonl")
+	if err := os.WriteFile(file, []byte(dump), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := run(t, addr, "verify", "--file", file); err != nil || !strings.Contains(out, fmt.Sprintf("verified %d events", len(lines))) {
+		t.Fatalf("verify a copy: %v %s", err, out)
+	}
+	victim := new(spav1.StoredEvent)
+	if err := protojson.Unmarshal([]byte(lines[7]), victim); err != nil {
+		t.Fatal(err)
+	}
+	victim.Data[len(victim.Data)/2] ^= 0x01
+	altered, _ := protojson.Marshal(victim)
+	lines[7] = string(altered)
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, addr, "verify", "--file", file); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("broken at sequence %d ", victim.GetSequence())) {
+		t.Fatalf("verify an altered copy: %v, want a break at sequence %d", err, victim.GetSequence())
+	}
+	timeline, _, err := run(t, addr, "timeline", offers[0][:len(offers[0])-3])
+	if err != nil || !strings.Contains(timeline, "ReferralSubmitted") || !strings.Contains(timeline, "OfferMade") || !strings.Contains(timeline, "status=task_status_accepted") {
+		t.Fatalf("timeline: %v\n%s", err, timeline)
+	}
+	who, _, err := run(t, addr, "--as-ods", "RJZ30", "--purpose", "direct-care", "access-log", "--referral", offers[0][:len(offers[0])-3])
+	if err != nil || !strings.Contains(who, "ReplayEvents") {
+		t.Fatalf("access log: %v\n%s", err, who)
 	}
 
 	ready, summary, err := run(t, addr, "board", "--status", "not_ready", "--site", "rjz30")

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	spav1 "spa/internal/gen/spa/v1"
+)
+
+// watch reads a provider's stream after a cursor until stop says so or the
+// stream ends; it returns the events seen and the last cursor.
+func watch(ctx context.Context, c spav1.AssignmentServiceClient, ods string, after uint64, stop func(events int) bool) ([]*spav1.StoredEvent, uint64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.WatchAssignments(ctx, &spav1.WatchAssignmentsRequest{ProviderOds: ods, AfterSequence: after})
+	if err != nil {
+		return nil, after, err
+	}
+	var got []*spav1.StoredEvent
+	for !stop(len(got)) {
+		res, err := stream.Recv()
+		if err != nil {
+			return got, after, err
+		}
+		if res.GetCursor() < after {
+			return got, after, fmt.Errorf("cursor went back from %d to %d", after, res.GetCursor())
+		}
+		after = res.GetCursor()
+		if !res.GetHeartbeat() {
+			got = append(got, res.GetEvent())
+		}
+	}
+	return got, after, nil
+}
+
+func replayAll(t *testing.T, c spav1.AuditServiceClient, req *spav1.ReplayEventsRequest) []*spav1.StoredEvent {
+	t.Helper()
+	stream, err := c.ReplayEvents(callCtx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*spav1.StoredEvent
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.GetEvent())
+	}
+}
+
+// TestWatchResumes disconnects a provider's watcher again and again while
+// referrals are being submitted and routed to it; resuming from its last
+// cursor each time, it must see exactly the events addressed to it, in
+// order, none twice.
+func TestWatchResumes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir(), "--watch-heartbeat", "50ms", "--scheduler=false")
+	c := clientsOf(s)
+	audit := spav1.NewAuditServiceClient(s.conn)
+	addProvider(t, c, "NQR01", 1000, nil, spav1.Service_SERVICE_HOME_CARE_REABLEMENT)
+	const n = 60
+	done := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("watch-%04d", i), Referral: referral(i)}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	var seen []*spav1.StoredEvent
+	var cursor uint64
+	deadline := time.Now().Add(60 * time.Second)
+	for len(seen) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("saw %d offers of %d", len(seen), n)
+		}
+		// Take up to 7 events, then drop the connection.
+		got, next, err := watch(callCtx(t), c.assignments, "NQR01", cursor, func(k int) bool { return k >= 7 || len(seen)+k >= n })
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen, cursor = append(seen, got...), next
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var want []*spav1.StoredEvent
+	for _, e := range replayAll(t, audit, &spav1.ReplayEventsRequest{ProviderOds: "NQR01", EventTypes: []string{"OfferMade", "AssignmentStatusChanged"}}) {
+		if e.GetSequence() <= seen[len(seen)-1].GetSequence() {
+			want = append(want, e)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("watched %d events, the log has %d addressed to NQR01", len(seen), len(want))
+	}
+	for i := range seen {
+		if seen[i].GetSequence() != want[i].GetSequence() || !proto.Equal(seen[i].GetEnvelope(), want[i].GetEnvelope()) {
+			t.Fatalf("event %d: watched %d, log %d", i, seen[i].GetSequence(), want[i].GetSequence())
+		}
+	}
+}
+
+// TestManyWatchers has 200 providers watch at once; each gets exactly the
+// one offer addressed to it.
+func TestManyWatchers(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir(), "--watch-heartbeat", "200ms", "--scheduler=false")
+	c := clientsOf(s)
+	const n = 200
+	ods := func(i int) string { return fmt.Sprintf("W%04d", i) }
+	for i := range n {
+		addProvider(t, c, ods(i), 1, nil, spav1.Service_SERVICE_HOME_CARE_REABLEMENT)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			got, _, err := watch(ctx, c.assignments, ods(i), 0, func(k int) bool { return k >= 1 })
+			if err != nil {
+				errs <- fmt.Errorf("%s: %w", ods(i), err)
+				return
+			}
+			if o := got[0].GetEnvelope().GetOfferMade(); o == nil || o.GetProviderOds() != ods(i) {
+				errs <- fmt.Errorf("%s received %v", ods(i), got[0])
+			}
+		}()
+	}
+	for i := range n {
+		if _, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("many-%04d", i), Referral: referral(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestReplayAndAccessLog: a referral's replay equals what was appended (its
+// history as the read model holds it), and every read is in the access log.
+func TestReplayAndAccessLog(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir(), "--scheduler=false")
+	c := clientsOf(s)
+	audit := spav1.NewAuditServiceClient(s.conn)
+	addProvider(t, c, "NQR01", 5, nil, spav1.Service_SERVICE_HOME_CARE_REABLEMENT)
+	sub, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: "replay-test-1", Referral: referral(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitReferral(t, c, sub.GetReferralId(), "offered", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_OFFERED))
+	got := replayAll(t, audit, &spav1.ReplayEventsRequest{ReferralId: sub.GetReferralId()})
+	if len(got) != len(r.GetHistory()) {
+		t.Fatalf("replayed %d events, history has %d", len(got), len(r.GetHistory()))
+	}
+	for i, e := range got {
+		h := r.GetHistory()[i]
+		if e.GetSequence() != h.GetSequence() || !proto.Equal(e.GetEnvelope(), h.GetEnvelope()) {
+			t.Fatalf("event %d: replayed %v, appended %v", i, e, h)
+		}
+	}
+	if got[0].GetSequence() != sub.GetSequence() || got[0].GetEnvelope().GetReferralSubmitted().GetRequestId() != "replay-test-1" {
+		t.Fatalf("first event %v", got[0])
+	}
+	// Filters: by type, and by sequence range.
+	offers := replayAll(t, audit, &spav1.ReplayEventsRequest{ReferralId: sub.GetReferralId(), EventTypes: []string{"OfferMade"}})
+	if len(offers) != 1 || offers[0].GetEnvelope().GetOfferMade() == nil {
+		t.Fatalf("OfferMade only: %v", offers)
+	}
+	ranged := replayAll(t, audit, &spav1.ReplayEventsRequest{FromSequence: got[1].GetSequence(), ToSequence: got[1].GetSequence()})
+	if len(ranged) != 1 || ranged[0].GetSequence() != got[1].GetSequence() {
+		t.Fatalf("one sequence: %v", ranged)
+	}
+
+	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-actor-ods", "RJZ30", "spa-actor-role", "discharge-coordinator", "spa-purpose", "direct-care")
+	if _, err := c.referrals.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: sub.GetReferralId()}); err != nil {
+		t.Fatal(err)
+	}
+	access, err := audit.ListAccess(callCtx(t), &spav1.ListAccessRequest{ReferralId: sub.GetReferralId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var methods []string
+	for _, a := range access.GetRecords() {
+		methods = append(methods, a.GetMethod())
+	}
+	last := access.GetRecords()[len(access.GetRecords())-1]
+	if !slices.Contains(methods, "/spa.v1.AuditService/ReplayEvents") || last.GetMethod() != "/spa.v1.ReferralService/GetReferral" ||
+		last.GetActor().GetOds() != "RJZ30" || last.GetPurpose() != "direct-care" {
+		t.Fatalf("access log %v", access.GetRecords())
+	}
+}
