@@ -161,6 +161,43 @@ func (c *ctl) digest(ctx context.Context, args []string) error {
 	return nil
 }
 
+// rebuild asks the workers to rebuild their read models while serving.
+func (c *ctl) rebuild(ctx context.Context, args []string) error {
+	fs := c.flags("rebuild")
+	url := fs.String("nats-url", c.getenv("SPA_NATS_URL"), "NATS URL (env SPA_NATS_URL); in the all-in-one mode start spa-server with --nats-listen")
+	workers := fs.Int("workers", 1, "how many workers' answers to wait for (within --timeout)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *url == "" {
+		return fmt.Errorf("rebuild: --nats-url is required")
+	}
+	nc, err := jetstream.Dial(*url, "spa-ctl")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	res, err := worker.NewClient(nc).Rebuild(ctx, *workers)
+	if err != nil {
+		return describe(err)
+	}
+	failed := false
+	for _, r := range res {
+		if r.Error != "" {
+			failed = true
+			fmt.Fprintf(c.stdout, "%s: rebuild failed: %s\n", r.Worker, r.Error)
+			continue
+		}
+		fmt.Fprintf(c.stdout, "%s: rebuilt to sequence %d and swapped in\n  live    %s\n  rebuilt %s\n", r.Worker, r.Applied, r.Live, r.Rebuilt)
+	}
+	if failed {
+		return fmt.Errorf("rebuild: a worker kept its live model")
+	}
+	return nil
+}
+
 func (c *ctl) print(m proto.Message) error {
 	data, err := jsonOut.Marshal(m)
 	if err != nil {

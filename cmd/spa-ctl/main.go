@@ -87,6 +87,9 @@ commands:
   demo                               register a sample borough's providers and submit
                                      referrals that exercise every pathway (idempotent)
   digest --nats-url URL              show a read model's digest and applied sequence
+  rebuild --nats-url URL [--workers N]
+                                     rebuild every worker's read model from sequence 1
+                                     while it serves, and swap it in if digests agree
 `
 
 func realMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -109,8 +112,11 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	c := &ctl{timeout: *timeout, stdout: stdout, stderr: stderr, getenv: getenv}
-	if cmd == "digest" {
+	switch cmd {
+	case "digest":
 		return c.digest(ctx, rest)
+	case "rebuild":
+		return c.rebuild(ctx, rest)
 	}
 	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

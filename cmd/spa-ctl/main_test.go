@@ -19,20 +19,16 @@ import (
 )
 
 // startServer builds spa-server and runs it all-in-one on a free port in a
-// temporary data directory; it is stopped when the test ends.
-func startServer(t *testing.T) string {
+// temporary data directory, its NATS also on a free port; it is stopped
+// when the test ends. It returns both addresses.
+func startServer(t *testing.T) (string, string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "spa-server")
 	if out, err := exec.Command("go", "build", "-o", bin, "spa/cmd/spa-server").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	srv := exec.Command(bin, "--listen", addr, "--data-dir", t.TempDir())
+	addr, natsAddr := freeAddr(t), freeAddr(t)
+	srv := exec.Command(bin, "--listen", addr, "--data-dir", t.TempDir(), "--nats-listen", natsAddr)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -41,13 +37,23 @@ func startServer(t *testing.T) string {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, _, err := run(t, addr, "board"); err == nil {
-			return addr
+			return addr, "nats://" + natsAddr
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("spa-server did not answer in 30s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 func run(t *testing.T, addr string, args ...string) (stdout, stderr string, err error) {
@@ -63,7 +69,7 @@ func TestCommands(t *testing.T) {
 		t.Skip("builds and runs spa-server")
 	}
 	t.Parallel()
-	addr := startServer(t)
+	addr, natsURL := startServer(t)
 
 	out, _, err := run(t, addr, "demo")
 	if err != nil {
@@ -153,6 +159,16 @@ func TestCommands(t *testing.T) {
 	who, _, err := run(t, addr, "--as-ods", "RJZ30", "--purpose", "direct-care", "access-log", "--referral", offers[0][:len(offers[0])-3])
 	if err != nil || !strings.Contains(who, "ReplayEvents") {
 		t.Fatalf("access log: %v\n%s", err, who)
+	}
+
+	// Rebuild while serving: the digests agree and the swap happens.
+	rebuilt, _, err := run(t, addr, "rebuild", "--nats-url", natsURL)
+	if err != nil || !strings.Contains(rebuilt, "swapped in") {
+		t.Fatalf("rebuild: %v\n%s", err, rebuilt)
+	}
+	lines = strings.Split(rebuilt, "\n")
+	if len(lines) < 3 || strings.Fields(lines[1])[1] != strings.Fields(lines[2])[1] {
+		t.Fatalf("rebuild digests differ:\n%s", rebuilt)
 	}
 
 	ready, summary, err := run(t, addr, "board", "--status", "not_ready", "--site", "rjz30")

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,10 @@ type Entry struct {
 // Model is the read model. Its methods are safe for concurrent use; Apply
 // must be called by one goroutine (the projector) at a time.
 type Model struct {
+	path string
+	// swap guards db: read-locked by every use, write-locked only to swap
+	// in a rebuilt file.
+	swap    sync.RWMutex
 	db      *bbolt.DB
 	applied atomic.Uint64
 
@@ -60,7 +65,7 @@ func Open(path string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	m := &Model{db: db, changed: make(chan struct{})}
+	m := &Model{path: path, db: db, changed: make(chan struct{})}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -80,7 +85,18 @@ func Open(path string) (*Model, error) {
 }
 
 // Close closes the file.
-func (m *Model) Close() error { return m.db.Close() }
+func (m *Model) Close() error {
+	m.swap.Lock()
+	defer m.swap.Unlock()
+	return m.db.Close()
+}
+
+// view runs fn in a read transaction on the current file.
+func (m *Model) view(fn func(tx *bbolt.Tx) error) error {
+	m.swap.RLock()
+	defer m.swap.RUnlock()
+	return m.db.View(fn)
+}
 
 // Applied returns the last stream sequence applied.
 func (m *Model) Applied() uint64 { return m.applied.Load() }
@@ -93,6 +109,8 @@ func (m *Model) Apply(entries []Entry) error {
 		return nil
 	}
 	var last uint64
+	m.swap.RLock()
+	defer m.swap.RUnlock()
 	err := m.db.Update(func(tx *bbolt.Tx) error {
 		applied := binary.BigEndian.Uint64(orZero(tx.Bucket(bucketMeta).Get(keyApplied)))
 		last = applied
@@ -219,7 +237,7 @@ type Stored struct {
 func (m *Model) Get(id string) (spa.Referral, []Stored, error) {
 	var r spa.Referral
 	var hist []Stored
-	err := m.db.View(func(tx *bbolt.Tx) error {
+	err := m.view(func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketReferrals).Get([]byte(id))
 		if v == nil {
 			return ErrNotFound
@@ -254,7 +272,7 @@ func (f Filter) match(r spa.Referral) bool {
 // starting after the board position after (0: from the start). next is the
 // position to pass to get the following page, 0 when there is none.
 func (m *Model) List(f Filter, after uint64, limit int) (rows []spa.Referral, next uint64, err error) {
-	err = m.db.View(func(tx *bbolt.Tx) error {
+	err = m.view(func(tx *bbolt.Tx) error {
 		refs := tx.Bucket(bucketReferrals)
 		c := tx.Bucket(bucketBoard).Cursor()
 		var last uint64
@@ -287,7 +305,7 @@ type ProviderFilter struct {
 // Providers returns the providers matching f, by ODS code.
 func (m *Model) Providers(f ProviderFilter) ([]spa.Provider, error) {
 	var out []spa.Provider
-	err := m.db.View(func(tx *bbolt.Tx) error {
+	err := m.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketProviders).ForEach(func(_, v []byte) error {
 			var p spa.Provider
 			if err := json.Unmarshal(v, &p); err != nil {
@@ -312,7 +330,7 @@ type ProviderAssignment struct {
 // status status (0: any).
 func (m *Model) Assignments(providerODS string, status spa.TaskStatus) ([]ProviderAssignment, error) {
 	var out []ProviderAssignment
-	err := m.db.View(func(tx *bbolt.Tx) error {
+	err := m.view(func(tx *bbolt.Tx) error {
 		prefix := append([]byte(providerODS), 0)
 		refs := tx.Bucket(bucketReferrals)
 		c := tx.Bucket(bucketOffers).Cursor()
@@ -352,7 +370,7 @@ func (m *Model) Referrals() ([]spa.Referral, error) {
 
 func (m *Model) referrals(keep func(spa.Referral) bool) ([]spa.Referral, error) {
 	var out []spa.Referral
-	err := m.db.View(func(tx *bbolt.Tx) error {
+	err := m.view(func(tx *bbolt.Tx) error {
 		refs := tx.Bucket(bucketReferrals)
 		return tx.Bucket(bucketBoard).ForEach(func(_, id []byte) error {
 			var r spa.Referral
@@ -372,9 +390,15 @@ func (m *Model) referrals(keep func(spa.Referral) bool) ([]spa.Referral, error) 
 // and the applied sequence it covers. Two models that applied the same log
 // up to the same sequence have the same digest.
 func (m *Model) Digest() (string, uint64, error) {
+	m.swap.RLock()
+	defer m.swap.RUnlock()
+	return digest(m.db)
+}
+
+func digest(db *bbolt.DB) (string, uint64, error) {
 	h := sha256.New()
 	var applied uint64
-	err := m.db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx *bbolt.Tx) error {
 		applied = binary.BigEndian.Uint64(orZero(tx.Bucket(bucketMeta).Get(keyApplied)))
 		for _, name := range allBuckets {
 			writeLen(h, name)
@@ -390,6 +414,83 @@ func (m *Model) Digest() (string, uint64, error) {
 		return nil
 	})
 	return hex.EncodeToString(h.Sum(nil)), applied, err
+}
+
+// Feed applies the log's events from sequence from to sequence to (both
+// inclusive) to model; a rebuild uses it to fill the new file.
+type Feed func(ctx context.Context, model *Model, from, to uint64) error
+
+// Rebuilt is the outcome of a rebuild: both digests at the sequence where
+// the new file was swapped in.
+type Rebuilt struct {
+	Applied uint64
+	Live    string
+	Rebuilt string
+}
+
+// Rebuild builds a new file from sequence 1 beside the live one, with feed,
+// while queries and the projection go on; then, for the moment it takes to
+// apply the last few events and compare, it holds them, and swaps the new
+// file in if its digest equals the live one's. A rebuild whose digest
+// differs is thrown away and reported as an error: the live file stays.
+func (m *Model) Rebuild(ctx context.Context, feed Feed) (Rebuilt, error) {
+	tmp := m.path + ".rebuild"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Rebuilt{}, fmt.Errorf("bolt: rebuild: %w", err)
+	}
+	n, err := Open(tmp)
+	if err != nil {
+		return Rebuilt{}, err
+	}
+	discard := func(err error) (Rebuilt, error) {
+		n.db.Close()
+		os.Remove(tmp)
+		return Rebuilt{}, err
+	}
+	// Catch up while the live model moves on, a few rounds at most.
+	for range 10 {
+		target := m.Applied()
+		if n.Applied() >= target {
+			break
+		}
+		if err := feed(ctx, n, n.Applied()+1, target); err != nil {
+			return discard(fmt.Errorf("bolt: rebuild: %w", err))
+		}
+	}
+	m.swap.Lock()
+	defer m.swap.Unlock()
+	target := m.applied.Load()
+	if n.Applied() < target {
+		if err := feed(ctx, n, n.Applied()+1, target); err != nil {
+			return discard(fmt.Errorf("bolt: rebuild: %w", err))
+		}
+	}
+	live, liveAt, err := digest(m.db)
+	if err != nil {
+		return discard(err)
+	}
+	rebuilt, rebuiltAt, err := digest(n.db)
+	if err != nil {
+		return discard(err)
+	}
+	out := Rebuilt{Applied: liveAt, Live: live, Rebuilt: rebuilt}
+	if live != rebuilt || liveAt != rebuiltAt {
+		_, err := discard(fmt.Errorf("bolt: rebuild differs from the live model at sequence %d (rebuilt to %d): kept the live one", liveAt, rebuiltAt))
+		return out, err
+	}
+	if err := m.db.Close(); err != nil {
+		return discard(err)
+	}
+	if err := os.Rename(tmp, m.path); err != nil {
+		// The live file is closed: reopen it rather than serve nothing.
+		db, oerr := bbolt.Open(m.path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+		if oerr == nil {
+			m.db = db
+		}
+		return discard(errors.Join(fmt.Errorf("bolt: rebuild: swap: %w", err), oerr))
+	}
+	m.db = n.db
+	return out, nil
 }
 
 func writeLen(h interface{ Write([]byte) (int, error) }, b []byte) {

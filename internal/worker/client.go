@@ -119,3 +119,33 @@ func (c *Client) request(ctx context.Context, subject string, data []byte) ([]by
 		return nil, fmt.Errorf("worker: %s answered %s: %s", subject, code, reply.Header.Get(micro.ErrorHeader))
 	}
 }
+
+// Rebuild asks every worker to rebuild its read model while serving, and
+// returns the answers that arrive before ctx ends or want have arrived.
+func (c *Client) Rebuild(ctx context.Context, want int) ([]Rebuilt, error) {
+	inbox := c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("worker: rebuild: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.nc.PublishRequest(SubjectRebuild, inbox, nil); err != nil {
+		return nil, fmt.Errorf("worker: rebuild: %w", err)
+	}
+	var out []Rebuilt
+	for len(out) < want {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if len(out) == 0 {
+				return nil, spa.Errorf(spa.KindUnavailable, "no worker answered the rebuild request")
+			}
+			return out, nil
+		}
+		var r Rebuilt
+		if err := json.Unmarshal(msg.Data, &r); err != nil {
+			return out, fmt.Errorf("worker: rebuild reply: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -31,7 +31,10 @@ const (
 	SubjectAssignments = "spa.readmodel.assignment.list"
 	SubjectStatus      = "spa.readmodel.status"
 	SubjectDigest      = "spa.readmodel.digest"
-	headerWaitUntil    = "Spa-Wait-Until"
+	// SubjectRebuild reaches every worker (no queue group): each rebuilds
+	// its own read model and answers with a Rebuilt.
+	SubjectRebuild  = "spa.readmodel.rebuild"
+	headerWaitUntil = "Spa-Wait-Until"
 
 	codeInvalid  = "400"
 	codeNotFound = "404"
@@ -50,8 +53,19 @@ type Status struct {
 	Digest  string `json:"digest,omitempty"`
 }
 
+// Rebuilt is a worker's answer on SubjectRebuild.
+type Rebuilt struct {
+	Worker  string `json:"worker"`
+	Applied uint64 `json:"applied"`
+	Live    string `json:"live_digest"`
+	Rebuilt string `json:"rebuilt_digest"`
+	Error   string `json:"error,omitempty"`
+}
+
 // queryService answers queries from one read model.
 type queryService struct {
+	id    string
+	feed  bolt.Feed
 	model *bolt.Model
 	sem   chan struct{}
 	wg    sync.WaitGroup
@@ -59,8 +73,8 @@ type queryService struct {
 
 // serveQueries registers the query endpoints on nc. stop unregisters them
 // and waits for queries in flight, so the model may then be closed.
-func serveQueries(nc *nats.Conn, model *bolt.Model) (stop func(), err error) {
-	q := &queryService{model: model, sem: make(chan struct{}, maxInFlight)}
+func serveQueries(nc *nats.Conn, id string, model *bolt.Model, feed bolt.Feed) (stop func(), err error) {
+	q := &queryService{id: id, feed: feed, model: model, sem: make(chan struct{}, maxInFlight)}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
@@ -85,6 +99,10 @@ func serveQueries(nc *nats.Conn, model *bolt.Model) (stop func(), err error) {
 			svc.Stop()
 			return nil, fmt.Errorf("worker: endpoint %s: %w", e.name, err)
 		}
+	}
+	if err := svc.AddEndpoint("rebuild", q.async(q.rebuild), micro.WithEndpointSubject(SubjectRebuild), micro.WithEndpointQueueGroupDisabled()); err != nil {
+		svc.Stop()
+		return nil, fmt.Errorf("worker: endpoint rebuild: %w", err)
 	}
 	return func() {
 		svc.Stop()
@@ -236,6 +254,16 @@ func (q *queryService) digest(req micro.Request) {
 		return
 	}
 	respondJSON(req, Status{Applied: applied, Digest: d})
+}
+
+// rebuild rebuilds this worker's read model while it serves.
+func (q *queryService) rebuild(req micro.Request) {
+	res, err := q.model.Rebuild(context.Background(), q.feed)
+	out := Rebuilt{Worker: q.id, Applied: res.Applied, Live: res.Live, Rebuilt: res.Rebuilt}
+	if err != nil {
+		out.Error = err.Error()
+	}
+	respondJSON(req, out)
 }
 
 func respond(req micro.Request, m proto.Message) {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"spa/internal/bolt"
+	"spa/internal/codec"
 	"spa/internal/jetstream"
 	"spa/internal/spa"
 )
@@ -82,7 +83,7 @@ func Run(ctx context.Context, nc *nats.Conn, store *jetstream.Store, cfg Config,
 		if err := model.WaitFor(gctx, target); err != nil {
 			return nil // stopping before catch-up
 		}
-		stop, err := serveQueries(nc, model)
+		stop, err := serveQueries(nc, cfg.ID, model, feedFrom(store))
 		if err != nil {
 			return err
 		}
@@ -98,4 +99,32 @@ func Run(ctx context.Context, nc *nats.Conn, store *jetstream.Store, cfg Config,
 		return fmt.Errorf("worker %s: %w", cfg.ID, err)
 	}
 	return nil
+}
+
+// feedFrom feeds a read model from the event log, a thousand events per
+// transaction.
+func feedFrom(store *jetstream.Store) bolt.Feed {
+	return func(ctx context.Context, m *bolt.Model, from, to uint64) error {
+		var batch []bolt.Entry
+		flush := func() error {
+			err := m.Apply(batch)
+			batch = batch[:0]
+			return err
+		}
+		err := store.Replay(ctx, spa.EventFilter{FromSeq: from, ToSeq: to}, func(e spa.StoredEvent) error {
+			rec, err := codec.UnmarshalRecord(e.Sequence, e.Data)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, bolt.Entry{Record: rec, Raw: e.Data})
+			if len(batch) == fetchBatch {
+				return flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return flush()
+	}
 }
