@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"spa/internal/audit"
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
 	"spa/internal/spa"
@@ -230,5 +232,54 @@ func TestAppendBatchIsAtomic(t *testing.T) {
 	dec := record(ref, spa.AssignmentStatusChanged{AssignmentID: spa.AssignmentIDFor(ref, 1), Status: spa.TaskRejected, Reason: "no carers"})
 	if _, err := store.AppendBatch(ctx, []spa.Append{{Record: dec, Expected: seqs[0], Guard: true}, {Record: rel}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMirrorKeepsTheChain mirrors the event stream, as an off-site copy
+// does, and checks that the copy's hash chains verify.
+func TestMirrorKeepsTheChain(t *testing.T) {
+	t.Parallel()
+	store, js := newStore(t)
+	ctx := context.Background()
+	var last uint64
+	id := spa.ReferralIDFor("request-mirror")
+	for i := range 5 {
+		rec := record(id, spa.InfectionTestRecorded{Test: spa.InfectionTest{Type: spa.TestTypePCR, TakenAt: time.Unix(int64(1700000000+i), 0).UTC(), Result: spa.TestResultNegative}})
+		rec.EventID = fmt.Sprint("mirror-", i)
+		seq, err := store.Append(ctx, rec, last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+	mirror, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "SPA_EVENTS_ARCHIVE", Storage: natsjs.FileStorage, DenyDelete: true, DenyPurge: true,
+		Mirror: &natsjs.StreamSource{Name: jetstream.StreamName}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := mirror.Info(ctx)
+		if err == nil && info.State.LastSeq == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror did not catch up: %v %v", info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var chains audit.Chains
+	for seq := uint64(1); seq <= last; seq++ {
+		m, err := mirror.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hash, _ := hex.DecodeString(m.Header.Get(jetstream.HeaderHash))
+		if b := chains.Check(spa.StoredEvent{Sequence: m.Sequence, Subject: m.Subject, Data: m.Data, Hash: hash}); b != nil {
+			t.Fatalf("mirror: %v", b)
+		}
+	}
+	if n, _ := chains.Counts(); n != int(last) {
+		t.Fatalf("checked %d events, want %d", n, last)
 	}
 }
