@@ -350,7 +350,7 @@ func TestInvalidInput(t *testing.T) {
 func TestHealthReflectionAndShutdown(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := startServer(t, "--data-dir", dir)
+	s := startServer(t, "--data-dir", dir, "--shutdown-grace", "1h", "--watch-heartbeat", "20ms")
 	ctx := callCtx(t)
 
 	stream, err := rpb.NewServerReflectionClient(s.conn).ServerReflectionInfo(ctx)
@@ -377,8 +377,31 @@ func TestHealthReflectionAndShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A provider's watch stream is open: shutdown ends it with UNAVAILABLE
+	// rather than wait for it (the grace period is an hour).
+	watchCtx, cancelWatch := context.WithCancel(ctx)
+	defer cancelWatch()
+	watcher, err := spav1.NewAssignmentServiceClient(s.conn).WatchAssignments(watchCtx, &spav1.WatchAssignmentsRequest{ProviderOds: "NQR01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watcher.Recv(); err != nil { // a heartbeat: the stream is up
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := watcher.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
 	if err := s.stop(); err != nil {
 		t.Fatalf("graceful shutdown: %v", err)
+	}
+	if err := <-ended; status.Code(err) != codes.Unavailable {
+		t.Fatalf("watch stream ended with %v, want Unavailable", err)
 	}
 	// Everything was closed cleanly: a new server on the same data directory
 	// opens the same files and still has the referral.

@@ -69,7 +69,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)), grpc.ChainStreamInterceptor(rpc.StreamErrorInterceptor(log)))
 	spav1.RegisterReferralServiceServer(srv, rpc.NewReferrals(application))
 	spav1.RegisterProviderServiceServer(srv, rpc.NewProviders(application))
-	spav1.RegisterAssignmentServiceServer(srv, rpc.NewAssignments(application, cfg.WatchHeartbeat))
+	stopping := make(chan struct{})
+	spav1.RegisterAssignmentServiceServer(srv, rpc.NewAssignments(application, cfg.WatchHeartbeat, stopping))
 	spav1.RegisterAuditServiceServer(srv, rpc.NewAudit(application))
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -108,6 +109,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		<-gctx.Done()
 		log.Info("shutting down")
 		healthSrv.Shutdown()
+		close(stopping) // end watch streams: they would hold GracefulStop
 		gracefulStop(srv, cfg.ShutdownGrace)
 		stopWorker()
 		return nil

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"spa/internal/app"
 	spav1 "spa/internal/gen/spa/v1"
@@ -16,25 +18,36 @@ type Assignments struct {
 	spav1.UnimplementedAssignmentServiceServer
 	app       *app.App
 	heartbeat time.Duration
+	stopping  <-chan struct{}
 }
 
 var _ spav1.AssignmentServiceServer = (*Assignments)(nil)
 
 // NewAssignments returns the AssignmentService; watchers get a heartbeat
-// every heartbeat without events. Register it together with the error
+// every heartbeat without events, and when stopping closes (the server is
+// shutting down) their streams end with UNAVAILABLE, so that they resume
+// from their cursor elsewhere. Register it together with the error
 // interceptors.
-func NewAssignments(a *app.App, heartbeat time.Duration) *Assignments {
-	return &Assignments{app: a, heartbeat: heartbeat}
+func NewAssignments(a *app.App, heartbeat time.Duration, stopping <-chan struct{}) *Assignments {
+	return &Assignments{app: a, heartbeat: heartbeat, stopping: stopping}
 }
 
 // WatchAssignments implements spav1.AssignmentServiceServer.
 func (s *Assignments) WatchAssignments(req *spav1.WatchAssignmentsRequest, stream grpc.ServerStreamingServer[spav1.WatchAssignmentsResponse]) error {
-	ctx := stream.Context()
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	m, err := meta(ctx)
 	if err != nil {
 		return err
 	}
-	return s.app.WatchAssignments(ctx, m, req.GetProviderOds(), req.GetAfterSequence(), s.heartbeat, func(e spa.StoredEvent) error {
+	err = s.app.WatchAssignments(ctx, m, req.GetProviderOds(), req.GetAfterSequence(), s.heartbeat, func(e spa.StoredEvent) error {
 		if e.Data == nil {
 			return stream.Send(&spav1.WatchAssignmentsResponse{Cursor: e.Sequence, Heartbeat: true})
 		}
@@ -44,6 +57,12 @@ func (s *Assignments) WatchAssignments(req *spav1.WatchAssignmentsRequest, strea
 		}
 		return stream.Send(&spav1.WatchAssignmentsResponse{Cursor: e.Sequence, Event: se})
 	})
+	select {
+	case <-s.stopping:
+		return status.Error(codes.Unavailable, "the server is shutting down; resume from your last cursor")
+	default:
+		return err
+	}
 }
 
 func (s *Assignments) transition(ctx context.Context, id string, to spa.TaskStatus, reason string) (uint64, error) {
