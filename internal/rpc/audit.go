@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"spa/internal/app"
 	"spa/internal/codec"
@@ -60,7 +61,7 @@ func storedEvent(e spa.StoredEvent, withData bool) (*spav1.StoredEvent, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &spav1.StoredEvent{Sequence: e.Sequence, Envelope: env, Subject: e.Subject}
+	out := &spav1.StoredEvent{Sequence: e.Sequence, Envelope: env, Subject: e.Subject, Type: e.Type, StoredAt: timestamppb.New(e.Time)}
 	if withData {
 		out.Data, out.Hash = e.Data, e.Hash
 	}

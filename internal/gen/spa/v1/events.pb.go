@@ -496,7 +496,11 @@ type StoredEvent struct {
 	// chain covers.
 	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	// SHA-256 of data, as recorded in the event's Spa-Hash header.
-	Hash          []byte `protobuf:"bytes,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	Hash []byte `protobuf:"bytes,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	// The event's type name, e.g. "OfferMade".
+	Type string `protobuf:"bytes,6,opt,name=type,proto3" json:"type,omitempty"`
+	// When the log stored it.
+	StoredAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=stored_at,json=storedAt,proto3" json:"stored_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -562,6 +566,20 @@ func (x *StoredEvent) GetData() []byte {
 func (x *StoredEvent) GetHash() []byte {
 	if x != nil {
 		return x.Hash
+	}
+	return nil
+}
+
+func (x *StoredEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *StoredEvent) GetStoredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StoredAt
 	}
 	return nil
 }
@@ -1606,13 +1624,15 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x11capacity_reserved\x18! \x01(\v2\x18.spa.v1.CapacityReservedH\x00R\x10capacityReserved\x12G\n" +
 	"\x11capacity_released\x18\" \x01(\v2\x18.spa.v1.CapacityReleasedH\x00R\x10capacityReleased\x12;\n" +
 	"\rclock_alerted\x18# \x01(\v2\x14.spa.v1.ClockAlertedH\x00R\fclockAlertedB\t\n" +
-	"\apayload\"\x99\x01\n" +
+	"\apayload\"\xe6\x01\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
 	"\benvelope\x18\x02 \x01(\v2\x10.spa.v1.EnvelopeR\benvelope\x12\x18\n" +
 	"\asubject\x18\x03 \x01(\tR\asubject\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
-	"\x04hash\x18\x05 \x01(\fR\x04hash\"\x97\x01\n" +
+	"\x04hash\x18\x05 \x01(\fR\x04hash\x12\x12\n" +
+	"\x04type\x18\x06 \x01(\tR\x04type\x127\n" +
+	"\tstored_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt\"\x97\x01\n" +
 	"\x11ReferralSubmitted\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x121\n" +
@@ -1766,32 +1786,33 @@ var file_spa_v1_events_proto_depIdxs = []int32{
 	17, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
 	18, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
 	1,  // 19: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
-	23, // 20: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
-	24, // 21: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
-	25, // 22: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
-	26, // 23: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
-	27, // 24: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
-	28, // 25: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
-	29, // 26: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
-	30, // 27: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
-	19, // 28: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
-	31, // 29: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
-	20, // 30: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
-	31, // 31: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
-	30, // 32: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
-	30, // 33: spa.v1.OfferMade.service:type_name -> spa.v1.Service
-	21, // 34: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
-	32, // 35: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
-	22, // 36: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
-	30, // 37: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
-	30, // 38: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
-	33, // 39: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
-	22, // 40: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	22, // 20: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
+	23, // 21: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
+	24, // 22: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
+	25, // 23: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
+	26, // 24: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
+	27, // 25: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
+	28, // 26: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
+	29, // 27: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
+	30, // 28: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
+	19, // 29: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
+	31, // 30: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
+	20, // 31: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
+	31, // 32: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
+	30, // 33: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
+	30, // 34: spa.v1.OfferMade.service:type_name -> spa.v1.Service
+	21, // 35: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
+	32, // 36: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
+	22, // 37: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
+	30, // 38: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
+	30, // 39: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
+	33, // 40: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
+	22, // 41: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
