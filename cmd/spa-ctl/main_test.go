@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 )
 
@@ -33,17 +34,11 @@ func startServer(t *testing.T) (string, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	// Poll until the board answers.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, _, err := run(t, addr, "board"); err == nil {
-			return addr, "nats://" + natsAddr
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("spa-server did not answer in 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	await.True(t, 30*time.Second, "spa-server answers", func() bool {
+		_, _, err := run(t, addr, "board")
+		return err == nil
+	})
+	return addr, "nats://" + natsAddr
 }
 
 func freeAddr(t *testing.T) string {
@@ -93,18 +88,14 @@ func TestCommands(t *testing.T) {
 	// The router offers the hospice patients to the hospice; its team
 	// accepts one and declines the other.
 	var offers []string
-	deadline := time.Now().Add(30 * time.Second)
-	for len(offers) < 2 {
+	await.True(t, 30*time.Second, "two offers to the hospice", func() bool {
 		out, _, err := run(t, addr, "assignments", "--provider", "hos10", "--status", "requested")
 		if err != nil {
 			t.Fatalf("assignments: %v", err)
 		}
 		offers = regexp.MustCompile(`ref-[a-z2-7]{16}-a1`).FindAllString(out, -1)
-		if time.Now().After(deadline) {
-			t.Fatalf("hospice offers: %s", out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(offers) >= 2
+	})
 	if out, _, err := run(t, addr, "accept", offers[0]); err != nil || !strings.Contains(out, "accepted") {
 		t.Fatalf("accept: %v %s", err, out)
 	}

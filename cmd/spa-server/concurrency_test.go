@@ -11,6 +11,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"spa/internal/await"
 	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
@@ -83,7 +84,7 @@ func TestTwoWorkersNeverOverAllocate(t *testing.T) {
 		}
 		return n
 	}
-	poll(t, 60*time.Second, "all referrals routed", func() bool {
+	await.True(t, 60*time.Second, "all referrals routed", func() bool {
 		return count(spav1.ReferralStatus_REFERRAL_STATUS_OFFERED)+count(spav1.ReferralStatus_REFERRAL_STATUS_AWAITING_CAPACITY) == referrals
 	})
 	if got := count(spav1.ReferralStatus_REFERRAL_STATUS_OFFERED); got != units {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/worker"
 )
@@ -61,18 +62,6 @@ func start(t *testing.T, name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// poll calls f until it returns true or the deadline passes.
-func poll(t *testing.T, within time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestExternalNATSWorkerKilled runs the system against a separately started
 // nats-server process, with spa-server taking commands (no worker inside)
 // and spa-worker as its own process. 1,000 referrals are submitted while the
@@ -92,7 +81,7 @@ func TestExternalNATSWorkerKilled(t *testing.T) {
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	start(t, natsBin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", t.TempDir())
 	var nc *nats.Conn
-	poll(t, 30*time.Second, "nats-server up", func() bool {
+	await.True(t, 30*time.Second, "nats-server up", func() bool {
 		var err error
 		nc, err = nats.Connect(natsURL)
 		return err == nil
@@ -160,7 +149,7 @@ func TestExternalNATSWorkerKilled(t *testing.T) {
 	w = runWorker()
 	submit(850)
 	// SIGTERM once the worker is past start-up and handles signals.
-	poll(t, 30*time.Second, "restarted worker answers", func() bool { return applied() > 0 })
+	await.True(t, 30*time.Second, "restarted worker answers", func() bool { return applied() > 0 })
 	t.Logf("worker stopped (SIGTERM) after 850 submissions; it had applied sequence %d", applied())
 	if err := w.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -220,7 +209,7 @@ func TestExternalNATSWorkerKilled(t *testing.T) {
 	}
 	var settled uint64
 	stable := 0
-	poll(t, 60*time.Second, "routing settled", func() bool {
+	await.True(t, 60*time.Second, "routing settled", func() bool {
 		last := streamLast()
 		if last == settled && applied() == last {
 			stable++
@@ -242,7 +231,7 @@ func TestExternalNATSWorkerKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	runWorker()
-	poll(t, 60*time.Second, "rebuilt model caught up", func() bool { return applied() >= live.Applied })
+	await.True(t, 60*time.Second, "rebuilt model caught up", func() bool { return applied() >= live.Applied })
 	rebuilt, err := reads.Digest(ctx)
 	if err != nil {
 		t.Fatal(err)

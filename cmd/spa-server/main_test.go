@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/spa"
 )
@@ -79,19 +80,12 @@ func startServer(t testing.TB, args ...string) *server {
 func waitServing(t testing.TB, conn *grpc.ClientConn) {
 	t.Helper()
 	hc := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	await.True(t, 30*time.Second, "health SERVING", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		res, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: spav1.ReferralService_ServiceDesc.ServiceName})
-		cancel()
-		if err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not SERVING after 30s: %v %v", res.GetStatus(), err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
 }
 
 func callCtx(t testing.TB) context.Context {

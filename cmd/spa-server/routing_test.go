@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 )
 
@@ -49,19 +49,15 @@ func addProvider(t testing.TB, c clients, ods string, units int32, adjust func(d
 // waitReferral polls a referral until cond holds or 30s pass.
 func waitReferral(t testing.TB, c clients, id string, what string, cond func(r *spav1.GetReferralResponse) bool) *spav1.GetReferralResponse {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var r *spav1.GetReferralResponse
+	await.True(t, 30*time.Second, id+" "+what, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r, err := c.referrals.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: id})
-		cancel()
-		if err == nil && cond(r) {
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s %s: not within 30s; last %v %v", id, what, r, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer cancel()
+		var err error
+		r, err = c.referrals.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: id})
+		return err == nil && cond(r)
+	})
+	return r
 }
 
 func hasStatus(st spav1.ReferralStatus) func(*spav1.GetReferralResponse) bool {
@@ -227,25 +223,19 @@ func TestRoutingScenarios(t *testing.T) {
 		waitReferral(t, c, queued, "offer cancelled", func(r *spav1.GetReferralResponse) bool {
 			return liveAssignment(r).GetStatus() == spav1.TaskStatus_TASK_STATUS_CANCELLED
 		})
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		await.True(t, 30*time.Second, "the withdrawn referral's bed freed", func() bool {
 			ps, err := c.providers.ListProviders(ctx, &spav1.ListProvidersRequest{Service: spav1.Service_SERVICE_STEP_DOWN_BED})
 			if err != nil {
 				t.Fatal(err)
 			}
-			free := map[string]int32{}
 			for _, p := range ps.GetProviders() {
 				for _, cp := range p.GetCapacity() {
-					free[p.GetDetails().GetOds()+fmt.Sprint(cp.GetService())] = cp.GetAvailableUnits()
+					if p.GetDetails().GetOds() == "NQR03" && cp.GetService() == spav1.Service_SERVICE_STEP_DOWN_BED {
+						return cp.GetAvailableUnits() == 1
+					}
 				}
 			}
-			if free["NQR03"+spav1.Service_SERVICE_STEP_DOWN_BED.String()] == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the withdrawn referral's bed was not freed: %v", free)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return false
+		})
 	})
 }

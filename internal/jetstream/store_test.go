@@ -14,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"spa/internal/audit"
+	"spa/internal/await"
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
 	"spa/internal/spa"
@@ -257,17 +258,10 @@ func TestMirrorKeepsTheChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	await.True(t, 30*time.Second, "mirror caught up", func() bool {
 		info, err := mirror.Info(ctx)
-		if err == nil && info.State.LastSeq == last {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mirror did not catch up: %v %v", info, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && info.State.LastSeq == last
+	})
 	var chains audit.Chains
 	for seq := uint64(1); seq <= last; seq++ {
 		m, err := mirror.GetMsg(ctx, seq)

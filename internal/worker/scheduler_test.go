@@ -13,6 +13,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"spa/internal/app"
+	"spa/internal/await"
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
 	"spa/internal/spa"
@@ -30,13 +31,7 @@ func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t
 
 func poll(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	await.True(t, 60*time.Second, what, f)
 }
 
 // TestSchedulerFailover runs two workers; the one holding the scheduler's
