@@ -18,6 +18,11 @@ import (
 // that each event prompts one router (JetStream spreads the messages).
 const RouterConsumer = "spa-router"
 
+// routerBatch bounds the prompts a router holds unacknowledged: those of a
+// router that dies wait for the consumer's ack wait before another takes
+// them.
+const routerBatch = 20
+
 // Router takes the routing steps of the domain's rules: for every referral
 // event, the referral's next step; for every change of a provider's
 // capacity, the next step of each referral waiting for capacity that the
@@ -47,7 +52,7 @@ func (rt *Router) Run(ctx context.Context) error {
 		Durable:       RouterConsumer,
 		Description:   "SPA router, shared by every worker",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		AckWait:       30 * time.Second,
 		MaxAckPending: 1000,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
@@ -56,7 +61,7 @@ func (rt *Router) Run(ctx context.Context) error {
 	}
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		batch, err := cons.Fetch(100, jetstream.FetchContext(fctx))
+		batch, err := cons.Fetch(routerBatch, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
 			if ctx.Err() == nil {
