@@ -250,3 +250,36 @@ func (c *ctl) accessLog(ctx context.Context, args []string) error {
 	}
 	return tw.Flush()
 }
+
+// watchFeed prints a provider's live feed, resuming after a cursor; each
+// line starts with the cursor to pass as --after next time.
+func (c *ctl) watchFeed(ctx context.Context, args []string) error {
+	fs := c.flags("watch")
+	provider := fs.String("provider", "", "the provider's ODS code (required)")
+	after := fs.Uint64("after", 0, "the last cursor seen; 0 starts from the beginning of the log")
+	beats := fs.Bool("heartbeats", false, "print heartbeats too")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	stream, err := c.assignments.WatchAssignments(ctx, &spav1.WatchAssignmentsRequest{ProviderOds: strings.ToUpper(*provider), AfterSequence: *after})
+	if err != nil {
+		return describe(err)
+	}
+	for {
+		res, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: the last cursor printed is where to resume
+			}
+			return describe(err)
+		}
+		if res.GetHeartbeat() {
+			if *beats {
+				fmt.Fprintf(c.stdout, "%d\theartbeat\n", res.GetCursor())
+			}
+			continue
+		}
+		env := res.GetEvent().GetEnvelope()
+		fmt.Fprintf(c.stdout, "%d\t%s\t%s\t%s\n", res.GetCursor(), env.GetOccurredAt().AsTime().In(ukTime()).Format("2006-01-02 15:04"), env.GetAggregateId(), summary(env))
+	}
+}

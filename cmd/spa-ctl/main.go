@@ -73,6 +73,9 @@ commands:
                                      show providers and their capacity
   assignments --provider ODS [--status S]
                                      show a provider's assignments, newest first
+  watch --provider ODS [--after CURSOR] [--heartbeats]
+                                     follow a provider's feed live; each line starts with
+                                     the cursor to resume from (Ctrl-C to stop)
   accept|start|complete ASSIGNMENT_ID
   decline ASSIGNMENT_ID --reason TEXT
                                      answer an offer as its provider would
@@ -159,6 +162,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return c.verify(ctx, rest)
 	case "access-log":
 		return c.accessLog(ctx, rest)
+	case "watch":
+		return c.watchFeed(ctx, rest)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return errUsage

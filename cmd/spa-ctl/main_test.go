@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +41,24 @@ func startServer(t *testing.T) (string, string) {
 		return err == nil
 	})
 	return addr, "nats://" + natsAddr
+}
+
+// lockedBuffer is a buffer one goroutine writes while another reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -96,6 +116,18 @@ func TestCommands(t *testing.T) {
 		offers = regexp.MustCompile(`ref-[a-z2-7]{16}-a1`).FindAllString(out, -1)
 		return len(offers) >= 2
 	})
+	// The hospice's feed from the start shows both offers, with cursors.
+	wctx, cancel := context.WithCancel(context.Background())
+	var feed lockedBuffer
+	watched := make(chan error, 1)
+	go func() {
+		watched <- realMain(wctx, []string{"--addr", addr, "watch", "--provider", "hos10"}, func(string) string { return "" }, &feed, io.Discard)
+	}()
+	await.True(t, 30*time.Second, "the feed shows both offers", func() bool { return strings.Count(feed.String(), "OfferMade") == 2 })
+	cancel()
+	if err := <-watched; err != nil {
+		t.Fatalf("watch: %v", err)
+	}
 	if out, _, err := run(t, addr, "accept", offers[0]); err != nil || !strings.Contains(out, "accepted") {
 		t.Fatalf("accept: %v %s", err, out)
 	}

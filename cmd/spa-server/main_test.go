@@ -296,6 +296,33 @@ func TestInvalidInput(t *testing.T) {
 			_, err := s.client.WithdrawReferral(mctx, &spav1.WithdrawReferralRequest{ReferralId: ok.GetReferralId(), Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DIED})
 			return err
 		}, []string{"metadata.spa-actor-ods", "metadata.spa-actor-user"}},
+		{"hold: no reason", func() error {
+			_, err := s.client.HoldReferral(ctx, &spav1.HoldReferralRequest{ReferralId: ok.GetReferralId()})
+			return err
+		}, []string{"reason"}},
+		{"decline: no reason, bad id", func() error {
+			_, err := spav1.NewAssignmentServiceClient(s.conn).DeclineOffer(ctx, &spav1.DeclineOfferRequest{AssignmentId: "a1"})
+			return err
+		}, []string{"assignment_id", "reason"}},
+		{"capacity: nothing", func() error {
+			_, err := spav1.NewProviderServiceClient(s.conn).UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{})
+			return err
+		}, []string{"provider_ods", "capacity"}},
+		{"replay: bad filters", func() error {
+			stream, err := spav1.NewAuditServiceClient(s.conn).ReplayEvents(ctx, &spav1.ReplayEventsRequest{
+				ReferralId: "ref-x", EventTypes: []string{"Nonsense"}, FromSequence: 9, ToSequence: 3})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			return err
+		}, []string{"referral_id", "event_types[0]", "to_sequence"}},
+		{"watch: bad provider", func() error {
+			stream, err := spav1.NewAssignmentServiceClient(s.conn).WatchAssignments(ctx, &spav1.WatchAssignmentsRequest{ProviderOds: "not ods"})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			return err
+		}, []string{"provider_ods"}},
 		{"board: bad filters", func() error {
 			_, err := s.client.ListReferrals(ctx, &spav1.ListReferralsRequest{Status: 42, SiteOds: "rh 802", PageSize: 501, PageToken: "x"})
 			return err
