@@ -121,7 +121,7 @@ func TestExternalNATSWorkerKilled(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := range jobs {
-					res, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("restart-test-%04d", i), Referral: referral(i)})
+					res, err := s.client.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("restart-test-%04d", i), Referral: referral(i)})
 					if err != nil {
 						t.Errorf("submit %d: %v", i, err)
 						continue
