@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -137,23 +138,36 @@ func (c *ctl) board(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (c *ctl) digest(ctx context.Context, args []string) error {
-	fs := c.flags("digest")
+// readModels parses a command that talks to the workers over NATS (its
+// --nats-url and any flags extra adds), connects, and returns a query
+// client and a context with the call deadline; done releases both.
+func (c *ctl) readModels(ctx context.Context, name string, args []string, extra func(fs *flag.FlagSet)) (*worker.Client, context.Context, func(), error) {
+	fs := c.flags(name)
 	url := fs.String("nats-url", c.getenv("SPA_NATS_URL"), "NATS URL (env SPA_NATS_URL); in the all-in-one mode start spa-server with --nats-listen")
+	if extra != nil {
+		extra(fs)
+	}
 	if err := fs.Parse(args); err != nil {
-		return errUsage
+		return nil, nil, nil, errUsage
 	}
 	if *url == "" {
-		return fmt.Errorf("digest: --nats-url is required")
+		return nil, nil, nil, fmt.Errorf("%s: --nats-url is required", name)
 	}
 	nc, err := jetstream.Dial(*url, "spa-ctl")
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	return worker.NewClient(nc), ctx, func() { cancel(); nc.Close() }, nil
+}
+
+func (c *ctl) digest(ctx context.Context, args []string) error {
+	client, ctx, done, err := c.readModels(ctx, "digest", args, nil)
+	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	st, err := worker.NewClient(nc).Digest(ctx)
+	defer done()
+	st, err := client.Digest(ctx)
 	if err != nil {
 		return describe(err)
 	}
@@ -163,23 +177,15 @@ func (c *ctl) digest(ctx context.Context, args []string) error {
 
 // rebuild asks the workers to rebuild their read models while serving.
 func (c *ctl) rebuild(ctx context.Context, args []string) error {
-	fs := c.flags("rebuild")
-	url := fs.String("nats-url", c.getenv("SPA_NATS_URL"), "NATS URL (env SPA_NATS_URL); in the all-in-one mode start spa-server with --nats-listen")
-	workers := fs.Int("workers", 1, "how many workers' answers to wait for (within --timeout)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if *url == "" {
-		return fmt.Errorf("rebuild: --nats-url is required")
-	}
-	nc, err := jetstream.Dial(*url, "spa-ctl")
+	var workers int
+	client, ctx, done, err := c.readModels(ctx, "rebuild", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&workers, "workers", 1, "how many workers' answers to wait for (within --timeout)")
+	})
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	res, err := worker.NewClient(nc).Rebuild(ctx, *workers)
+	defer done()
+	res, err := client.Rebuild(ctx, workers)
 	if err != nil {
 		return describe(err)
 	}
