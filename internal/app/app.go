@@ -67,23 +67,9 @@ type Meta struct {
 	Method  string
 	// OccurredAt is the command's business time when the client states
 	// one (a delayed or migrated record); zero means now. It decides the
-	// policy in force and is the events' occurred-at.
+	// policy in force and is the events' occurred-at. spa.BusinessTime
+	// checks it (spa.InvalidTime stands for a timestamp that is none).
 	OccurredAt time.Time
-}
-
-// businessTime returns the command's business time: meta's, checked, or
-// now.
-func (m Meta) businessTime(now time.Time) (time.Time, error) {
-	t := m.OccurredAt
-	switch {
-	case t.IsZero():
-		return now, nil
-	case t.After(now.Add(5 * time.Minute)):
-		return t, &spa.Error{Kind: spa.KindInvalid, Message: "invalid request", Violations: []spa.Violation{{Field: "occurred_at", Description: "must not be in the future"}}}
-	case t.Year() < 2019:
-		return t, &spa.Error{Kind: spa.KindInvalid, Message: "invalid request", Violations: []spa.Violation{{Field: "occurred_at", Description: "must not be before 2019"}}}
-	}
-	return t.UTC(), nil
 }
 
 // App runs every use case. Safe for concurrent use.
@@ -156,12 +142,11 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 			last = l
 		}
 		recorded := a.now()
-		now, err := meta.businessTime(recorded)
-		if err != nil {
-			return s, 0, err
-		}
+		// A bad occurred_at is reported with the rest of the request's
+		// bad fields, which are checked at the time recorded.
+		now, timeErr := spa.BusinessTime(meta.OccurredAt, recorded)
 		ch, err := decide(s, now)
-		if err != nil || ch.Event == nil {
+		if err = spa.JoinInvalid(err, timeErr); err != nil || ch.Event == nil {
 			return s, 0, err
 		}
 		if !valid {

@@ -5,10 +5,12 @@ package codec
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	spav1 "spa/internal/gen/spa/v1"
@@ -101,7 +103,8 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 	return deterministic.Marshal(env)
 }
 
-// UnmarshalEnvelope decodes a stored envelope.
+// UnmarshalEnvelope decodes a stored envelope's bytes, as they are: it
+// checks the wire format only (RecordFromProto checks the contents).
 func UnmarshalEnvelope(data []byte) (*spav1.Envelope, error) {
 	env := new(spav1.Envelope)
 	if err := proto.Unmarshal(data, env); err != nil {
@@ -121,14 +124,19 @@ func UnmarshalRecord(seq uint64, data []byte) (spa.Record, error) {
 
 // RecordFromProto converts a decoded envelope at sequence seq. An envelope
 // whose payload this code does not know is an error: a reader older than
-// the writer must not guess.
+// the writer must not guess. So is one holding a timestamp that is not
+// valid (out of range, or its nanos outside 0-999,999,999) or a clock
+// target too long for a time.Duration: this code never writes one.
 func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
+	if err := validTimestamps(env.ProtoReflect()); err != nil {
+		return spa.Record{}, fmt.Errorf("codec: event %d (%s): %w", seq, env.GetEventId(), err)
+	}
 	rec := spa.Record{
 		Sequence:      seq,
 		EventID:       env.GetEventId(),
 		AggregateID:   env.GetAggregateId(),
-		OccurredAt:    timeOf(env.GetOccurredAt()),
-		RecordedAt:    timeOf(env.GetRecordedAt()),
+		OccurredAt:    TimeFromProto(env.GetOccurredAt()),
+		RecordedAt:    TimeFromProto(env.GetRecordedAt()),
 		Actor:         spa.Actor{ODS: env.GetActor().GetOds(), Role: env.GetActor().GetRole(), User: env.GetActor().GetUser()},
 		CausationID:   env.GetCausationId(),
 		CorrelationID: env.GetCorrelationId(),
@@ -173,7 +181,7 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		e := p.AssignmentStatusChanged
 		rec.Event = spa.AssignmentStatusChanged{AssignmentID: e.GetAssignmentId(), Status: spa.TaskStatus(e.GetStatus()), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}
 	case *spav1.Envelope_PatientLeftHospital:
-		rec.Event = spa.PatientLeftHospital{LeftAt: timeOf(p.PatientLeftHospital.GetLeftAt())}
+		rec.Event = spa.PatientLeftHospital{LeftAt: TimeFromProto(p.PatientLeftHospital.GetLeftAt())}
 	case *spav1.Envelope_CapacityReserved:
 		e := p.CapacityReserved
 		rec.Event = spa.CapacityReserved{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId()}
@@ -182,8 +190,11 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		rec.Event = spa.CapacityReleased{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId(), Reason: e.GetReason()}
 	case *spav1.Envelope_ClockAlerted:
 		e := p.ClockAlerted
+		if t := e.GetTargetSeconds(); t < minTargetSeconds || t > maxTargetSeconds {
+			return spa.Record{}, fmt.Errorf("codec: event %d (%s): clock target of %d seconds is out of range", seq, env.GetEventId(), t)
+		}
 		rec.Event = spa.ClockAlerted{Clock: e.GetClock(), Level: spa.ClockLevel(e.GetLevel()), DelayDays: e.GetDelayDays(),
-			StartedAt: timeOf(e.GetStartedAt()), Target: time.Duration(e.GetTargetSeconds()) * time.Second, EscalateTo: e.GetEscalateTo()}
+			StartedAt: TimeFromProto(e.GetStartedAt()), Target: time.Duration(e.GetTargetSeconds()) * time.Second, EscalateTo: e.GetEscalateTo()}
 	default:
 		return spa.Record{}, fmt.Errorf("codec: event %d (%s) has a payload this version does not know", seq, env.GetEventId())
 	}
@@ -256,7 +267,7 @@ func TestFromProto(t *spav1.InfectionTest) *spa.InfectionTest {
 	if t == nil {
 		return nil
 	}
-	return &spa.InfectionTest{Type: spa.TestType(t.GetType()), TakenAt: timeOf(t.GetTakenAt()), Result: spa.TestResult(t.GetResult())}
+	return &spa.InfectionTest{Type: spa.TestType(t.GetType()), TakenAt: TimeFromProto(t.GetTakenAt()), Result: spa.TestResult(t.GetResult())}
 }
 
 // TestToProto converts a test result; nil stays nil.
@@ -385,12 +396,92 @@ func timestamp(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-func timeOf(ts *timestamppb.Timestamp) time.Time {
-	if ts == nil {
+// TimeFromProto converts a time a client sent: nil is the zero time (none
+// sent); a Timestamp that is not valid (out of range, or its nanos outside
+// 0-999,999,999) is spa.InvalidTime, which validation reports as a field
+// violation. Stored events are checked before conversion instead (see
+// RecordFromProto), so for them this is plain AsTime.
+func TimeFromProto(ts *timestamppb.Timestamp) time.Time {
+	switch {
+	case ts == nil:
 		return time.Time{}
+	case ts.CheckValid() != nil:
+		return spa.InvalidTime()
 	}
 	return ts.AsTime()
 }
+
+// The clock targets a time.Duration holds, in whole seconds.
+const (
+	minTargetSeconds = int64(math.MinInt64 / time.Second)
+	maxTargetSeconds = int64(math.MaxInt64 / time.Second)
+)
+
+// validTimestamps returns an error naming the first Timestamp in m, at any
+// depth, that is not valid.
+func validTimestamps(m protoreflect.Message) error {
+	if ts, ok := m.Interface().(*timestamppb.Timestamp); ok {
+		return ts.CheckValid()
+	}
+	for _, fd := range timestampFields[m.Descriptor().FullName()] {
+		if !m.Has(fd) {
+			continue
+		}
+		var err error
+		switch v := m.Get(fd); {
+		case fd.IsList():
+			for i := 0; i < v.List().Len() && err == nil; i++ {
+				err = validTimestamps(v.List().Get(i).Message())
+			}
+		case fd.IsMap():
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				err = validTimestamps(mv.Message())
+				return err == nil
+			})
+		default:
+			err = validTimestamps(v.Message())
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", fd.Name(), err)
+		}
+	}
+	return nil
+}
+
+// timestampFields lists, for the envelope and each message it can hold,
+// the fields that can hold a Timestamp at some depth: the only ones
+// validTimestamps needs to look at. A Timestamp added to a persisted
+// message is checked without a change here.
+var timestampFields = func() map[protoreflect.FullName][]protoreflect.FieldDescriptor {
+	out := map[protoreflect.FullName][]protoreflect.FieldDescriptor{}
+	reaches := map[protoreflect.FullName]bool{}
+	var visit func(md protoreflect.MessageDescriptor) bool
+	visit = func(md protoreflect.MessageDescriptor) bool {
+		if md.FullName() == "google.protobuf.Timestamp" {
+			return true
+		}
+		if r, seen := reaches[md.FullName()]; seen {
+			return r
+		}
+		// Persisted messages do not nest themselves; one that did would
+		// be cut off here, at its second appearance.
+		reaches[md.FullName()] = false
+		for i := range md.Fields().Len() {
+			fd := md.Fields().Get(i)
+			sub := fd.Message()
+			if fd.IsMap() {
+				sub = fd.MapValue().Message()
+			}
+			if sub != nil && visit(sub) {
+				out[md.FullName()] = append(out[md.FullName()], fd)
+			}
+		}
+		reaches[md.FullName()] = len(out[md.FullName()]) > 0
+		return reaches[md.FullName()]
+	}
+	visit((&spav1.Envelope{}).ProtoReflect().Descriptor())
+	return out
+}()
 
 // ListQueryFromProto converts a board request to the domain's query.
 func ListQueryFromProto(req *spav1.ListReferralsRequest) spa.ListQuery {
@@ -431,7 +522,7 @@ func ProviderDetailsToProto(d spa.ProviderDetails) *spav1.ProviderDetails {
 func CapacitiesFromProto(cs []*spav1.Capacity) []spa.Capacity {
 	var out []spa.Capacity
 	for _, c := range cs {
-		out = append(out, spa.Capacity{Service: spa.Service(c.GetService()), Available: c.GetAvailableUnits(), Open: c.GetOpen(), AsOf: timeOf(c.GetAsOf())})
+		out = append(out, spa.Capacity{Service: spa.Service(c.GetService()), Available: c.GetAvailableUnits(), Open: c.GetOpen(), AsOf: TimeFromProto(c.GetAsOf())})
 	}
 	return out
 }

@@ -34,7 +34,7 @@ func (s *Audit) ReplayEvents(req *spav1.ReplayEventsRequest, stream grpc.ServerS
 	f := spa.EventFilter{
 		ReferralID: req.GetReferralId(), Provider: req.GetProviderOds(), Types: req.GetEventTypes(),
 		FromSeq: req.GetFromSequence(), ToSeq: req.GetToSequence(),
-		FromTime: timeOf(req.GetFromTime()), ToTime: timeOf(req.GetToTime()),
+		FromTime: codec.TimeFromProto(req.GetFromTime()), ToTime: codec.TimeFromProto(req.GetToTime()),
 	}
 	return s.app.ReplayEvents(ctx, m, f, func(e spa.StoredEvent) error {
 		se, err := storedEvent(e, req.GetIncludeData())

@@ -2,9 +2,6 @@ package rpc
 
 import (
 	"context"
-	"time"
-
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"spa/internal/app"
 	"spa/internal/codec"
@@ -30,7 +27,7 @@ func (s *Referrals) SubmitReferral(ctx context.Context, req *spav1.SubmitReferra
 	if err != nil {
 		return nil, err
 	}
-	m.OccurredAt = timeOf(req.GetOccurredAt())
+	m.OccurredAt = codec.TimeFromProto(req.GetOccurredAt())
 	res, err := s.app.SubmitReferral(ctx, m, spa.SubmitReferral{RequestID: req.GetRequestId(), Details: codec.DetailsFromProto(req.GetReferral())})
 	if err != nil {
 		return nil, err
@@ -44,7 +41,7 @@ func (s *Referrals) RecordCriteriaToReside(ctx context.Context, req *spav1.Recor
 	if err != nil {
 		return nil, err
 	}
-	m.OccurredAt = timeOf(req.GetOccurredAt())
+	m.OccurredAt = codec.TimeFromProto(req.GetOccurredAt())
 	r, seq, err := s.app.RecordCriteriaToReside(ctx, m, spa.RecordCriteriaToReside{
 		ReferralID: req.GetReferralId(), CriteriaMet: codec.CriteriaFromProto(req.GetCriteriaMet()), AssessedOn: req.GetAssessedOn(),
 	})
@@ -64,7 +61,7 @@ func (s *Referrals) RecordInfectionTest(ctx context.Context, req *spav1.RecordIn
 	if t := codec.TestFromProto(req.GetTest()); t != nil {
 		test = *t
 	}
-	m.OccurredAt = timeOf(req.GetOccurredAt())
+	m.OccurredAt = codec.TimeFromProto(req.GetOccurredAt())
 	seq, err := s.app.RecordInfectionTest(ctx, m, spa.RecordInfectionTest{ReferralID: req.GetReferralId(), Test: test})
 	if err != nil {
 		return nil, err
@@ -94,7 +91,7 @@ func (s *Referrals) ReleaseHold(ctx context.Context, req *spav1.ReleaseHoldReque
 
 // RecordPatientLeft implements spav1.ReferralServiceServer.
 func (s *Referrals) RecordPatientLeft(ctx context.Context, req *spav1.RecordPatientLeftRequest) (*spav1.RecordPatientLeftResponse, error) {
-	seq, err := command(ctx, s.app.RecordPatientLeft, spa.RecordPatientLeft{ReferralID: req.GetReferralId(), LeftAt: timeOf(req.GetLeftAt())})
+	seq, err := command(ctx, s.app.RecordPatientLeft, spa.RecordPatientLeft{ReferralID: req.GetReferralId(), LeftAt: codec.TimeFromProto(req.GetLeftAt())})
 	return &spav1.RecordPatientLeftResponse{Sequence: seq}, err
 }
 
@@ -116,11 +113,4 @@ func command[C any](ctx context.Context, run func(context.Context, app.Meta, C) 
 		return 0, err
 	}
 	return run(ctx, m, c)
-}
-
-func timeOf(ts *timestamppb.Timestamp) time.Time {
-	if ts == nil {
-		return time.Time{}
-	}
-	return ts.AsTime()
 }

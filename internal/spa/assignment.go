@@ -326,12 +326,12 @@ type RecordPatientLeft struct {
 func DecidePatientLeft(r Referral, c RecordPatientLeft, now time.Time) (Event, error) {
 	var vs violations
 	checkReferralID(&vs, c.ReferralID)
+	if checkInstant(&vs, "left_at", c.LeftAt, false) && c.LeftAt.After(now.Add(clockSkew)) {
+		vs.add("left_at", "must not be in the future")
+	}
 	left := c.LeftAt
 	if left.IsZero() {
 		left = now
-	}
-	if left.After(now.Add(testClockSkew)) {
-		vs.add("left_at", "must not be in the future")
 	}
 	if err := vs.err(); err != nil {
 		return nil, err

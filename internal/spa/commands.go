@@ -13,12 +13,14 @@ const (
 	MaxNameLen      = 100
 	MaxShortTextLen = 64
 	MaxFreeTextLen  = 1000
-	MaxEquipment    = 20
-	MaxCarers       = 4
-	MaxCareCalls    = 8
-	// testClockSkew is how far in the future a test time may be, to allow
-	// for clocks that run a little fast.
-	testClockSkew = 5 * time.Minute
+	// MaxEquipment is the most items referral.needs.equipment may list.
+	MaxEquipment = 20
+	MaxCarers    = 4
+	MaxCareCalls = 8
+	// MaxCriteria is the most criteria to reside a criteria_met list
+	// (referral.criteria_met, RecordCriteriaToReside's criteria_met) may
+	// hold: each national criterion once (10).
+	MaxCriteria = int(criterionEnd) - 1
 )
 
 // SubmitReferral is the command a discharge team sends to refer a patient.
@@ -198,8 +200,8 @@ func checkEnum[E ~int32](vs *violations, field string, v, end E, required bool) 
 }
 
 func checkCriteria(vs *violations, field string, cs []Criterion) {
-	if len(cs) >= int(criterionEnd) {
-		vs.add(field, "must list each criterion at most once (at most %d)", criterionEnd-1)
+	if len(cs) > MaxCriteria {
+		vs.add(field, "must list each criterion at most once (at most %d)", MaxCriteria)
 		return
 	}
 	seen := map[Criterion]bool{}
@@ -216,14 +218,7 @@ func checkCriteria(vs *violations, field string, cs []Criterion) {
 func checkTest(vs *violations, prefix string, t InfectionTest, now time.Time) {
 	checkEnum(vs, prefix+"type", t.Type, testTypeEnd, true)
 	checkEnum(vs, prefix+"result", t.Result, testResultEnd, true)
-	switch {
-	case t.TakenAt.IsZero():
-		vs.add(prefix+"taken_at", "is required")
-	case t.TakenAt.After(now.Add(testClockSkew)):
-		vs.add(prefix+"taken_at", "must not be in the future")
-	case t.TakenAt.Year() < 2019:
-		vs.add(prefix+"taken_at", "must not be before 2019")
-	}
+	checkRecentTime(vs, prefix+"taken_at", t.TakenAt, now, true)
 }
 
 func validateDetails(vs *violations, prefix string, d Details, today string, now time.Time) {

@@ -17,6 +17,12 @@ type StoredEvent struct {
 	Hash []byte
 }
 
+// MaxEventTypes is the most names an event filter's event_types may list.
+// It is well above the number of event types (16 today; a test keeps it
+// above), so that a filter naming every type stays valid as types are
+// added.
+const MaxEventTypes = 32
+
 // EventFilter selects stored events; zero fields match everything.
 type EventFilter struct {
 	ReferralID string
@@ -28,7 +34,9 @@ type EventFilter struct {
 	FromTime, ToTime time.Time
 }
 
-// Validate checks a filter.
+// Validate checks a filter: known event types, at most MaxEventTypes of
+// them; from_sequence not after to_sequence; from_time and to_time valid
+// instants, from_time before to_time. Every bad field is named at once.
 func (f EventFilter) Validate() error {
 	var vs violations
 	if f.ReferralID != "" && !IsReferralID(f.ReferralID) {
@@ -37,15 +45,21 @@ func (f EventFilter) Validate() error {
 	if f.Provider != "" && !IsODSCode(f.Provider) {
 		vs.add("provider_ods", "must be an ODS code: 1-9 upper-case letters or digits")
 	}
-	for i, t := range f.Types {
-		if _, ok := eventTypes[t]; !ok {
-			vs.add(fieldIndex("event_types", i), "is not an event type")
+	if len(f.Types) > MaxEventTypes {
+		vs.add("event_types", "must list at most %d event types", MaxEventTypes)
+	} else {
+		for i, t := range f.Types {
+			if _, ok := eventTypes[t]; !ok {
+				vs.add(fieldIndex("event_types", i), "is not an event type")
+			}
 		}
 	}
 	if f.ToSeq > 0 && f.FromSeq > f.ToSeq {
 		vs.add("to_sequence", "must not be before from_sequence")
 	}
-	if !f.FromTime.IsZero() && !f.ToTime.IsZero() && !f.FromTime.Before(f.ToTime) {
+	from := checkInstant(&vs, "from_time", f.FromTime, false)
+	to := checkInstant(&vs, "to_time", f.ToTime, false)
+	if from && to && !f.FromTime.Before(f.ToTime) {
 		vs.add("to_time", "must be after from_time")
 	}
 	return vs.err()

@@ -25,9 +25,16 @@ const (
 
 // Limits on provider registrations and capacity.
 const (
-	MaxBoroughs       = 20
-	MaxUnits          = 10000
-	capacityClockSkew = 5 * time.Minute
+	// MaxBoroughs is the most boroughs provider.boroughs may list.
+	MaxBoroughs = 20
+	// MaxServices is the most services provider.services may list: each
+	// service once (7 today).
+	MaxServices = int(serviceEnd) - 1
+	// MaxCapacityEntries is the most counts an UpdateCapacity request's
+	// capacity may list: one per service (7 today).
+	MaxCapacityEntries = MaxServices
+	// MaxUnits is the most units one capacity count may declare.
+	MaxUnits = 10000
 )
 
 // ProviderDetails is what a provider registers.
@@ -176,14 +183,18 @@ func DecideRegisterProvider(p Provider, c RegisterProvider, _ time.Time) (Event,
 			}
 		}
 	}
-	if len(d.Services) == 0 {
+	switch {
+	case len(d.Services) == 0:
 		vs.add("provider.services", "must list at least one service")
-	}
-	for i, s := range d.Services {
-		f := fmt.Sprintf("provider.services[%d]", i)
-		checkEnum(&vs, f, s, serviceEnd, true)
-		if i > 0 && s == d.Services[i-1] {
-			vs.add(f, "is listed twice")
+	case len(d.Services) > MaxServices:
+		vs.add("provider.services", "must list each service at most once (at most %d)", MaxServices)
+	default:
+		for i, s := range d.Services {
+			f := fmt.Sprintf("provider.services[%d]", i)
+			checkEnum(&vs, f, s, serviceEnd, true)
+			if i > 0 && s == d.Services[i-1] {
+				vs.add(f, "is listed twice")
+			}
 		}
 	}
 	if err := vs.err(); err != nil {
@@ -207,27 +218,24 @@ type UpdateCapacity struct {
 func DecideUpdateCapacity(p Provider, c UpdateCapacity, now time.Time) (Event, error) {
 	var vs violations
 	checkODS(&vs, "provider_ods", c.ProviderODS)
-	if len(c.Capacity) == 0 {
+	switch {
+	case len(c.Capacity) == 0:
 		vs.add("capacity", "must list at least one service")
-	}
-	seen := map[Service]bool{}
-	for i, cp := range c.Capacity {
-		f := fmt.Sprintf("capacity[%d].", i)
-		checkEnum(&vs, f+"service", cp.Service, serviceEnd, true)
-		if seen[cp.Service] {
-			vs.add(f+"service", "is listed twice")
-		}
-		seen[cp.Service] = true
-		if cp.Available < 0 || cp.Available > MaxUnits {
-			vs.add(f+"available_units", "must be 0-%d", MaxUnits)
-		}
-		switch {
-		case cp.AsOf.IsZero():
-			vs.add(f+"as_of", "is required")
-		case cp.AsOf.After(now.Add(capacityClockSkew)):
-			vs.add(f+"as_of", "must not be in the future")
-		case cp.AsOf.Year() < 2019:
-			vs.add(f+"as_of", "must not be before 2019")
+	case len(c.Capacity) > MaxCapacityEntries:
+		vs.add("capacity", "must list each service at most once (at most %d)", MaxCapacityEntries)
+	default:
+		seen := map[Service]bool{}
+		for i, cp := range c.Capacity {
+			f := fmt.Sprintf("capacity[%d].", i)
+			checkEnum(&vs, f+"service", cp.Service, serviceEnd, true)
+			if seen[cp.Service] {
+				vs.add(f+"service", "is listed twice")
+			}
+			seen[cp.Service] = true
+			if cp.Available < 0 || cp.Available > MaxUnits {
+				vs.add(f+"available_units", "must be 0-%d", MaxUnits)
+			}
+			checkRecentTime(&vs, f+"as_of", cp.AsOf, now, true)
 		}
 	}
 	if err := vs.err(); err != nil {

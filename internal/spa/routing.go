@@ -268,7 +268,7 @@ func Candidates(r Referral, s Service, providers []Provider) []Provider {
 // validity window before at.
 func validTest(r Referral, pol Policy, at time.Time) bool {
 	t := r.LatestTest
-	return t != nil && !t.TakenAt.After(at.Add(testClockSkew)) && at.Sub(t.TakenAt) <= pol.TestValidity
+	return t != nil && !t.TakenAt.After(at.Add(clockSkew)) && at.Sub(t.TakenAt) <= pol.TestValidity
 }
 
 // noNewSupport: pathway 0, home with no new care.
