@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,8 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	spav1 "spa/internal/gen/spa/v1"
-	"spa/internal/jetstream"
-	"spa/internal/worker"
 )
 
 var jsonOut = protojson.MarshalOptions{Multiline: true, Indent: "  "}
@@ -134,72 +131,6 @@ func (c *ctl) board(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stderr, "%d referrals\n", rows)
 	if more {
 		fmt.Fprintln(c.stderr, "more on the next page: --all shows every page")
-	}
-	return nil
-}
-
-// readModels parses a command that talks to the workers over NATS (its
-// --nats-url and any flags extra adds), connects, and returns a query
-// client and a context with the call deadline; done releases both.
-func (c *ctl) readModels(ctx context.Context, name string, args []string, extra func(fs *flag.FlagSet)) (*worker.Client, context.Context, func(), error) {
-	fs := c.flags(name)
-	url := fs.String("nats-url", c.getenv("SPA_NATS_URL"), "NATS URL (env SPA_NATS_URL); in the all-in-one mode start spa-server with --nats-listen")
-	if extra != nil {
-		extra(fs)
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, nil, nil, errUsage
-	}
-	if *url == "" {
-		return nil, nil, nil, fmt.Errorf("%s: --nats-url is required", name)
-	}
-	nc, err := jetstream.Dial(*url, "spa-ctl")
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	return worker.NewClient(nc), ctx, func() { cancel(); nc.Close() }, nil
-}
-
-func (c *ctl) digest(ctx context.Context, args []string) error {
-	client, ctx, done, err := c.readModels(ctx, "digest", args, nil)
-	if err != nil {
-		return err
-	}
-	defer done()
-	st, err := client.Digest(ctx)
-	if err != nil {
-		return describe(err)
-	}
-	fmt.Fprintf(c.stdout, "applied %d\ndigest  %s\n", st.Applied, st.Digest)
-	return nil
-}
-
-// rebuild asks the workers to rebuild their read models while serving.
-func (c *ctl) rebuild(ctx context.Context, args []string) error {
-	var workers int
-	client, ctx, done, err := c.readModels(ctx, "rebuild", args, func(fs *flag.FlagSet) {
-		fs.IntVar(&workers, "workers", 1, "how many workers' answers to wait for (within --timeout)")
-	})
-	if err != nil {
-		return err
-	}
-	defer done()
-	res, err := client.Rebuild(ctx, workers)
-	if err != nil {
-		return describe(err)
-	}
-	failed := false
-	for _, r := range res {
-		if r.Error != "" {
-			failed = true
-			fmt.Fprintf(c.stdout, "%s: rebuild failed: %s\n", r.Worker, r.Error)
-			continue
-		}
-		fmt.Fprintf(c.stdout, "%s: rebuilt to sequence %d and swapped in\n  live    %s\n  rebuilt %s\n", r.Worker, r.Applied, r.Live, r.Rebuilt)
-	}
-	if failed {
-		return fmt.Errorf("rebuild: a worker kept its live model")
 	}
 	return nil
 }

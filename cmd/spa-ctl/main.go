@@ -8,6 +8,8 @@
 //	spa-ctl accept|decline|start|complete ASSIGNMENT_ID
 //	spa-ctl demo                      load a sample borough: providers and referrals
 //	spa-ctl replay / timeline / verify / access-log   audit the log
+//	spa-ctl init --nats-url URL       create SPA's streams on a NATS cluster
+//	spa-ctl workers / rebuild         every worker's state; rebuild read models
 //	spa-ctl digest --nats-url URL     show a read model's digest
 //
 // Global flags come before the command: spa-ctl --addr host:port board.
@@ -89,10 +91,18 @@ commands:
   access-log --referral ID           who read a referral's data, when and why
   demo                               register a sample borough's providers and submit
                                      referrals that exercise every pathway (idempotent)
+  init --nats-url URL [--replicas N] [--duplicate-window D] [--lease-ttl D]
+                                     create SPA's streams, lease bucket and router consumer
+                                     on a NATS cluster, or bring them to these settings
+                                     (never lowers replicas); spa-server and spa-worker only
+                                     check them
+  workers --nats-url URL             every worker: applied sequence, serving, a halted
+                                     projection (sequence and reason), the last rebuild
   digest --nats-url URL              show a read model's digest and applied sequence
-  rebuild --nats-url URL [--workers N]
-                                     rebuild every worker's read model from sequence 1
-                                     while it serves, and swap it in if digests agree
+  rebuild --nats-url URL [--worker ID]
+                                     rebuild every worker's read model (or one) from
+                                     sequence 1 while it serves, and swap it in if the
+                                     digests agree; reports progress, fails if any failed
 `
 
 func realMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -116,12 +126,16 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	c := &ctl{timeout: *timeout, stdout: stdout, stderr: stderr, getenv: getenv}
 	switch cmd {
+	case "init":
+		return c.initStreams(ctx, rest)
+	case "workers":
+		return c.workers(ctx, rest)
 	case "digest":
 		return c.digest(ctx, rest)
 	case "rebuild":
 		return c.rebuild(ctx, rest)
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(retryUnavailable))
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", *addr, err)
 	}
@@ -169,6 +183,14 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return errUsage
 	}
 }
+
+// retryUnavailable is the gRPC service config spa-ctl dials with: a call
+// answered UNAVAILABLE (the event log or the read models are failing
+// over) is sent again, the same request (a submit keeps its request id),
+// with backoff, within the call's deadline.
+const retryUnavailable = `{"methodConfig": [{"name": [{}], "retryPolicy": {
+  "maxAttempts": 5, "initialBackoff": "0.25s", "maxBackoff": "4s", "backoffMultiplier": 2,
+  "retryableStatusCodes": ["UNAVAILABLE"]}}]}`
 
 // call runs one RPC with the configured deadline.
 func (c *ctl) call(ctx context.Context, f func(ctx context.Context) error) error {

@@ -186,12 +186,16 @@ func TestCommands(t *testing.T) {
 
 	// Rebuild while serving: the digests agree and the swap happens.
 	rebuilt, _, err := run(t, addr, "rebuild", "--nats-url", natsURL)
-	if err != nil || !strings.Contains(rebuilt, "swapped in") {
+	if err != nil || !strings.Contains(rebuilt, ": swapped at sequence") {
 		t.Fatalf("rebuild: %v\n%s", err, rebuilt)
 	}
 	lines = strings.Split(rebuilt, "\n")
 	if len(lines) < 3 || strings.Fields(lines[1])[1] != strings.Fields(lines[2])[1] {
 		t.Fatalf("rebuild digests differ:\n%s", rebuilt)
+	}
+	workers, _, err := run(t, addr, "workers", "--nats-url", natsURL)
+	if err != nil || !strings.Contains(workers, "true") || !strings.Contains(workers, "swapped at sequence") {
+		t.Fatalf("workers: %v\n%s", err, workers)
 	}
 
 	ready, summary, err := run(t, addr, "board", "--status", "not_ready", "--site", "rjz30")

@@ -29,15 +29,12 @@ func TestTwoWorkersNeverOverAllocate(t *testing.T) {
 	t.Parallel()
 	srv := jetstreamtest.Start(t)
 	url := srv.ClientURL()
+	nc := jetstreamtest.Connect(t, srv)
+	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
 	s := startServer(t, "--nats-url", url, "--data-dir", t.TempDir(), "--worker-id", "worker-1")
 
 	// The second worker runs the very code spa-worker runs.
-	nc := jetstreamtest.Connect(t, srv)
 	ctx, cancel := context.WithCancel(context.Background())
-	store, err := jetstream.New(ctx, nc, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan error, 1)
 	go func() {
 		done <- worker.Run(ctx, nc, store, worker.Config{DataDir: t.TempDir(), ID: "worker-2", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"spa/internal/config"
+	"spa/internal/jetstream"
 	"spa/internal/worker"
 )
 
@@ -22,7 +23,7 @@ type serverConfig struct {
 	WorkerConfig   worker.Config
 	NoSync         bool
 	Reflection     bool
-	Replicas       int
+	MinReplicas    int
 	ShutdownGrace  time.Duration
 	WatchHeartbeat time.Duration
 }
@@ -40,7 +41,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	wf.Register(fs)
 	fs.BoolVar(&c.NoSync, "no-sync", false, "embedded mode: do not fsync every JetStream write (faster; a machine crash can lose acknowledged events)")
 	fs.BoolVar(&c.Reflection, "reflection", true, "serve gRPC server reflection (for grpcurl)")
-	fs.IntVar(&c.Replicas, "replicas", 1, "event stream replicas (3 on a NATS cluster)")
+	fs.IntVar(&c.MinReplicas, "min-replicas", 1, "external NATS: refuse to start unless SPA's streams have at least this many replicas (spa-ctl init creates them)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "how long in-flight calls may run after SIGTERM")
 	fs.DurationVar(&c.WatchHeartbeat, "watch-heartbeat", 10*time.Second, "how often an idle WatchAssignments stream gets a heartbeat")
 	if err := config.Parse(fs, args, getenv); err != nil {
@@ -62,8 +63,11 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	if c.NATSURL == "" && !c.Worker && c.NATSListen == "" {
 		errs = append(errs, errors.New("--worker=false with the embedded server needs --nats-listen, or no worker could ever answer queries"))
 	}
-	if c.Replicas < 1 || c.Replicas > 5 {
-		errs = append(errs, fmt.Errorf("--replicas %d: must be 1-5", c.Replicas))
+	if c.MinReplicas < 1 || c.MinReplicas > jetstream.MaxReplicas {
+		errs = append(errs, fmt.Errorf("--min-replicas %d: must be 1-%d", c.MinReplicas, jetstream.MaxReplicas))
+	}
+	if c.NATSURL == "" && c.MinReplicas > 1 {
+		errs = append(errs, errors.New("--min-replicas above 1 needs --nats-url: the embedded server keeps one replica"))
 	}
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("--shutdown-grace must be positive"))

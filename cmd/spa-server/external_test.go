@@ -17,6 +17,7 @@ import (
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/jetstream"
 	"spa/internal/worker"
 )
 
@@ -87,6 +88,10 @@ func TestExternalNATSWorkerKilled(t *testing.T) {
 		return err == nil
 	})
 	defer nc.Close()
+	// The streams' owner makes them (spa-ctl init does this on a cluster).
+	if _, err := jetstream.Provision(callCtx(t), nc, jetstream.Setup{}); err != nil {
+		t.Fatal(err)
+	}
 	reads := worker.NewClient(nc)
 	applied := func() uint64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -51,12 +51,26 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	}
 	defer nc.Close()
 
-	store, err := jetstream.New(ctx, nc, jetstream.Config{Replicas: cfg.Replicas})
+	if cfg.NATSURL == "" {
+		// The all-in-one server owns its embedded NATS, so it makes SPA's
+		// streams there; on a cluster `spa-ctl init` does (docs/adr/0010).
+		if _, err := jetstream.Provision(ctx, nc, jetstream.Setup{Replicas: 1}); err != nil {
+			return err
+		}
+	}
+	req := jetstream.Requirements{MinReplicas: cfg.MinReplicas, Log: log}
+	store, err := jetstream.Open(ctx, nc, req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the streams
+		}
 		return err
 	}
-	access, err := store.NewAccessLog(ctx)
+	access, err := store.OpenAccessLog(ctx, req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	reads := worker.NewClient(nc)

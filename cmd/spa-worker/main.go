@@ -36,13 +36,13 @@ func main() {
 
 func realMain(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
 	var natsURL, dataDir string
-	var replicas int
+	var minReplicas int
 	var wf config.WorkerFlags
 	fs := flag.NewFlagSet("spa-worker", flag.ContinueOnError)
 	fs.StringVar(&natsURL, "nats-url", "", "NATS server or cluster URL(s), comma separated (required)")
 	fs.StringVar(&dataDir, "data-dir", "./worker-data", "directory of this worker's read model; one worker per directory")
 	wf.Register(fs)
-	fs.IntVar(&replicas, "replicas", 1, "event stream replicas, if this worker creates the stream (3 on a cluster)")
+	fs.IntVar(&minReplicas, "min-replicas", 1, "refuse to start unless the event stream has at least this many replicas (spa-ctl init creates it)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -62,8 +62,11 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		return err
 	}
 	defer nc.Close()
-	store, err := jetstream.New(ctx, nc, jetstream.Config{Replicas: replicas})
+	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{MinReplicas: minReplicas, Log: log})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the stream
+		}
 		return err
 	}
 	err = worker.Run(ctx, nc, store, cfg, nil)

@@ -52,8 +52,10 @@ type EventLog interface {
 type AccessLog interface {
 	// Record appends one record per referral, durably, before returning.
 	Record(ctx context.Context, actor spa.Actor, purpose, method string, at time.Time, referralIDs []string) error
-	// List returns a referral's access records, oldest first.
-	List(ctx context.Context, referralID string) ([]*spav1.AccessRecord, error)
+	// List returns up to limit of a referral's access records, oldest
+	// first, from after the access log position after, and the position
+	// of the next page (0 when there is none).
+	List(ctx context.Context, referralID string, after uint64, limit int) ([]*spav1.AccessRecord, uint64, error)
 }
 
 // Meta is who sent a command or query, the piece of work it belongs to,

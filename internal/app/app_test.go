@@ -120,10 +120,7 @@ func stores(t *testing.T) map[string]app.Store {
 	t.Helper()
 	nc := jetstreamtest.Connect(t, jetstreamtest.Start(t))
 	// A short dedupe window: business idempotency must not depend on it.
-	js, err := jetstream.New(context.Background(), nc, jetstream.Config{DuplicateWindow: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetstreamtest.Store(t, nc, jetstream.Setup{DuplicateWindow: 100 * time.Millisecond})
 	return map[string]app.Store{"memory": &memStore{recs: map[string][]spa.Record{}}, "jetstream": js}
 }
 

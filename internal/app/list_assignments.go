@@ -4,14 +4,14 @@ import (
 	"context"
 	"slices"
 
+	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
-	"spa/internal/spa"
 )
 
 // ListAssignments returns a provider's assignments from the read model;
 // the referrals they belong to are recorded in the access log.
 func (a *App) ListAssignments(ctx context.Context, meta Meta, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error) {
-	if err := spa.ValidateAssignmentQuery(req.GetProviderOds(), spa.TaskStatus(req.GetStatus())); err != nil {
+	if _, _, err := codec.AssignmentQueryFromProto(req).Validate(); err != nil {
 		return nil, err
 	}
 	res, err := a.reads.ListAssignments(ctx, req)

@@ -27,12 +27,17 @@ func (a *App) ReplayEvents(ctx context.Context, meta Meta, f spa.EventFilter, fn
 	})
 }
 
-// ListAccess returns who read a referral's data, oldest first.
-func (a *App) ListAccess(ctx context.Context, referralID string) ([]*spav1.AccessRecord, error) {
-	if err := spa.ValidateGet(referralID); err != nil {
+// ListAccess returns a page of who read a referral's data, oldest first.
+func (a *App) ListAccess(ctx context.Context, q spa.AccessQuery) (*spav1.ListAccessResponse, error) {
+	size, after, err := q.Validate()
+	if err != nil {
 		return nil, err
 	}
-	return a.access.List(ctx, referralID)
+	records, next, err := a.access.List(ctx, q.ReferralID, after, size)
+	if err != nil {
+		return nil, err
+	}
+	return &spav1.ListAccessResponse{Records: records, NextPageToken: q.NextPageToken(next)}, nil
 }
 
 // referralOfSubject returns the referral id of a referral subject, or "".

@@ -33,9 +33,10 @@ var (
 	bucketBoard     = []byte("board")
 	bucketProviders = []byte("providers")
 	// bucketOffers indexes assignments by provider: ods, 0, sequence of
-	// the offer -> referral id.
+	// the offer -> referral id, 0, assignment id.
 	bucketOffers = []byte("offers")
 	keyApplied   = []byte("applied")
+	keyLayout    = []byte("layout")
 	allBuckets   = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketOffers, bucketProviders, bucketReferrals}
 )
 
@@ -54,23 +55,73 @@ type Model struct {
 	swap    sync.RWMutex
 	db      *bbolt.DB
 	applied atomic.Uint64
+	// applying is held by Apply, and by a rebuild for the moments it must
+	// see no commit happen (taking its snapshot, swapping).
+	applying sync.Mutex
+	// tail, while a rebuild checks its file, keeps what Apply commits
+	// after the rebuild's snapshot (guarded by applying).
+	tail *tail
+	// rebuilding admits one rebuild at a time.
+	rebuilding sync.Mutex
+	// progress, on a file being rebuilt, is told each commit.
+	progress *Progress
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every commit
 }
 
+// layout names how this version lays the model out in its buckets; a file
+// laid out otherwise is emptied at Open and built again from the log (the
+// model is derived data).
+const layout = "2"
+
+// options returns bbolt's options for the read model file at path. The
+// initial map is twice the file's size (at least minMap), so that a long
+// read transaction (a rebuild's digest of the live model) rarely holds up
+// commits and queries: bbolt makes a commit that must grow the map wait
+// for every reader, and new readers wait behind it. It reserves address
+// space, not memory.
+func options(path string) *bbolt.Options {
+	o := &bbolt.Options{Timeout: 5 * time.Second, InitialMmapSize: minMap}
+	if fi, err := os.Stat(path); err == nil && fi.Size() < 1<<40 {
+		o.InitialMmapSize = max(minMap, int(2*fi.Size()))
+	}
+	return o
+}
+
+// minMap is the least initial map of a read model file.
+const minMap = 32 << 20
+
+// ErrLocked is returned by Open when another process has the file open.
+var ErrLocked = errors.New("bolt: the read model file is in use by another process")
+
 // Open opens (creating if needed) the read model at path.
 func Open(path string) (*Model, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	db, err := bbolt.Open(path, 0o600, options(path))
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	m := &Model{path: path, db: db, changed: make(chan struct{})}
 	err = db.Update(func(tx *bbolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil && string(meta.Get(keyLayout)) != layout {
+			// Written by a version that lays the model out otherwise:
+			// start again from sequence 1.
+			for _, b := range allBuckets {
+				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
+					return err
+				}
+			}
+		}
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyLayout, []byte(layout)); err != nil {
+			return err
 		}
 		if v := tx.Bucket(bucketMeta).Get(keyApplied); v != nil {
 			m.applied.Store(binary.BigEndian.Uint64(v))
@@ -101,36 +152,66 @@ func (m *Model) view(fn func(tx *bbolt.Tx) error) error {
 // Applied returns the last stream sequence applied.
 func (m *Model) Applied() uint64 { return m.applied.Load() }
 
+// GapError is returned by Apply when a batch does not follow on from the
+// applied sequence: applying it would skip events.
+type GapError struct {
+	Applied uint64 // the model's applied sequence
+	Got     uint64 // the sequence offered after it
+}
+
+func (e *GapError) Error() string {
+	return fmt.Sprintf("bolt: sequence %d offered after %d: events %d-%d missing", e.Got, e.Applied, e.Applied+1, e.Got-1)
+}
+
 // Apply applies a batch of events, in order, in one transaction, together
 // with the new applied sequence. Entries at or below the applied sequence
-// are skipped, so a redelivered batch changes nothing.
+// are skipped, so a redelivered batch changes nothing. The first entry
+// above it must be the next sequence and each after it the next again:
+// otherwise Apply applies nothing and returns a *GapError, and the caller
+// must read again from Applied()+1. (A sequence that provably holds no
+// event is applied as an Entry whose record has only its Sequence.)
 func (m *Model) Apply(entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	m.applying.Lock()
+	defer m.applying.Unlock()
 	var last uint64
+	var applied []Entry
 	m.swap.RLock()
-	defer m.swap.RUnlock()
 	err := m.db.Update(func(tx *bbolt.Tx) error {
-		applied := binary.BigEndian.Uint64(orZero(tx.Bucket(bucketMeta).Get(keyApplied)))
-		last = applied
-		for _, e := range entries {
+		from := binary.BigEndian.Uint64(orZero(tx.Bucket(bucketMeta).Get(keyApplied)))
+		last = from
+		for i, e := range entries {
 			seq := e.Record.Sequence
 			if seq <= last {
 				continue
+			}
+			if seq != last+1 {
+				return &GapError{Applied: last, Got: seq}
+			}
+			if applied == nil {
+				applied = entries[i:]
 			}
 			if err := applyOne(tx, e); err != nil {
 				return fmt.Errorf("bolt: apply %d: %w", seq, err)
 			}
 			last = seq
 		}
-		if last == applied {
+		if last == from {
 			return nil
 		}
 		return tx.Bucket(bucketMeta).Put(keyApplied, u64(last))
 	})
+	m.swap.RUnlock()
 	if err != nil {
 		return err
+	}
+	if m.tail != nil {
+		m.tail.add(applied)
+	}
+	if m.progress != nil {
+		m.progress.Applied.Store(last)
 	}
 	m.applied.Store(last)
 	m.mu.Lock()
@@ -200,7 +281,7 @@ func applyReferral(tx *bbolt.Tx, e Entry) error {
 		}
 	}
 	if o, ok := e.Record.Event.(spa.OfferMade); ok {
-		if err := tx.Bucket(bucketOffers).Put(historyKey(o.ProviderODS, e.Record.Sequence), []byte(id)); err != nil {
+		if err := tx.Bucket(bucketOffers).Put(historyKey(o.ProviderODS, e.Record.Sequence), append([]byte(id+"\x00"), o.AssignmentID...)); err != nil {
 			return err
 		}
 	}
@@ -302,22 +383,42 @@ type ProviderFilter struct {
 	Service spa.Service
 }
 
-// Providers returns the providers matching f, by ODS code.
+// Providers returns every provider matching f, by ODS code.
 func (m *Model) Providers(f ProviderFilter) ([]spa.Provider, error) {
-	var out []spa.Provider
-	err := m.view(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketProviders).ForEach(func(_, v []byte) error {
+	out, _, err := m.ProvidersPage(f, "", 0)
+	return out, err
+}
+
+// ProvidersPage returns up to limit (0: all) providers matching f, by ODS
+// code, after ODS code after ("" from the first); next is the ODS code to
+// start the following page after, "" when there is none.
+func (m *Model) ProvidersPage(f ProviderFilter, after string, limit int) (out []spa.Provider, next string, err error) {
+	err = m.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketProviders).Cursor()
+		k, v := c.First()
+		if after != "" {
+			k, v = c.Seek([]byte(after))
+			if k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
 			var p spa.Provider
 			if err := json.Unmarshal(v, &p); err != nil {
 				return err
 			}
-			if (f.Borough == "" || p.Details.Serves(f.Borough)) && (f.Service == 0 || p.Details.Offers(f.Service)) {
-				out = append(out, p)
+			if f.Borough != "" && !p.Details.Serves(f.Borough) || f.Service != 0 && !p.Details.Offers(f.Service) {
+				continue
 			}
-			return nil
-		})
+			if limit > 0 && len(out) == limit {
+				next = out[len(out)-1].Details.ODS
+				return nil
+			}
+			out = append(out, p)
+		}
+		return nil
 	})
-	return out, err
+	return out, next, err
 }
 
 // ProviderAssignment is one assignment and the referral it belongs to.
@@ -326,34 +427,47 @@ type ProviderAssignment struct {
 	Assignment spa.Assignment
 }
 
-// Assignments returns a provider's assignments, newest offer first, with
-// status status (0: any).
-func (m *Model) Assignments(providerODS string, status spa.TaskStatus) ([]ProviderAssignment, error) {
-	var out []ProviderAssignment
-	err := m.view(func(tx *bbolt.Tx) error {
+// Assignments returns up to limit (0: all) of a provider's assignments with status
+// status (0: any), newest offer first, starting below the offer position
+// before (0: from the newest); next is the position to pass for the
+// following page, 0 when there is none.
+func (m *Model) Assignments(providerODS string, status spa.TaskStatus, before uint64, limit int) (out []ProviderAssignment, next uint64, err error) {
+	err = m.view(func(tx *bbolt.Tx) error {
 		prefix := append([]byte(providerODS), 0)
 		refs := tx.Bucket(bucketReferrals)
 		c := tx.Bucket(bucketOffers).Cursor()
-		k, id := c.Seek(append(bytes.Clone(prefix), 0xff))
-		if k == nil {
-			k, id = c.Last()
-		} else {
-			k, id = c.Prev()
+		start := append(bytes.Clone(prefix), 0xff)
+		if before > 0 {
+			start = historyKey(providerODS, before)
 		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, id = c.Prev() {
+		k, v := c.Seek(start)
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		var lastKey []byte
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+			id, assignmentID, _ := bytes.Cut(v, []byte{0})
 			var r spa.Referral
 			if err := json.Unmarshal(refs.Get(id), &r); err != nil {
 				return err
 			}
 			for _, a := range r.Assignments {
-				if a.ProviderODS == providerODS && (status == 0 || a.Status == status) {
-					out = append(out, ProviderAssignment{Referral: r, Assignment: a})
+				if a.ID != string(assignmentID) || status != 0 && a.Status != status {
+					continue
 				}
+				if limit > 0 && len(out) == limit {
+					next = binary.BigEndian.Uint64(lastKey[len(prefix):])
+					return nil
+				}
+				out = append(out, ProviderAssignment{Referral: r, Assignment: a})
+				lastKey = bytes.Clone(k)
 			}
 		}
 		return nil
 	})
-	return out, err
+	return out, next, err
 }
 
 // AwaitingCapacity returns the referrals in the no-capacity queue, oldest
@@ -395,102 +509,30 @@ func (m *Model) Digest() (string, uint64, error) {
 	return digest(m.db)
 }
 
-func digest(db *bbolt.DB) (string, uint64, error) {
-	h := sha256.New()
-	var applied uint64
-	err := db.View(func(tx *bbolt.Tx) error {
-		applied = binary.BigEndian.Uint64(orZero(tx.Bucket(bucketMeta).Get(keyApplied)))
-		for _, name := range allBuckets {
-			writeLen(h, name)
-			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
-				writeLen(h, k)
-				writeLen(h, v)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+func digest(db *bbolt.DB) (d string, applied uint64, err error) {
+	err = db.View(func(tx *bbolt.Tx) error {
+		d, applied, err = digestTx(tx)
+		return err
 	})
-	return hex.EncodeToString(h.Sum(nil)), applied, err
+	return d, applied, err
 }
 
-// Feed applies the log's events from sequence from to sequence to (both
-// inclusive) to model; a rebuild uses it to fill the new file.
-type Feed func(ctx context.Context, model *Model, from, to uint64) error
-
-// Rebuilt is the outcome of a rebuild: both digests at the sequence where
-// the new file was swapped in.
-type Rebuilt struct {
-	Applied uint64
-	Live    string
-	Rebuilt string
-}
-
-// Rebuild builds a new file from sequence 1 beside the live one, with feed,
-// while queries and the projection go on; then, for the moment it takes to
-// apply the last few events and compare, it holds them, and swaps the new
-// file in if its digest equals the live one's. A rebuild whose digest
-// differs is thrown away and reported as an error: the live file stays.
-func (m *Model) Rebuild(ctx context.Context, feed Feed) (Rebuilt, error) {
-	tmp := m.path + ".rebuild"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return Rebuilt{}, fmt.Errorf("bolt: rebuild: %w", err)
-	}
-	n, err := Open(tmp)
-	if err != nil {
-		return Rebuilt{}, err
-	}
-	discard := func(err error) (Rebuilt, error) {
-		n.db.Close()
-		os.Remove(tmp)
-		return Rebuilt{}, err
-	}
-	// Catch up while the live model moves on, a few rounds at most.
-	for range 10 {
-		target := m.Applied()
-		if n.Applied() >= target {
-			break
-		}
-		if err := feed(ctx, n, n.Applied()+1, target); err != nil {
-			return discard(fmt.Errorf("bolt: rebuild: %w", err))
+// digestTx digests what tx sees.
+func digestTx(tx *bbolt.Tx) (string, uint64, error) {
+	h := sha256.New()
+	applied := binary.BigEndian.Uint64(orZero(tx.Bucket(bucketMeta).Get(keyApplied)))
+	for _, name := range allBuckets {
+		writeLen(h, name)
+		err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+			writeLen(h, k)
+			writeLen(h, v)
+			return nil
+		})
+		if err != nil {
+			return "", 0, err
 		}
 	}
-	m.swap.Lock()
-	defer m.swap.Unlock()
-	target := m.applied.Load()
-	if n.Applied() < target {
-		if err := feed(ctx, n, n.Applied()+1, target); err != nil {
-			return discard(fmt.Errorf("bolt: rebuild: %w", err))
-		}
-	}
-	live, liveAt, err := digest(m.db)
-	if err != nil {
-		return discard(err)
-	}
-	rebuilt, rebuiltAt, err := digest(n.db)
-	if err != nil {
-		return discard(err)
-	}
-	out := Rebuilt{Applied: liveAt, Live: live, Rebuilt: rebuilt}
-	if live != rebuilt || liveAt != rebuiltAt {
-		_, err := discard(fmt.Errorf("bolt: rebuild differs from the live model at sequence %d (rebuilt to %d): kept the live one", liveAt, rebuiltAt))
-		return out, err
-	}
-	if err := m.db.Close(); err != nil {
-		return discard(err)
-	}
-	if err := os.Rename(tmp, m.path); err != nil {
-		// The live file is closed: reopen it rather than serve nothing.
-		db, oerr := bbolt.Open(m.path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
-		if oerr == nil {
-			m.db = db
-		}
-		return discard(errors.Join(fmt.Errorf("bolt: rebuild: swap: %w", err), oerr))
-	}
-	m.db = n.db
-	return out, nil
+	return hex.EncodeToString(h.Sum(nil)), applied, nil
 }
 
 func writeLen(h interface{ Write([]byte) (int, error) }, b []byte) {

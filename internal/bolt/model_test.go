@@ -282,9 +282,13 @@ func TestRebuildWhileServing(t *testing.T) {
 		}
 		projected <- nil
 	}()
-	res, err := live.Rebuild(ctx, feed)
+	var progress bolt.Progress
+	res, err := live.Rebuild(ctx, feed, &progress)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if progress.Applied.Load() != res.Applied && progress.Applied.Load() < res.Applied {
+		t.Errorf("progress says %d applied, the rebuild compared at %d", progress.Applied.Load(), res.Applied)
 	}
 	if err := <-projected; err != nil {
 		t.Fatal(err)
@@ -301,5 +305,108 @@ func TestRebuildWhileServing(t *testing.T) {
 	if a, b := digest(t, live), digest(t, whole); a != b || live.Applied() != uint64(len(entries)) {
 		t.Fatalf("after the swap the model differs from one built in one go (%d applied)", live.Applied())
 	}
-	t.Logf("swapped at sequence %d of %d; %d queries ran, %d failed", res.Applied, len(entries), queries.Load(), failures.Load())
+	t.Logf("compared at sequence %d of %d, swapped in %s; %d queries ran, %d failed", res.Applied, len(entries), res.Swap, queries.Load(), failures.Load())
+}
+
+// TestRebuildOneAtATime: a second rebuild while one runs is refused with
+// ErrBusy and leaves the first to finish; neither leaves a file behind.
+func TestRebuildOneAtATime(t *testing.T) {
+	t.Parallel()
+	entries := logOf(t, 200)
+	dir := t.TempDir()
+	live, err := bolt.Open(filepath.Join(dir, "readmodel.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if err := live.Apply(entries); err != nil {
+		t.Fatal(err)
+	}
+	inFeed, release := make(chan struct{}), make(chan struct{})
+	feed := func(ctx context.Context, m *bolt.Model, from, to uint64) error {
+		select {
+		case inFeed <- struct{}{}:
+		default:
+		}
+		<-release
+		return m.Apply(entries[from-1 : to])
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := live.Rebuild(context.Background(), feed, nil)
+		first <- err
+	}()
+	<-inFeed
+	if _, err := live.Rebuild(context.Background(), feed, nil); !errors.Is(err, bolt.ErrBusy) {
+		t.Fatalf("second rebuild: %v, want ErrBusy", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first rebuild: %v", err)
+	}
+	if got := digest(t, live); live.Applied() != uint64(len(entries)) || got == "" {
+		t.Fatalf("after the rebuild: applied %d", live.Applied())
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(files) != 1 {
+		t.Fatalf("files left in the directory: %v", files)
+	}
+}
+
+// TestRebuildCancelled: a cancelled rebuild keeps the live model and
+// removes its file.
+func TestRebuildCancelled(t *testing.T) {
+	t.Parallel()
+	entries := logOf(t, 50)
+	dir := t.TempDir()
+	live, err := bolt.Open(filepath.Join(dir, "readmodel.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if err := live.Apply(entries); err != nil {
+		t.Fatal(err)
+	}
+	before := digest(t, live)
+	ctx, cancel := context.WithCancel(context.Background())
+	feed := func(ctx context.Context, m *bolt.Model, from, to uint64) error {
+		cancel()
+		return ctx.Err()
+	}
+	if _, err := live.Rebuild(ctx, feed, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("rebuild: %v, want context.Canceled", err)
+	}
+	if digest(t, live) != before {
+		t.Fatal("a cancelled rebuild changed the live model")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(files) != 1 {
+		t.Fatalf("files left in the directory: %v", files)
+	}
+}
+
+// TestApplyRefusesGaps: a batch that does not follow on from the applied
+// sequence is refused whole, with the sequences missing.
+func TestApplyRefusesGaps(t *testing.T) {
+	t.Parallel()
+	entries := logOf(t, 10)
+	m := open(t)
+	if err := m.Apply(entries[:3]); err != nil {
+		t.Fatal(err)
+	}
+	before := digest(t, m)
+	for _, batch := range [][]bolt.Entry{entries[4:6], {entries[3], entries[5]}, append(entries[1:4:4], entries[6])} {
+		var gap *bolt.GapError
+		if err := m.Apply(batch); !errors.As(err, &gap) {
+			t.Fatalf("batch from %d: %v, want a gap", batch[0].Record.Sequence, err)
+		}
+		if m.Applied() != 3 || digest(t, m) != before {
+			t.Fatalf("a refused batch changed the model (applied %d)", m.Applied())
+		}
+	}
+	// A sequence that holds no event is applied as an empty entry.
+	hole := bolt.Entry{Record: spa.Record{Sequence: 4}}
+	if err := m.Apply([]bolt.Entry{hole, entries[4]}); err != nil || m.Applied() != 5 {
+		t.Fatalf("hole: %v, applied %d", err, m.Applied())
+	}
 }

@@ -35,6 +35,9 @@ func (w *WorkerFlags) Config(dataDir string, now time.Time) (worker.Config, erro
 	if cfg.ID == "" {
 		cfg.ID = DefaultWorkerID(dataDir)
 	}
+	if err := worker.ValidateID(cfg.ID); err != nil {
+		return cfg, fmt.Errorf("--worker-id: %w", err)
+	}
 	cfg.Scheduler.Disabled = !w.Scheduler
 	open, close, ok := strings.Cut(w.Hours, "-")
 	o, err1 := minutes(open)

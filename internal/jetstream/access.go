@@ -22,33 +22,25 @@ const (
 
 // AccessLog records every read of patient data. Safe for concurrent use.
 type AccessLog struct {
-	js jetstream.JetStream
+	store *Store
 }
 
-// NewAccessLog creates or updates the access log stream (file storage,
-// every record kept, delete and purge denied) on the store's connection.
-func (s *Store) NewAccessLog(ctx context.Context) (*AccessLog, error) {
-	_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        AccessStreamName,
-		Description: "SPA access log: who read which referral's data, when and why",
-		Subjects:    []string{accessSubject + "*"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    s.replicas,
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: create stream %s: %w", AccessStreamName, err)
+// OpenAccessLog returns the access log once its stream exists and is as
+// strong as req states, waiting for it like Open.
+func (s *Store) OpenAccessLog(ctx context.Context, req Requirements) (*AccessLog, error) {
+	if _, err := lookupStream(ctx, s.js, accessConfig(Setup{}), req); err != nil {
+		return nil, err
 	}
-	return &AccessLog{js: s.js}, nil
+	return &AccessLog{store: s}, nil
 }
 
 // Record appends one access record per referral and returns once
-// JetStream has acknowledged them all.
+// JetStream has acknowledged them all. Records are sent again while
+// JetStream does not answer (so a record may be stored twice, never
+// lost); a failure that lasts is KindUnavailable.
 func (l *AccessLog) Record(ctx context.Context, actor spa.Actor, purpose, method string, at time.Time, referralIDs []string) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(referralIDs))
-	for _, id := range referralIDs {
+	msgs := make([][]byte, len(referralIDs))
+	for i, id := range referralIDs {
 		data, err := proto.Marshal(&spav1.AccessRecord{
 			ReferralId: id, Actor: &spav1.Actor{Ods: actor.ODS, Role: actor.Role, User: actor.User},
 			Purpose: purpose, Method: method, At: timestamppb.New(at),
@@ -56,47 +48,55 @@ func (l *AccessLog) Record(ctx context.Context, actor spa.Actor, purpose, method
 		if err != nil {
 			return err
 		}
-		f, err := l.js.PublishAsync(accessSubject+id, data, jetstream.WithExpectStream(AccessStreamName))
-		if err != nil {
-			return fmt.Errorf("jetstream: access log: %w", err)
-		}
-		futures = append(futures, f)
+		msgs[i] = data
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("jetstream: access log: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
+	return l.store.do(ctx, func(ctx context.Context) error {
+		futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+		for i, data := range msgs {
+			f, err := l.store.js.PublishAsync(accessSubject+referralIDs[i], data, jetstream.WithExpectStream(AccessStreamName))
+			if err != nil {
+				return fmt.Errorf("jetstream: access log: %w", err)
+			}
+			futures = append(futures, f)
 		}
-	}
-	return nil
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("jetstream: access log: %w", err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
 }
 
-// List returns the access records of a referral, oldest first.
-func (l *AccessLog) List(ctx context.Context, referralID string) ([]*spav1.AccessRecord, error) {
-	cons, err := l.js.OrderedConsumer(ctx, AccessStreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{accessSubject + referralID}})
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: access log: %w", err)
-	}
+// List returns up to limit access records of a referral, oldest first,
+// starting after the access log position after (0: from the first), and
+// the position to pass for the next page (0 when there is none).
+func (l *AccessLog) List(ctx context.Context, referralID string, after uint64, limit int) ([]*spav1.AccessRecord, uint64, error) {
 	var out []*spav1.AccessRecord
-	for {
-		batch, err := cons.FetchNoWait(256)
-		if err != nil {
-			return nil, fmt.Errorf("jetstream: access log: %w", err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
+	var next uint64
+	opts := FollowOptions{From: after + 1, Subjects: []string{accessSubject + referralID}, Batch: limit, What: "access log read"}
+	err := l.store.followStream(ctx, AccessStreamName, opts, func(b Batch) error {
+		for _, e := range b.Events {
 			r := new(spav1.AccessRecord)
-			if err := proto.Unmarshal(msg.Data(), r); err != nil {
-				return nil, fmt.Errorf("jetstream: access record: %w", err)
+			if err := proto.Unmarshal(e.Data, r); err != nil {
+				return fmt.Errorf("jetstream: access record %d: %w", e.Sequence, err)
 			}
 			out = append(out, r)
+			if len(out) == limit {
+				if !b.CaughtUp || e.Sequence != b.Events[len(b.Events)-1].Sequence {
+					next = e.Sequence
+				}
+				return ErrStop
+			}
 		}
-		if n == 0 {
-			return out, nil
+		if b.CaughtUp {
+			return ErrStop
 		}
-	}
+		return nil
+	})
+	return out, next, err
 }

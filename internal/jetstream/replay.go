@@ -2,20 +2,16 @@ package jetstream
 
 import (
 	"context"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"slices"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"spa/internal/spa"
 )
 
 // Replay calls fn for every stored event matching f, in log order, up to
-// the log's end when Replay started (or f.ToSeq). It reads with an ordered
-// consumer: nothing is left on the server when it returns.
+// the log's end when Replay started (or f.ToSeq). It reads with Follow, so
+// a leader election or a lost connection part-way delays the replay but
+// neither ends it early nor skips an event.
 func (s *Store) Replay(ctx context.Context, f spa.EventFilter, fn func(spa.StoredEvent) error) error {
 	end, err := s.LastSequence(ctx)
 	if err != nil {
@@ -27,135 +23,65 @@ func (s *Store) Replay(ctx context.Context, f spa.EventFilter, fn func(spa.Store
 	if end == 0 || f.FromSeq > end {
 		return nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{}
+	opts := FollowOptions{From: f.FromSeq, FromTime: f.FromTime, What: "replay", Batch: 256}
 	switch {
 	case f.ReferralID != "":
-		cfg.FilterSubjects = []string{SubjectOf(spa.AggregateReferral, f.ReferralID)}
+		opts.Subjects = []string{SubjectOf(spa.AggregateReferral, f.ReferralID)}
 	case f.Provider != "":
-		cfg.FilterSubjects = []string{SubjectOf(spa.AggregateProvider, f.Provider), SubjectOf(spa.AggregateReferral, "*")}
+		opts.Subjects = []string{SubjectOf(spa.AggregateProvider, f.Provider), SubjectOf(spa.AggregateReferral, "*")}
 	}
-	switch {
-	case f.FromSeq > 0:
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, f.FromSeq
-	case !f.FromTime.IsZero():
-		t := f.FromTime
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
-	}
-	cons, err := s.js.OrderedConsumer(ctx, StreamName, cfg)
-	if err != nil {
-		return fmt.Errorf("jetstream: replay: %w", err)
-	}
-	for {
-		batch, err := cons.FetchNoWait(256)
-		if err != nil {
-			return fmt.Errorf("jetstream: replay: %w", err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			raw, err := rawOf(msg)
-			if err != nil {
-				return err
+	return s.Follow(ctx, opts, func(b Batch) error {
+		for _, e := range b.Events {
+			if e.Sequence > end || !f.ToTime.IsZero() && !e.Time.Before(f.ToTime) {
+				return ErrStop
 			}
-			if raw.Sequence > end || !f.ToTime.IsZero() && !raw.Time.Before(f.ToTime) {
-				return nil
-			}
-			if f.Provider != "" && raw.Provider != f.Provider || len(f.Types) > 0 && !slices.Contains(f.Types, raw.Type) {
+			if f.Provider != "" && e.Provider != f.Provider || len(f.Types) > 0 && !slices.Contains(f.Types, e.Type) {
 				continue
 			}
-			if err := fn(raw); err != nil {
+			if err := fn(e); err != nil {
 				return err
 			}
-			if raw.Sequence == end {
-				return nil
+			if e.Sequence == end {
+				return ErrStop
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("jetstream: replay: %w", err)
+		if b.CaughtUp {
+			return ErrStop
 		}
-		if n == 0 || ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-}
-
-func rawOf(msg jetstream.Msg) (spa.StoredEvent, error) {
-	md, err := msg.Metadata()
-	if err != nil {
-		return spa.StoredEvent{}, fmt.Errorf("jetstream: message metadata: %w", err)
-	}
-	h := msg.Headers()
-	hash, _ := hex.DecodeString(h.Get(HeaderHash))
-	return spa.StoredEvent{
-		Sequence: md.Sequence.Stream, Subject: msg.Subject(), Time: md.Timestamp,
-		Type: h.Get(HeaderEventType), Provider: h.Get(HeaderProvider), Data: msg.Data(), Hash: hash,
-	}, nil
+		return nil
+	})
 }
 
 // Watch calls fn for every event on referral subjects addressed to
 // provider that comes after sequence after, as it is appended, until ctx
-// ends or fn fails; every interval without such an event, fn is called with
-// an empty event whose Sequence is the last one seen (a heartbeat that moves
-// the cursor on). It reads with an ordered consumer.
+// ends or fn fails; every interval in which no such event was sent, fn is
+// called with an empty event whose Sequence is the last one seen (a
+// heartbeat that moves the cursor on). It reads with Follow, which removes
+// its consumer from the server when the watch ends.
 func (s *Store) Watch(ctx context.Context, provider string, after uint64, interval time.Duration, fn func(spa.StoredEvent) error) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{SubjectOf(spa.AggregateReferral, "*")}}
-	if after > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
-	}
-	cons, err := s.js.OrderedConsumer(ctx, StreamName, cfg)
-	if err != nil {
-		return fmt.Errorf("jetstream: watch: %w", err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("jetstream: watch: %w", err)
-	}
-	defer it.Stop()
-	msgs := make(chan jetstream.Msg)
-	errs := make(chan error, 1)
-	go func() {
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				errs <- err
-				return
-			}
-			select {
-			case msgs <- msg:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	cursor := after
-	beat := time.NewTicker(interval)
-	defer beat.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-errs:
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return ctx.Err()
+	sent := false
+	opts := FollowOptions{From: after + 1, Subjects: []string{SubjectOf(spa.AggregateReferral, "*")}, Tick: interval, Batch: 256, What: "watch"}
+	return s.Follow(ctx, opts, func(b Batch) error {
+		if len(b.Events) == 0 && !b.CaughtUp {
+			if !sent {
+				if err := fn(spa.StoredEvent{Sequence: cursor}); err != nil {
+					return err
+				}
 			}
-			return fmt.Errorf("jetstream: watch: %w", err)
-		case <-beat.C:
-			if err := fn(spa.StoredEvent{Sequence: cursor}); err != nil {
-				return err
-			}
-		case msg := <-msgs:
-			raw, err := rawOf(msg)
-			if err != nil {
-				return err
-			}
-			cursor = raw.Sequence
-			if raw.Provider != provider {
+			sent = false
+			return nil
+		}
+		for _, e := range b.Events {
+			cursor = e.Sequence
+			if e.Provider != provider {
 				continue
 			}
-			beat.Reset(interval)
-			if err := fn(raw); err != nil {
+			sent = true
+			if err := fn(e); err != nil {
 				return err
 			}
 		}
-	}
+		return nil
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"spa/internal/backoff"
 	"spa/internal/codec"
 	"spa/internal/spa"
 )
@@ -40,56 +42,34 @@ var Subjects = []string{
 	SubjectOf(spa.AggregateProvider, "*"),
 }
 
-// Config configures the event stream.
-type Config struct {
-	// Replicas is the stream's replica count: 1 embedded, 3 on a cluster.
-	Replicas int
-	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values
-	// for transport retries. Business idempotency does not rely on it.
-	DuplicateWindow time.Duration
-}
-
 // Store appends and loads domain events. Safe for concurrent use.
 type Store struct {
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	stream   jetstream.Stream
-	replicas int
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	log    *slog.Logger
+	// gate logs an outage of the event log once.
+	gate *backoff.Gate
 }
 
-// New creates or updates the event stream and returns a store on it. The
-// stream keeps every event (no limits), on file storage, and denies delete
-// and purge.
-func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+// Open returns a store on the event stream once it exists and is as
+// strong as req states (see Requirements); it waits, with backoff, while
+// the stream does not exist yet or JetStream cannot answer, and logs that
+// once. It never creates or changes the stream: Provision does.
+func Open(ctx context.Context, nc *nats.Conn, req Requirements) (*Store, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.DuplicateWindow == 0 {
-		cfg.DuplicateWindow = 2 * time.Minute
-	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "SPA domain events; one subject per aggregate; append-only",
-		Subjects:    Subjects,
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Replicas:    cfg.Replicas,
-		Duplicates:  cfg.DuplicateWindow,
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
-		// Offers reserve capacity on the provider's subject in the same
-		// atomic batch as the offer on the referral's.
-		AllowAtomicPublish: true,
-	})
+	stream, err := lookupStream(ctx, js, eventsConfig(Setup{}), req)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: create stream %s: %w", StreamName, err)
+		return nil, err
 	}
-	return &Store{nc: nc, js: js, stream: stream, replicas: cfg.Replicas}, nil
+	log := req.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{nc: nc, js: js, stream: stream, log: log, gate: backoff.NewGate("event log", log)}, nil
 }
 
 // Stream returns the event stream, for consumers.
@@ -98,17 +78,24 @@ func (s *Store) Stream() jetstream.Stream { return s.stream }
 // JetStream returns the JetStream context, for key-value buckets.
 func (s *Store) JetStream() jetstream.JetStream { return s.js }
 
-// Replicas returns the event stream's replica count, for other streams and
-// buckets that must be as durable.
-func (s *Store) Replicas() int { return s.replicas }
-
 // SubjectOf returns the subject of an aggregate's events.
 func SubjectOf(agg spa.Aggregate, id string) string { return "spa." + string(agg) + "." + id }
 
 // Load returns every event of an aggregate, oldest first, and the sequence
-// of the last one (0 when it has none).
+// of the last one (0 when it has none). A store that cannot answer for a
+// while (an election) is retried; one that stays so is KindUnavailable.
 func (s *Store) Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.Record, uint64, error) {
-	subject := SubjectOf(agg, id)
+	var recs []spa.Record
+	var lastSeq uint64
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		recs, lastSeq, err = s.load(ctx, SubjectOf(agg, id))
+		return err
+	})
+	return recs, lastSeq, err
+}
+
+func (s *Store) load(ctx context.Context, subject string) ([]spa.Record, uint64, error) {
 	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, 0, nil
@@ -119,6 +106,11 @@ func (s *Store) Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.R
 	var recs []spa.Record
 	for seq := uint64(1); seq <= last.Sequence; seq++ {
 		msg, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Reads may be answered by different replicas: one that is
+			// behind the one that named the last event. Read again.
+			return nil, 0, &retryableError{fmt.Errorf("jetstream: load %s: replicas disagree: %w", subject, err)}
+		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("jetstream: load %s from %d: %w", subject, seq, err)
 		}
@@ -132,30 +124,57 @@ func (s *Store) Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.R
 	return recs, last.Sequence, nil
 }
 
+// retryFor bounds how long one call retries a store that cannot answer
+// (a leader election takes a few seconds) before it answers
+// KindUnavailable.
+const retryFor = 10 * time.Second
+
+// do runs op, retrying failures that pass (Retryable) with backoff for up
+// to retryFor within ctx; one that lasts is returned as KindUnavailable.
+// The store's gate logs an outage once, however many calls retry.
+func (s *Store) do(ctx context.Context, op func(context.Context) error) error {
+	rctx, cancel := context.WithTimeout(ctx, retryFor)
+	defer cancel()
+	r := &backoff.Retrier{Gate: s.gate, Max: time.Second}
+	return unavailable(ctx, backoff.Retry(rctx, r, Retryable, op))
+}
+
 // Append stores rec on its aggregate's subject if the last event there is
 // still expectedLast (0: the subject must be empty). It returns the new
 // event's sequence once JetStream has acknowledged (and, by default,
 // fsynced) it, or spa.ErrConcurrentChange when another append won the
 // race. A retry of an append that succeeded (same EventID) is answered
-// with the first append's sequence and appends nothing.
+// with the first append's sequence and appends nothing; so Append itself
+// sends the same message again when JetStream does not answer (an
+// election), and a failure that lasts is KindUnavailable.
 func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64) (uint64, error) {
-	msg, err := s.message(ctx, &spa.Append{Record: rec, Expected: expectedLast, Guard: true})
+	var msg *nats.Msg
+	err := s.do(ctx, func(ctx context.Context) (err error) {
+		msg, err = s.message(ctx, &spa.Append{Record: rec, Expected: expectedLast, Guard: true})
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
-	ack, err := s.js.PublishMsg(ctx, msg,
-		jetstream.WithMsgID(rec.EventID),
-		jetstream.WithExpectLastSequencePerSubject(expectedLast),
-		jetstream.WithExpectStream(StreamName))
-	if err != nil {
+	var seq uint64
+	err = s.do(ctx, func(ctx context.Context) error {
+		ack, err := s.js.PublishMsg(ctx, msg,
+			jetstream.WithMsgID(rec.EventID),
+			jetstream.WithExpectLastSequencePerSubject(expectedLast),
+			jetstream.WithExpectStream(StreamName))
+		if err == nil {
+			seq = ack.Sequence
+			return nil
+		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return s.ownAppend(ctx, msg.Subject, rec.EventID)
+			seq, err = s.ownAppend(ctx, msg.Subject, rec.EventID)
+			return err
 		}
-		return 0, fmt.Errorf("jetstream: append to %s: %w", msg.Subject, err)
-	}
-	return ack.Sequence, nil
+		return fmt.Errorf("jetstream: append to %s: %w", msg.Subject, err)
+	})
+	return seq, err
 }
 
 // HeaderHash carries the hex SHA-256 of an event's stored bytes, so that a
@@ -182,6 +201,11 @@ func (s *Store) message(ctx context.Context, a *spa.Append) (*nats.Msg, error) {
 		}
 	case a.Expected > 0:
 		prev, err = s.stream.GetMsg(ctx, a.Expected)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// The event decided on is not there (or this replica has not
+			// got it yet): decide again on what is.
+			return nil, spa.ErrConcurrentChange
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: predecessor on %s: %w", subject, err)
@@ -214,19 +238,28 @@ func (s *Store) message(ctx context.Context, a *spa.Append) (*nats.Msg, error) {
 // subject's last event our own.
 func (s *Store) ownAppend(ctx context.Context, subject, eventID string) (uint64, error) {
 	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, fmt.Errorf("jetstream: last event on %s: %w", subject, err)
+	}
 	if err == nil && last.Header.Get(jetstream.MsgIDHeader) == eventID {
 		return last.Sequence, nil
 	}
 	return 0, spa.ErrConcurrentChange
 }
 
-// LastSequence returns the stream's last sequence (0 when empty).
+// LastSequence returns the stream's last sequence (0 when empty), retried
+// like Load.
 func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
-	info, err := s.stream.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("jetstream: stream info: %w", err)
-	}
-	return info.State.LastSeq, nil
+	var last uint64
+	err := s.do(ctx, func(ctx context.Context) error {
+		info, err := s.stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("jetstream: stream info: %w", err)
+		}
+		last = info.State.LastSeq
+		return nil
+	})
+	return last, err
 }
 
 // batch headers (JetStream atomic batch publish) and the error codes of a
@@ -243,11 +276,26 @@ const (
 // AppendBatch appends events to several subjects atomically: all of them,
 // or none when any guard fails (spa.ErrConcurrentChange). It returns each
 // event's sequence. A single event is a plain Append.
+//
+// When JetStream does not answer, the whole batch is sent again (a new
+// batch with the same message ids and guards): if the first one was
+// committed after all, the guards fail and the caller decides again on
+// what is there, as after any lost race. A failure that lasts is
+// KindUnavailable.
 func (s *Store) AppendBatch(ctx context.Context, batch []spa.Append) ([]uint64, error) {
 	if len(batch) == 1 && batch[0].Guard {
 		seq, err := s.Append(ctx, batch[0].Record, batch[0].Expected)
 		return []uint64{seq}, err
 	}
+	var seqs []uint64
+	err := s.do(ctx, func(ctx context.Context) (err error) {
+		seqs, err = s.appendBatch(ctx, batch)
+		return err
+	})
+	return seqs, err
+}
+
+func (s *Store) appendBatch(ctx context.Context, batch []spa.Append) ([]uint64, error) {
 	id := nuid.Next()
 	for i, b := range batch {
 		msg, err := s.message(ctx, &b)
@@ -303,4 +351,29 @@ func (s *Store) AppendBatch(ctx context.Context, batch []spa.Append) ([]uint64, 
 		return seqs, nil
 	}
 	return nil, errors.New("jetstream: empty batch")
+}
+
+// Holes reports whether no event is stored, or will ever be, at any
+// sequence from from to to: each is below the stream's first sequence or
+// one of its deleted sequences, as the stream's leader answers. A reader
+// that finds such a gap may step over it; any other gap must be read
+// again.
+func (s *Store) Holes(ctx context.Context, from, to uint64) (bool, error) {
+	var holes bool
+	err := s.do(ctx, func(ctx context.Context) error {
+		info, err := s.stream.Info(ctx, jetstream.WithDeletedDetails(true))
+		if err != nil {
+			return fmt.Errorf("jetstream: stream info: %w", err)
+		}
+		deleted := make(map[uint64]bool, len(info.State.Deleted))
+		for _, seq := range info.State.Deleted {
+			deleted[seq] = true
+		}
+		holes = to <= info.State.LastSeq
+		for seq := from; seq <= to && holes; seq++ {
+			holes = seq < info.State.FirstSeq || deleted[seq]
+		}
+		return nil
+	})
+	return holes, err
 }

@@ -23,11 +23,7 @@ import (
 func newStore(t *testing.T) (*jetstream.Store, natsjs.JetStream) {
 	t.Helper()
 	nc := jetstreamtest.Connect(t, jetstreamtest.Start(t))
-	ctx := context.Background()
-	store, err := jetstream.New(ctx, nc, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
 	js, err := natsjs.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -283,10 +279,7 @@ func TestMirrorKeepsTheChain(t *testing.T) {
 func BenchmarkReplay(b *testing.B) {
 	nc := jetstreamtest.Connect(b, jetstreamtest.Start(b))
 	ctx := context.Background()
-	store, err := jetstream.New(ctx, nc, jetstream.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	store := jetstreamtest.Store(b, nc, jetstream.Setup{})
 	const n = 10000
 	last := map[string]uint64{}
 	for i := range n {

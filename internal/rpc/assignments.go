@@ -51,11 +51,7 @@ func (s *Assignments) WatchAssignments(req *spav1.WatchAssignmentsRequest, strea
 		if e.Data == nil {
 			return stream.Send(&spav1.WatchAssignmentsResponse{Cursor: e.Sequence, Heartbeat: true})
 		}
-		se, err := storedEvent(e, false)
-		if err != nil {
-			return err
-		}
-		return stream.Send(&spav1.WatchAssignmentsResponse{Cursor: e.Sequence, Event: se})
+		return stream.Send(&spav1.WatchAssignmentsResponse{Cursor: e.Sequence, Event: storedEvent(e, false)})
 	})
 	select {
 	case <-s.stopping:

@@ -37,33 +37,31 @@ func (s *Audit) ReplayEvents(req *spav1.ReplayEventsRequest, stream grpc.ServerS
 		FromTime: codec.TimeFromProto(req.GetFromTime()), ToTime: codec.TimeFromProto(req.GetToTime()),
 	}
 	return s.app.ReplayEvents(ctx, m, f, func(e spa.StoredEvent) error {
-		se, err := storedEvent(e, req.GetIncludeData())
-		if err != nil {
-			return err
-		}
-		return stream.Send(&spav1.ReplayEventsResponse{Event: se})
+		return stream.Send(&spav1.ReplayEventsResponse{Event: storedEvent(e, req.GetIncludeData())})
 	})
 }
 
 // ListAccess implements spav1.AuditServiceServer.
 func (s *Audit) ListAccess(ctx context.Context, req *spav1.ListAccessRequest) (*spav1.ListAccessResponse, error) {
-	records, err := s.app.ListAccess(ctx, req.GetReferralId())
-	if err != nil {
-		return nil, err
-	}
-	return &spav1.ListAccessResponse{Records: records}, nil
+	return s.app.ListAccess(ctx, codec.AccessQueryFromProto(req))
 }
 
 // storedEvent converts a stored event for the API, with its bytes and hash
-// when asked.
-func storedEvent(e spa.StoredEvent, withData bool) (*spav1.StoredEvent, error) {
+// when asked. One this version cannot decode is sent all the same, with
+// its bytes and the reason, so that no reader stops at it.
+func storedEvent(e spa.StoredEvent, withData bool) *spav1.StoredEvent {
+	out := &spav1.StoredEvent{Sequence: e.Sequence, Subject: e.Subject, Type: e.Type, StoredAt: timestamppb.New(e.Time)}
 	env, err := codec.UnmarshalEnvelope(e.Data)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		out.Envelope = env
+		_, err = codec.RecordFromProto(e.Sequence, env)
 	}
-	out := &spav1.StoredEvent{Sequence: e.Sequence, Envelope: env, Subject: e.Subject, Type: e.Type, StoredAt: timestamppb.New(e.Time)}
+	if err != nil {
+		out.DecodeError = err.Error()
+		withData = true
+	}
 	if withData {
 		out.Data, out.Hash = e.Data, e.Hash
 	}
-	return out, nil
+	return out
 }

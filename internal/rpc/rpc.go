@@ -70,6 +70,8 @@ var kindCodes = map[spa.Kind]codes.Code{
 	spa.KindAborted:            codes.Aborted,
 	spa.KindUnavailable:        codes.Unavailable,
 	spa.KindDeadlineExceeded:   codes.DeadlineExceeded,
+	spa.KindOutOfRange:         codes.OutOfRange,
+	spa.KindTooLarge:           codes.ResourceExhausted,
 }
 
 // Status maps an error to a gRPC status error: domain errors by kind, with

@@ -28,6 +28,11 @@ const (
 	KindUnavailable
 	// KindDeadlineExceeded: the caller's deadline passed while waiting.
 	KindDeadlineExceeded
+	// KindOutOfRange: the request names a position beyond what exists (a
+	// consistency token beyond the log's end).
+	KindOutOfRange
+	// KindTooLarge: the answer would be larger than the transport allows.
+	KindTooLarge
 )
 
 // Violation names one bad field, by its path in the API request
@@ -43,7 +48,13 @@ type Error struct {
 	Kind       Kind
 	Message    string
 	Violations []Violation
+	// Cause is the underlying failure, for logs and errors.Is; it is
+	// never sent to clients.
+	Cause error
 }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
 
 func (e *Error) Error() string {
 	if len(e.Violations) == 0 {

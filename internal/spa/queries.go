@@ -2,10 +2,10 @@ package spa
 
 import "strconv"
 
-// Board page sizes.
+// Default page sizes: the board's, and every other list's.
 const (
-	DefaultPageSize = 50
-	MaxPageSize     = 500
+	DefaultPageSize     = 50
+	DefaultListPageSize = 100
 )
 
 // ValidateGet checks a GetReferral query.
@@ -25,7 +25,8 @@ type ListQuery struct {
 }
 
 // Validate checks a board query and returns the page size to use (the
-// default when zero) and the board position to start after.
+// default when zero, at most MaxPageSize) and the board position to start
+// after.
 func (q ListQuery) Validate() (size int, after uint64, err error) {
 	var vs violations
 	checkEnum(&vs, "status", q.Status, statusEnd, false)
@@ -33,38 +34,94 @@ func (q ListQuery) Validate() (size int, after uint64, err error) {
 	if q.SiteODS != "" && !IsODSCode(q.SiteODS) {
 		vs.add("site_ods", "must be an ODS code: 1-9 upper-case letters or digits")
 	}
-	size = int(q.PageSize)
-	if size == 0 {
-		size = DefaultPageSize
-	}
-	if size < 1 || size > MaxPageSize {
-		vs.add("page_size", "must be 0-%d", MaxPageSize)
-	}
-	if q.PageToken != "" {
-		var perr error
-		if after, perr = strconv.ParseUint(q.PageToken, 10, 64); perr != nil {
-			vs.add("page_token", "is not a token from a previous page")
-		}
-	}
+	size = pageSize(&vs, q.PageSize, DefaultPageSize)
+	after = parseSeqPageToken(&vs, q.PageToken, q.key())
 	return size, after, vs.err()
 }
 
-// PageToken returns the token for the page after board position next, or
-// "" when there is no next page.
-func PageToken(next uint64) string {
-	if next == 0 {
-		return ""
-	}
-	return strconv.FormatUint(next, 10)
+// NextPageToken returns the token of the page after board position next
+// ("" when next is 0: no next page).
+func (q ListQuery) NextPageToken(next uint64) string { return seqPageToken(q.key(), next) }
+
+func (q ListQuery) key() string {
+	return "referrals/" + strconv.Itoa(int(q.Status)) + "/" + strconv.Itoa(int(q.Pathway)) + "/" + q.SiteODS
 }
 
-// ValidateProviderQuery checks a provider directory query.
-func ValidateProviderQuery(borough string, service Service) error {
-	var vs violations
-	checkText(&vs, "borough", borough, false, MaxShortTextLen)
-	checkEnum(&vs, "service", service, serviceEnd, false)
-	return vs.err()
+// ProviderQuery is a provider directory query; zero filters match
+// everything.
+type ProviderQuery struct {
+	Borough   string
+	Service   Service
+	PageSize  int32
+	PageToken string
 }
+
+// Validate checks a provider directory query and returns the page size
+// and the ODS code to start after ("" from the first).
+func (q ProviderQuery) Validate() (size int, after string, err error) {
+	var vs violations
+	checkText(&vs, "borough", q.Borough, false, MaxShortTextLen)
+	checkEnum(&vs, "service", q.Service, serviceEnd, false)
+	size = pageSize(&vs, q.PageSize, DefaultListPageSize)
+	after = string(parsePageToken(&vs, q.PageToken, q.key()))
+	return size, after, vs.err()
+}
+
+// NextPageToken returns the token of the page after ODS code next ("":
+// no next page).
+func (q ProviderQuery) NextPageToken(next string) string { return PageToken(q.key(), []byte(next)) }
+
+func (q ProviderQuery) key() string {
+	return "providers/" + q.Borough + "/" + strconv.Itoa(int(q.Service))
+}
+
+// AssignmentQuery is a provider's assignment list query.
+type AssignmentQuery struct {
+	ProviderODS string
+	Status      TaskStatus
+	PageSize    int32
+	PageToken   string
+}
+
+// Validate checks an assignment list query and returns the page size and
+// the position (newest offer first) to start after.
+func (q AssignmentQuery) Validate() (size int, after uint64, err error) {
+	var vs violations
+	checkODS(&vs, "provider_ods", q.ProviderODS)
+	checkEnum(&vs, "status", q.Status, taskStatusEnd, false)
+	size = pageSize(&vs, q.PageSize, DefaultListPageSize)
+	after = parseSeqPageToken(&vs, q.PageToken, q.key())
+	return size, after, vs.err()
+}
+
+// NextPageToken returns the token of the page after position next.
+func (q AssignmentQuery) NextPageToken(next uint64) string { return seqPageToken(q.key(), next) }
+
+func (q AssignmentQuery) key() string {
+	return "assignments/" + q.ProviderODS + "/" + strconv.Itoa(int(q.Status))
+}
+
+// AccessQuery lists who read a referral's data.
+type AccessQuery struct {
+	ReferralID string
+	PageSize   int32
+	PageToken  string
+}
+
+// Validate checks an access log query and returns the page size and the
+// access log position to start after.
+func (q AccessQuery) Validate() (size int, after uint64, err error) {
+	var vs violations
+	checkReferralID(&vs, q.ReferralID)
+	size = pageSize(&vs, q.PageSize, DefaultListPageSize)
+	after = parseSeqPageToken(&vs, q.PageToken, q.key())
+	return size, after, vs.err()
+}
+
+// NextPageToken returns the token of the page after position next.
+func (q AccessQuery) NextPageToken(next uint64) string { return seqPageToken(q.key(), next) }
+
+func (q AccessQuery) key() string { return "access/" + q.ReferralID }
 
 // ValidateAssignmentQuery checks a provider's assignment list query.
 func ValidateAssignmentQuery(providerODS string, status TaskStatus) error {

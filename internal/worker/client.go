@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"log/slog"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/backoff"
+	ijs "spa/internal/jetstream"
 	"spa/internal/spa"
 )
 
@@ -100,52 +103,113 @@ func (c *Client) request(ctx context.Context, subject string, data []byte) ([]by
 	reply, err := c.nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return nil, spa.Errorf(spa.KindUnavailable, "no read model is available")
+		return nil, spa.Errorf(spa.KindUnavailable, "no read model is available (spa-ctl workers shows each worker's state)")
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, spa.Errorf(spa.KindDeadlineExceeded, "the read model did not answer in time")
+	case ijs.Retryable(err):
+		return nil, &spa.Error{Kind: spa.KindUnavailable, Message: "the read models cannot be reached for the moment; retry", Cause: err}
 	case err != nil:
 		return nil, fmt.Errorf("worker: request %s: %w", subject, err)
 	}
-	switch code := reply.Header.Get(micro.ErrorCodeHeader); code {
-	case "":
+	return replyData(reply)
+}
+
+// replyData returns a reply's data, or the error its micro error headers
+// carry, as a *spa.Error of the matching kind.
+func replyData(reply *nats.Msg) ([]byte, error) {
+	code := reply.Header.Get(micro.ErrorCodeHeader)
+	if code == "" {
 		return reply.Data, nil
-	case codeInvalid:
-		return nil, spa.Errorf(spa.KindInvalid, "%s", reply.Header.Get(micro.ErrorHeader))
-	case codeNotFound:
-		return nil, spa.Errorf(spa.KindNotFound, "%s", reply.Header.Get(micro.ErrorHeader))
-	case codeDeadline:
-		return nil, spa.Errorf(spa.KindDeadlineExceeded, "%s", reply.Header.Get(micro.ErrorHeader))
-	default:
-		return nil, fmt.Errorf("worker: %s answered %s: %s", subject, code, reply.Header.Get(micro.ErrorHeader))
+	}
+	kind, ok := map[string]spa.Kind{
+		codeInvalid: spa.KindInvalid, codeNotFound: spa.KindNotFound, codeConflict: spa.KindFailedPrecondition,
+		codeTooLarge: spa.KindTooLarge, codeOutOfRange: spa.KindOutOfRange, codeUnavailable: spa.KindUnavailable,
+		codeDeadline: spa.KindDeadlineExceeded,
+	}[code]
+	if !ok {
+		return nil, fmt.Errorf("worker: %s answered %s: %s", reply.Subject, code, reply.Header.Get(micro.ErrorHeader))
+	}
+	return nil, spa.Errorf(kind, "%s", reply.Header.Get(micro.ErrorHeader))
+}
+
+// Workers asks every worker for its status: it collects the answers that
+// arrive within window of the first (or of the last, while more arrive),
+// asking again with backoff, until ctx ends, while none answers at all
+// (right after a failover, workers may still be reconnecting).
+func (c *Client) Workers(ctx context.Context, window time.Duration) ([]WorkerStatus, error) {
+	r := &backoff.Retrier{Gate: backoff.NewGate("asking workers", slog.New(slog.DiscardHandler)), Max: time.Second}
+	for {
+		out, err := c.collect(ctx, window)
+		if err != nil || len(out) > 0 {
+			return out, err
+		}
+		if r.Failed(ctx, nil) != nil {
+			return nil, spa.Errorf(spa.KindUnavailable, "no worker answered")
+		}
 	}
 }
 
-// Rebuild asks every worker to rebuild its read model while serving, and
-// returns the answers that arrive before ctx ends or want have arrived.
-func (c *Client) Rebuild(ctx context.Context, want int) ([]Rebuilt, error) {
+func (c *Client) collect(ctx context.Context, window time.Duration) ([]WorkerStatus, error) {
 	inbox := c.nc.NewRespInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, fmt.Errorf("worker: rebuild: %w", err)
+		return nil, fmt.Errorf("worker: status: %w", err)
 	}
 	defer sub.Unsubscribe()
-	if err := c.nc.PublishRequest(SubjectRebuild, inbox, nil); err != nil {
-		return nil, fmt.Errorf("worker: rebuild: %w", err)
+	if err := c.nc.PublishRequest(SubjectStatuses, inbox, nil); err != nil {
+		return nil, fmt.Errorf("worker: status: %w", err)
 	}
-	var out []Rebuilt
-	for len(out) < want {
-		msg, err := sub.NextMsgWithContext(ctx)
+	var out []WorkerStatus
+	seen := map[string]bool{}
+	wait := 2 * window
+	for {
+		msg, err := sub.NextMsg(wait)
 		if err != nil {
-			if len(out) == 0 {
-				return nil, spa.Errorf(spa.KindUnavailable, "no worker answered the rebuild request")
-			}
 			return out, nil
 		}
-		var r Rebuilt
-		if err := json.Unmarshal(msg.Data, &r); err != nil {
-			return out, fmt.Errorf("worker: rebuild reply: %w", err)
+		if len(msg.Data) == 0 {
+			continue // a no-responders notice
 		}
-		out = append(out, r)
+		var st WorkerStatus
+		if err := json.Unmarshal(msg.Data, &st); err != nil {
+			return out, fmt.Errorf("worker: status reply: %w", err)
+		}
+		if !seen[st.Worker] {
+			seen[st.Worker] = true
+			out = append(out, st)
+		}
+		wait = window
+		if ctx.Err() != nil {
+			return out, nil
+		}
 	}
-	return out, nil
+}
+
+// WorkerStatus asks one worker for its status.
+func (c *Client) WorkerStatus(ctx context.Context, id string) (WorkerStatus, error) {
+	return c.control(ctx, SubjectWorkerStatus(id), nil)
+}
+
+// Rebuild asks one worker to start (or, with cancel, to cancel) a rebuild
+// of its read model, and returns its status. A start while one runs is a
+// KindFailedPrecondition error ("busy").
+func (c *Client) Rebuild(ctx context.Context, id string, cancel bool) (WorkerStatus, error) {
+	req := RebuildRequest{Action: "start"}
+	if cancel {
+		req.Action = "cancel"
+	}
+	data, _ := json.Marshal(req)
+	return c.control(ctx, SubjectWorkerRebuild(id), data)
+}
+
+func (c *Client) control(ctx context.Context, subject string, data []byte) (WorkerStatus, error) {
+	var st WorkerStatus
+	reply, err := c.request(ctx, subject, data)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(reply, &st); err != nil {
+		return st, fmt.Errorf("worker: decode %s reply: %w", subject, err)
+	}
+	return st, nil
 }

@@ -5,147 +5,153 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
+	"sync/atomic"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"spa/internal/backoff"
 	"spa/internal/bolt"
 	"spa/internal/codec"
+	ijs "spa/internal/jetstream"
+	"spa/internal/spa"
 )
 
-// fetchBatch is how many messages one pull request asks for; it bounds a
-// read-model transaction too.
+// fetchBatch bounds the events one read-model transaction applies.
 const fetchBatch = 1000
 
-// Projector feeds a read model from its own durable pull consumer.
+// Halt says why a projection stopped for good: the event at Sequence
+// cannot be applied by this version of the worker.
+type Halt struct {
+	Sequence uint64 `json:"sequence"`
+	Subject  string `json:"subject"`
+	Reason   string `json:"reason"`
+}
+
+// Projector feeds a read model from the event log, in sequence order,
+// never skipping an event.
 type Projector struct {
-	stream  jetstream.Stream
-	model   *bolt.Model
-	durable string
-	log     *slog.Logger
+	store *ijs.Store
+	model *bolt.Model
+	log   *slog.Logger
+	halt  atomic.Pointer[Halt]
+	// halted is closed when the projection halts.
+	halted chan struct{}
 }
 
-// NewProjector returns a projector of stream into model through the durable
-// consumer named durable, which belongs to this model alone.
-func NewProjector(stream jetstream.Stream, model *bolt.Model, durable string, log *slog.Logger) *Projector {
-	return &Projector{stream: stream, model: model, durable: durable, log: log}
+// NewProjector returns a projector of the event log into model.
+func NewProjector(store *ijs.Store, model *bolt.Model, log *slog.Logger) *Projector {
+	return &Projector{store: store, model: model, log: log, halted: make(chan struct{})}
 }
 
-// consumer (re)creates the durable consumer to deliver from the sequence
-// after the model's applied one. The model file, not the consumer, is the
-// record of progress: a deleted or replaced file rebuilds from sequence 1.
-func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	err := p.stream.DeleteConsumer(ctx, p.durable)
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("worker: reset consumer %s: %w", p.durable, err)
-	}
-	cfg := jetstream.ConsumerConfig{
-		Durable:           p.durable,
-		Description:       "SPA read model projection",
-		AckPolicy:         jetstream.AckAllPolicy,
-		AckWait:           30 * time.Second,
-		MaxAckPending:     4 * fetchBatch,
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		InactiveThreshold: 24 * time.Hour,
-	}
-	if applied := p.model.Applied(); applied > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = applied + 1
-	}
-	c, err := p.stream.CreateConsumer(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("worker: create consumer %s: %w", p.durable, err)
-	}
-	return c, nil
-}
+// Halted returns why the projection stopped, or nil while it runs.
+func (p *Projector) Halted() *Halt { return p.halt.Load() }
 
-// Run projects until ctx ends. Messages are applied in batches, one bbolt
-// transaction each, and acknowledged only after the commit; a message
-// already applied is skipped, so redelivery is harmless. When ctx ends the
-// batch in hand is committed before Run returns.
+// HaltedCh is closed when the projection halts.
+func (p *Projector) HaltedCh() <-chan struct{} { return p.halted }
+
+// Run projects until ctx ends. It reads the log from the model's applied
+// sequence + 1 (the model file, not the server, is the record of
+// progress) with an ordered consumer (ijs.Store.Follow), and applies what
+// arrives in one transaction per batch; the model refuses a batch that
+// does not follow on from its applied sequence, and Run then reads again
+// from there. So the model applies N+1 only after N.
+//
+// An event that cannot be decoded (a corrupt message, or a type this
+// version does not know) halts the projection at its sequence: Run logs
+// one error, Halted reports it, and Run waits for ctx to end, leaving the
+// process and every other reader up. The event is never skipped; the
+// operator resolves it (docs/operations.md) and restarts the worker.
+// Other failures (a leader election, a full disk) are retried with
+// backoff.
 func (p *Projector) Run(ctx context.Context) error {
-	cons, err := p.consumer(ctx)
-	if err != nil {
-		return err
-	}
+	r := backoff.New("projection", p.log)
 	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		batch, err := cons.Fetch(fetchBatch, jetstream.FetchContext(fctx))
-		if err != nil {
-			cancel()
-			if ctx.Err() != nil {
-				break
+		from := p.model.Applied() + 1
+		err := p.store.Follow(ctx, ijs.FollowOptions{From: from, Batch: fetchBatch, What: "projection read"}, func(b ijs.Batch) error {
+			if err := p.apply(b.Events); err != nil {
+				return err
 			}
-			p.log.Warn("projection fetch failed; retrying", "err", err)
-			if err := sleep(ctx, time.Second); err != nil {
-				break
+			if len(b.Events) > 0 {
+				r.Succeeded()
 			}
-			continue
-		}
-		err = p.drain(batch.Messages())
-		cancel()
-		if err != nil {
-			return err
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-			p.log.Warn("projection batch ended with an error", "err", err)
+			return nil
+		})
+		var halt *haltError
+		var gap *bolt.GapError
+		switch {
+		case ctx.Err() != nil:
+		case errors.As(err, &gap) && p.stepOver(ctx, gap):
+			r.Succeeded()
+		case errors.As(err, &halt):
+			p.halt.Store(&halt.Halt)
+			close(p.halted)
+			p.log.Error("projection halted: an event cannot be applied; queries beyond it fail until it is resolved (see docs/operations.md)",
+				"sequence", halt.Sequence, "subject", halt.Subject, "reason", halt.Reason, "applied", p.model.Applied())
+			<-ctx.Done()
+		case err != nil:
+			// A gap or a failed commit: read again from the applied
+			// sequence + 1.
+			if werr := r.Failed(ctx, err); werr != nil {
+				return nil
+			}
 		}
 	}
 	return nil
 }
 
-// drain applies messages as they arrive: whatever is buffered when the
-// channel runs dry is committed in one transaction, so batches grow with
-// the load (group commit) and a lone event is applied at once.
-func (p *Projector) drain(msgs <-chan jetstream.Msg) error {
-	var pending []jetstream.Msg
-	for msg := range msgs {
-		pending = append(pending, msg)
-		if len(msgs) == 0 {
-			if err := p.commit(pending); err != nil {
-				return err
-			}
-			pending = pending[:0]
-		}
+// stepOver applies the sequences of a gap as empty entries if they hold
+// no event and never will (deleted); it reports whether it did.
+func (p *Projector) stepOver(ctx context.Context, gap *bolt.GapError) bool {
+	holes, err := p.store.Holes(ctx, gap.Applied+1, gap.Got-1)
+	if err != nil || !holes {
+		return false
 	}
-	return p.commit(pending)
+	var entries []bolt.Entry
+	for seq := gap.Applied + 1; seq < gap.Got; seq++ {
+		entries = append(entries, bolt.Entry{Record: spa.Record{Sequence: seq}})
+	}
+	if err := p.model.Apply(entries); err != nil {
+		return false
+	}
+	p.log.Warn("projection stepped over deleted sequences", "from", gap.Applied+1, "to", gap.Got-1)
+	return true
 }
 
-func (p *Projector) commit(msgs []jetstream.Msg) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	entries := make([]bolt.Entry, 0, len(msgs))
-	for _, m := range msgs {
-		md, err := m.Metadata()
+// haltError stops the projection at an event it cannot apply.
+type haltError struct{ Halt }
+
+func (e *haltError) Error() string {
+	return fmt.Sprintf("sequence %d on %s: %s", e.Sequence, e.Subject, e.Reason)
+}
+
+// apply decodes and applies events in one transaction; the events before
+// one that cannot be decoded are applied, then it halts.
+func (p *Projector) apply(events []spa.StoredEvent) error {
+	entries := make([]bolt.Entry, 0, len(events))
+	var halt error
+	for _, e := range events {
+		rec, err := decode(e)
 		if err != nil {
-			return fmt.Errorf("worker: message metadata: %w", err)
+			halt = &haltError{Halt{Sequence: e.Sequence, Subject: e.Subject, Reason: err.Error()}}
+			break
 		}
-		rec, err := codec.UnmarshalRecord(md.Sequence.Stream, m.Data())
-		if err != nil {
-			// A payload this version cannot read: stop rather than build a
-			// model that silently differs from the log.
-			return fmt.Errorf("worker: sequence %d on %s: %w", md.Sequence.Stream, m.Subject(), err)
-		}
-		entries = append(entries, bolt.Entry{Record: rec, Raw: m.Data()})
+		entries = append(entries, bolt.Entry{Record: rec, Raw: e.Data})
 	}
 	if err := p.model.Apply(entries); err != nil {
 		return err
 	}
-	// AckAll: acknowledging the last message acknowledges the batch.
-	if err := msgs[len(msgs)-1].Ack(); err != nil {
-		p.log.Warn("ack after commit failed; the batch will be redelivered and skipped", "err", err)
-	}
-	return nil
+	return halt
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// decode decodes a stored event for the read model.
+func decode(e spa.StoredEvent) (spa.Record, error) {
+	rec, err := codec.UnmarshalRecord(e.Sequence, e.Data)
+	if err != nil {
+		return rec, err
 	}
+	if rec.Event == nil {
+		return rec, errors.New("no event in the envelope")
+	}
+	if want := ijs.SubjectOf(spa.AggregateOf(rec.Event), rec.AggregateID); want != e.Subject {
+		return rec, fmt.Errorf("a %s of %s stored on %s", spa.EventName(rec.Event), want, e.Subject)
+	}
+	return rec, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +17,7 @@ import (
 	"spa/internal/bolt"
 	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
+	ijs "spa/internal/jetstream"
 	"spa/internal/spa"
 )
 
@@ -31,20 +33,23 @@ const (
 	SubjectAssignments = "spa.readmodel.assignment.list"
 	SubjectStatus      = "spa.readmodel.status"
 	SubjectDigest      = "spa.readmodel.digest"
-	// SubjectRebuild reaches every worker (no queue group): each rebuilds
-	// its own read model and answers with a Rebuilt.
-	SubjectRebuild  = "spa.readmodel.rebuild"
-	headerWaitUntil = "Spa-Wait-Until"
+	headerWaitUntil    = "Spa-Wait-Until"
 
-	codeInvalid  = "400"
-	codeNotFound = "404"
-	codeInternal = "500"
-	codeDeadline = "504"
+	codeInvalid     = "400"
+	codeNotFound    = "404"
+	codeConflict    = "409"
+	codeTooLarge    = "413"
+	codeOutOfRange  = "416"
+	codeInternal    = "500"
+	codeUnavailable = "503"
+	codeDeadline    = "504"
 
 	// maxWait caps how long a query waits for a consistency token.
 	maxWait = time.Minute
 	// maxInFlight bounds concurrent queries per worker.
 	maxInFlight = 256
+	// replyHeadroom is kept free of a reply's payload for its headers.
+	replyHeadroom = 8 << 10
 )
 
 // Status is a read model's answer on SubjectStatus and SubjectDigest.
@@ -53,28 +58,22 @@ type Status struct {
 	Digest  string `json:"digest,omitempty"`
 }
 
-// Rebuilt is a worker's answer on SubjectRebuild.
-type Rebuilt struct {
-	Worker  string `json:"worker"`
-	Applied uint64 `json:"applied"`
-	Live    string `json:"live_digest"`
-	Rebuilt string `json:"rebuilt_digest"`
-	Error   string `json:"error,omitempty"`
-}
-
 // queryService answers queries from one read model.
 type queryService struct {
-	id    string
-	feed  bolt.Feed
 	model *bolt.Model
-	sem   chan struct{}
-	wg    sync.WaitGroup
+	store *ijs.Store
+	// last is the log's last sequence as last read, to answer a token
+	// beyond it at once.
+	last       atomic.Uint64
+	maxPayload int
+	sem        chan struct{}
+	wg         sync.WaitGroup
 }
 
 // serveQueries registers the query endpoints on nc. stop unregisters them
 // and waits for queries in flight, so the model may then be closed.
-func serveQueries(nc *nats.Conn, id string, model *bolt.Model, feed bolt.Feed) (stop func(), err error) {
-	q := &queryService{id: id, feed: feed, model: model, sem: make(chan struct{}, maxInFlight)}
+func serveQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func(), err error) {
+	q := &queryService{model: model, store: store, maxPayload: int(nc.MaxPayload()), sem: make(chan struct{}, maxInFlight)}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
@@ -100,10 +99,6 @@ func serveQueries(nc *nats.Conn, id string, model *bolt.Model, feed bolt.Feed) (
 			return nil, fmt.Errorf("worker: endpoint %s: %w", e.name, err)
 		}
 	}
-	if err := svc.AddEndpoint("rebuild", q.async(q.rebuild), micro.WithEndpointSubject(SubjectRebuild), micro.WithEndpointQueueGroupDisabled()); err != nil {
-		svc.Stop()
-		return nil, fmt.Errorf("worker: endpoint rebuild: %w", err)
-	}
 	return func() {
 		svc.Stop()
 		q.wg.Wait()
@@ -124,7 +119,8 @@ func (q *queryService) async(h func(micro.Request)) micro.HandlerFunc {
 }
 
 // waitFor waits until seq is applied or the caller's deadline (sent in a
-// header) passes.
+// header) passes. A seq beyond the log's last sequence is refused at once
+// (KindOutOfRange): no wait would ever see it applied.
 func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 	if seq == 0 || q.model.Applied() >= seq {
 		return nil
@@ -137,7 +133,21 @@ func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	return q.model.WaitFor(ctx, seq)
+	if seq > q.last.Load() {
+		last, err := q.store.LastSequence(ctx)
+		if err != nil {
+			return err
+		}
+		for prev := q.last.Load(); last > prev && !q.last.CompareAndSwap(prev, last); prev = q.last.Load() {
+		}
+		if seq > last {
+			return spa.Errorf(spa.KindOutOfRange, "min_sequence %d is beyond the log's last sequence %d", seq, last)
+		}
+	}
+	if err := q.model.WaitFor(ctx, seq); err != nil {
+		return spa.Errorf(spa.KindDeadlineExceeded, "read model has not applied sequence %d yet", seq)
+	}
+	return nil
 }
 
 // tokened is a query that may carry a consistency token.
@@ -148,8 +158,7 @@ type tokened interface {
 
 // serve returns a handler that decodes a query, waits for its consistency
 // token, and answers with what answer returns given the query and the
-// sequence the model had applied: a *spa.Error goes back by its kind, any
-// other error as a read model failure.
+// sequence the model had applied.
 func serve[T any, Q interface {
 	*T
 	tokened
@@ -161,25 +170,32 @@ func serve[T any, Q interface {
 			return
 		}
 		if err := q.waitFor(req, in.GetMinSequence()); err != nil {
-			req.Error(codeDeadline, fmt.Sprintf("read model has not applied sequence %d yet", in.GetMinSequence()), nil)
+			respondError(req, err)
 			return
 		}
 		out, err := answer(in, q.model.Applied())
-		switch spa.KindOf(err) {
-		case spa.KindInternal:
-			if err != nil {
-				req.Error(codeInternal, "read model failure", nil)
-				return
-			}
-		case spa.KindNotFound:
-			req.Error(codeNotFound, err.Error(), nil)
-			return
-		default:
-			req.Error(codeInvalid, err.Error(), nil)
+		if err != nil {
+			respondError(req, err)
 			return
 		}
-		respond(req, out)
+		q.respond(req, out)
 	}
+}
+
+// respondError answers with err: a *spa.Error by its kind, any other as a
+// read model failure (its text stays here).
+func respondError(req micro.Request, err error) {
+	code := map[spa.Kind]string{
+		spa.KindInvalid: codeInvalid, spa.KindNotFound: codeNotFound, spa.KindOutOfRange: codeOutOfRange,
+		spa.KindTooLarge: codeTooLarge, spa.KindUnavailable: codeUnavailable, spa.KindDeadlineExceeded: codeDeadline,
+	}[spa.KindOf(err)]
+	if code == "" {
+		req.Error(codeInternal, "read model failure", nil)
+		return
+	}
+	var de *spa.Error
+	errors.As(err, &de)
+	req.Error(code, de.Message, nil)
 }
 
 func (q *queryService) get(in *spav1.GetReferralRequest, _ uint64) (proto.Message, error) {
@@ -191,12 +207,23 @@ func (q *queryService) get(in *spav1.GetReferralRequest, _ uint64) (proto.Messag
 		return nil, err
 	}
 	out := &spav1.GetReferralResponse{Referral: codec.ReferralToProto(r, time.Now())}
-	for _, h := range hist {
-		env, err := codec.UnmarshalEnvelope(h.Raw)
+	budget := q.maxPayload - replyHeadroom - proto.Size(out)
+	// The newest events that fit, oldest first.
+	var kept []*spav1.StoredEvent
+	for i := len(hist) - 1; i >= 0; i-- {
+		env, err := codec.UnmarshalEnvelope(hist[i].Raw)
 		if err != nil {
 			return nil, err
 		}
-		out.History = append(out.History, &spav1.StoredEvent{Sequence: h.Sequence, Envelope: env})
+		se := &spav1.StoredEvent{Sequence: hist[i].Sequence, Envelope: env}
+		if budget -= proto.Size(se) + 8; budget < 0 {
+			out.HistoryTruncated = true
+			break
+		}
+		kept = append(kept, se)
+	}
+	for i := len(kept) - 1; i >= 0; i-- {
+		out.History = append(out.History, kept[i])
 	}
 	return out, nil
 }
@@ -211,7 +238,7 @@ func (q *queryService) list(in *spav1.ListReferralsRequest, applied uint64) (pro
 	if err != nil {
 		return nil, err
 	}
-	out := &spav1.ListReferralsResponse{NextPageToken: spa.PageToken(next), Sequence: applied}
+	out := &spav1.ListReferralsResponse{NextPageToken: query.NextPageToken(next), Sequence: applied}
 	now := time.Now()
 	for _, r := range rows {
 		out.Referrals = append(out.Referrals, codec.SummaryToProto(r, now))
@@ -220,11 +247,16 @@ func (q *queryService) list(in *spav1.ListReferralsRequest, applied uint64) (pro
 }
 
 func (q *queryService) providers(in *spav1.ListProvidersRequest, applied uint64) (proto.Message, error) {
-	ps, err := q.model.Providers(bolt.ProviderFilter{Borough: in.GetBorough(), Service: spa.Service(in.GetService())})
+	query := codec.ProviderQueryFromProto(in)
+	size, after, err := query.Validate()
 	if err != nil {
 		return nil, err
 	}
-	out := &spav1.ListProvidersResponse{Sequence: applied}
+	ps, next, err := q.model.ProvidersPage(bolt.ProviderFilter{Borough: query.Borough, Service: query.Service}, after, size)
+	if err != nil {
+		return nil, err
+	}
+	out := &spav1.ListProvidersResponse{Sequence: applied, NextPageToken: query.NextPageToken(next)}
 	for _, p := range ps {
 		out.Providers = append(out.Providers, codec.ProviderToProto(p))
 	}
@@ -232,11 +264,16 @@ func (q *queryService) providers(in *spav1.ListProvidersRequest, applied uint64)
 }
 
 func (q *queryService) assignments(in *spav1.ListAssignmentsRequest, applied uint64) (proto.Message, error) {
-	as, err := q.model.Assignments(in.GetProviderOds(), spa.TaskStatus(in.GetStatus()))
+	query := codec.AssignmentQueryFromProto(in)
+	size, before, err := query.Validate()
 	if err != nil {
 		return nil, err
 	}
-	out := &spav1.ListAssignmentsResponse{Sequence: applied}
+	as, next, err := q.model.Assignments(query.ProviderODS, query.Status, before, size)
+	if err != nil {
+		return nil, err
+	}
+	out := &spav1.ListAssignmentsResponse{Sequence: applied, NextPageToken: query.NextPageToken(next)}
 	for _, a := range as {
 		out.Assignments = append(out.Assignments, codec.AssignmentToProto(a.Referral.ID, a.Assignment))
 	}
@@ -256,23 +293,21 @@ func (q *queryService) digest(req micro.Request) {
 	respondJSON(req, Status{Applied: applied, Digest: d})
 }
 
-// rebuild rebuilds this worker's read model while it serves.
-func (q *queryService) rebuild(req micro.Request) {
-	res, err := q.model.Rebuild(context.Background(), q.feed)
-	out := Rebuilt{Worker: q.id, Applied: res.Applied, Live: res.Live, Rebuilt: res.Rebuilt}
-	if err != nil {
-		out.Error = err.Error()
-	}
-	respondJSON(req, out)
-}
-
-func respond(req micro.Request, m proto.Message) {
+// respond answers with m, or with KindTooLarge if m does not fit in one
+// NATS message: a reply is never silently lost.
+func (q *queryService) respond(req micro.Request, m proto.Message) {
 	data, err := proto.Marshal(m)
 	if err != nil {
 		req.Error(codeInternal, "encode failure", nil)
 		return
 	}
-	req.Respond(data)
+	if len(data) > q.maxPayload-replyHeadroom {
+		req.Error(codeTooLarge, fmt.Sprintf("the reply (%d bytes) is larger than the transport allows (%d); ask for a smaller page", len(data), q.maxPayload-replyHeadroom), nil)
+		return
+	}
+	if err := req.Respond(data); err != nil {
+		req.Error(codeTooLarge, "the reply could not be sent; ask for a smaller page", nil)
+	}
 }
 
 func respondJSON(req micro.Request, v any) {

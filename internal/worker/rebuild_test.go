@@ -28,10 +28,7 @@ func TestRebuildFromTheLogWhileServing(t *testing.T) {
 	srv := jetstreamtest.Start(t)
 	nc := jetstreamtest.Connect(t, srv)
 	ctx, cancel := context.WithCancel(context.Background())
-	store, err := jetstream.New(ctx, nc, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
 	// Referrals that still meet a criterion to reside: the router has
 	// nothing to add, so the log holds exactly what the test appends.
 	const referrals, perReferral = 1000, 10
@@ -107,19 +104,40 @@ func TestRebuildFromTheLogWhileServing(t *testing.T) {
 	}()
 	rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer rcancel()
-	res, err := reads.Rebuild(rctx, 1)
+	workers, err := reads.Workers(rctx, 200*time.Millisecond)
+	if err != nil || len(workers) != 1 || workers[0].Worker != "rebuilder" {
+		t.Fatalf("workers: %+v, %v", workers, err)
+	}
+	if _, err := reads.Rebuild(rctx, "rebuilder", false); err != nil {
+		t.Fatal(err)
+	}
+	// A second start while it runs is refused as busy.
+	if st, err := reads.Rebuild(rctx, "rebuilder", false); spa.KindOf(err) != spa.KindFailedPrecondition {
+		t.Errorf("second rebuild: %+v, %v; want busy", st, err)
+	}
+	var res *worker.RebuildStatus
+	var progress []string
+	poll(t, "rebuild finished", func() bool {
+		st, err := reads.WorkerStatus(rctx, "rebuilder")
+		if err != nil || st.Rebuild == nil {
+			return false
+		}
+		res = st.Rebuild
+		if res.State == worker.RebuildRunning {
+			progress = append(progress, fmt.Sprintf("%s %d/%d", res.Phase, res.Applied, res.Target))
+		}
+		return res.State != worker.RebuildRunning
+	})
 	<-appended
 	stopQueries()
 	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res) != 1 || res[0].Error != "" || res[0].Live != res[0].Rebuilt || res[0].Applied < uint64((perReferral-1)*referrals) {
+	if res.State != worker.RebuildSwapped || res.Error != "" || res.Live != res.Rebuilt || res.ComparedAt < uint64((perReferral-1)*referrals) {
 		t.Fatalf("rebuild: %+v", res)
 	}
 	poll(t, "all events applied after the swap", func() bool {
 		st, err := reads.Status(ctx)
 		return err == nil && st.Applied == uint64(perReferral*referrals)
 	})
-	t.Logf("rebuilt at sequence %d of %d; digests %s; %d queries ran, %d failed", res[0].Applied, perReferral*referrals, res[0].Rebuilt[:12], queries.Load(), failures.Load())
+	t.Logf("rebuilt and compared at sequence %d of %d; digests %s; swap took %.2f ms; progress seen %v; %d queries ran, %d failed",
+		res.ComparedAt, perReferral*referrals, res.Rebuilt[:12], res.SwapMillis, progress, queries.Load(), failures.Load())
 }

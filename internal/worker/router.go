@@ -2,21 +2,18 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"spa/internal/backoff"
 	"spa/internal/bolt"
-	"spa/internal/codec"
 	ijs "spa/internal/jetstream"
 	"spa/internal/spa"
 )
-
-// RouterConsumer is the durable consumer every worker's router shares, so
-// that each event prompts one router (JetStream spreads the messages).
-const RouterConsumer = "spa-router"
 
 // routerBatch bounds the prompts a router holds unacknowledged: those of a
 // router that dies wait for the consumer's ack wait before another takes
@@ -34,70 +31,109 @@ type Router struct {
 	id       string
 	store    *ijs.Store
 	model    *bolt.Model
+	halted   func() *Halt
 	policies spa.Policies
 	log      *slog.Logger
+	routing  *backoff.Gate
 }
 
 // NewRouter returns a router that reads providers from model (its own
-// worker's read model) and appends to store; id (the worker's) is recorded
-// as the actor of its steps.
-func NewRouter(id string, store *ijs.Store, model *bolt.Model, policies spa.Policies, log *slog.Logger) *Router {
-	return &Router{id: id, store: store, model: model, policies: policies, log: log}
+// worker's read model, whose projection reports halted) and appends to
+// store; id (the worker's) is recorded as the actor of its steps.
+func NewRouter(id string, store *ijs.Store, model *bolt.Model, halted func() *Halt, policies spa.Policies, log *slog.Logger) *Router {
+	return &Router{id: id, store: store, model: model, halted: halted, policies: policies, log: log, routing: backoff.NewGate("routing", log)}
 }
 
-// Run routes until ctx ends. A message is acknowledged once its steps are
-// taken; one that fails is redelivered after a delay.
+// Run routes until ctx ends. It reads the routers' shared consumer
+// (ijs.RouterConsumer, made by Provision; Run waits for it), with explicit
+// acknowledgements: a prompt is acknowledged once its steps are taken, and
+// one that fails is redelivered after a delay that grows with each try,
+// so no referral event goes unrouted. Failures are logged when they start
+// and when they end, not at every try; an event this version cannot
+// decode is logged once, as an error, and offered again (a newer worker
+// may route it).
 func (rt *Router) Run(ctx context.Context) error {
-	cons, err := rt.store.Stream().CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       RouterConsumer,
-		Description:   "SPA router, shared by every worker",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 1000,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := rt.store.RouterConsumer(ctx)
 	if err != nil {
-		return fmt.Errorf("router: consumer: %w", err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("router: %w", err)
 	}
+	fetching := backoff.New("router fetch", rt.log)
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		batch, err := cons.Fetch(routerBatch, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
 			if ctx.Err() == nil {
-				rt.log.Warn("router fetch failed; retrying", "err", err)
-				_ = sleep(ctx, time.Second)
+				_ = fetching.Failed(ctx, err)
 			}
 			continue
 		}
 		for msg := range batch.Messages() {
-			if err := rt.handle(ctx, msg); err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				rt.log.Warn("routing failed; will retry", "subject", msg.Subject(), "err", err)
-				_ = msg.NakWithDelay(time.Second)
-				continue
-			}
-			_ = msg.Ack()
+			fetching.Succeeded()
+			rt.take(ctx, msg)
 		}
 		cancel()
+		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			_ = fetching.Failed(ctx, err)
+		}
 	}
 	return nil
 }
 
-// handle takes the steps one event prompts.
-func (rt *Router) handle(ctx context.Context, msg jetstream.Msg) error {
+// take routes one prompt and acknowledges it, or has it redelivered later.
+func (rt *Router) take(ctx context.Context, msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
-		return err
+		_ = msg.Nak()
+		return
 	}
-	rec, err := codec.UnmarshalRecord(md.Sequence.Stream, msg.Data())
+	err = rt.handle(ctx, md.Sequence.Stream, msg)
+	switch {
+	case err == nil:
+		rt.routing.OK()
+		_ = msg.Ack()
+	case ctx.Err() != nil:
+		_ = msg.NakWithDelay(time.Second)
+	case errors.Is(err, errUndecodable):
+		if md.NumDelivered == 1 {
+			rt.log.Error("router cannot decode an event; it stays unrouted here and is offered again", "sequence", md.Sequence.Stream, "subject", msg.Subject(), "err", err)
+		}
+		_ = msg.NakWithDelay(redeliveryDelay(md.NumDelivered, 5*time.Minute))
+	default:
+		rt.routing.Fail(err)
+		rt.log.Debug("routing failed; redelivering", "sequence", md.Sequence.Stream, "subject", msg.Subject(), "err", err)
+		_ = msg.NakWithDelay(redeliveryDelay(md.NumDelivered, 30*time.Second))
+	}
+}
+
+// redeliveryDelay is the wait before the next delivery of a prompt
+// delivered n times: 1s doubling to at most limit.
+func redeliveryDelay(n uint64, limit time.Duration) time.Duration {
+	d := time.Second
+	for i := uint64(1); i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// errUndecodable marks a prompt the router cannot decode.
+var errUndecodable = errors.New("undecodable event")
+
+// handle takes the steps the event at seq prompts.
+func (rt *Router) handle(ctx context.Context, seq uint64, msg jetstream.Msg) error {
+	rec, err := decode(spa.StoredEvent{Sequence: seq, Subject: msg.Subject(), Data: msg.Data()})
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errUndecodable, err)
 	}
 	// Providers come from this worker's read model: wait until it has seen
-	// this event, so that it is at least as new as the prompt.
+	// this event, so that it is at least as new as the prompt. A halted
+	// model never will: leave the prompt to another worker.
+	if h := rt.halted(); h != nil && h.Sequence <= seq {
+		return fmt.Errorf("read model halted at sequence %d", h.Sequence)
+	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := rt.model.WaitFor(wctx, rec.Sequence); err != nil {

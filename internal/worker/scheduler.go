@@ -2,23 +2,23 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"spa/internal/backoff"
 	"spa/internal/bolt"
 	ijs "spa/internal/jetstream"
 	"spa/internal/spa"
 )
 
-// The scheduler's lease: a key in a JetStream key-value bucket whose
-// entries expire, so that a scheduler that dies loses it.
-const (
-	LeaseBucket = "spa_scheduler"
-	leaseKey    = "lease"
-)
+// leaseKey is the scheduler's lease: a key in a JetStream key-value bucket
+// (ijs.LeaseBucket) whose entries expire, so that a scheduler that dies
+// loses it.
+const leaseKey = "lease"
 
 // SchedulerConfig configures the clock scheduler.
 type SchedulerConfig struct {
@@ -27,10 +27,9 @@ type SchedulerConfig struct {
 	Disabled bool
 	// Hours are the SPA's operating hours (DefaultOperatingHours if zero).
 	Hours spa.OperatingHours
-	// Interval between passes over the referrals (default 5s).
+	// Interval between passes over the referrals (default 5s); the lease
+	// is renewed at least three times per its TTL (set by Provision).
 	Interval time.Duration
-	// LeaseTTL is how long a lease outlives its holder (default 15s).
-	LeaseTTL time.Duration
 	// Now is the clock that decides what is due (default time.Now).
 	Now func() time.Time
 }
@@ -41,42 +40,47 @@ type SchedulerConfig struct {
 // by referral, clock and level, and a referral's state records the alerts
 // raised, so a takeover raises none twice and misses none.
 type Scheduler struct {
-	id    string
-	store *ijs.Store
-	model *bolt.Model
-	cfg   SchedulerConfig
-	log   *slog.Logger
+	id     string
+	store  *ijs.Store
+	model  *bolt.Model
+	halted func() *Halt
+	cfg    SchedulerConfig
+	log    *slog.Logger
+	lease  *backoff.Gate
+	passes *backoff.Gate
 }
 
-// NewScheduler returns the scheduler of worker id.
-func NewScheduler(id string, store *ijs.Store, model *bolt.Model, cfg SchedulerConfig, log *slog.Logger) *Scheduler {
+// NewScheduler returns the scheduler of worker id, which picks the
+// referrals to look at from model (whose projection reports halted).
+func NewScheduler(id string, store *ijs.Store, model *bolt.Model, halted func() *Halt, cfg SchedulerConfig, log *slog.Logger) *Scheduler {
 	if cfg.Hours == (spa.OperatingHours{}) {
 		cfg.Hours = spa.DefaultOperatingHours
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = 5 * time.Second
 	}
-	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = 15 * time.Second
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Scheduler{id: id, store: store, model: model, cfg: cfg, log: log}
+	return &Scheduler{id: id, store: store, model: model, halted: halted, cfg: cfg, log: log,
+		lease: backoff.NewGate("scheduler lease renewal", log), passes: backoff.NewGate("clock pass", log)}
 }
 
-// Run schedules until ctx ends; a lease it holds is then given up.
+// Run schedules until ctx ends; a lease it holds is then given up. It
+// waits for the lease bucket (made by Provision). A worker whose read
+// model has halted gives the lease up, so that a healthy one raises the
+// alerts.
 func (s *Scheduler) Run(ctx context.Context) error {
-	kv, err := s.store.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      LeaseBucket,
-		Description: "the SPA clock scheduler's lease",
-		TTL:         s.cfg.LeaseTTL,
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    s.store.Replicas(),
-	})
+	kv, err := s.store.LeaseBucket(ctx)
 	if err != nil {
-		return fmt.Errorf("scheduler: lease bucket: %w", err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("scheduler: %w", err)
+	}
+	ttl := ijs.DefaultLeaseTTL
+	if st, err := kv.Status(ctx); err == nil && st.TTL() > 0 {
+		ttl = st.TTL()
 	}
 	var rev uint64 // our lease's revision; 0 when we do not hold it
 	defer func() {
@@ -86,13 +90,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			_ = kv.Delete(dctx, leaseKey, jetstream.LastRevision(rev))
 		}
 	}()
-	tick := time.NewTicker(min(s.cfg.Interval, s.cfg.LeaseTTL/3))
+	tick := time.NewTicker(min(s.cfg.Interval, ttl/3))
 	defer tick.Stop()
 	for {
-		rev = s.holdLease(ctx, kv, rev)
+		if h := s.halted(); h != nil {
+			rev = s.giveUp(ctx, kv, rev, h)
+		} else {
+			rev = s.holdLease(ctx, kv, rev)
+		}
 		if rev != 0 {
 			if err := s.pass(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("clock pass failed; next pass retries", "err", err)
+				s.passes.Fail(err)
+			} else if err == nil {
+				s.passes.OK()
 			}
 		}
 		select {
@@ -104,18 +114,45 @@ func (s *Scheduler) Run(ctx context.Context) error {
 }
 
 // holdLease takes a free lease or renews ours; it returns the lease's
-// revision, or 0 when another scheduler holds it.
+// revision, or 0 when another scheduler holds it. Taking and losing the
+// lease are logged; a lease held by another is not news.
 func (s *Scheduler) holdLease(ctx context.Context, kv jetstream.KeyValue, rev uint64) uint64 {
-	var err error
 	if rev == 0 {
-		if rev, err = kv.Create(ctx, leaseKey, []byte(s.id)); err == nil {
-			s.log.Info("scheduler lease taken", "worker", s.id)
+		next, err := kv.Create(ctx, leaseKey, []byte(s.id))
+		switch {
+		case err == nil:
+			s.lease.OK()
+			s.log.Info("scheduler lease taken")
+			return next
+		case errors.Is(err, jetstream.ErrKeyExists):
+			s.lease.OK()
+		default:
+			s.lease.Fail(err)
 		}
-	} else if rev, err = kv.Update(ctx, leaseKey, []byte(s.id), rev); err != nil {
-		s.log.Warn("scheduler lease lost", "worker", s.id, "err", err)
-	}
-	if err != nil {
 		return 0
+	}
+	next, err := kv.Update(ctx, leaseKey, []byte(s.id), rev)
+	if err == nil {
+		s.lease.OK()
+		return next
+	}
+	if ijs.Retryable(err) {
+		// Keep trying to renew while the TTL lasts; the revision stays
+		// ours unless another took the lease meanwhile.
+		s.lease.Fail(err)
+		return rev
+	}
+	s.log.Warn("scheduler lease lost", "err", err)
+	return 0
+}
+
+// giveUp releases a lease this scheduler holds while its model is halted.
+func (s *Scheduler) giveUp(ctx context.Context, kv jetstream.KeyValue, rev uint64, h *Halt) uint64 {
+	if rev != 0 {
+		if err := kv.Delete(ctx, leaseKey, jetstream.LastRevision(rev)); err == nil || !ijs.Retryable(err) {
+			s.log.Warn("scheduler lease given up: the read model halted", "sequence", h.Sequence)
+			return 0
+		}
 	}
 	return rev
 }

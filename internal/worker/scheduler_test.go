@@ -54,24 +54,18 @@ func TestSchedulerFailover(t *testing.T) {
 	workers := map[string]*running{}
 	for _, id := range []string{"worker-a", "worker-b"} {
 		nc := jetstreamtest.Connect(t, srv)
-		store, err := jetstream.New(ctx, nc, jetstream.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		store := jetstreamtest.Store(t, nc, jetstream.Setup{LeaseTTL: time.Second})
 		wctx, cancel := context.WithCancel(ctx)
 		w := &running{nc: nc, cancel: cancel, done: make(chan error, 1)}
 		cfg := worker.Config{DataDir: t.TempDir(), ID: id, Log: log,
-			Scheduler: worker.SchedulerConfig{Interval: 20 * time.Millisecond, LeaseTTL: time.Second, Now: clock.Now}}
+			Scheduler: worker.SchedulerConfig{Interval: 20 * time.Millisecond, Now: clock.Now}}
 		go func() { w.done <- worker.Run(wctx, nc, store, cfg, nil) }()
 		workers[id] = w
 		t.Cleanup(func() { cancel(); <-w.done })
 	}
 
 	nc := jetstreamtest.Connect(t, srv)
-	store, err := jetstream.New(ctx, nc, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := jetstreamtest.Store(t, nc, jetstream.Setup{LeaseTTL: time.Second})
 	a := app.New(store, nil)
 	const n = 20
 	var ids []string
@@ -114,7 +108,7 @@ func TestSchedulerFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(ctx, worker.LeaseBucket)
+	kv, err := js.KeyValue(ctx, jetstream.LeaseBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

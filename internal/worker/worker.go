@@ -7,21 +7,24 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"regexp"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
+	"spa/internal/backoff"
 	"spa/internal/bolt"
-	"spa/internal/codec"
-	"spa/internal/jetstream"
+	ijs "spa/internal/jetstream"
 	"spa/internal/spa"
 )
 
 // Version is the worker's version, reported by its query service.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // ReadModelFile is the read model's file name inside the data directory.
 const ReadModelFile = "readmodel.db"
@@ -30,7 +33,8 @@ const ReadModelFile = "readmodel.db"
 type Config struct {
 	// DataDir holds the read model file; one worker owns it.
 	DataDir string
-	// ID names this worker's durable consumer; unique per read model.
+	// ID names this worker (its control subjects, its actor on routing
+	// steps); unique per read model. Letters, digits, '-' and '_'.
 	ID string
 	// Policies are the routing policies; nil means spa.DefaultPolicies.
 	Policies spa.Policies
@@ -39,71 +43,133 @@ type Config struct {
 	Log       *slog.Logger
 }
 
+var validID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidateID checks a worker id: 1-64 letters, digits, '-' or '_', so that
+// it is one NATS subject token.
+func ValidateID(id string) error {
+	if !validID.MatchString(id) {
+		return fmt.Errorf("worker id %q: want 1-64 letters, digits, '-' or '_'", id)
+	}
+	return nil
+}
+
 // Run projects and serves until ctx ends, then stops answering queries,
-// commits the batch in hand and closes the read model. Queries are served
-// only once the model has caught up with the log as it stood at start, so
-// a restarted worker never answers from a stale file; ready (may be nil) is
-// called then.
-func Run(ctx context.Context, nc *nats.Conn, store *jetstream.Store, cfg Config, ready func()) error {
+// cancels a running rebuild and closes the read model. It answers its own
+// status (SubjectWorkerStatus) from the start; queries are served only
+// once the model has caught up with the log as it stood at start, so a
+// restarted worker never answers from a stale file, and no longer once its
+// projection halts. ready (may be nil) is called when queries are first
+// served.
+func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready func()) error {
+	if err := ValidateID(cfg.ID); err != nil {
+		return err
+	}
 	model, err := bolt.Open(filepath.Join(cfg.DataDir, ReadModelFile))
 	if err != nil {
 		return err
 	}
 	defer model.Close()
-	target, err := store.LastSequence(ctx)
+	log := cfg.Log.With("worker", cfg.ID)
+	proj := NewProjector(store, model, log)
+	var serving atomic.Bool
+	stopControl, err := serveControl(nc, &control{id: cfg.ID, model: model, proj: proj, feed: feedFrom(store), log: log, serving: &serving})
 	if err != nil {
 		return err
 	}
-	log := cfg.Log.With("worker", cfg.ID)
+	defer stopControl()
+
+	var target uint64
+	err = backoff.Retry(ctx, backoff.New("reading the log's last sequence", log), ijs.Retryable, func(ctx context.Context) (err error) {
+		target, err = store.LastSequence(ctx)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	log.Info("read model opened", "applied", model.Applied(), "catching_up_to", target)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return NewProjector(store.Stream(), model, cfg.ID, log).Run(gctx)
-	})
+	g.Go(func() error { return proj.Run(gctx) })
 	policies := cfg.Policies
 	if policies == nil {
 		policies = spa.DefaultPolicies
 	}
+	caughtUp := func() bool { return waitCaughtUp(gctx, model, proj, target) == nil }
 	g.Go(func() error {
-		if err := model.WaitFor(gctx, target); err != nil {
-			return nil // stopping before catch-up
+		if !caughtUp() {
+			return nil
 		}
-		return NewRouter(cfg.ID, store, model, policies, log).Run(gctx)
+		return NewRouter(cfg.ID, store, model, proj.Halted, policies, log).Run(gctx)
 	})
 	if !cfg.Scheduler.Disabled {
 		g.Go(func() error {
-			if err := model.WaitFor(gctx, target); err != nil {
-				return nil // stopping before catch-up
+			if !caughtUp() {
+				return nil
 			}
-			return NewScheduler(cfg.ID, store, model, cfg.Scheduler, log).Run(gctx)
+			return NewScheduler(cfg.ID, store, model, proj.Halted, cfg.Scheduler, log).Run(gctx)
 		})
 	}
 	g.Go(func() error {
-		if err := model.WaitFor(gctx, target); err != nil {
-			return nil // stopping before catch-up
+		if !caughtUp() {
+			return nil
 		}
-		stop, err := serveQueries(nc, cfg.ID, model, feedFrom(store))
+		stop, err := serveQueries(nc, model, store)
 		if err != nil {
 			return err
 		}
-		defer stop()
+		serving.Store(true)
 		log.Info("read model ready", "applied", model.Applied())
 		if ready != nil {
 			ready()
 		}
-		<-gctx.Done()
+		select {
+		case <-gctx.Done():
+		case <-proj.HaltedCh():
+			log.Warn("read model stopped answering queries: its projection halted")
+		}
+		serving.Store(false)
+		stop()
 		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("worker %s: %w", cfg.ID, err)
 	}
+	log.Info("worker stopped", "applied", model.Applied())
+	return nil
+}
+
+// errHalted: the projection halted before the model caught up.
+var errHalted = errors.New("worker: projection halted")
+
+// waitCaughtUp waits until the model has applied target, the projection
+// halts (errHalted) or ctx ends.
+func waitCaughtUp(ctx context.Context, model *bolt.Model, proj *Projector, target uint64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-proj.HaltedCh():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := model.WaitFor(ctx, target); err != nil {
+		if proj.Halted() != nil {
+			return errHalted
+		}
+		return err
+	}
 	return nil
 }
 
 // feedFrom feeds a read model from the event log, a thousand events per
-// transaction.
-func feedFrom(store *jetstream.Store) bolt.Feed {
+// transaction, as the projector would: deleted sequences are stepped over,
+// and an event that cannot be decoded fails the feed.
+func feedFrom(store *ijs.Store) bolt.Feed {
 	return func(ctx context.Context, m *bolt.Model, from, to uint64) error {
 		var batch []bolt.Entry
 		flush := func() error {
@@ -111,13 +177,27 @@ func feedFrom(store *jetstream.Store) bolt.Feed {
 			batch = batch[:0]
 			return err
 		}
+		next := from
 		err := store.Replay(ctx, spa.EventFilter{FromSeq: from, ToSeq: to}, func(e spa.StoredEvent) error {
-			rec, err := codec.UnmarshalRecord(e.Sequence, e.Data)
+			if e.Sequence > next {
+				holes, err := store.Holes(ctx, next, e.Sequence-1)
+				if err != nil {
+					return err
+				}
+				if !holes {
+					return fmt.Errorf("worker: rebuild read %d after %d", e.Sequence, next-1)
+				}
+				for ; next < e.Sequence; next++ {
+					batch = append(batch, bolt.Entry{Record: spa.Record{Sequence: next}})
+				}
+			}
+			rec, err := decode(e)
 			if err != nil {
-				return err
+				return fmt.Errorf("worker: sequence %d on %s: %w", e.Sequence, e.Subject, err)
 			}
 			batch = append(batch, bolt.Entry{Record: rec, Raw: e.Data})
-			if len(batch) == fetchBatch {
+			next = e.Sequence + 1
+			if len(batch) >= fetchBatch {
 				return flush()
 			}
 			return nil

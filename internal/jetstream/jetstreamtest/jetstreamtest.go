@@ -4,11 +4,14 @@
 package jetstreamtest
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"spa/internal/jetstream"
 )
 
 // Start starts a server and returns it; it stops when t ends.
@@ -45,4 +48,21 @@ func Connect(t testing.TB, srv *server.Server) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// Store provisions SPA's JetStream assets on nc's server as setup states
+// (the zero Setup: one replica, default windows) and returns a store on
+// them.
+func Store(t testing.TB, nc *nats.Conn, setup jetstream.Setup) *jetstream.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := jetstream.Provision(ctx, nc, setup); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	return store
 }

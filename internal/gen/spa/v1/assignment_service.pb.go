@@ -493,7 +493,11 @@ type ListAssignmentsRequest struct {
 	// Filter; unspecified matches all.
 	Status TaskStatus `protobuf:"varint,2,opt,name=status,proto3,enum=spa.v1.TaskStatus" json:"status,omitempty"`
 	// Consistency token.
-	MinSequence   uint64 `protobuf:"varint,3,opt,name=min_sequence,json=minSequence,proto3" json:"min_sequence,omitempty"`
+	MinSequence uint64 `protobuf:"varint,3,opt,name=min_sequence,json=minSequence,proto3" json:"min_sequence,omitempty"`
+	// Assignments per page: 0 means 100; more than 500 is read as 500.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, with the same filters.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -549,10 +553,26 @@ func (x *ListAssignmentsRequest) GetMinSequence() uint64 {
 	return 0
 }
 
+func (x *ListAssignmentsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAssignmentsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListAssignmentsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Assignments   []*Assignment          `protobuf:"bytes,1,rep,name=assignments,proto3" json:"assignments,omitempty"`
-	Sequence      uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Assignments []*Assignment          `protobuf:"bytes,1,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	Sequence    uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -599,6 +619,13 @@ func (x *ListAssignmentsResponse) GetSequence() uint64 {
 		return x.Sequence
 	}
 	return 0
+}
+
+func (x *ListAssignmentsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type WatchAssignmentsRequest struct {
@@ -744,14 +771,18 @@ const file_spa_v1_assignment_service_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.spa.v1.TaskStatusR\x06status\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"<\n" +
 	"\x1eUpdateAssignmentStatusResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\x8a\x01\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\xc6\x01\n" +
 	"\x16ListAssignmentsRequest\x12!\n" +
 	"\fprovider_ods\x18\x01 \x01(\tR\vproviderOds\x12*\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.spa.v1.TaskStatusR\x06status\x12!\n" +
-	"\fmin_sequence\x18\x03 \x01(\x04R\vminSequence\"k\n" +
+	"\fmin_sequence\x18\x03 \x01(\x04R\vminSequence\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x93\x01\n" +
 	"\x17ListAssignmentsResponse\x124\n" +
 	"\vassignments\x18\x01 \x03(\v2\x12.spa.v1.AssignmentR\vassignments\x12\x1a\n" +
-	"\bsequence\x18\x02 \x01(\x04R\bsequence\"c\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"c\n" +
 	"\x17WatchAssignmentsRequest\x12!\n" +
 	"\fprovider_ods\x18\x01 \x01(\tR\vproviderOds\x12%\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\"{\n" +

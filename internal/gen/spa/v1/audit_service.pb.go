@@ -254,8 +254,12 @@ func (x *AccessRecord) GetAt() *timestamppb.Timestamp {
 }
 
 type ListAccessRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReferralId    string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	// Records per page: 0 means 100; more than 500 is read as 500.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, for the same referral.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -297,9 +301,25 @@ func (x *ListAccessRequest) GetReferralId() string {
 	return ""
 }
 
+func (x *ListAccessRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAccessRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListAccessResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*AccessRecord        `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*AccessRecord        `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -341,6 +361,13 @@ func (x *ListAccessResponse) GetRecords() []*AccessRecord {
 	return nil
 }
 
+func (x *ListAccessResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_spa_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_spa_v1_audit_service_proto_rawDesc = "" +
@@ -366,12 +393,16 @@ const file_spa_v1_audit_service_proto_rawDesc = "" +
 	"\x05actor\x18\x02 \x01(\v2\r.spa.v1.ActorR\x05actor\x12\x18\n" +
 	"\apurpose\x18\x03 \x01(\tR\apurpose\x12\x16\n" +
 	"\x06method\x18\x04 \x01(\tR\x06method\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"4\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"p\n" +
 	"\x11ListAccessRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
-	"referralId\"D\n" +
+	"referralId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"l\n" +
 	"\x12ListAccessResponse\x12.\n" +
-	"\arecords\x18\x01 \x03(\v2\x14.spa.v1.AccessRecordR\arecords2\xa0\x01\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.spa.v1.AccessRecordR\arecords\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xa0\x01\n" +
 	"\fAuditService\x12K\n" +
 	"\fReplayEvents\x12\x1b.spa.v1.ReplayEventsRequest\x1a\x1c.spa.v1.ReplayEventsResponse0\x01\x12C\n" +
 	"\n" +

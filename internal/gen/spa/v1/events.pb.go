@@ -500,7 +500,10 @@ type StoredEvent struct {
 	// The event's type name, e.g. "OfferMade".
 	Type string `protobuf:"bytes,6,opt,name=type,proto3" json:"type,omitempty"`
 	// When the log stored it.
-	StoredAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=stored_at,json=storedAt,proto3" json:"stored_at,omitempty"`
+	StoredAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=stored_at,json=storedAt,proto3" json:"stored_at,omitempty"`
+	// Set when this version cannot decode the stored bytes (a corrupt or
+	// unknown event): envelope is then empty and data holds the bytes.
+	DecodeError   string `protobuf:"bytes,8,opt,name=decode_error,json=decodeError,proto3" json:"decode_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -582,6 +585,13 @@ func (x *StoredEvent) GetStoredAt() *timestamppb.Timestamp {
 		return x.StoredAt
 	}
 	return nil
+}
+
+func (x *StoredEvent) GetDecodeError() string {
+	if x != nil {
+		return x.DecodeError
+	}
+	return ""
 }
 
 // ReferralSubmitted: a discharge team referred a patient to the SPA.
@@ -1624,7 +1634,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x11capacity_reserved\x18! \x01(\v2\x18.spa.v1.CapacityReservedH\x00R\x10capacityReserved\x12G\n" +
 	"\x11capacity_released\x18\" \x01(\v2\x18.spa.v1.CapacityReleasedH\x00R\x10capacityReleased\x12;\n" +
 	"\rclock_alerted\x18# \x01(\v2\x14.spa.v1.ClockAlertedH\x00R\fclockAlertedB\t\n" +
-	"\apayload\"\xe6\x01\n" +
+	"\apayload\"\x89\x02\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
 	"\benvelope\x18\x02 \x01(\v2\x10.spa.v1.EnvelopeR\benvelope\x12\x18\n" +
@@ -1632,7 +1642,8 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
 	"\x04hash\x18\x05 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04type\x18\x06 \x01(\tR\x04type\x127\n" +
-	"\tstored_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt\"\x97\x01\n" +
+	"\tstored_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt\x12!\n" +
+	"\fdecode_error\x18\b \x01(\tR\vdecodeError\"\x97\x01\n" +
 	"\x11ReferralSubmitted\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x121\n" +

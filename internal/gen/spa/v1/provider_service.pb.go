@@ -284,7 +284,11 @@ type ListProvidersRequest struct {
 	Borough string  `protobuf:"bytes,1,opt,name=borough,proto3" json:"borough,omitempty"`
 	Service Service `protobuf:"varint,2,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
 	// Consistency token: answer only once this sequence is applied.
-	MinSequence   uint64 `protobuf:"varint,3,opt,name=min_sequence,json=minSequence,proto3" json:"min_sequence,omitempty"`
+	MinSequence uint64 `protobuf:"varint,3,opt,name=min_sequence,json=minSequence,proto3" json:"min_sequence,omitempty"`
+	// Providers per page: 0 means 100; more than 500 is read as 500.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, with the same filters.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,11 +344,27 @@ func (x *ListProvidersRequest) GetMinSequence() uint64 {
 	return 0
 }
 
+func (x *ListProvidersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListProvidersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListProvidersResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Providers []*Provider            `protobuf:"bytes,1,rep,name=providers,proto3" json:"providers,omitempty"`
 	// The read model's applied sequence when it answered.
-	Sequence      uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,6 +413,13 @@ func (x *ListProvidersResponse) GetSequence() uint64 {
 	return 0
 }
 
+func (x *ListProvidersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_spa_v1_provider_service_proto protoreflect.FileDescriptor
 
 const file_spa_v1_provider_service_proto_rawDesc = "" +
@@ -411,14 +438,18 @@ const file_spa_v1_provider_service_proto_rawDesc = "" +
 	"\fprovider_ods\x18\x01 \x01(\tR\vproviderOds\x12,\n" +
 	"\bcapacity\x18\x02 \x03(\v2\x10.spa.v1.CapacityR\bcapacity\"4\n" +
 	"\x16UpdateCapacityResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"~\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\xba\x01\n" +
 	"\x14ListProvidersRequest\x12\x18\n" +
 	"\aborough\x18\x01 \x01(\tR\aborough\x12)\n" +
 	"\aservice\x18\x02 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12!\n" +
-	"\fmin_sequence\x18\x03 \x01(\x04R\vminSequence\"c\n" +
+	"\fmin_sequence\x18\x03 \x01(\x04R\vminSequence\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x8b\x01\n" +
 	"\x15ListProvidersResponse\x12.\n" +
 	"\tproviders\x18\x01 \x03(\v2\x10.spa.v1.ProviderR\tproviders\x12\x1a\n" +
-	"\bsequence\x18\x02 \x01(\x04R\bsequence2\x87\x02\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken2\x87\x02\n" +
 	"\x0fProviderService\x12U\n" +
 	"\x10RegisterProvider\x12\x1f.spa.v1.RegisterProviderRequest\x1a .spa.v1.RegisterProviderResponse\x12O\n" +
 	"\x0eUpdateCapacity\x12\x1d.spa.v1.UpdateCapacityRequest\x1a\x1e.spa.v1.UpdateCapacityResponse\x12L\n" +

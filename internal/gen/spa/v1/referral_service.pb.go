@@ -1389,10 +1389,15 @@ func (x *GetReferralRequest) GetMinSequence() uint64 {
 type GetReferralResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Referral *Referral              `protobuf:"bytes,1,opt,name=referral,proto3" json:"referral,omitempty"`
-	// Every event of the referral, oldest first.
-	History       []*StoredEvent `protobuf:"bytes,2,rep,name=history,proto3" json:"history,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The referral's events, oldest first: every one, unless
+	// history_truncated.
+	History []*StoredEvent `protobuf:"bytes,2,rep,name=history,proto3" json:"history,omitempty"`
+	// True when the whole history would not fit in one reply: history then
+	// holds the newest events that fit. ReplayEvents with referral_id
+	// streams all of them.
+	HistoryTruncated bool `protobuf:"varint,3,opt,name=history_truncated,json=historyTruncated,proto3" json:"history_truncated,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetReferralResponse) Reset() {
@@ -1439,6 +1444,13 @@ func (x *GetReferralResponse) GetHistory() []*StoredEvent {
 	return nil
 }
 
+func (x *GetReferralResponse) GetHistoryTruncated() bool {
+	if x != nil {
+		return x.HistoryTruncated
+	}
+	return false
+}
+
 type ListReferralsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Filters; unspecified or empty matches all.
@@ -1446,7 +1458,7 @@ type ListReferralsRequest struct {
 	Pathway Pathway        `protobuf:"varint,2,opt,name=pathway,proto3,enum=spa.v1.Pathway" json:"pathway,omitempty"`
 	// ODS code of the referring site.
 	SiteOds string `protobuf:"bytes,3,opt,name=site_ods,json=siteOds,proto3" json:"site_ods,omitempty"`
-	// 1-500; 0 means 50.
+	// Referrals per page: 0 means 50; more than 500 is read as 500.
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
 	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -1725,10 +1737,11 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\x12GetReferralRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12!\n" +
-	"\fmin_sequence\x18\x02 \x01(\x04R\vminSequence\"r\n" +
+	"\fmin_sequence\x18\x02 \x01(\x04R\vminSequence\"\x9f\x01\n" +
 	"\x13GetReferralResponse\x12,\n" +
 	"\breferral\x18\x01 \x01(\v2\x10.spa.v1.ReferralR\breferral\x12-\n" +
-	"\ahistory\x18\x02 \x03(\v2\x13.spa.v1.StoredEventR\ahistory\"\xeb\x01\n" +
+	"\ahistory\x18\x02 \x03(\v2\x13.spa.v1.StoredEventR\ahistory\x12+\n" +
+	"\x11history_truncated\x18\x03 \x01(\bR\x10historyTruncated\"\xeb\x01\n" +
 	"\x14ListReferralsRequest\x12.\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x16.spa.v1.ReferralStatusR\x06status\x12)\n" +
 	"\apathway\x18\x02 \x01(\x0e2\x0f.spa.v1.PathwayR\apathway\x12\x19\n" +
