@@ -19,7 +19,7 @@ func TestWorkerFlags(t *testing.T) {
 		return &w, Parse(fs, args, func(k string) string { return map[string]string{"SPA_OPERATING_HOURS": "07:30-21:00"}[k] })
 	}
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	w, err := parse("--worker-id", "w1", "--infection-overlay", "on", "--infection-overlay-from", "2026-12-01")
+	w, err := parse("--worker-id", "w1", "--infection-overlay", "on", "--infection-overlay-from", "2026-12-01", "--skip-undecodable", "17, 42")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func TestWorkerFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ID != "w1" || cfg.Scheduler.Hours != (spa.OperatingHours{Open: 450, Close: 1260}) || cfg.Scheduler.Disabled {
+	if cfg.ID != "w1" || cfg.Scheduler.Hours != (spa.OperatingHours{Open: 450, Close: 1260}) || cfg.Scheduler.Disabled || len(cfg.Skip) != 2 || !cfg.Skip[17] || !cfg.Skip[42] {
 		t.Fatalf("config %+v", cfg)
 	}
 	if p := cfg.Policies.At(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)); !p.InfectionOverlay || p.Version != "2026-12-01-overlay-on" {
@@ -40,6 +40,7 @@ func TestWorkerFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--operating-hours", "20:00-08:00"}, {"--operating-hours", "8-20"}, {"--operating-hours", "08:00-24:01"},
 		{"--infection-overlay", "yes"}, {"--infection-overlay-from", "2026-12-01"}, {"--infection-overlay", "off", "--infection-overlay-from", "tomorrow"},
+		{"--skip-undecodable", "12,x"}, {"--skip-undecodable", "0"}, {"--worker-id", "a b"},
 	} {
 		w, err := parse(args...)
 		if err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ type WorkerFlags struct {
 	Hours     string
 	Overlay   string
 	From      string
+	Skip      string
 }
 
 // Register adds the worker flags to fs.
@@ -27,6 +29,7 @@ func (w *WorkerFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&w.Hours, "operating-hours", "08:00-20:00", "the SPA's hours each day, UK time, for clocks that count only them")
 	fs.StringVar(&w.Overlay, "infection-overlay", "", "switch the infection overlay 'on' or 'off' from --infection-overlay-from; empty follows the dated policies")
 	fs.StringVar(&w.From, "infection-overlay-from", "", "date (2026-12-01) the overlay switch takes effect; default today")
+	fs.StringVar(&w.Skip, "skip-undecodable", "", "sequences of undecodable events to step over, comma separated (an operator's decision, for every worker alike: docs/operations.md)")
 }
 
 // Config validates the flags and returns the worker's configuration.
@@ -39,6 +42,19 @@ func (w *WorkerFlags) Config(dataDir string, now time.Time) (worker.Config, erro
 		return cfg, fmt.Errorf("--worker-id: %w", err)
 	}
 	cfg.Scheduler.Disabled = !w.Scheduler
+	for s := range strings.SplitSeq(w.Skip, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		seq, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || seq == 0 {
+			return cfg, fmt.Errorf("--skip-undecodable %q: want sequences (1234,5678)", w.Skip)
+		}
+		if cfg.Skip == nil {
+			cfg.Skip = worker.Skips{}
+		}
+		cfg.Skip[seq] = true
+	}
 	open, close, ok := strings.Cut(w.Hours, "-")
 	o, err1 := minutes(open)
 	c, err2 := minutes(close)

@@ -30,15 +30,17 @@ type Halt struct {
 type Projector struct {
 	store *ijs.Store
 	model *bolt.Model
+	skip  Skips
 	log   *slog.Logger
 	halt  atomic.Pointer[Halt]
 	// halted is closed when the projection halts.
 	halted chan struct{}
 }
 
-// NewProjector returns a projector of the event log into model.
-func NewProjector(store *ijs.Store, model *bolt.Model, log *slog.Logger) *Projector {
-	return &Projector{store: store, model: model, log: log, halted: make(chan struct{})}
+// NewProjector returns a projector of the event log into model that steps
+// over the undecodable events in skip.
+func NewProjector(store *ijs.Store, model *bolt.Model, skip Skips, log *slog.Logger) *Projector {
+	return &Projector{store: store, model: model, skip: skip, log: log, halted: make(chan struct{})}
 }
 
 // Halted returns why the projection stopped, or nil while it runs.
@@ -128,17 +130,35 @@ func (p *Projector) apply(events []spa.StoredEvent) error {
 	entries := make([]bolt.Entry, 0, len(events))
 	var halt error
 	for _, e := range events {
-		rec, err := decode(e)
+		entry, err := p.skip.entry(e)
 		if err != nil {
 			halt = &haltError{Halt{Sequence: e.Sequence, Subject: e.Subject, Reason: err.Error()}}
 			break
 		}
-		entries = append(entries, bolt.Entry{Record: rec, Raw: e.Data})
+		entries = append(entries, entry)
 	}
 	if err := p.model.Apply(entries); err != nil {
 		return err
 	}
 	return halt
+}
+
+// Skips are the sequences of undecodable events an operator has decided to
+// step over (--skip-undecodable): each is applied as an empty entry, by
+// every worker alike. A decodable event is never skipped.
+type Skips map[uint64]bool
+
+// entry decodes a stored event for the read model, or returns an empty
+// entry for an undecodable one in s.
+func (s Skips) entry(e spa.StoredEvent) (bolt.Entry, error) {
+	rec, err := decode(e)
+	switch {
+	case err == nil:
+		return bolt.Entry{Record: rec, Raw: e.Data}, nil
+	case s[e.Sequence]:
+		return bolt.Entry{Record: spa.Record{Sequence: e.Sequence}}, nil
+	}
+	return bolt.Entry{}, err
 }
 
 // decode decodes a stored event for the read model.

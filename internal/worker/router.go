@@ -32,6 +32,7 @@ type Router struct {
 	store    *ijs.Store
 	model    *bolt.Model
 	halted   func() *Halt
+	skip     Skips
 	policies spa.Policies
 	log      *slog.Logger
 	routing  *backoff.Gate
@@ -40,8 +41,8 @@ type Router struct {
 // NewRouter returns a router that reads providers from model (its own
 // worker's read model, whose projection reports halted) and appends to
 // store; id (the worker's) is recorded as the actor of its steps.
-func NewRouter(id string, store *ijs.Store, model *bolt.Model, halted func() *Halt, policies spa.Policies, log *slog.Logger) *Router {
-	return &Router{id: id, store: store, model: model, halted: halted, policies: policies, log: log, routing: backoff.NewGate("routing", log)}
+func NewRouter(id string, store *ijs.Store, model *bolt.Model, halted func() *Halt, skip Skips, policies spa.Policies, log *slog.Logger) *Router {
+	return &Router{id: id, store: store, model: model, halted: halted, skip: skip, policies: policies, log: log, routing: backoff.NewGate("routing", log)}
 }
 
 // Run routes until ctx ends. It reads the routers' shared consumer
@@ -97,6 +98,8 @@ func (rt *Router) take(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Ack()
 	case ctx.Err() != nil:
 		_ = msg.NakWithDelay(time.Second)
+	case errors.Is(err, errUndecodable) && rt.skip[md.Sequence.Stream]:
+		_ = msg.Ack() // an operator decided to step over it
 	case errors.Is(err, errUndecodable):
 		if md.NumDelivered == 1 {
 			rt.log.Error("router cannot decode an event; it stays unrouted here and is offered again", "sequence", md.Sequence.Stream, "subject", msg.Subject(), "err", err)

@@ -40,6 +40,8 @@ type Config struct {
 	Policies spa.Policies
 	// Scheduler configures the clock scheduler.
 	Scheduler SchedulerConfig
+	// Skip are undecodable events to step over (see Skips).
+	Skip Skips
 	Log       *slog.Logger
 }
 
@@ -71,9 +73,9 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 	}
 	defer model.Close()
 	log := cfg.Log.With("worker", cfg.ID)
-	proj := NewProjector(store, model, log)
+	proj := NewProjector(store, model, cfg.Skip, log)
 	var serving atomic.Bool
-	stopControl, err := serveControl(nc, &control{id: cfg.ID, model: model, proj: proj, feed: feedFrom(store), log: log, serving: &serving})
+	stopControl, err := serveControl(nc, &control{id: cfg.ID, model: model, proj: proj, feed: feedFrom(store, cfg.Skip), log: log, serving: &serving})
 	if err != nil {
 		return err
 	}
@@ -103,7 +105,7 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 		if !caughtUp() {
 			return nil
 		}
-		return NewRouter(cfg.ID, store, model, proj.Halted, policies, log).Run(gctx)
+		return NewRouter(cfg.ID, store, model, proj.Halted, cfg.Skip, policies, log).Run(gctx)
 	})
 	if !cfg.Scheduler.Disabled {
 		g.Go(func() error {
@@ -167,9 +169,10 @@ func waitCaughtUp(ctx context.Context, model *bolt.Model, proj *Projector, targe
 }
 
 // feedFrom feeds a read model from the event log, a thousand events per
-// transaction, as the projector would: deleted sequences are stepped over,
-// and an event that cannot be decoded fails the feed.
-func feedFrom(store *ijs.Store) bolt.Feed {
+// transaction, as the projector would: deleted sequences and the skipped
+// undecodable events are stepped over, and any other event that cannot be
+// decoded fails the feed.
+func feedFrom(store *ijs.Store, skip Skips) bolt.Feed {
 	return func(ctx context.Context, m *bolt.Model, from, to uint64) error {
 		var batch []bolt.Entry
 		flush := func() error {
@@ -191,11 +194,11 @@ func feedFrom(store *ijs.Store) bolt.Feed {
 					batch = append(batch, bolt.Entry{Record: spa.Record{Sequence: next}})
 				}
 			}
-			rec, err := decode(e)
+			entry, err := skip.entry(e)
 			if err != nil {
 				return fmt.Errorf("worker: sequence %d on %s: %w", e.Sequence, e.Subject, err)
 			}
-			batch = append(batch, bolt.Entry{Record: rec, Raw: e.Data})
+			batch = append(batch, entry)
 			next = e.Sequence + 1
 			if len(batch) >= fetchBatch {
 				return flush()

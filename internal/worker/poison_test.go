@@ -1,0 +1,118 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/jetstream"
+	"spa/internal/jetstream/jetstreamtest"
+	"spa/internal/spa"
+	"spa/internal/worker"
+)
+
+// TestUndecodableEventHaltsTheProjection: a message on an event subject
+// that is not an envelope halts the worker's projection at its sequence:
+// the worker says so and stops answering queries, but neither it nor the
+// log stops; restarted, it halts at the same sequence again (no skip, no
+// crash); told by the operator to step over it, it applies what follows,
+// serves again and rebuilds to the same digest.
+func TestUndecodableEventHaltsTheProjection(t *testing.T) {
+	t.Parallel()
+	srv := jetstreamtest.Start(t)
+	nc := jetstreamtest.Connect(t, srv)
+	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
+	ctx := context.Background()
+	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	appendReferral := func(i int) uint64 {
+		t.Helper()
+		id := spa.ReferralIDFor(fmt.Sprintf("poison-%02d", i))
+		seq, err := store.Append(ctx, spa.Record{EventID: id + "-0", AggregateID: id, OccurredAt: at, RecordedAt: at,
+			Event: spa.ReferralSubmitted{RequestID: fmt.Sprintf("poison-%02d", i), Details: spa.Details{CriteriaMet: []spa.Criterion{spa.CriterionOxygen},
+				Episode: spa.Episode{SiteODS: "RJZ30"}, Patient: spa.Patient{Borough: "Bromley"}}}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	for i := range 3 {
+		appendReferral(i)
+	}
+	ack, err := nc.Request("spa.referral.ref-aaaaaaaaaaaaaaaa", []byte("not an envelope"), 10*time.Second)
+	if err != nil || !strings.Contains(string(ack.Data), `"seq":4`) {
+		t.Fatalf("publish the bad message: %v %s", err, ack.Data)
+	}
+	appendReferral(3)
+
+	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
+	dir := t.TempDir()
+	run := func(skip worker.Skips) func() {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- worker.Run(wctx, nc, store, worker.Config{DataDir: dir, ID: "poisoned", Skip: skip,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Scheduler: worker.SchedulerConfig{Disabled: true}}, nil)
+		}()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		}
+	}
+	halted := func() worker.WorkerStatus {
+		t.Helper()
+		var st worker.WorkerStatus
+		poll(t, "the projection halts at sequence 4", func() bool {
+			var err error
+			st, err = reads.WorkerStatus(ctx, "poisoned")
+			return err == nil && st.Halt != nil
+		})
+		if st.Halt.Sequence != 4 || st.Applied != 3 || st.Serving || st.Halt.Subject != "spa.referral.ref-aaaaaaaaaaaaaaaa" || st.Halt.Reason == "" {
+			t.Fatalf("status %+v, halt %+v", st, st.Halt)
+		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := reads.ListReferrals(qctx, &spav1.ListReferralsRequest{}); spa.KindOf(err) != spa.KindUnavailable {
+			t.Fatalf("a halted model answered a query: %v", err)
+		}
+		return st
+	}
+
+	stop := run(nil)
+	st := halted()
+	t.Logf("halted: %+v", *st.Halt)
+	stop()
+	// Restarted as it was, it halts there again: it neither skips nor
+	// stops the process.
+	stop = run(nil)
+	halted()
+	stop()
+
+	stop = run(worker.Skips{4: true})
+	defer stop()
+	poll(t, "serving past the skipped event", func() bool {
+		st, err := reads.WorkerStatus(ctx, "poisoned")
+		return err == nil && st.Serving && st.Applied == 5 && st.Halt == nil
+	})
+	page, err := reads.ListReferrals(ctx, &spav1.ListReferralsRequest{MinSequence: 5})
+	if err != nil || len(page.GetReferrals()) != 4 {
+		t.Fatalf("board after the skip: %v, %v", page, err)
+	}
+	if _, err := reads.Rebuild(ctx, "poisoned", false); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "rebuilt", func() bool {
+		st, err := reads.WorkerStatus(ctx, "poisoned")
+		return err == nil && st.Rebuild != nil && st.Rebuild.State != worker.RebuildRunning
+	})
+	st, _ = reads.WorkerStatus(ctx, "poisoned")
+	if st.Rebuild.State != worker.RebuildSwapped || st.Rebuild.Live != st.Rebuild.Rebuilt {
+		t.Fatalf("rebuild past the skipped event: %+v", st.Rebuild)
+	}
+}
