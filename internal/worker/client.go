@@ -185,6 +185,11 @@ func (c *Client) collect(ctx context.Context, window time.Duration) ([]WorkerSta
 	}
 }
 
+// WorkerDigest asks one worker for its read model's digest.
+func (c *Client) WorkerDigest(ctx context.Context, id string) (Status, error) {
+	return c.callJSON(ctx, SubjectWorkerDigest(id))
+}
+
 // WorkerStatus asks one worker for its status.
 func (c *Client) WorkerStatus(ctx context.Context, id string) (WorkerStatus, error) {
 	return c.control(ctx, SubjectWorkerStatus(id), nil)

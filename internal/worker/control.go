@@ -32,6 +32,10 @@ const (
 // SubjectWorkerStatus is the subject of one worker's status.
 func SubjectWorkerStatus(id string) string { return subjectWorker + id + ".status" }
 
+// SubjectWorkerDigest is the subject of one worker's read model digest (a
+// Status).
+func SubjectWorkerDigest(id string) string { return subjectWorker + id + ".digest" }
+
 // SubjectWorkerRebuild is the subject of one worker's rebuild requests
 // (a RebuildRequest; the answer is its WorkerStatus).
 func SubjectWorkerRebuild(id string) string { return subjectWorker + id + ".rebuild" }
@@ -122,6 +126,7 @@ func serveControl(nc *nats.Conn, c *control) (stop func(), err error) {
 	}{
 		{"statuses", SubjectStatuses, status},
 		{"status", SubjectWorkerStatus(c.id), status},
+		{"digest", SubjectWorkerDigest(c.id), digestOf(c.model)},
 		{"rebuild", SubjectWorkerRebuild(c.id), c.rebuild},
 	}
 	for _, e := range endpoints {

@@ -91,7 +91,7 @@ func serveQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func
 		{"providers", SubjectProviders, serve(q, q.providers)},
 		{"assignments", SubjectAssignments, serve(q, q.assignments)},
 		{"status", SubjectStatus, q.status},
-		{"digest", SubjectDigest, q.digest},
+		{"digest", SubjectDigest, digestOf(model)},
 	}
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, q.async(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
@@ -284,13 +284,16 @@ func (q *queryService) status(req micro.Request) {
 	respondJSON(req, Status{Applied: q.model.Applied()})
 }
 
-func (q *queryService) digest(req micro.Request) {
-	d, applied, err := q.model.Digest()
-	if err != nil {
-		req.Error(codeInternal, "read model failure", nil)
-		return
+// digestOf answers with model's digest and applied sequence.
+func digestOf(model *bolt.Model) micro.HandlerFunc {
+	return func(req micro.Request) {
+		d, applied, err := model.Digest()
+		if err != nil {
+			req.Error(codeInternal, "read model failure", nil)
+			return
+		}
+		respondJSON(req, Status{Applied: applied, Digest: d})
 	}
-	respondJSON(req, Status{Applied: applied, Digest: d})
 }
 
 // respond answers with m, or with KindTooLarge if m does not fit in one
