@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 )
 
@@ -209,4 +213,73 @@ func TestReplayAndAccessLog(t *testing.T) {
 		last.GetActor().GetOds() != "RJZ30" || last.GetPurpose() != "direct-care" {
 		t.Fatalf("access log %v", access.GetRecords())
 	}
+}
+
+// TestWatchesCleanUp opens 60 watches, receives from each, and cancels or
+// breaks them: their consumers leave the server at once, and the
+// server's goroutines return to their idle level.
+func TestWatchesCleanUp(t *testing.T) {
+	t.Parallel()
+	natsURL := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := startServer(t, "--data-dir", t.TempDir(), "--watch-heartbeat", "50ms", "--scheduler=false", "--nats-listen", natsURL)
+	c := clientsOf(s)
+	nc, err := nats.Connect("nats://" + natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := callCtx(t)
+	consumers := func() int {
+		info, err := js.Stream(ctx, "SPA_EVENTS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.CachedInfo().State.Consumers
+	}
+	// Idle: the routers' consumer and the projector's ordered one.
+	var idleConsumers, idleGoroutines int
+	stable := 0
+	await.True(t, time.Minute, "idle level", func() bool {
+		n, g := consumers(), runtime.NumGoroutine()
+		if n == idleConsumers && g == idleGoroutines {
+			stable++
+		} else {
+			stable = 0
+		}
+		idleConsumers, idleGoroutines = n, g
+		return stable >= 10
+	})
+
+	const watches = 60
+	var wg sync.WaitGroup
+	for i := range watches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stream, err := c.assignments.WatchAssignments(wctx, &spav1.WatchAssignmentsRequest{ProviderOds: fmt.Sprintf("C%04d", i)})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := stream.Recv(); err != nil { // a heartbeat: the watch runs
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	during := consumers()
+	await.True(t, time.Minute, "consumers back to idle", func() bool { return consumers() == idleConsumers })
+	var after int
+	await.True(t, time.Minute, "goroutines back to idle", func() bool {
+		after = runtime.NumGoroutine()
+		return after <= idleGoroutines
+	})
+	t.Logf("%d watches opened and cancelled: consumers %d idle, %d right after, %d after; goroutines %d idle, %d after",
+		watches, idleConsumers, during, consumers(), idleGoroutines, after)
 }
