@@ -2,10 +2,10 @@ package worker
 
 import (
 	"context"
-	"log/slog"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"google.golang.org/protobuf/proto"
 
-	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/backoff"
+	spav1 "spa/internal/gen/spa/v1"
 	ijs "spa/internal/jetstream"
 	"spa/internal/spa"
 )

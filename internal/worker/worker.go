@@ -42,7 +42,7 @@ type Config struct {
 	Scheduler SchedulerConfig
 	// Skip are undecodable events to step over (see Skips).
 	Skip Skips
-	Log       *slog.Logger
+	Log  *slog.Logger
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
