@@ -124,16 +124,25 @@ func (s *Store) load(ctx context.Context, subject string) ([]spa.Record, uint64,
 	return recs, last.Sequence, nil
 }
 
-// retryFor bounds how long one call retries a store that cannot answer
-// (a leader election takes a few seconds) before it answers
-// KindUnavailable.
-const retryFor = 10 * time.Second
+// retryFor bounds how long one call without a deadline retries a store
+// that cannot answer (a leader election takes a few seconds) before it
+// answers KindUnavailable; a call with a deadline retries until nine
+// tenths of the time left, at most maxRetryFor, so that its caller hears
+// UNAVAILABLE rather than its own deadline.
+const (
+	retryFor    = 10 * time.Second
+	maxRetryFor = time.Minute
+)
 
-// do runs op, retrying failures that pass (Retryable) with backoff for up
-// to retryFor within ctx; one that lasts is returned as KindUnavailable.
-// The store's gate logs an outage once, however many calls retry.
+// do runs op, retrying failures that pass (Retryable) with backoff (see
+// retryFor); one that lasts is returned as KindUnavailable. The store's
+// gate logs an outage once, however many calls retry.
 func (s *Store) do(ctx context.Context, op func(context.Context) error) error {
-	rctx, cancel := context.WithTimeout(ctx, retryFor)
+	budget := retryFor
+	if d, ok := ctx.Deadline(); ok {
+		budget = min(time.Until(d)*9/10, maxRetryFor)
+	}
+	rctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	r := &backoff.Retrier{Gate: s.gate, Max: time.Second}
 	return unavailable(ctx, backoff.Retry(rctx, r, Retryable, op))
