@@ -47,8 +47,8 @@ func (c *ctl) initStreams(ctx context.Context, args []string) error {
 	var setup jetstream.Setup
 	nc, done, err := c.natsCommand("init", args, func(fs *flag.FlagSet) {
 		fs.IntVar(&setup.Replicas, "replicas", 1, "replicas of every stream, the lease bucket and the router's consumer (3 on a three-node cluster); never lowered")
-		fs.DurationVar(&setup.DuplicateWindow, "duplicate-window", jetstream.DefaultDuplicateWindow, "how long the event stream remembers message ids for transport retries")
-		fs.DurationVar(&setup.LeaseTTL, "lease-ttl", jetstream.DefaultLeaseTTL, "how long the clock scheduler's lease outlives a holder that died")
+		fs.DurationVar(&setup.DuplicateWindow, "duplicate-window", 0, fmt.Sprintf("how long the event stream remembers message ids for transport retries (0 keeps the current value; %s for a new stream)", jetstream.DefaultDuplicateWindow))
+		fs.DurationVar(&setup.LeaseTTL, "lease-ttl", 0, fmt.Sprintf("how long the clock scheduler's lease outlives a holder that died (0 keeps the current value; %s for a new bucket)", jetstream.DefaultLeaseTTL))
 	})
 	if err != nil {
 		return err

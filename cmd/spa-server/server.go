@@ -129,7 +129,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		return nil
 	})
 	err = g.Wait()
-	if derr := nc.Drain(); derr != nil && err == nil {
+	if derr := jetstream.Drain(nc, 5*time.Second); derr != nil && err == nil {
 		log.Warn("nats drain", "err", derr)
 	}
 	log.Info("stopped")

@@ -70,7 +70,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		return err
 	}
 	err = worker.Run(ctx, nc, store, cfg, nil)
-	if derr := nc.Drain(); derr != nil && err == nil {
+	if derr := jetstream.Drain(nc, 5*time.Second); derr != nil && err == nil {
 		err = derr
 	}
 	return err

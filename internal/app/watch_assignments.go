@@ -12,7 +12,7 @@ import (
 // carrying the last sequence seen) every interval without one, until ctx
 // ends. Each delivery is recorded in the access log before fn sees it.
 func (a *App) WatchAssignments(ctx context.Context, meta Meta, provider string, after uint64, interval time.Duration, fn func(spa.StoredEvent) error) error {
-	if err := spa.ValidateAssignmentQuery(provider, 0); err != nil {
+	if _, _, err := (spa.AssignmentQuery{ProviderODS: provider}).Validate(); err != nil {
 		return err
 	}
 	return a.log.Watch(ctx, provider, after, interval, func(e spa.StoredEvent) error {

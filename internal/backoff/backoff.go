@@ -61,13 +61,6 @@ func (g *Gate) OK() {
 	g.failures = 0
 }
 
-// Failing reports whether the last attempt failed.
-func (g *Gate) Failing() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.failures > 0
-}
-
 // Retrier paces the attempts of one loop or one call; use it from one
 // goroutine. Several retriers may share a gate, so that a dependency's
 // outage is logged once however many callers retry.

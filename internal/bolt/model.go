@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,7 @@ var (
 	bucketOffers = []byte("offers")
 	keyApplied   = []byte("applied")
 	keyLayout    = []byte("layout")
+	keyLog       = []byte("log")
 	allBuckets   = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketOffers, bucketProviders, bucketReferrals}
 )
 
@@ -65,6 +67,8 @@ type Model struct {
 	rebuilding sync.Mutex
 	// progress, on a file being rebuilt, is told each commit.
 	progress *Progress
+	// log names the log the model is built from (see Bind).
+	log string
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every commit
@@ -93,26 +97,31 @@ func options(path string) *bbolt.Options {
 const minMap = 32 << 20
 
 // ErrLocked is returned by Open when another process has the file open.
-var ErrLocked = errors.New("bolt: the read model file is in use by another process")
+var ErrLocked = errors.New("the read model file is in use by another process")
 
 // Open opens (creating if needed) the read model at path.
 func Open(path string) (*Model, error) {
 	db, err := bbolt.Open(path, 0o600, options(path))
 	if errors.Is(err, bbolt.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		return nil, fmt.Errorf("bolt: open %s: %w", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	// A rebuild's file left by a process that died: this process owns the
+	// model now.
+	if stale, _ := filepath.Glob(path + rebuildSuffix + "*"); len(stale) > 0 {
+		for _, f := range stale {
+			os.Remove(f)
+		}
 	}
 	m := &Model{path: path, db: db, changed: make(chan struct{})}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		if meta := tx.Bucket(bucketMeta); meta != nil && string(meta.Get(keyLayout)) != layout {
 			// Written by a version that lays the model out otherwise:
 			// start again from sequence 1.
-			for _, b := range allBuckets {
-				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
-					return err
-				}
+			if err := resetBuckets(tx); err != nil {
+				return err
 			}
 		}
 		for _, b := range allBuckets {
@@ -126,6 +135,7 @@ func Open(path string) (*Model, error) {
 		if v := tx.Bucket(bucketMeta).Get(keyApplied); v != nil {
 			m.applied.Store(binary.BigEndian.Uint64(v))
 		}
+		m.log = string(tx.Bucket(bucketMeta).Get(keyLog))
 		return nil
 	})
 	if err != nil {
@@ -135,6 +145,57 @@ func Open(path string) (*Model, error) {
 	return m, nil
 }
 
+// resetBuckets empties every bucket, the layout mark kept.
+func resetBuckets(tx *bbolt.Tx) error {
+	for _, b := range allBuckets {
+		if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
+			return err
+		}
+		if _, err := tx.CreateBucket(b); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyLayout, []byte(layout))
+}
+
+// Bind ties the model to the log it is built from: log names that log (a
+// stream and when it was created), last is the log's last sequence. A
+// model built from another log, or that has applied beyond the log's end
+// (the stream was recreated or restored from an older copy), is emptied,
+// to be built again from sequence 1; Bind reports whether it was. Call it
+// before the first Apply.
+func (m *Model) Bind(log string, last uint64) (bool, error) {
+	m.applying.Lock()
+	defer m.applying.Unlock()
+	reset := m.log != "" && m.log != log || m.Applied() > last
+	if !reset && m.log == log {
+		return false, nil
+	}
+	err := m.db.Update(func(tx *bbolt.Tx) error {
+		if reset {
+			if err := resetBuckets(tx); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyLog, []byte(log))
+	})
+	if err != nil {
+		return false, fmt.Errorf("bolt: bind to %s: %w", log, err)
+	}
+	m.log = log
+	if reset {
+		m.applied.Store(0)
+	}
+	return reset, nil
+}
+
+// Log names the log the model is built from ("" before Bind).
+func (m *Model) Log() string {
+	m.applying.Lock()
+	defer m.applying.Unlock()
+	return m.log
+}
+
 // Close closes the file.
 func (m *Model) Close() error {
 	m.swap.Lock()
@@ -142,11 +203,18 @@ func (m *Model) Close() error {
 	return m.db.Close()
 }
 
-// view runs fn in a read transaction on the current file.
+// view runs fn in a read transaction on the current file. The swap lock is
+// held only to begin it: a rebuild's swap never waits for a long read, which
+// goes on in the file it began in (closed once its readers are done).
 func (m *Model) view(fn func(tx *bbolt.Tx) error) error {
 	m.swap.RLock()
-	defer m.swap.RUnlock()
-	return m.db.View(fn)
+	tx, err := m.db.Begin(false)
+	m.swap.RUnlock()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
 }
 
 // Applied returns the last stream sequence applied.
@@ -178,7 +246,7 @@ func (m *Model) Apply(entries []Entry) error {
 	defer m.applying.Unlock()
 	var last uint64
 	var applied []Entry
-	m.swap.RLock()
+	// The file is swapped only while applying is held: no swap lock.
 	err := m.db.Update(func(tx *bbolt.Tx) error {
 		from := binary.BigEndian.Uint64(orZero(tx.Bucket(bucketMeta).Get(keyApplied)))
 		last = from
@@ -203,7 +271,6 @@ func (m *Model) Apply(entries []Entry) error {
 		}
 		return tx.Bucket(bucketMeta).Put(keyApplied, u64(last))
 	})
-	m.swap.RUnlock()
 	if err != nil {
 		return err
 	}
@@ -395,6 +462,7 @@ func (m *Model) Providers(f ProviderFilter) ([]spa.Provider, error) {
 func (m *Model) ProvidersPage(f ProviderFilter, after string, limit int) (out []spa.Provider, next string, err error) {
 	err = m.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketProviders).Cursor()
+		var last []byte // the key of the last provider kept
 		k, v := c.First()
 		if after != "" {
 			k, v = c.Seek([]byte(after))
@@ -411,10 +479,11 @@ func (m *Model) ProvidersPage(f ProviderFilter, after string, limit int) (out []
 				continue
 			}
 			if limit > 0 && len(out) == limit {
-				next = out[len(out)-1].Details.ODS
+				next = string(last)
 				return nil
 			}
 			out = append(out, p)
+			last = k
 		}
 		return nil
 	})
@@ -503,14 +572,8 @@ func (m *Model) referrals(keep func(spa.Referral) bool) ([]spa.Referral, error) 
 // Digest returns a SHA-256 over every bucket's keys and values, in order,
 // and the applied sequence it covers. Two models that applied the same log
 // up to the same sequence have the same digest.
-func (m *Model) Digest() (string, uint64, error) {
-	m.swap.RLock()
-	defer m.swap.RUnlock()
-	return digest(m.db)
-}
-
-func digest(db *bbolt.DB) (d string, applied uint64, err error) {
-	err = db.View(func(tx *bbolt.Tx) error {
+func (m *Model) Digest() (d string, applied uint64, err error) {
+	err = m.view(func(tx *bbolt.Tx) error {
 		d, applied, err = digestTx(tx)
 		return err
 	})

@@ -410,3 +410,48 @@ func TestApplyRefusesGaps(t *testing.T) {
 		t.Fatalf("hole: %v, applied %d", err, m.Applied())
 	}
 }
+
+// TestBindEmptiesAModelOfAnotherLog: a model is tied to the log it was
+// built from; opened against another log, or one that ends before its
+// applied sequence, it is emptied to be built again.
+func TestBindEmptiesAModelOfAnotherLog(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "readmodel.db")
+	m, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { m.Close() }()
+	if reset, err := m.Bind("SPA_EVENTS created A", 0); reset || err != nil {
+		t.Fatalf("first bind: %v %v", reset, err)
+	}
+	if err := m.Apply(logOf(t, 10)); err != nil {
+		t.Fatal(err)
+	}
+	n := m.Applied()
+	for _, tt := range []struct {
+		log   string
+		last  uint64
+		reset bool
+	}{
+		{"SPA_EVENTS created A", n, false},
+		{"SPA_EVENTS created A", n + 5, false},
+		{"SPA_EVENTS created A", n - 1, true}, // the log ends before the model: restored from an older copy
+		{"SPA_EVENTS created B", 100, true},   // another stream
+	} {
+		if err := m.Apply(logOf(t, 10)); err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+		if m, err = bolt.Open(path); err != nil {
+			t.Fatal(err)
+		}
+		reset, err := m.Bind(tt.log, tt.last)
+		if err != nil || reset != tt.reset || tt.reset && m.Applied() != 0 || !tt.reset && m.Applied() != n {
+			t.Fatalf("bind %q at %d: reset %v, %v, applied %d", tt.log, tt.last, reset, err, m.Applied())
+		}
+		if m.Log() != tt.log {
+			t.Fatalf("log %q, want %q", m.Log(), tt.log)
+		}
+	}
+}

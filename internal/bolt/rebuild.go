@@ -41,6 +41,9 @@ type Progress struct {
 // runs.
 var ErrBusy = errors.New("bolt: a rebuild of this read model is already running")
 
+// rebuildSuffix follows the live file's name in a rebuild's file's.
+const rebuildSuffix = ".rebuild-"
+
 // maxTail bounds the events a rebuild keeps in memory while it checks its
 // file: a live model that moves further meanwhile fails the rebuild.
 const maxTail = 50000
@@ -85,7 +88,7 @@ func (m *Model) Rebuild(ctx context.Context, feed Feed, p *Progress) (Rebuilt, e
 	if p == nil {
 		p = new(Progress)
 	}
-	f, err := os.CreateTemp(filepath.Dir(m.path), filepath.Base(m.path)+".rebuild-*")
+	f, err := os.CreateTemp(filepath.Dir(m.path), filepath.Base(m.path)+rebuildSuffix+"*")
 	if err != nil {
 		return Rebuilt{}, fmt.Errorf("bolt: rebuild: %w", err)
 	}
@@ -97,6 +100,13 @@ func (m *Model) Rebuild(ctx context.Context, feed Feed, p *Progress) (Rebuilt, e
 		return Rebuilt{}, err
 	}
 	n.progress = p
+	if log := m.Log(); log != "" {
+		if _, err := n.Bind(log, 0); err != nil {
+			n.db.Close()
+			os.Remove(tmp)
+			return Rebuilt{}, err
+		}
+	}
 	swapped := false
 	defer func() {
 		if !swapped {
@@ -122,9 +132,7 @@ func (m *Model) Rebuild(ctx context.Context, feed Feed, p *Progress) (Rebuilt, e
 	// 2. Check against a snapshot of the live model.
 	p.Phase.Store("checking")
 	m.applying.Lock()
-	m.swap.RLock()
 	snap, err := m.db.Begin(false)
-	m.swap.RUnlock()
 	if err == nil {
 		m.tail = &tail{}
 	}
@@ -150,7 +158,7 @@ func (m *Model) Rebuild(ctx context.Context, feed Feed, p *Progress) (Rebuilt, e
 			return fail(err)
 		}
 	}
-	rebuilt, rebuiltAt, err := digest(n.db)
+	rebuilt, rebuiltAt, err := n.Digest()
 	if err != nil {
 		stopTail()
 		return fail(err)
@@ -165,37 +173,66 @@ func (m *Model) Rebuild(ctx context.Context, feed Feed, p *Progress) (Rebuilt, e
 		return out, fmt.Errorf("bolt: rebuild: %w", err)
 	}
 
-	// 3. Swap: no commit and no query until the new file is in place.
+	// 3. Swap. The commits kept meanwhile are applied to the new file
+	// while the live model goes on, until few are left; then commits and
+	// queries wait while the last are applied and the file is swapped.
 	p.Phase.Store("swapping")
-	m.applying.Lock()
-	defer m.applying.Unlock()
-	start := time.Now()
-	t := m.tail
-	m.tail = nil
-	if t.overflow {
-		return out, fmt.Errorf("bolt: rebuild: the live model applied more than %d events while the rebuild was checked; run it again", maxTail)
+	var pending []Entry
+	for round := 0; ; round++ {
+		m.applying.Lock()
+		t := m.tail
+		if t.overflow {
+			m.tail = nil
+			m.applying.Unlock()
+			return out, fmt.Errorf("bolt: rebuild: the live model applied more than %d events while the rebuild was checked; run it again", maxTail)
+		}
+		pending, t.entries = t.entries, nil
+		if len(pending) <= swapTail || round == 10 {
+			break // applying stays held until the swap is done
+		}
+		m.applying.Unlock()
+		if err := n.Apply(pending); err != nil {
+			stopTail()
+			return out, fmt.Errorf("bolt: rebuild: catch up: %w", err)
+		}
 	}
-	if err := n.Apply(t.entries); err != nil {
-		return out, fmt.Errorf("bolt: rebuild: catch up at the swap: %w", err)
+	start := time.Now()
+	m.tail = nil
+	old, err := m.swapIn(n, pending, tmp)
+	m.applying.Unlock()
+	if err != nil {
+		return out, err
+	}
+	swapped = true
+	out.Swap = time.Since(start)
+	// Reads still running in the old file finish there; it closes after
+	// them, with commits and queries going on in the new one.
+	if err := old.Close(); err != nil {
+		return out, fmt.Errorf("bolt: rebuild: close the old file: %w", err)
+	}
+	return out, nil
+}
+
+// swapIn applies the last kept events to n and puts its file in the live
+// one's place; it returns the old file, still open. The caller holds
+// applying.
+func (m *Model) swapIn(n *Model, pending []Entry, tmp string) (*bbolt.DB, error) {
+	if err := n.Apply(pending); err != nil {
+		return nil, fmt.Errorf("bolt: rebuild: catch up at the swap: %w", err)
 	}
 	if n.Applied() != m.Applied() {
-		return out, fmt.Errorf("bolt: rebuild: new file at %d, live model at %d at the swap", n.Applied(), m.Applied())
+		return nil, fmt.Errorf("bolt: rebuild: new file at %d, live model at %d at the swap", n.Applied(), m.Applied())
+	}
+	if err := os.Rename(tmp, m.path); err != nil {
+		return nil, fmt.Errorf("bolt: rebuild: swap: %w", err)
 	}
 	m.swap.Lock()
 	defer m.swap.Unlock()
-	if err := m.db.Close(); err != nil {
-		return out, fmt.Errorf("bolt: rebuild: close the live file: %w", err)
-	}
-	if err := os.Rename(tmp, m.path); err != nil {
-		// The live file is closed: reopen it rather than serve nothing.
-		db, oerr := bbolt.Open(m.path, 0o600, options(m.path))
-		if oerr == nil {
-			m.db = db
-		}
-		return out, errors.Join(fmt.Errorf("bolt: rebuild: swap: %w", err), oerr)
-	}
+	old := m.db
 	m.db = n.db
-	swapped = true
-	out.Swap = time.Since(start)
-	return out, nil
+	return old, nil
 }
+
+// swapTail is how many kept commits' events may be left to apply while
+// commits and queries wait for the swap.
+const swapTail = 200

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"spa/internal/backoff"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/spa"
 )
@@ -23,6 +24,7 @@ const (
 // AccessLog records every read of patient data. Safe for concurrent use.
 type AccessLog struct {
 	store *Store
+	gate  *backoff.Gate
 }
 
 // OpenAccessLog returns the access log once its stream exists and is as
@@ -31,7 +33,7 @@ func (s *Store) OpenAccessLog(ctx context.Context, req Requirements) (*AccessLog
 	if _, err := lookupStream(ctx, s.js, accessConfig(Setup{}), req); err != nil {
 		return nil, err
 	}
-	return &AccessLog{store: s}, nil
+	return &AccessLog{store: s, gate: backoff.NewGate("access log appends", s.log)}, nil
 }
 
 // Record appends one access record per referral and returns once
@@ -50,7 +52,7 @@ func (l *AccessLog) Record(ctx context.Context, actor spa.Actor, purpose, method
 		}
 		msgs[i] = data
 	}
-	return l.store.do(ctx, func(ctx context.Context) error {
+	return l.store.do(ctx, l.gate, func(ctx context.Context) error {
 		futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 		for i, data := range msgs {
 			f, err := l.store.js.PublishAsync(accessSubject+referralIDs[i], data, jetstream.WithExpectStream(AccessStreamName))

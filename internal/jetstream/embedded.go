@@ -96,3 +96,20 @@ func Dial(url, name string) (*nats.Conn, error) {
 	}
 	return nc, nil
 }
+
+// Drain drains nc (subscriptions finish the messages they hold, pending
+// publishes are flushed) and waits, up to timeout, until it has closed.
+func Drain(nc *nats.Conn, timeout time.Duration) error {
+	if err := nc.Drain(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for !nc.IsClosed() {
+		if time.Now().After(deadline) {
+			nc.Close()
+			return fmt.Errorf("nats: drain did not finish in %s", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}

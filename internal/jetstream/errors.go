@@ -28,6 +28,7 @@ func Retryable(err error) bool {
 		nats.ErrNoResponders, jetstream.ErrNoStreamResponse, nats.ErrTimeout, context.DeadlineExceeded,
 		nats.ErrDisconnected, nats.ErrConnectionReconnecting, nats.ErrNoServers, jetstream.ErrJetStreamNotEnabled,
 		jetstream.ErrNoHeartbeat, jetstream.ErrConsumerDeleted, nats.ErrSlowConsumer,
+		jetstream.ErrAsyncPublishTimeout, jetstream.ErrTooManyStalledMsgs,
 	} {
 		if errors.Is(err, target) {
 			return true

@@ -97,7 +97,7 @@ func (s *Store) followStream(ctx context.Context, stream string, opts FollowOpti
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, errFollowFailed):
+		case errors.As(err, new(*followError)):
 			if werr := r.Failed(ctx, err); werr != nil {
 				return ctx.Err()
 			}
@@ -107,12 +107,14 @@ func (s *Store) followStream(ctx context.Context, stream string, opts FollowOpti
 	}
 }
 
-// errFollowFailed marks a failure of the reading itself (not of fn) that
+// followError marks a failure of the reading itself (not of fn), which
 // Follow retries.
-var errFollowFailed = errors.New("following the event log failed")
+type followError struct{ error }
+
+func (e *followError) Unwrap() error { return e.error }
 
 // follow reads with one ordered consumer until fn fails, ctx ends or the
-// consumer fails (an error wrapping errFollowFailed).
+// consumer fails (a *followError).
 func (s *Store) follow(ctx context.Context, stream string, opts FollowOptions, fn func(Batch) error) error {
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: opts.Subjects,
@@ -130,12 +132,12 @@ func (s *Store) follow(ctx context.Context, stream string, opts FollowOptions, f
 	cons, err := s.js.OrderedConsumer(cctx, stream, cfg)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("%w: create ordered consumer: %w", errFollowFailed, err)
+		return &followError{fmt.Errorf("create ordered consumer: %w", err)}
 	}
 	defer s.deleteConsumer(ctx, stream, cons)
 	it, err := cons.Messages(jetstream.PullMaxMessages(min(opts.Batch, followBuffer)))
 	if err != nil {
-		return fmt.Errorf("%w: %w", errFollowFailed, err)
+		return &followError{err}
 	}
 
 	msgs := make(chan jetstream.Msg, followBuffer)
@@ -185,7 +187,7 @@ func (s *Store) follow(ctx context.Context, stream string, opts FollowOptions, f
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("%w: %w", errFollowFailed, err)
+			return &followError{err}
 		case <-tick:
 			if err := fn(Batch{}); err != nil {
 				return err
@@ -198,7 +200,7 @@ func (s *Store) follow(ctx context.Context, stream string, opts FollowOptions, f
 		for msg != nil {
 			e, pending, err := storedOf(msg)
 			if err != nil {
-				return fmt.Errorf("%w: %w", errFollowFailed, err)
+				return &followError{err}
 			}
 			batch = append(batch, e)
 			caughtUp = pending == 0

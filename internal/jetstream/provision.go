@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,7 +39,8 @@ type Setup struct {
 	LeaseTTL time.Duration
 }
 
-// Setup defaults.
+// Setup defaults, for what a setup leaves at zero when the asset is
+// created; an existing asset keeps its value.
 const (
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultLeaseTTL        = 15 * time.Second
@@ -60,15 +62,14 @@ func (s Setup) withDefaults() Setup {
 
 // Validate checks a setup.
 func (s Setup) Validate() error {
-	s = s.withDefaults()
 	var errs []error
-	if s.Replicas < 1 || s.Replicas > MaxReplicas {
+	if s.Replicas < 0 || s.Replicas > MaxReplicas {
 		errs = append(errs, fmt.Errorf("replicas %d: must be 1-%d", s.Replicas, MaxReplicas))
 	}
 	if s.DuplicateWindow < 0 {
 		errs = append(errs, fmt.Errorf("duplicate window %s: must be positive", s.DuplicateWindow))
 	}
-	if s.LeaseTTL < time.Second {
+	if s.LeaseTTL != 0 && s.LeaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("lease TTL %s: must be at least 1s", s.LeaseTTL))
 	}
 	return errors.Join(errs...)
@@ -143,21 +144,27 @@ func routerConfig(s Setup) jetstream.ConsumerConfig {
 // log stream, the scheduler's lease bucket and the router's consumer), or
 // brings existing ones to setup. It is the one place that creates or
 // changes them: spa-ctl init on a cluster, spa-server at start in the
-// all-in-one mode; every other process only looks them up (Open). It
-// never lowers an asset's replicas: asked to, it fails and changes
-// nothing. It is idempotent, and returns one line per asset saying what
-// it did.
+// all-in-one mode; every other process only looks them up (Open). A
+// duplicate window or lease TTL left at zero keeps an existing asset's
+// value (the default for a new one). It checks every asset before it
+// changes any, and refuses without changing anything to lower replicas or
+// to keep a stream SPA cannot trust (memory storage, per-message TTLs,
+// sealed, a mirror). It is idempotent, and returns one line per asset
+// saying what it did. Projection consumers left by earlier versions
+// (durable, one per worker) are removed.
 func Provision(ctx context.Context, nc *nats.Conn, setup Setup) ([]string, error) {
 	if err := setup.Validate(); err != nil {
 		return nil, err
 	}
-	setup = setup.withDefaults()
+	if setup.Replicas == 0 {
+		setup.Replicas = 1
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	// Check every asset before changing any, so a refusal changes nothing.
 	lease := "KV_" + LeaseBucket
+	existing := map[string]*jetstream.StreamConfig{}
 	for _, name := range []string{StreamName, AccessStreamName, lease} {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -166,30 +173,51 @@ func Provision(ctx context.Context, nc *nats.Conn, setup Setup) ([]string, error
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: look up %s: %w", name, err)
 		}
-		if have := s.CachedInfo().Config.Replicas; have > setup.Replicas {
-			return nil, fmt.Errorf("jetstream: %s has %d replicas; provisioning with %d would lower them: refused (lower them with the nats CLI if you mean to)", name, have, setup.Replicas)
+		c := s.CachedInfo().Config
+		existing[name] = &c
+		var problems []string
+		if c.Replicas > setup.Replicas {
+			problems = append(problems, fmt.Sprintf("it has %d replicas and provisioning with %d would lower them (lower them with the nats CLI if you mean to)", c.Replicas, setup.Replicas))
+		}
+		if name != lease {
+			problems = append(problems, untrusted(c)...)
+		}
+		if len(problems) > 0 {
+			return nil, fmt.Errorf("jetstream: %s: refused, nothing changed: %s", name, strings.Join(problems, "; "))
 		}
 	}
+	keep := func(name string) Setup {
+		s := setup
+		if c := existing[name]; c != nil && s.DuplicateWindow == 0 {
+			s.DuplicateWindow = c.Duplicates
+		}
+		if c := existing[name]; c != nil && s.LeaseTTL == 0 {
+			s.LeaseTTL = c.MaxAge
+		}
+		return s.withDefaults()
+	}
 	var report []string
-	for _, want := range []jetstream.StreamConfig{eventsConfig(setup), accessConfig(setup)} {
-		line, err := provisionStream(ctx, js, want)
+	for _, want := range []jetstream.StreamConfig{eventsConfig(keep(StreamName)), accessConfig(keep(AccessStreamName))} {
+		line, err := provisionStream(ctx, js, existing[want.Name], want)
 		if err != nil {
 			return report, err
 		}
 		report = append(report, line)
 	}
-	before, err := js.Stream(ctx, lease)
-	if _, err := js.CreateOrUpdateKeyValue(ctx, leaseConfig(setup)); err != nil {
-		return report, fmt.Errorf("jetstream: provision %s: %w", LeaseBucket, err)
-	}
+
+	kvc := leaseConfig(keep(lease))
 	verb := "created"
-	if err == nil {
+	if c := existing[lease]; c != nil {
+		kvc.Placement = c.Placement
 		verb = "unchanged"
-		if c := before.CachedInfo().Config; c.Replicas != setup.Replicas || c.MaxAge != setup.LeaseTTL {
+		if c.Replicas != kvc.Replicas || c.MaxAge != kvc.TTL {
 			verb = "updated"
 		}
 	}
-	report = append(report, fmt.Sprintf("bucket %s %s: replicas %d, lease TTL %s", LeaseBucket, verb, setup.Replicas, setup.LeaseTTL))
+	if _, err := js.CreateOrUpdateKeyValue(ctx, kvc); err != nil {
+		return report, fmt.Errorf("jetstream: provision %s: %w", LeaseBucket, err)
+	}
+	report = append(report, fmt.Sprintf("bucket %s %s: replicas %d, lease TTL %s", LeaseBucket, verb, kvc.Replicas, kvc.TTL))
 
 	stream, err := js.Stream(ctx, StreamName)
 	if err != nil {
@@ -199,36 +227,62 @@ func Provision(ctx context.Context, nc *nats.Conn, setup Setup) ([]string, error
 		return report, fmt.Errorf("jetstream: provision consumer %s: %w", RouterConsumer, err)
 	}
 	report = append(report, fmt.Sprintf("consumer %s on %s: explicit ack, replicas %d", RouterConsumer, StreamName, setup.Replicas))
+
+	var legacy []string
+	for c := range stream.ListConsumers(ctx).Info() {
+		if c.Config.Description == legacyProjectionConsumer {
+			legacy = append(legacy, c.Name)
+		}
+	}
+	for _, name := range legacy {
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return report, fmt.Errorf("jetstream: remove old projection consumer %s: %w", name, err)
+		}
+	}
+	if len(legacy) > 0 {
+		report = append(report, fmt.Sprintf("removed %d projection consumers left by an earlier version: %s", len(legacy), strings.Join(legacy, ", ")))
+	}
 	return report, nil
 }
 
-// provisionStream creates want, or updates the stream to it keeping any
-// setting SPA does not manage (placement, mirrors) as the operator left
-// it.
-func provisionStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (string, error) {
-	s, err := js.Stream(ctx, want.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+// legacyProjectionConsumer describes the durable per-worker projection
+// consumers of versions before ADR 11.
+const legacyProjectionConsumer = "SPA read model projection"
+
+// untrusted lists what makes an existing stream unfit to hold SPA's log,
+// beyond what provisioning can change.
+func untrusted(c jetstream.StreamConfig) []string {
+	var problems []string
+	if c.Storage != jetstream.FileStorage {
+		problems = append(problems, "it is on memory storage, which an existing stream cannot change")
+	}
+	if c.AllowMsgTTL {
+		problems = append(problems, "it allows per-message TTLs (events could expire), which cannot be turned off")
+	}
+	if c.Sealed || c.NoAck || c.Mirror != nil || len(c.Sources) > 0 {
+		problems = append(problems, "it is sealed, unacknowledged, a mirror or sourced")
+	}
+	return problems
+}
+
+// provisionStream creates want, or updates have to it keeping any setting
+// SPA does not manage (placement, metadata) as the operator left it.
+func provisionStream(ctx context.Context, js jetstream.JetStream, have *jetstream.StreamConfig, want jetstream.StreamConfig) (string, error) {
+	if have == nil {
 		if _, err := js.CreateStream(ctx, want); err != nil {
 			return "", fmt.Errorf("jetstream: create stream %s: %w", want.Name, err)
 		}
 		return "stream " + want.Name + " created: " + describeStream(want), nil
 	}
-	if err != nil {
-		return "", fmt.Errorf("jetstream: look up %s: %w", want.Name, err)
-	}
-	have := s.CachedInfo().Config
-	next := have
+	next := *have
 	next.Description, next.Subjects, next.Retention, next.Replicas = want.Description, want.Subjects, want.Retention, want.Replicas
 	next.Duplicates, next.MaxMsgs, next.MaxBytes, next.MaxMsgsPerSubject, next.MaxAge = want.Duplicates, want.MaxMsgs, want.MaxBytes, want.MaxMsgsPerSubject, want.MaxAge
 	next.DenyDelete, next.DenyPurge, next.AllowDirect, next.AllowAtomicPublish = want.DenyDelete, want.DenyPurge, want.AllowDirect, want.AllowAtomicPublish
-	if have.Storage != want.Storage {
-		return "", fmt.Errorf("jetstream: stream %s is on %s storage; SPA needs file storage, which an existing stream cannot change to", want.Name, have.Storage)
-	}
 	if want.Duplicates == 0 {
 		next.Duplicates = have.Duplicates
 	}
-	if sameManaged(have, next) {
-		return "stream " + want.Name + " unchanged: " + describeStream(have), nil
+	if sameManaged(*have, next) {
+		return "stream " + want.Name + " unchanged: " + describeStream(*have), nil
 	}
 	if _, err := js.UpdateStream(ctx, next); err != nil {
 		return "", fmt.Errorf("jetstream: update stream %s: %w", want.Name, err)
@@ -280,9 +334,7 @@ func checkStream(info *jetstream.StreamInfo, want jetstream.StreamConfig, minRep
 	if c.Replicas < minReplicas {
 		problems = append(problems, fmt.Sprintf("%d replicas, fewer than the %d required", c.Replicas, minReplicas))
 	}
-	if c.Storage != jetstream.FileStorage {
-		problems = append(problems, "memory storage")
-	}
+	problems = append(problems, untrusted(c)...)
 	if !c.DenyDelete || !c.DenyPurge {
 		problems = append(problems, "delete or purge allowed")
 	}
@@ -304,33 +356,41 @@ func checkStream(info *jetstream.StreamInfo, want jetstream.StreamConfig, minRep
 }
 
 // lookupStream returns the stream once it exists and passes its check,
-// waiting with backoff while it does not exist or JetStream cannot
-// answer; a weaker stream fails at once.
+// waiting like awaitAsset; a weaker stream fails at once.
 func lookupStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, req Requirements) (jetstream.Stream, error) {
 	if req.MinReplicas == 0 {
 		req.MinReplicas = 1
 	}
-	log := req.Log
+	return awaitAsset(ctx, req.Log, "stream "+want.Name, jetstream.ErrStreamNotFound, func(ctx context.Context) (jetstream.Stream, error) {
+		s, err := js.Stream(ctx, want.Name)
+		if err != nil {
+			return nil, err
+		}
+		return s, checkStream(s.CachedInfo(), want, req.MinReplicas)
+	})
+}
+
+// awaitAsset looks an asset up with lookup until it is found, waiting
+// with backoff (and logging once) while lookup answers notFound or
+// JetStream cannot answer; any other error is returned at once.
+func awaitAsset[T any](ctx context.Context, log *slog.Logger, what string, notFound error, lookup func(context.Context) (T, error)) (T, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &backoff.Retrier{Gate: backoff.NewGate("waiting for stream "+want.Name, log), Max: 2 * time.Second}
-	var stream jetstream.Stream
+	var asset T
+	r := &backoff.Retrier{Gate: backoff.NewGate("waiting for "+what, log), Max: 2 * time.Second}
 	err := backoff.Retry(ctx, r, Retryable, func(ctx context.Context) error {
-		s, err := js.Stream(ctx, want.Name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return &retryableError{fmt.Errorf("stream %s: %w", want.Name, ErrNotProvisioned)}
+		a, err := lookup(ctx)
+		switch {
+		case errors.Is(err, notFound):
+			return &retryableError{fmt.Errorf("%s: %w", what, ErrNotProvisioned)}
+		case err != nil:
+			return fmt.Errorf("jetstream: %s: %w", what, err)
 		}
-		if err != nil {
-			return fmt.Errorf("jetstream: look up %s: %w", want.Name, err)
-		}
-		if err := checkStream(s.CachedInfo(), want, req.MinReplicas); err != nil {
-			return err
-		}
-		stream = s
+		asset = a
 		return nil
 	})
-	return stream, err
+	return asset, err
 }
 
 // retryableError marks an error as one that passes by waiting.
@@ -339,39 +399,17 @@ type retryableError struct{ error }
 func (e *retryableError) Unwrap() error { return e.error }
 
 // RouterConsumer returns the routers' shared consumer once it exists,
-// waiting for it (and for JetStream) with backoff, like Open.
+// waiting for it (and for JetStream) like Open.
 func (s *Store) RouterConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	var cons jetstream.Consumer
-	r := &backoff.Retrier{Gate: backoff.NewGate("waiting for consumer "+RouterConsumer, s.log), Max: 2 * time.Second}
-	err := backoff.Retry(ctx, r, Retryable, func(ctx context.Context) error {
-		c, err := s.stream.Consumer(ctx, RouterConsumer)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return &retryableError{fmt.Errorf("consumer %s: %w", RouterConsumer, ErrNotProvisioned)}
-		}
-		if err != nil {
-			return fmt.Errorf("jetstream: look up consumer %s: %w", RouterConsumer, err)
-		}
-		cons = c
-		return nil
+	return awaitAsset(ctx, s.log, "consumer "+RouterConsumer, jetstream.ErrConsumerNotFound, func(ctx context.Context) (jetstream.Consumer, error) {
+		return s.stream.Consumer(ctx, RouterConsumer)
 	})
-	return cons, err
 }
 
 // LeaseBucket returns the scheduler's lease bucket once it exists,
-// waiting for it (and for JetStream) with backoff, like Open.
+// waiting for it (and for JetStream) like Open.
 func (s *Store) LeaseBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	var kv jetstream.KeyValue
-	r := &backoff.Retrier{Gate: backoff.NewGate("waiting for bucket "+LeaseBucket, s.log), Max: 2 * time.Second}
-	err := backoff.Retry(ctx, r, Retryable, func(ctx context.Context) error {
-		b, err := s.js.KeyValue(ctx, LeaseBucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return &retryableError{fmt.Errorf("bucket %s: %w", LeaseBucket, ErrNotProvisioned)}
-		}
-		if err != nil {
-			return fmt.Errorf("jetstream: look up bucket %s: %w", LeaseBucket, err)
-		}
-		kv = b
-		return nil
+	return awaitAsset(ctx, s.log, "bucket "+LeaseBucket, jetstream.ErrBucketNotFound, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return s.js.KeyValue(ctx, LeaseBucket)
 	})
-	return kv, err
 }

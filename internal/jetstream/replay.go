@@ -9,11 +9,16 @@ import (
 )
 
 // Replay calls fn for every stored event matching f, in log order, up to
-// the log's end when Replay started (or f.ToSeq). It reads with Follow, so
-// a leader election or a lost connection part-way delays the replay but
-// neither ends it early nor skips an event.
+// the log's end when Replay started (or f.ToSeq). It reads with Follow,
+// and waits for the log's end until ctx ends, so a leader election or a
+// lost connection, at the start or part-way, delays the replay but neither
+// fails it nor ends it early nor skips an event.
 func (s *Store) Replay(ctx context.Context, f spa.EventFilter, fn func(spa.StoredEvent) error) error {
-	end, err := s.LastSequence(ctx)
+	var end uint64
+	err := s.await(ctx, s.reads, func(ctx context.Context) (err error) {
+		end, err = s.lastSequence(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -48,8 +48,9 @@ type Store struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	log    *slog.Logger
-	// gate logs an outage of the event log once.
-	gate *backoff.Gate
+	// reads and appends log an outage of the event log once each (reads
+	// may be answered by any replica while appends wait for a leader).
+	reads, appends *backoff.Gate
 }
 
 // Open returns a store on the event stream once it exists and is as
@@ -57,7 +58,9 @@ type Store struct {
 // the stream does not exist yet or JetStream cannot answer, and logs that
 // once. It never creates or changes the stream: Provision does.
 func Open(ctx context.Context, nc *nats.Conn, req Requirements) (*Store, error) {
-	js, err := jetstream.New(nc)
+	// An access record whose ack never comes (a stream without a leader)
+	// fails after a while instead of staying pending for ever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(attemptTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -69,7 +72,8 @@ func Open(ctx context.Context, nc *nats.Conn, req Requirements) (*Store, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{nc: nc, js: js, stream: stream, log: log, gate: backoff.NewGate("event log", log)}, nil
+	return &Store{nc: nc, js: js, stream: stream, log: log,
+		reads: backoff.NewGate("event log reads", log), appends: backoff.NewGate("event log appends", log)}, nil
 }
 
 // Stream returns the event stream, for consumers.
@@ -87,7 +91,7 @@ func SubjectOf(agg spa.Aggregate, id string) string { return "spa." + string(agg
 func (s *Store) Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.Record, uint64, error) {
 	var recs []spa.Record
 	var lastSeq uint64
-	err := s.do(ctx, func(ctx context.Context) error {
+	err := s.do(ctx, s.reads, func(ctx context.Context) error {
 		var err error
 		recs, lastSeq, err = s.load(ctx, SubjectOf(agg, id))
 		return err
@@ -114,7 +118,7 @@ func (s *Store) load(ctx context.Context, subject string) ([]spa.Record, uint64,
 		if err != nil {
 			return nil, 0, fmt.Errorf("jetstream: load %s from %d: %w", subject, seq, err)
 		}
-		rec, err := codec.UnmarshalRecord(msg.Sequence, msg.Data)
+		rec, err := Decode(spa.StoredEvent{Sequence: msg.Sequence, Subject: msg.Subject, Data: msg.Data})
 		if err != nil {
 			return nil, 0, err
 		}
@@ -134,18 +138,32 @@ const (
 	maxRetryFor = time.Minute
 )
 
-// do runs op, retrying failures that pass (Retryable) with backoff (see
-// retryFor); one that lasts is returned as KindUnavailable. The store's
-// gate logs an outage once, however many calls retry.
-func (s *Store) do(ctx context.Context, op func(context.Context) error) error {
+// attemptTimeout bounds one attempt: a stream without a leader often does
+// not answer at all, and the same request is then sent again.
+const attemptTimeout = 3 * time.Second
+
+// do runs op, each attempt within attemptTimeout, retrying failures that
+// pass (Retryable) with backoff (see retryFor); one that lasts is returned
+// as KindUnavailable. gate logs an outage once, however many calls retry.
+func (s *Store) do(ctx context.Context, gate *backoff.Gate, op func(context.Context) error) error {
 	budget := retryFor
 	if d, ok := ctx.Deadline(); ok {
 		budget = min(time.Until(d)*9/10, maxRetryFor)
 	}
 	rctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
-	r := &backoff.Retrier{Gate: s.gate, Max: time.Second}
-	return unavailable(ctx, backoff.Retry(rctx, r, Retryable, op))
+	return unavailable(ctx, s.await(rctx, gate, op))
+}
+
+// await runs op like do, but retries until ctx ends: for work that has no
+// caller waiting on an answer (a rebuild, a replay that streams).
+func (s *Store) await(ctx context.Context, gate *backoff.Gate, op func(context.Context) error) error {
+	r := &backoff.Retrier{Gate: gate, Max: time.Second}
+	return backoff.Retry(ctx, r, Retryable, func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		return op(actx)
+	})
 }
 
 // Append stores rec on its aggregate's subject if the last event there is
@@ -158,7 +176,7 @@ func (s *Store) do(ctx context.Context, op func(context.Context) error) error {
 // election), and a failure that lasts is KindUnavailable.
 func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64) (uint64, error) {
 	var msg *nats.Msg
-	err := s.do(ctx, func(ctx context.Context) (err error) {
+	err := s.do(ctx, s.reads, func(ctx context.Context) (err error) {
 		msg, err = s.message(ctx, &spa.Append{Record: rec, Expected: expectedLast, Guard: true})
 		return err
 	})
@@ -166,7 +184,7 @@ func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64)
 		return 0, err
 	}
 	var seq uint64
-	err = s.do(ctx, func(ctx context.Context) error {
+	err = s.do(ctx, s.appends, func(ctx context.Context) error {
 		ack, err := s.js.PublishMsg(ctx, msg,
 			jetstream.WithMsgID(rec.EventID),
 			jetstream.WithExpectLastSequencePerSubject(expectedLast),
@@ -176,10 +194,15 @@ func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64)
 			return nil
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			seq, err = s.ownAppend(ctx, msg.Subject, rec.EventID)
-			return err
+		if errors.As(err, &apiErr) {
+			switch apiErr.ErrorCode {
+			case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+				seq, err = s.ownAppend(ctx, msg.Subject, rec.EventID)
+				return err
+			case errCodeDuplicateMessageInProcess:
+				// Our first sending is being stored: ask again.
+				return &retryableError{fmt.Errorf("jetstream: append to %s: %w", msg.Subject, err)}
+			}
 		}
 		return fmt.Errorf("jetstream: append to %s: %w", msg.Subject, err)
 	})
@@ -242,33 +265,94 @@ func (s *Store) message(ctx context.Context, a *spa.Append) (*nats.Msg, error) {
 }
 
 // ownAppend tells a retry of an append that succeeded (its acknowledgement
-// was lost) from a lost race: JetStream checks the expected sequence before
-// the message id, so both fail the check, but only in the first is the
-// subject's last event our own.
+// was lost) from a lost race: both may fail the expected-sequence check,
+// but only in the first is the subject's last event our own. It asks the
+// stream's leader: a direct get may be answered by a replica that has not
+// got our event yet.
 func (s *Store) ownAppend(ctx context.Context, subject, eventID string) (uint64, error) {
-	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
-	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, fmt.Errorf("jetstream: last event on %s: %w", subject, err)
+	seq, id, err := s.lastOnLeader(ctx, subject)
+	if err != nil {
+		return 0, err
 	}
-	if err == nil && last.Header.Get(jetstream.MsgIDHeader) == eventID {
-		return last.Sequence, nil
+	if seq > 0 && id == eventID {
+		return seq, nil
 	}
 	return 0, spa.ErrConcurrentChange
+}
+
+// lastOnLeader returns the sequence and message id of the last event on
+// subject as the stream's leader has it (0 when there is none).
+func (s *Store) lastOnLeader(ctx context.Context, subject string) (uint64, string, error) {
+	req, err := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{subject})
+	if err != nil {
+		return 0, "", err
+	}
+	reply, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+StreamName, req)
+	if err != nil {
+		return 0, "", fmt.Errorf("jetstream: last event on %s: %w", subject, err)
+	}
+	var res struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Seq     uint64 `json:"seq"`
+			Headers []byte `json:"hdrs"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(reply.Data, &res); err != nil {
+		return 0, "", fmt.Errorf("jetstream: last event on %s: %w", subject, err)
+	}
+	switch {
+	case res.Error != nil && res.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, "", nil
+	case res.Error != nil:
+		return 0, "", fmt.Errorf("jetstream: last event on %s: %w", subject, res.Error)
+	case res.Message == nil:
+		return 0, "", fmt.Errorf("jetstream: last event on %s: empty answer", subject)
+	}
+	h, err := nats.DecodeHeadersMsg(res.Message.Headers)
+	if err != nil {
+		return 0, "", fmt.Errorf("jetstream: last event on %s: headers: %w", subject, err)
+	}
+	return res.Message.Seq, h.Get(jetstream.MsgIDHeader), nil
 }
 
 // LastSequence returns the stream's last sequence (0 when empty), retried
 // like Load.
 func (s *Store) LastSequence(ctx context.Context) (uint64, error) {
 	var last uint64
-	err := s.do(ctx, func(ctx context.Context) error {
+	err := s.do(ctx, s.reads, func(ctx context.Context) (err error) {
+		last, err = s.lastSequence(ctx)
+		return err
+	})
+	return last, err
+}
+
+// Identity names the event log (the stream, and when it was created: a
+// stream recreated or restored from an older copy is another log) and
+// returns its last sequence; retried like Load.
+func (s *Store) Identity(ctx context.Context) (string, uint64, error) {
+	var id string
+	var last uint64
+	err := s.do(ctx, s.reads, func(ctx context.Context) error {
 		info, err := s.stream.Info(ctx)
 		if err != nil {
 			return fmt.Errorf("jetstream: stream info: %w", err)
 		}
+		id = info.Config.Name + " created " + info.Created.UTC().Format(time.RFC3339Nano)
 		last = info.State.LastSeq
 		return nil
 	})
-	return last, err
+	return id, last, err
+}
+
+func (s *Store) lastSequence(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
 }
 
 // batch headers (JetStream atomic batch publish) and the error codes of a
@@ -297,7 +381,7 @@ func (s *Store) AppendBatch(ctx context.Context, batch []spa.Append) ([]uint64, 
 		return []uint64{seq}, err
 	}
 	var seqs []uint64
-	err := s.do(ctx, func(ctx context.Context) (err error) {
+	err := s.do(ctx, s.appends, func(ctx context.Context) (err error) {
 		seqs, err = s.appendBatch(ctx, batch)
 		return err
 	})
@@ -366,10 +450,10 @@ func (s *Store) appendBatch(ctx context.Context, batch []spa.Append) ([]uint64, 
 // sequence from from to to: each is below the stream's first sequence or
 // one of its deleted sequences, as the stream's leader answers. A reader
 // that finds such a gap may step over it; any other gap must be read
-// again.
+// again. It waits out an outage until ctx ends.
 func (s *Store) Holes(ctx context.Context, from, to uint64) (bool, error) {
 	var holes bool
-	err := s.do(ctx, func(ctx context.Context) error {
+	err := s.await(ctx, s.reads, func(ctx context.Context) error {
 		info, err := s.stream.Info(ctx, jetstream.WithDeletedDetails(true))
 		if err != nil {
 			return fmt.Errorf("jetstream: stream info: %w", err)
@@ -385,4 +469,21 @@ func (s *Store) Holes(ctx context.Context, from, to uint64) (bool, error) {
 		return nil
 	})
 	return holes, err
+}
+
+// Decode decodes a stored event. An event that is not a valid envelope of
+// a type this version knows, or that is stored on another subject than its
+// aggregate's, is an error: a reader must not guess.
+func Decode(e spa.StoredEvent) (spa.Record, error) {
+	rec, err := codec.UnmarshalRecord(e.Sequence, e.Data)
+	if err != nil {
+		return rec, err
+	}
+	if rec.Event == nil {
+		return rec, errors.New("no event in the envelope")
+	}
+	if want := SubjectOf(spa.AggregateOf(rec.Event), rec.AggregateID); want != e.Subject {
+		return rec, fmt.Errorf("a %s of %s stored on %s", spa.EventName(rec.Event), want, e.Subject)
+	}
+	return rec, nil
 }

@@ -122,11 +122,3 @@ func (q AccessQuery) Validate() (size int, after uint64, err error) {
 func (q AccessQuery) NextPageToken(next uint64) string { return seqPageToken(q.key(), next) }
 
 func (q AccessQuery) key() string { return "access/" + q.ReferralID }
-
-// ValidateAssignmentQuery checks a provider's assignment list query.
-func ValidateAssignmentQuery(providerODS string, status TaskStatus) error {
-	var vs violations
-	checkODS(&vs, "provider_ods", providerODS)
-	checkEnum(&vs, "status", status, taskStatusEnd, false)
-	return vs.err()
-}

@@ -160,7 +160,6 @@ func (c *Client) collect(ctx context.Context, window time.Duration) ([]WorkerSta
 		return nil, fmt.Errorf("worker: status: %w", err)
 	}
 	var out []WorkerStatus
-	seen := map[string]bool{}
 	wait := 2 * window
 	for {
 		msg, err := sub.NextMsg(wait)
@@ -174,10 +173,7 @@ func (c *Client) collect(ctx context.Context, window time.Duration) ([]WorkerSta
 		if err := json.Unmarshal(msg.Data, &st); err != nil {
 			return out, fmt.Errorf("worker: status reply: %w", err)
 		}
-		if !seen[st.Worker] {
-			seen[st.Worker] = true
-			out = append(out, st)
-		}
+		out = append(out, st)
 		wait = window
 		if ctx.Err() != nil {
 			return out, nil

@@ -100,6 +100,7 @@ type control struct {
 	log     *slog.Logger
 	serving *atomic.Bool
 
+	admit    *admission
 	mu       sync.Mutex
 	progress *bolt.Progress     // of the running rebuild
 	cancel   context.CancelFunc // of the running rebuild
@@ -110,6 +111,7 @@ type control struct {
 // serveControl registers the worker's control endpoints. stop cancels a
 // running rebuild, waits for it and unregisters them.
 func serveControl(nc *nats.Conn, c *control) (stop func(), err error) {
+	c.admit = newAdmission(0)
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ControlServiceName,
 		Version:     Version,
@@ -130,12 +132,14 @@ func serveControl(nc *nats.Conn, c *control) (stop func(), err error) {
 		{"rebuild", SubjectWorkerRebuild(c.id), c.rebuild},
 	}
 	for _, e := range endpoints {
-		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject), micro.WithEndpointQueueGroupDisabled()); err != nil {
+		if err := svc.AddEndpoint(e.name, c.admit.wrap(e.h), micro.WithEndpointSubject(e.subject), micro.WithEndpointQueueGroupDisabled()); err != nil {
+			c.admit.close()
 			svc.Stop()
 			return nil, fmt.Errorf("worker: endpoint %s: %w", e.name, err)
 		}
 	}
 	return func() {
+		c.admit.close() // no rebuild starts after this
 		c.mu.Lock()
 		if c.cancel != nil {
 			c.cancel()

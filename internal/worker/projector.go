@@ -9,7 +9,6 @@ import (
 
 	"spa/internal/backoff"
 	"spa/internal/bolt"
-	"spa/internal/codec"
 	ijs "spa/internal/jetstream"
 	"spa/internal/spa"
 )
@@ -102,19 +101,33 @@ func (p *Projector) Run(ctx context.Context) error {
 // stepOver applies the sequences of a gap as empty entries if they hold
 // no event and never will (deleted); it reports whether it did.
 func (p *Projector) stepOver(ctx context.Context, gap *bolt.GapError) bool {
-	holes, err := p.store.Holes(ctx, gap.Applied+1, gap.Got-1)
-	if err != nil || !holes {
+	entries, err := holes(ctx, p.store, gap.Applied+1, gap.Got-1)
+	if err != nil {
 		return false
-	}
-	var entries []bolt.Entry
-	for seq := gap.Applied + 1; seq < gap.Got; seq++ {
-		entries = append(entries, bolt.Entry{Record: spa.Record{Sequence: seq}})
 	}
 	if err := p.model.Apply(entries); err != nil {
 		return false
 	}
 	p.log.Warn("projection stepped over deleted sequences", "from", gap.Applied+1, "to", gap.Got-1)
 	return true
+}
+
+// holes returns empty entries for the sequences from to to if the
+// stream's leader says none holds an event or ever will (deleted), and an
+// error otherwise: a gap that must be read again.
+func holes(ctx context.Context, store *ijs.Store, from, to uint64) ([]bolt.Entry, error) {
+	ok, err := store.Holes(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("worker: events %d-%d missing from what was read", from, to)
+	}
+	entries := make([]bolt.Entry, 0, to-from+1)
+	for seq := from; seq <= to; seq++ {
+		entries = append(entries, bolt.Entry{Record: spa.Record{Sequence: seq}})
+	}
+	return entries, nil
 }
 
 // haltError stops the projection at an event it cannot apply.
@@ -151,7 +164,7 @@ type Skips map[uint64]bool
 // entry decodes a stored event for the read model, or returns an empty
 // entry for an undecodable one in s.
 func (s Skips) entry(e spa.StoredEvent) (bolt.Entry, error) {
-	rec, err := decode(e)
+	rec, err := ijs.Decode(e)
 	switch {
 	case err == nil:
 		return bolt.Entry{Record: rec, Raw: e.Data}, nil
@@ -159,19 +172,4 @@ func (s Skips) entry(e spa.StoredEvent) (bolt.Entry, error) {
 		return bolt.Entry{Record: spa.Record{Sequence: e.Sequence}}, nil
 	}
 	return bolt.Entry{}, err
-}
-
-// decode decodes a stored event for the read model.
-func decode(e spa.StoredEvent) (spa.Record, error) {
-	rec, err := codec.UnmarshalRecord(e.Sequence, e.Data)
-	if err != nil {
-		return rec, err
-	}
-	if rec.Event == nil {
-		return rec, errors.New("no event in the envelope")
-	}
-	if want := ijs.SubjectOf(spa.AggregateOf(rec.Event), rec.AggregateID); want != e.Subject {
-		return rec, fmt.Errorf("a %s of %s stored on %s", spa.EventName(rec.Event), want, e.Subject)
-	}
-	return rec, nil
 }

@@ -66,14 +66,78 @@ type queryService struct {
 	// beyond it at once.
 	last       atomic.Uint64
 	maxPayload int
-	sem        chan struct{}
-	wg         sync.WaitGroup
+	admit      *admission
+}
+
+// admission admits a service's requests until it is closed, at most max
+// at once (0: no bound), each on its own goroutine; closing ends their
+// waits (ctx) and waits for them, and a request that arrives later, or
+// finds max reached, is answered UNAVAILABLE at once (another worker of
+// the queue group may answer the retry).
+type admission struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	sem    chan struct{}
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func newAdmission(max int) *admission {
+	a := &admission{}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	if max > 0 {
+		a.sem = make(chan struct{}, max)
+	}
+	return a
+}
+
+// wrap returns h as a micro handler run under a.
+func (a *admission) wrap(h func(micro.Request)) micro.HandlerFunc {
+	return func(req micro.Request) {
+		a.mu.Lock()
+		if a.closed {
+			a.mu.Unlock()
+			req.Error(codeUnavailable, "this worker is stopping; ask again", nil)
+			return
+		}
+		if a.sem != nil {
+			select {
+			case a.sem <- struct{}{}:
+			default:
+				a.mu.Unlock()
+				req.Error(codeUnavailable, "this read model is busy; ask again", nil)
+				return
+			}
+		}
+		a.wg.Add(1)
+		a.mu.Unlock()
+		go func() {
+			defer func() {
+				if a.sem != nil {
+					<-a.sem
+				}
+				a.wg.Done()
+			}()
+			h(req)
+		}()
+	}
+}
+
+// close stops admitting, ends the waits of the admitted and waits for
+// them.
+func (a *admission) close() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	a.cancel()
+	a.wg.Wait()
 }
 
 // serveQueries registers the query endpoints on nc. stop unregisters them
 // and waits for queries in flight, so the model may then be closed.
 func serveQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func(), err error) {
-	q := &queryService{model: model, store: store, maxPayload: int(nc.MaxPayload()), sem: make(chan struct{}, maxInFlight)}
+	q := &queryService{model: model, store: store, maxPayload: int(nc.MaxPayload()), admit: newAdmission(maxInFlight)}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
@@ -94,28 +158,16 @@ func serveQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func
 		{"digest", SubjectDigest, digestOf(model)},
 	}
 	for _, e := range endpoints {
-		if err := svc.AddEndpoint(e.name, q.async(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
+		if err := svc.AddEndpoint(e.name, q.admit.wrap(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
+			q.admit.close()
 			svc.Stop()
 			return nil, fmt.Errorf("worker: endpoint %s: %w", e.name, err)
 		}
 	}
 	return func() {
+		q.admit.close()
 		svc.Stop()
-		q.wg.Wait()
 	}, nil
-}
-
-// async runs a handler on its own goroutine (a query may wait for its
-// consistency token) with at most maxInFlight at once.
-func (q *queryService) async(h func(micro.Request)) micro.HandlerFunc {
-	return func(req micro.Request) {
-		q.sem <- struct{}{}
-		q.wg.Add(1)
-		go func() {
-			defer func() { <-q.sem; q.wg.Done() }()
-			h(req)
-		}()
-	}
 }
 
 // waitFor waits until seq is applied or the caller's deadline (sent in a
@@ -131,11 +183,20 @@ func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 			deadline = time.Unix(0, ns)
 		}
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(q.admit.ctx, deadline)
 	defer cancel()
+	stopping := func() error {
+		if q.admit.ctx.Err() != nil {
+			return spa.Errorf(spa.KindUnavailable, "this worker is stopping; ask again")
+		}
+		return spa.Errorf(spa.KindDeadlineExceeded, "read model has not applied sequence %d yet", seq)
+	}
 	if seq > q.last.Load() {
 		last, err := q.store.LastSequence(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return stopping()
+			}
 			return err
 		}
 		for prev := q.last.Load(); last > prev && !q.last.CompareAndSwap(prev, last); prev = q.last.Load() {
@@ -145,7 +206,7 @@ func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 		}
 	}
 	if err := q.model.WaitFor(ctx, seq); err != nil {
-		return spa.Errorf(spa.KindDeadlineExceeded, "read model has not applied sequence %d yet", seq)
+		return stopping()
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,7 +92,7 @@ func (rt *Router) take(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
-	err = rt.handle(ctx, md.Sequence.Stream, msg)
+	err = keepInProgress(msg, func() error { return rt.handle(ctx, md.Sequence.Stream, msg) })
 	switch {
 	case err == nil:
 		rt.routing.OK()
@@ -112,6 +113,33 @@ func (rt *Router) take(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
+// keepInProgress runs handle, telling the server every 10 s that msg is
+// still being worked on, so that a slow step (a read model catching up)
+// does not outlast the consumer's ack wait and the prompt go to a second
+// router meanwhile.
+func keepInProgress(msg jetstream.Msg, handle func() error) error {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = msg.InProgress()
+			case <-done:
+				return
+			}
+		}
+	}()
+	err := handle()
+	close(done)
+	wg.Wait()
+	return err
+}
+
 // redeliveryDelay is the wait before the next delivery of a prompt
 // delivered n times: 1s doubling to at most limit.
 func redeliveryDelay(n uint64, limit time.Duration) time.Duration {
@@ -127,7 +155,7 @@ var errUndecodable = errors.New("undecodable event")
 
 // handle takes the steps the event at seq prompts.
 func (rt *Router) handle(ctx context.Context, seq uint64, msg jetstream.Msg) error {
-	rec, err := decode(spa.StoredEvent{Sequence: seq, Subject: msg.Subject(), Data: msg.Data()})
+	rec, err := ijs.Decode(spa.StoredEvent{Sequence: seq, Subject: msg.Subject(), Data: msg.Data()})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUndecodable, err)
 	}

@@ -78,28 +78,22 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("scheduler: %w", err)
 	}
-	ttl := ijs.DefaultLeaseTTL
+	l := &lease{kv: kv, ttl: ijs.DefaultLeaseTTL}
 	if st, err := kv.Status(ctx); err == nil && st.TTL() > 0 {
-		ttl = st.TTL()
+		l.ttl = st.TTL()
 	}
-	var rev uint64 // our lease's revision; 0 when we do not hold it
 	defer func() {
-		if rev != 0 {
+		if l.rev != 0 {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
-			_ = kv.Delete(dctx, leaseKey, jetstream.LastRevision(rev))
+			_ = kv.Delete(dctx, leaseKey, jetstream.LastRevision(l.rev))
 		}
 	}()
-	tick := time.NewTicker(min(s.cfg.Interval, ttl/3))
+	tick := time.NewTicker(min(s.cfg.Interval, l.ttl/3))
 	defer tick.Stop()
 	for {
-		if h := s.halted(); h != nil {
-			rev = s.giveUp(ctx, kv, rev, h)
-		} else {
-			rev = s.holdLease(ctx, kv, rev)
-		}
-		if rev != 0 {
-			if err := s.pass(ctx); err != nil && ctx.Err() == nil {
+		if s.hold(ctx, l) {
+			if err := s.pass(ctx, l); err != nil && ctx.Err() == nil {
 				s.passes.Fail(err)
 			} else if err == nil {
 				s.passes.OK()
@@ -113,52 +107,71 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-// holdLease takes a free lease or renews ours; it returns the lease's
-// revision, or 0 when another scheduler holds it. Taking and losing the
-// lease are logged; a lease held by another is not news.
-func (s *Scheduler) holdLease(ctx context.Context, kv jetstream.KeyValue, rev uint64) uint64 {
-	if rev == 0 {
-		next, err := kv.Create(ctx, leaseKey, []byte(s.id))
+// lease is a scheduler's hold on the lease key.
+type lease struct {
+	kv  jetstream.KeyValue
+	ttl time.Duration
+	// rev is our lease's revision, 0 when we do not hold it; renewed is
+	// when the lease server last confirmed it.
+	rev     uint64
+	renewed time.Time
+}
+
+// due reports whether the lease should be renewed now: a third of its TTL
+// has passed since the last renewal.
+func (l *lease) due() bool { return time.Since(l.renewed) >= l.ttl/3 }
+
+// hold takes a free lease or renews ours, and reports whether this
+// scheduler holds it. While renewals fail (an election) it goes on
+// holding it only for two thirds of the TTL after the last renewal, so
+// that it has stopped before another can take it. A worker whose model
+// has halted gives the lease up. Taking and losing the lease are logged;
+// a lease held by another is not news.
+func (s *Scheduler) hold(ctx context.Context, l *lease) bool {
+	if h := s.halted(); h != nil {
+		if l.rev != 0 {
+			err := l.kv.Delete(ctx, leaseKey, jetstream.LastRevision(l.rev))
+			if err != nil && ijs.Retryable(err) && time.Since(l.renewed) < l.ttl*2/3 {
+				return false
+			}
+			s.log.Warn("scheduler lease given up: the read model halted", "sequence", h.Sequence)
+			l.rev = 0
+		}
+		return false
+	}
+	if l.rev == 0 {
+		next, err := l.kv.Create(ctx, leaseKey, []byte(s.id))
 		switch {
 		case err == nil:
 			s.lease.OK()
 			s.log.Info("scheduler lease taken")
-			return next
+			l.rev, l.renewed = next, time.Now()
+			return true
 		case errors.Is(err, jetstream.ErrKeyExists):
 			s.lease.OK()
 		default:
 			s.lease.Fail(err)
 		}
-		return 0
+		return false
 	}
-	next, err := kv.Update(ctx, leaseKey, []byte(s.id), rev)
-	if err == nil {
+	next, err := l.kv.Update(ctx, leaseKey, []byte(s.id), l.rev)
+	switch {
+	case err == nil:
 		s.lease.OK()
-		return next
-	}
-	if ijs.Retryable(err) {
-		// Keep trying to renew while the TTL lasts; the revision stays
-		// ours unless another took the lease meanwhile.
+		l.rev, l.renewed = next, time.Now()
+		return true
+	case ijs.Retryable(err) && time.Since(l.renewed) < l.ttl*2/3:
 		s.lease.Fail(err)
-		return rev
+		return true
 	}
 	s.log.Warn("scheduler lease lost", "err", err)
-	return 0
+	l.rev = 0
+	return false
 }
 
-// giveUp releases a lease this scheduler holds while its model is halted.
-func (s *Scheduler) giveUp(ctx context.Context, kv jetstream.KeyValue, rev uint64, h *Halt) uint64 {
-	if rev != 0 {
-		if err := kv.Delete(ctx, leaseKey, jetstream.LastRevision(rev)); err == nil || !ijs.Retryable(err) {
-			s.log.Warn("scheduler lease given up: the read model halted", "sequence", h.Sequence)
-			return 0
-		}
-	}
-	return rev
-}
-
-// pass raises every alert due now.
-func (s *Scheduler) pass(ctx context.Context) error {
+// pass raises every alert due now, renewing the lease as it goes; it
+// stops if the lease is lost.
+func (s *Scheduler) pass(ctx context.Context, l *lease) error {
 	now := s.cfg.Now()
 	refs, err := s.model.Referrals()
 	if err != nil {
@@ -167,6 +180,9 @@ func (s *Scheduler) pass(ctx context.Context) error {
 	for _, r := range refs {
 		if len(spa.DueAlerts(r, s.cfg.Hours, now)) == 0 {
 			continue
+		}
+		if l.due() && !s.hold(ctx, l) {
+			return nil
 		}
 		if err := s.raise(ctx, r.ID, now); err != nil {
 			return err

@@ -7,7 +7,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -81,9 +80,10 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 	}
 	defer stopControl()
 
+	var logID string
 	var target uint64
-	err = backoff.Retry(ctx, backoff.New("reading the log's last sequence", log), ijs.Retryable, func(ctx context.Context) (err error) {
-		target, err = store.LastSequence(ctx)
+	err = backoff.Retry(ctx, backoff.New("reading the log's identity", log), ijs.Retryable, func(ctx context.Context) (err error) {
+		logID, target, err = store.Identity(ctx)
 		return err
 	})
 	if err != nil {
@@ -92,7 +92,16 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 		}
 		return err
 	}
-	log.Info("read model opened", "applied", model.Applied(), "catching_up_to", target)
+	applied := model.Applied()
+	reset, err := model.Bind(logID, target)
+	if err != nil {
+		return err
+	}
+	if reset {
+		log.Warn("read model was built from another log (the stream was recreated or restored, or the file copied): building it again from sequence 1",
+			"was_applied", applied, "log", logID, "log_last", target)
+	}
+	log.Info("read model opened", "applied", model.Applied(), "catching_up_to", target, "log", logID)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return proj.Run(gctx) })
@@ -100,7 +109,7 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 	if policies == nil {
 		policies = spa.DefaultPolicies
 	}
-	caughtUp := func() bool { return waitCaughtUp(gctx, model, proj, target) == nil }
+	caughtUp := func() bool { return waitCaughtUp(gctx, model, proj, target) }
 	g.Go(func() error {
 		if !caughtUp() {
 			return nil
@@ -144,12 +153,9 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 	return nil
 }
 
-// errHalted: the projection halted before the model caught up.
-var errHalted = errors.New("worker: projection halted")
-
-// waitCaughtUp waits until the model has applied target, the projection
-// halts (errHalted) or ctx ends.
-func waitCaughtUp(ctx context.Context, model *bolt.Model, proj *Projector, target uint64) error {
+// waitCaughtUp waits until the model has applied target (true), the
+// projection halts or ctx ends.
+func waitCaughtUp(ctx context.Context, model *bolt.Model, proj *Projector, target uint64) bool {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -159,13 +165,7 @@ func waitCaughtUp(ctx context.Context, model *bolt.Model, proj *Projector, targe
 		case <-ctx.Done():
 		}
 	}()
-	if err := model.WaitFor(ctx, target); err != nil {
-		if proj.Halted() != nil {
-			return errHalted
-		}
-		return err
-	}
-	return nil
+	return model.WaitFor(ctx, target) == nil
 }
 
 // feedFrom feeds a read model from the event log, a thousand events per
@@ -183,16 +183,11 @@ func feedFrom(store *ijs.Store, skip Skips) bolt.Feed {
 		next := from
 		err := store.Replay(ctx, spa.EventFilter{FromSeq: from, ToSeq: to}, func(e spa.StoredEvent) error {
 			if e.Sequence > next {
-				holes, err := store.Holes(ctx, next, e.Sequence-1)
+				gap, err := holes(ctx, store, next, e.Sequence-1)
 				if err != nil {
 					return err
 				}
-				if !holes {
-					return fmt.Errorf("worker: rebuild read %d after %d", e.Sequence, next-1)
-				}
-				for ; next < e.Sequence; next++ {
-					batch = append(batch, bolt.Entry{Record: spa.Record{Sequence: next}})
-				}
+				batch = append(batch, gap...)
 			}
 			entry, err := skip.entry(e)
 			if err != nil {
