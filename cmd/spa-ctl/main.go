@@ -185,10 +185,21 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 // retryUnavailable is the gRPC service config spa-ctl dials with: a call
-// answered UNAVAILABLE (the event log or the read models are failing
-// over) is sent again, the same request (a submit keeps its request id),
-// with backoff, within the call's deadline.
-const retryUnavailable = `{"methodConfig": [{"name": [{}], "retryPolicy": {
+// that is safe to send twice, answered UNAVAILABLE (the event log or the
+// read models are failing over), is sent again, the same request (a
+// submission keeps its request id), with backoff, within the call's
+// deadline. Other commands are not yet idempotent: one answered
+// UNAVAILABLE may have taken effect, so the operator checks before sending
+// it again.
+const retryUnavailable = `{"methodConfig": [{"name": [
+    {"service": "spa.v1.ReferralService", "method": "SubmitReferral"},
+    {"service": "spa.v1.ReferralService", "method": "GetReferral"},
+    {"service": "spa.v1.ReferralService", "method": "ListReferrals"},
+    {"service": "spa.v1.ProviderService", "method": "ListProviders"},
+    {"service": "spa.v1.AssignmentService", "method": "ListAssignments"},
+    {"service": "spa.v1.AssignmentService", "method": "WatchAssignments"},
+    {"service": "spa.v1.AuditService"}
+  ], "retryPolicy": {
   "maxAttempts": 5, "initialBackoff": "0.25s", "maxBackoff": "4s", "backoffMultiplier": 2,
   "retryableStatusCodes": ["UNAVAILABLE"]}}]}`
 
