@@ -19,46 +19,69 @@ const (
 	DefaultMax = 5 * time.Second
 )
 
-// Gate logs the state of something that fails for a while: one Warn when
-// it starts failing, one Info when it works again, however many attempts
-// (from however many goroutines) fail in between. Safe for concurrent use.
+// Gate logs the state of something that fails for a while: one Warn once
+// it has been failing for Quiet, one Info when it works again, however
+// many attempts (from however many goroutines) fail in between. A blip
+// shorter than Quiet (a replica a moment behind, a message being stored)
+// is logged at Debug only. Safe for concurrent use.
 type Gate struct {
 	// What names it in the log ("projection", "event log").
 	What string
 	Log  *slog.Logger
 	// Attrs are added to both log lines.
 	Attrs []any
+	// Quiet is how long failures must last to be logged (DefaultQuiet
+	// when zero).
+	Quiet time.Duration
 
 	mu       sync.Mutex
 	failures int
 	since    time.Time
+	logged   bool
 }
+
+// DefaultQuiet is how long a gate lets failures last before it logs them.
+const DefaultQuiet = time.Second
 
 // NewGate returns a gate that logs to log as what.
 func NewGate(what string, log *slog.Logger, attrs ...any) *Gate {
 	return &Gate{What: what, Log: log, Attrs: attrs}
 }
 
-// Fail records a failure; the first of a run is logged.
+// Fail records a failure; the run is logged once it has lasted Quiet.
 func (g *Gate) Fail(err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.failures == 0 {
 		g.since = time.Now()
-		g.Log.Warn(g.What+" failing; retrying with backoff", append([]any{"err", err}, g.Attrs...)...)
 	}
 	g.failures++
+	quiet := g.Quiet
+	if quiet == 0 {
+		quiet = DefaultQuiet
+	}
+	switch {
+	case g.logged:
+	case time.Since(g.since) >= quiet:
+		g.logged = true
+		g.Log.Warn(g.What+" failing; retrying with backoff", append([]any{"err", err, "failed_attempts", g.failures}, g.Attrs...)...)
+	default:
+		g.Log.Debug(g.What+" failed; retrying", append([]any{"err", err}, g.Attrs...)...)
+	}
 }
 
-// OK ends a run of failures, logging once how long it lasted.
+// OK ends a run of failures, logging once how long it lasted if its start
+// was logged.
 func (g *Gate) OK() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.failures == 0 {
 		return
 	}
-	g.Log.Info(g.What+" recovered", append([]any{"failed_attempts", g.failures, "after", time.Since(g.since).Round(time.Millisecond)}, g.Attrs...)...)
-	g.failures = 0
+	if g.logged {
+		g.Log.Info(g.What+" recovered", append([]any{"failed_attempts", g.failures, "after", time.Since(g.since).Round(time.Millisecond)}, g.Attrs...)...)
+	}
+	g.failures, g.logged = 0, false
 }
 
 // Retrier paces the attempts of one loop or one call; use it from one

@@ -45,6 +45,10 @@ func TestGateLogsOncePerOutage(t *testing.T) {
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
 	g := backoff.NewGate("event log", log)
+	g.Quiet = 20 * time.Millisecond
+	// A blip is not news.
+	g.Fail(errors.New("replica behind"))
+	g.OK()
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Add(1)
@@ -52,6 +56,7 @@ func TestGateLogsOncePerOutage(t *testing.T) {
 			defer wg.Done()
 			for range 50 {
 				g.Fail(errors.New("no responders"))
+				time.Sleep(time.Millisecond)
 			}
 		}()
 	}

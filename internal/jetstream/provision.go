@@ -129,10 +129,13 @@ func leaseConfig(s Setup) jetstream.KeyValueConfig {
 // redelivered.
 func routerConfig(s Setup) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       RouterConsumer,
-		Description:   "SPA router, shared by every worker",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		Durable:     RouterConsumer,
+		Description: "SPA router, shared by every worker",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		// A router tells the server every few seconds that a prompt it
+		// holds is in progress; one that died has its prompts redelivered
+		// after this.
+		AckWait:       10 * time.Second,
 		MaxAckPending: 1000,
 		MaxDeliver:    -1,
 		DeliverPolicy: jetstream.DeliverAllPolicy,

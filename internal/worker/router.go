@@ -113,7 +113,7 @@ func (rt *Router) take(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
-// keepInProgress runs handle, telling the server every 10 s that msg is
+// keepInProgress runs handle, telling the server every 3 s that msg is
 // still being worked on, so that a slow step (a read model catching up)
 // does not outlast the consumer's ack wait and the prompt go to a second
 // router meanwhile.
@@ -123,7 +123,7 @@ func keepInProgress(msg jetstream.Msg, handle func() error) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(10 * time.Second)
+		t := time.NewTicker(3 * time.Second)
 		defer t.Stop()
 		for {
 			select {
