@@ -96,10 +96,28 @@ type Step struct {
 // its reservation, a place in the no-capacity queue, or the cancellation of
 // a withdrawn referral's offer. The rules are the domain's, in order.
 func NextStep(r Referral, providers []Provider, policies Policies, at time.Time) Step {
+	step, offering := nextStep(r, policies, at)
+	if offering {
+		return offer(r, providers, step.Policy)
+	}
+	return step
+}
+
+// NeedsProviders reports whether r's next step is to offer it to a
+// provider, the one step NextStep decides from the providers: a caller
+// may load them only then.
+func NeedsProviders(r Referral, policies Policies, at time.Time) bool {
+	_, offering := nextStep(r, policies, at)
+	return offering
+}
+
+// nextStep is NextStep up to the offer: the step, or true when the next
+// step is an offer.
+func nextStep(r Referral, policies Policies, at time.Time) (Step, bool) {
 	pol := policies.At(at)
 	step := Step{Policy: pol}
 	if !r.Exists() {
-		return step
+		return step, false
 	}
 	live := r.LiveAssignment()
 	if r.Withdrawn {
@@ -109,26 +127,26 @@ func NextStep(r Referral, providers []Provider, policies Policies, at time.Time)
 				step.Change, step.Rule = ch, RuleCancelOnWithdraw
 			}
 		}
-		return step
+		return step, false
 	}
 	// 1. Criteria to reside: no decision and no offer without a Discharge
 	// Ready Date (also when it was reset after a decision).
 	if live != nil || r.DischargeReadyDate == "" {
-		return step
+		return step, false
 	}
 	if r.Hold != HoldReasonUnspecified {
 		if r.Hold == HoldReasonAwaitingTest && validTest(r, pol, at) {
 			step.Event, step.Rule = HoldReleased{Reason: HoldReasonAwaitingTest, Note: "a test within the validity window arrived"}, RuleInfectionOverlay
 		}
-		return step
+		return step, false
 	}
 	if !r.Decided {
-		return decidePathway(r, pol, at)
+		return decidePathway(r, pol, at), false
 	}
 	if r.Pathway == PathwayP0Home || r.Service == ServiceUnspecified {
-		return step
+		return step, false
 	}
-	return offer(r, providers, pol)
+	return step, true
 }
 
 // decidePathway applies rules 1-7 in order.

@@ -217,9 +217,19 @@ func TestNextStepOffers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			step := NextStep(referralAt(at(2024, 1, 10), tt.events...), tt.providers, DefaultPolicies, at(2024, 1, 10))
+			r := referralAt(at(2024, 1, 10), tt.events...)
+			step := NextStep(r, tt.providers, DefaultPolicies, at(2024, 1, 10))
 			if diff := cmp.Diff(tt.want, step.Change); diff != "" {
 				t.Fatalf("change (-want +got):\n%s", diff)
+			}
+			// The router loads providers only when NeedsProviders says so:
+			// otherwise they must not change the step.
+			needs := NeedsProviders(r, DefaultPolicies, at(2024, 1, 10))
+			if _, offer := step.Event.(OfferMade); offer && !needs {
+				t.Fatal("an offer, yet NeedsProviders is false")
+			}
+			if without := NextStep(r, nil, DefaultPolicies, at(2024, 1, 10)); !needs && !cmp.Equal(without.Change, step.Change) {
+				t.Fatalf("NeedsProviders is false, yet the providers change the step:\n%s", cmp.Diff(without.Change, step.Change))
 			}
 		})
 	}
@@ -323,3 +333,4 @@ func TestPolicySwitch(t *testing.T) {
 		t.Fatalf("before switching off: %+v", p)
 	}
 }
+

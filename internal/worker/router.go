@@ -217,13 +217,16 @@ func (rt *Router) routeWaiting(ctx context.Context, prompt spa.Record) error {
 // has caught up.
 func (rt *Router) Route(ctx context.Context, id string, at time.Time) error {
 	return steps(ctx, rt.store, id, rt.catchUp, func(recs []spa.Record, r spa.Referral, last uint64) ([]spa.Append, error) {
-		providers, err := rt.model.Providers(bolt.ProviderFilter{Borough: r.Details.Patient.Borough})
-		if err != nil {
-			return nil, err
-		}
 		stepAt := r.FactsAt
 		if at.After(stepAt) {
 			stepAt = at
+		}
+		var providers []spa.Provider
+		if spa.NeedsProviders(r, rt.policies, stepAt) {
+			var err error
+			if providers, err = rt.model.Providers(bolt.ProviderFilter{Borough: r.Details.Patient.Borough}); err != nil {
+				return nil, err
+			}
 		}
 		step := spa.NextStep(r, providers, rt.policies, stepAt)
 		if step.Event == nil {
