@@ -333,4 +333,3 @@ func TestPolicySwitch(t *testing.T) {
 		t.Fatalf("before switching off: %+v", p)
 	}
 }
-
