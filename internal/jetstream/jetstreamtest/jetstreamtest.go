@@ -14,17 +14,22 @@ import (
 	"spa/internal/jetstream"
 )
 
-// Start starts a server and returns it; it stops when t ends.
-func Start(t testing.TB) *server.Server {
+// Start starts a server and returns it; it stops when t ends. adjust, if
+// any, change its options first.
+func Start(t testing.TB, adjust ...func(*server.Options)) *server.Server {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
 		JetStream: true,
 		StoreDir:  t.TempDir(),
 		NoSigs:    true,
 		NoLog:     true,
-	})
+	}
+	for _, a := range adjust {
+		a(opts)
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats-server: %v", err)
 	}

@@ -1,0 +1,63 @@
+package jetstream_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"spa/internal/jetstream"
+	"spa/internal/jetstream/jetstreamtest"
+	"spa/internal/spa"
+)
+
+// TestAccessLogPages: a referral's access records come in pages, oldest
+// first, each once, with no empty last page when the records fill the
+// pages exactly.
+func TestAccessLogPages(t *testing.T) {
+	t.Parallel()
+	nc := jetstreamtest.Connect(t, jetstreamtest.Start(t))
+	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
+	ctx := context.Background()
+	access, err := store.OpenAccessLog(ctx, jetstream.Requirements{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, other := spa.ReferralIDFor("access-pages"), spa.ReferralIDFor("access-other")
+	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	for i := range 200 {
+		if err := access.Record(ctx, spa.Actor{ODS: "RJZ30", User: fmt.Sprint("user-", i)}, "direct-care", "GetReferral", at, []string{id, other}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, size := range []int{1, 7, 100, 200, 500} {
+		var users []string
+		var after uint64
+		pages := 0
+		for {
+			recs, next, err := access.List(ctx, id, after, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, r := range recs {
+				if r.GetReferralId() != id {
+					t.Fatalf("a record of %s in %s's pages", r.GetReferralId(), id)
+				}
+				users = append(users, r.GetActor().GetUser())
+			}
+			if next == 0 {
+				break
+			}
+			after = next
+		}
+		if want := (200 + size - 1) / size; len(users) != 200 || pages != want {
+			t.Fatalf("page size %d: %d records in %d pages, want 200 in %d", size, len(users), pages, want)
+		}
+		for i, u := range users {
+			if u != fmt.Sprint("user-", i) {
+				t.Fatalf("page size %d: record %d is %s", size, i, u)
+			}
+		}
+	}
+}
