@@ -235,18 +235,18 @@ func (c *ctl) accessLog(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	var res *spav1.ListAccessResponse
-	if err := c.call(ctx, func(ctx context.Context) (err error) {
-		res, err = c.audit.ListAccess(ctx, &spav1.ListAccessRequest{ReferralId: *id})
-		return err
-	}); err != nil {
-		return err
-	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WHEN (UK)\tORGANISATION\tROLE\tUSER\tPURPOSE\tHOW")
-	for _, r := range res.GetRecords() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.GetAt().AsTime().In(ukTime()).Format("2006-01-02 15:04:05"),
-			or(r.GetActor().GetOds(), "-"), or(r.GetActor().GetRole(), "-"), or(r.GetActor().GetUser(), "-"), or(r.GetPurpose(), "-"), r.GetMethod())
+	err := c.pages(ctx, func(ctx context.Context, token string) (string, error) {
+		res, err := c.audit.ListAccess(ctx, &spav1.ListAccessRequest{ReferralId: *id, PageToken: token})
+		for _, r := range res.GetRecords() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.GetAt().AsTime().In(ukTime()).Format("2006-01-02 15:04:05"),
+				or(r.GetActor().GetOds(), "-"), or(r.GetActor().GetRole(), "-"), or(r.GetActor().GetUser(), "-"), or(r.GetPurpose(), "-"), r.GetMethod())
+		}
+		return res.GetNextPageToken(), err
+	})
+	if err != nil {
+		return err
 	}
 	return tw.Flush()
 }

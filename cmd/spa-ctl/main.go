@@ -72,9 +72,9 @@ commands:
                                      ward_led, withdrawn;
                                      P: p0_home, p1_home_first, p2_step_down, p3_care_home, end_of_life)
   providers [--borough B] [--service S]
-                                     show providers and their capacity
+                                     show providers and their capacity (every page)
   assignments --provider ODS [--status S]
-                                     show a provider's assignments, newest first
+                                     show a provider's assignments, newest first (every page)
   watch --provider ODS [--after CURSOR] [--heartbeats]
                                      follow a provider's feed live; each line starts with
                                      the cursor to resume from (Ctrl-C to stop)
@@ -88,7 +88,7 @@ commands:
   timeline REFERRAL_ID               one referral's history, for a person to read
   verify [--file FILE]               check the log's hashes and links (or a file
                                      written by replay --data); names the first break
-  access-log --referral ID           who read a referral's data, when and why
+  access-log --referral ID           who read a referral's data, when and why (every page)
   demo                               register a sample borough's providers and submit
                                      referrals that exercise every pathway (idempotent)
   init --nats-url URL [--replicas N] [--duplicate-window D] [--lease-ttl D]
@@ -208,6 +208,26 @@ func (c *ctl) call(ctx context.Context, f func(ctx context.Context) error) error
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	return describe(f(ctx))
+}
+
+// pages calls fetch with each page token in turn, from the first page,
+// each call under the configured deadline, until a page has no next
+// token.
+func (c *ctl) pages(ctx context.Context, fetch func(ctx context.Context, token string) (next string, err error)) error {
+	token := ""
+	for {
+		var next string
+		if err := c.call(ctx, func(ctx context.Context) (err error) {
+			next, err = fetch(ctx, token)
+			return err
+		}); err != nil {
+			return err
+		}
+		if next == "" {
+			return nil
+		}
+		token = next
+	}
 }
 
 func (c *ctl) flags(name string) *flag.FlagSet {

@@ -38,25 +38,25 @@ func (c *ctl) listProviders(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var res *spav1.ListProvidersResponse
-	if err := c.call(ctx, func(ctx context.Context) (err error) {
-		res, err = c.providers.ListProviders(ctx, &spav1.ListProvidersRequest{Borough: *borough, Service: spav1.Service(s)})
-		return err
-	}); err != nil {
-		return err
-	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROVIDER\tNAME\tBOROUGHS\tSERVICE\tFREE\tOPEN\tAS OF")
-	for _, p := range res.GetProviders() {
-		d := p.GetDetails()
-		for _, cp := range p.GetCapacity() {
-			asOf := "-"
-			if cp.GetAsOf() != nil {
-				asOf = cp.GetAsOf().AsTime().Local().Format("2006-01-02 15:04")
+	err = c.pages(ctx, func(ctx context.Context, token string) (string, error) {
+		res, err := c.providers.ListProviders(ctx, &spav1.ListProvidersRequest{Borough: *borough, Service: spav1.Service(s), PageToken: token})
+		for _, p := range res.GetProviders() {
+			d := p.GetDetails()
+			for _, cp := range p.GetCapacity() {
+				asOf := "-"
+				if cp.GetAsOf() != nil {
+					asOf = cp.GetAsOf().AsTime().Local().Format("2006-01-02 15:04")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%v\t%s\n", d.GetOds(), d.GetName(), strings.Join(d.GetBoroughs(), ","),
+					enumName(cp.GetService().String(), "SERVICE_"), cp.GetAvailableUnits(), cp.GetOpen(), asOf)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%v\t%s\n", d.GetOds(), d.GetName(), strings.Join(d.GetBoroughs(), ","),
-				enumName(cp.GetService().String(), "SERVICE_"), cp.GetAvailableUnits(), cp.GetOpen(), asOf)
 		}
+		return res.GetNextPageToken(), err
+	})
+	if err != nil {
+		return err
 	}
 	return tw.Flush()
 }
@@ -72,18 +72,18 @@ func (c *ctl) listAssignments(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var res *spav1.ListAssignmentsResponse
-	if err := c.call(ctx, func(ctx context.Context) (err error) {
-		res, err = c.assignments.ListAssignments(ctx, &spav1.ListAssignmentsRequest{ProviderOds: strings.ToUpper(*provider), Status: spav1.TaskStatus(s)})
-		return err
-	}); err != nil {
-		return err
-	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ASSIGNMENT\tSERVICE\tSTATUS\tOFFERED\tREASON")
-	for _, a := range res.GetAssignments() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.GetAssignmentId(), enumName(a.GetService().String(), "SERVICE_"),
-			enumName(a.GetStatus().String(), "TASK_STATUS_"), a.GetOfferedAt().AsTime().Local().Format("2006-01-02 15:04"), or(a.GetReason(), "-"))
+	err = c.pages(ctx, func(ctx context.Context, token string) (string, error) {
+		res, err := c.assignments.ListAssignments(ctx, &spav1.ListAssignmentsRequest{ProviderOds: strings.ToUpper(*provider), Status: spav1.TaskStatus(s), PageToken: token})
+		for _, a := range res.GetAssignments() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.GetAssignmentId(), enumName(a.GetService().String(), "SERVICE_"),
+				enumName(a.GetStatus().String(), "TASK_STATUS_"), a.GetOfferedAt().AsTime().Local().Format("2006-01-02 15:04"), or(a.GetReason(), "-"))
+		}
+		return res.GetNextPageToken(), err
+	})
+	if err != nil {
+		return err
 	}
 	return tw.Flush()
 }
