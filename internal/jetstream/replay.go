@@ -28,7 +28,7 @@ func (s *Store) Replay(ctx context.Context, f spa.EventFilter, fn func(spa.Store
 	if end == 0 || f.FromSeq > end {
 		return nil
 	}
-	opts := FollowOptions{From: f.FromSeq, FromTime: f.FromTime, What: "replay", Batch: 256}
+	opts := FollowOptions{From: f.FromSeq, FromTime: f.FromTime, What: "replay"}
 	switch {
 	case f.ReferralID != "":
 		opts.Subjects = []string{SubjectOf(spa.AggregateReferral, f.ReferralID)}
