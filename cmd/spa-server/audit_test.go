@@ -18,6 +18,7 @@ import (
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/referraltest"
 )
 
 // watch reads a provider's stream after a cursor until stop says so or the
@@ -79,7 +80,7 @@ func TestWatchResumes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for i := range n {
-			if _, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("watch-%04d", i), Referral: referral(i)}); err != nil {
+			if _, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("watch-%04d", i), Referral: referraltest.Details(i)}); err != nil {
 				done <- err
 				return
 			}
@@ -150,7 +151,7 @@ func TestManyWatchers(t *testing.T) {
 	}
 	start := time.Now()
 	for i := range n {
-		if _, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("many-%04d", i), Referral: referral(i)}); err != nil {
+		if _, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("many-%04d", i), Referral: referraltest.Details(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -171,7 +172,7 @@ func TestReplayAndAccessLog(t *testing.T) {
 	c := clientsOf(s)
 	audit := spav1.NewAuditServiceClient(s.conn)
 	addProvider(t, c, "NQR01", 5, nil, spav1.Service_SERVICE_HOME_CARE_REABLEMENT)
-	sub, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: "replay-test-1", Referral: referral(1)})
+	sub, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: "replay-test-1", Referral: referraltest.Details(1)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/referraltest"
 )
 
 // BenchmarkSubmitReferral measures durable intake through the real server:
@@ -27,7 +28,7 @@ func BenchmarkSubmitReferral(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					i := int(n.Add(1))
-					if _, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("bench-%09d", i), Referral: referral(i)}); err != nil {
+					if _, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("bench-%09d", i), Referral: referraltest.Details(i)}); err != nil {
 						b.Error(err)
 						return
 					}
@@ -46,7 +47,7 @@ func BenchmarkReadYourWrite(b *testing.B) {
 	ctx := callCtx(b)
 	b.ResetTimer()
 	for i := range b.N {
-		res, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("ryw-%09d", i), Referral: referral(i)})
+		res, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("ryw-%09d", i), Referral: referraltest.Details(i)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -68,7 +69,7 @@ func BenchmarkSubmitToOffer(b *testing.B) {
 	defer cancel()
 	b.ResetTimer()
 	for i := range b.N {
-		res, err := c.referrals.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("offer-%09d", i), Referral: referral(i)})
+		res, err := c.referrals.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("offer-%09d", i), Referral: referraltest.Details(i)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
+	"spa/internal/referraltest"
 	"spa/internal/spa"
 	"spa/internal/worker"
 )
@@ -59,7 +60,7 @@ func TestTwoWorkersNeverOverAllocate(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				if _, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("race-%04d", i), Referral: referral(i)}); err != nil {
+				if _, err := c.referrals.SubmitReferral(callCtx(t), &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("race-%04d", i), Referral: referraltest.Details(i)}); err != nil {
 					t.Errorf("submit %d: %v", i, err)
 				}
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -25,6 +24,7 @@ import (
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/referraltest"
 	"spa/internal/spa"
 )
 
@@ -96,36 +96,13 @@ func callCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// referral returns valid details for patient i (a valid NHS number each).
-func referral(i int) *spav1.ReferralDetails {
-	return &spav1.ReferralDetails{
-		Patient: &spav1.Patient{NhsNumber: nhsNumber(i), GivenName: "Patient", FamilyName: fmt.Sprintf("Number %d", i),
-			BirthDate: "1944-05-06", Postcode: "BR1 3JH", Borough: "Bromley"},
-		Episode:      &spav1.Episode{SiteOds: "RH802", Ward: "Darwin Ward", AdmissionDate: time.Now().AddDate(0, 0, -3).Format(spa.DateLayout)},
-		AdmittedFrom: spav1.AdmittedFrom_ADMITTED_FROM_HOME,
-		Needs:        &spav1.Needs{Mobility: spav1.Mobility_MOBILITY_WALKING_AID, CareCallsPerDay: 2},
-		HospitalLead: &spav1.Contact{Name: "Ada Obi", Phone: "020 8000 1234"},
-	}
-}
-
-func nhsNumber(i int) string {
-	for n := i * 11; ; n++ {
-		base := fmt.Sprintf("4%08d", n%100000000)
-		for d := '0'; d <= '9'; d++ {
-			if s := base + string(d); spa.CheckNHSNumber(s) == "" {
-				return s
-			}
-		}
-	}
-}
-
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--data-dir", t.TempDir())
 	ctx := callCtx(t)
 
 	// Submit, then read back with the consistency token.
-	req := &spav1.SubmitReferralRequest{RequestId: "0b4f5c4e-e2e-submit", Referral: referral(1)}
+	req := &spav1.SubmitReferralRequest{RequestId: "0b4f5c4e-e2e-submit", Referral: referraltest.Details(1)}
 	sub, err := s.client.SubmitReferral(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +130,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("retry = %v, first %v", again, sub)
 	}
 	// The same request id with other details is refused.
-	other := &spav1.SubmitReferralRequest{RequestId: req.GetRequestId(), Referral: referral(2)}
+	other := &spav1.SubmitReferralRequest{RequestId: req.GetRequestId(), Referral: referraltest.Details(2)}
 	if _, err := s.client.SubmitReferral(ctx, other); status.Code(err) != codes.AlreadyExists {
 		t.Fatalf("reused request id: %v, want AlreadyExists", err)
 	}
@@ -248,12 +225,12 @@ func TestInvalidInput(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--data-dir", t.TempDir())
 	ctx := callCtx(t)
-	ok, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "valid-first-request", Referral: referral(3)})
+	ok, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "valid-first-request", Referral: referraltest.Details(3)})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	bad := referral(4)
+	bad := referraltest.Details(4)
 	bad.Patient.NhsNumber = "9434765918"
 	bad.Patient.BirthDate = time.Now().AddDate(1, 0, 0).Format(spa.DateLayout)
 	bad.Episode.Ward = ""
@@ -397,7 +374,7 @@ func TestHealthReflectionAndShutdown(t *testing.T) {
 	}
 	stream.CloseSend()
 
-	sub, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "shutdown-test-1", Referral: referral(5)})
+	sub, err := s.client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "shutdown-test-1", Referral: referraltest.Details(5)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/referraltest"
 )
 
 // clients bundles the API's services on one connection.
@@ -86,7 +87,7 @@ func TestRoutingScenarios(t *testing.T) {
 
 	submit := func(name string, occurred time.Time, adjust func(d *spav1.ReferralDetails)) string {
 		t.Helper()
-		d := referral(len(name))
+		d := referraltest.Details(len(name))
 		adjust(d)
 		req := &spav1.SubmitReferralRequest{RequestId: "routing-" + name, Referral: d}
 		if !occurred.IsZero() {

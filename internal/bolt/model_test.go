@@ -59,6 +59,22 @@ func open(t *testing.T) *bolt.Model {
 	return m
 }
 
+// openWith opens a model in a directory of its own, applies entries, and
+// returns it and the directory.
+func openWith(t *testing.T, entries []bolt.Entry) (*bolt.Model, string) {
+	t.Helper()
+	dir := t.TempDir()
+	m, err := bolt.Open(filepath.Join(dir, "readmodel.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Apply(entries); err != nil {
+		t.Fatal(err)
+	}
+	return m, dir
+}
+
 func digest(t *testing.T, m *bolt.Model) string {
 	t.Helper()
 	d, _, err := m.Digest()
@@ -313,15 +329,7 @@ func TestRebuildWhileServing(t *testing.T) {
 func TestRebuildOneAtATime(t *testing.T) {
 	t.Parallel()
 	entries := logOf(t, 200)
-	dir := t.TempDir()
-	live, err := bolt.Open(filepath.Join(dir, "readmodel.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Close()
-	if err := live.Apply(entries); err != nil {
-		t.Fatal(err)
-	}
+	live, dir := openWith(t, entries)
 	inFeed, release := make(chan struct{}), make(chan struct{})
 	feed := func(ctx context.Context, m *bolt.Model, from, to uint64) error {
 		select {
@@ -357,16 +365,7 @@ func TestRebuildOneAtATime(t *testing.T) {
 // removes its file.
 func TestRebuildCancelled(t *testing.T) {
 	t.Parallel()
-	entries := logOf(t, 50)
-	dir := t.TempDir()
-	live, err := bolt.Open(filepath.Join(dir, "readmodel.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Close()
-	if err := live.Apply(entries); err != nil {
-		t.Fatal(err)
-	}
+	live, dir := openWith(t, logOf(t, 50))
 	before := digest(t, live)
 	ctx, cancel := context.WithCancel(context.Background())
 	feed := func(ctx context.Context, m *bolt.Model, from, to uint64) error {

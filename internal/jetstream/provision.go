@@ -75,42 +75,30 @@ func (s Setup) Validate() error {
 	return errors.Join(errs...)
 }
 
-// eventsConfig is the event stream as SPA needs it: every event kept on
-// file, delete and purge denied, atomic batches allowed.
-func eventsConfig(s Setup) jetstream.StreamConfig {
+// keptStream is a stream that keeps every message on file, delete and
+// purge denied: what both of SPA's streams are.
+func keptStream(name, description string, subjects []string, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "SPA domain events; one subject per aggregate; append-only",
-		Subjects:    Subjects,
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Replicas:    s.Replicas,
-		Duplicates:  s.DuplicateWindow,
-		MaxMsgs:     -1, MaxBytes: -1, MaxMsgsPerSubject: -1,
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
-		// Offers reserve capacity on the provider's subject in the same
-		// atomic batch as the offer on the referral's.
-		AllowAtomicPublish: true,
+		Name: name, Description: description, Subjects: subjects,
+		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Replicas: replicas,
+		MaxMsgs: -1, MaxBytes: -1, MaxMsgsPerSubject: -1,
+		DenyDelete: true, DenyPurge: true, AllowDirect: true,
 	}
 }
 
-// accessConfig is the access log stream: every record kept on file,
-// delete and purge denied.
+// eventsConfig is the event stream as SPA needs it: a kept stream with a
+// duplicate window, and atomic batches allowed (offers reserve capacity on
+// the provider's subject in the same batch as the offer on the
+// referral's).
+func eventsConfig(s Setup) jetstream.StreamConfig {
+	c := keptStream(StreamName, "SPA domain events; one subject per aggregate; append-only", Subjects, s.Replicas)
+	c.Duplicates, c.AllowAtomicPublish = s.DuplicateWindow, true
+	return c
+}
+
+// accessConfig is the access log stream, a kept stream.
 func accessConfig(s Setup) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        AccessStreamName,
-		Description: "SPA access log: who read which referral's data, when and why",
-		Subjects:    []string{accessSubject + "*"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Replicas:    s.Replicas,
-		MaxMsgs:     -1, MaxBytes: -1, MaxMsgsPerSubject: -1,
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
-	}
+	return keptStream(AccessStreamName, "SPA access log: who read which referral's data, when and why", []string{accessSubject + "*"}, s.Replicas)
 }
 
 func leaseConfig(s Setup) jetstream.KeyValueConfig {

@@ -3,8 +3,6 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -52,18 +50,7 @@ func TestUndecodableEventHaltsTheProjection(t *testing.T) {
 	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
 	dir := t.TempDir()
 	run := func(skip worker.Skips) func() {
-		wctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() {
-			done <- worker.Run(wctx, nc, store, worker.Config{DataDir: dir, ID: "poisoned", Skip: skip,
-				Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Scheduler: worker.SchedulerConfig{Disabled: true}}, nil)
-		}()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("worker: %v", err)
-			}
-		}
+		return runWorker(t, nc, store, worker.Config{DataDir: dir, ID: "poisoned", Skip: skip, Scheduler: worker.SchedulerConfig{Disabled: true}})
 	}
 	halted := func() worker.WorkerStatus {
 		t.Helper()

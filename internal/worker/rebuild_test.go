@@ -3,8 +3,6 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,7 +25,7 @@ func TestRebuildFromTheLogWhileServing(t *testing.T) {
 	t.Parallel()
 	srv := jetstreamtest.Start(t)
 	nc := jetstreamtest.Connect(t, srv)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
 	// Referrals that still meet a criterion to reside: the router has
 	// nothing to add, so the log holds exactly what the test appends.
@@ -53,17 +51,7 @@ func TestRebuildFromTheLogWhileServing(t *testing.T) {
 		}
 	}
 
-	done := make(chan error, 1)
-	go func() {
-		done <- worker.Run(ctx, nc, store, worker.Config{DataDir: t.TempDir(), ID: "rebuilder", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Scheduler: worker.SchedulerConfig{Disabled: true}}, nil)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
+	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "rebuilder", Scheduler: worker.SchedulerConfig{Disabled: true}})
 	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
 	poll(t, "worker caught up", func() bool {
 		st, err := reads.Status(ctx)

@@ -3,8 +3,6 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -57,18 +55,7 @@ func TestRepliesFit(t *testing.T) {
 		appendTo(id, id+"-offer", spa.OfferMade{AssignmentID: spa.AssignmentIDFor(id, 1), ProviderODS: "BUSY1", Service: spa.ServiceHomeCareReablement})
 	}
 
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- worker.Run(wctx, nc, store, worker.Config{DataDir: t.TempDir(), ID: "replies", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Scheduler: worker.SchedulerConfig{Disabled: true}}, nil)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
+	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "replies", Scheduler: worker.SchedulerConfig{Disabled: true}})
 	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
 	end := last[spa.ReferralIDFor(fmt.Sprintf("replies-%04d", offers))]
 	poll(t, "worker serving", func() bool {

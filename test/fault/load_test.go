@@ -21,33 +21,10 @@ import (
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 	ijs "spa/internal/jetstream"
+	"spa/internal/referraltest"
 	"spa/internal/spa"
 	"spa/internal/worker"
 )
-
-// referral returns valid details for patient i (a valid NHS number each),
-// as cmd/spa-server's tests do.
-func referral(i int) *spav1.ReferralDetails {
-	return &spav1.ReferralDetails{
-		Patient: &spav1.Patient{NhsNumber: nhsNumber(i), GivenName: "Patient", FamilyName: fmt.Sprintf("Number %d", i),
-			BirthDate: "1944-05-06", Postcode: "BR1 3JH", Borough: "Bromley"},
-		Episode:      &spav1.Episode{SiteOds: "RH802", Ward: "Darwin Ward", AdmissionDate: time.Now().AddDate(0, 0, -3).Format(spa.DateLayout)},
-		AdmittedFrom: spav1.AdmittedFrom_ADMITTED_FROM_HOME,
-		Needs:        &spav1.Needs{Mobility: spav1.Mobility_MOBILITY_WALKING_AID, CareCallsPerDay: 2},
-		HospitalLead: &spav1.Contact{Name: "Ada Obi", Phone: "020 8000 1234"},
-	}
-}
-
-func nhsNumber(i int) string {
-	for n := i * 11; ; n++ {
-		base := fmt.Sprintf("4%08d", n%100000000)
-		for d := '0'; d <= '9'; d++ {
-			if s := base + string(d); spa.CheckNHSNumber(s) == "" {
-				return s
-			}
-		}
-	}
-}
 
 // retryable reports whether a call's failure passes with time: the server
 // is restarting, or what it depends on is failing over.
@@ -170,7 +147,7 @@ func startLoad(t testing.TB, client spav1.ReferralServiceClient, prefix string, 
 func (l *load) requestID(i int) string { return fmt.Sprintf("fault-%s-%05d", l.prefix, i) }
 
 func (l *load) submit(ctx context.Context, i int) {
-	req := &spav1.SubmitReferralRequest{RequestId: l.requestID(i), Referral: referral(i)}
+	req := &spav1.SubmitReferralRequest{RequestId: l.requestID(i), Referral: referraltest.Details(i)}
 	l.mu.Lock()
 	l.reqs[i] = req
 	l.mu.Unlock()

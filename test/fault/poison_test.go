@@ -17,6 +17,7 @@ import (
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 	ijs "spa/internal/jetstream"
+	"spa/internal/referraltest"
 )
 
 // TestPoisonMessage publishes a message that is not an event envelope
@@ -41,7 +42,7 @@ func TestPoisonMessage(t *testing.T) {
 	audit := spav1.NewAuditServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), settleWithin)
 	defer cancel()
-	before, err := client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "fault-poison-before", Referral: referral(1)})
+	before, err := client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "fault-poison-before", Referral: referraltest.Details(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestPoisonMessage(t *testing.T) {
 	}
 
 	// Appends still work.
-	after, err := client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "fault-poison-after", Referral: referral(2)})
+	after, err := client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "fault-poison-after", Referral: referraltest.Details(2)})
 	if err != nil {
 		t.Fatalf("submit after the poison message: %v", err)
 	}
@@ -149,7 +150,7 @@ func TestPoisonMessage(t *testing.T) {
 		return time.Since(restarted) > 3*time.Second
 	})
 	stillUp(t, s, conn)
-	again, err := client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "fault-poison-again", Referral: referral(3)})
+	again, err := client.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "fault-poison-again", Referral: referraltest.Details(3)})
 	if err != nil {
 		t.Fatalf("submit after the restart: %v", err)
 	}
