@@ -34,7 +34,7 @@ func (c *ctl) natsCommand(name string, args []string, extra func(fs *flag.FlagSe
 	if *url == "" {
 		return nil, nil, fmt.Errorf("%s: --nats-url is required", name)
 	}
-	conn, err := jetstream.Dial(*url, "spa-ctl")
+	conn, err := jetstream.DialNow(*url, "spa-ctl")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -182,9 +182,23 @@ func (c *ctl) rebuild(ctx context.Context, args []string) error {
 	for len(running) > 0 {
 		select {
 		case <-ctx.Done():
+			// Cancel what runs, then report how each ended: one may have
+			// swapped before the cancel arrived.
 			for id := range running {
 				_ = call(func(cctx context.Context) error { _, err := nc.client.Rebuild(cctx, id, true); return err })
-				results[id] = "cancelled (interrupted)"
+			}
+			for id := range running {
+				results[id] = "cancelled (interrupted); the worker did not say how it ended"
+				deadline := time.Now().Add(10 * time.Second)
+				for time.Now().Before(deadline) {
+					var st worker.WorkerStatus
+					err := call(func(cctx context.Context) (err error) { st, err = nc.client.WorkerStatus(cctx, id); return err })
+					if err == nil && st.Rebuild != nil && st.Rebuild.State != worker.RebuildRunning {
+						results[id] = rebuildSummary(st.Rebuild)
+						break
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
 			}
 			c.printRebuilds(ids, results)
 			return errors.New("rebuild: interrupted; the rebuilds still running were cancelled")

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"spa/internal/await"
@@ -453,4 +455,54 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// rawCodec sends a request's bytes as they are, to send what no protobuf
+// library would.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	return v.([]byte), nil
+}
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	return proto.Unmarshal(data, v.(proto.Message))
+}
+
+// TestMalformedRequestBytes: bytes that are not a valid request (a string
+// with invalid UTF-8, a truncated field) are answered INVALID_ARGUMENT
+// naming the request, on unary and streaming methods alike.
+func TestMalformedRequestBytes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir())
+	ctx := callCtx(t)
+	badUTF8 := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "\xff\xfe")
+	truncated := protowire.AppendTag(nil, 1, protowire.BytesType)
+	for name, data := range map[string][]byte{"invalid UTF-8": badUTF8, "truncated": truncated} {
+		check := func(method string, err error) {
+			t.Helper()
+			st := status.Convert(err)
+			var fields []string
+			for _, d := range st.Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok {
+					for _, v := range br.GetFieldViolations() {
+						fields = append(fields, v.GetField())
+					}
+				}
+			}
+			if st.Code() != codes.InvalidArgument || !slices.Equal(fields, []string{"(request)"}) {
+				t.Errorf("%s to %s: %v %v, want InvalidArgument naming the request", name, method, err, fields)
+			}
+		}
+		out := new(spav1.GetReferralResponse)
+		check("GetReferral", s.conn.Invoke(ctx, "/spa.v1.ReferralService/GetReferral", data, out, grpc.ForceCodec(rawCodec{})))
+		stream, err := s.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/spa.v1.AuditService/ReplayEvents", grpc.ForceCodec(rawCodec{}))
+		if err == nil {
+			if err = stream.SendMsg(data); err == nil {
+				_ = stream.CloseSend()
+				err = stream.RecvMsg(new(spav1.ReplayEventsResponse))
+			}
+		}
+		check("ReplayEvents", err)
+	}
 }

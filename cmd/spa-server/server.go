@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"spa/internal/app"
+	"spa/internal/datadir"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
 	"spa/internal/rpc"
@@ -32,11 +33,16 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		return err
 	}
 
+	if cfg.NATSURL == "" || cfg.Worker {
+		// The embedded store and the worker's read model: one process.
+		unlock, err := datadir.Lock(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	var nc *nats.Conn
 	if cfg.NATSURL == "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return fmt.Errorf("data dir: %w", err)
-		}
 		emb, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: cfg.DataDir, Listen: cfg.NATSListen, NoSync: cfg.NoSync})
 		if err != nil {
 			return err
@@ -58,7 +64,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 			return err
 		}
 	}
-	req := jetstream.Requirements{MinReplicas: cfg.MinReplicas, Log: log}
+	req := jetstream.Requirements{MinReplicas: cfg.MinReplicas, Log: log, Skip: cfg.WorkerConfig.Skip}
 	store, err := jetstream.Open(ctx, nc, req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -80,7 +86,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)), grpc.ChainStreamInterceptor(rpc.StreamErrorInterceptor(log)))
+	srv := grpc.NewServer(rpc.Codec(), grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)), grpc.ChainStreamInterceptor(rpc.StreamErrorInterceptor(log)))
 	spav1.RegisterReferralServiceServer(srv, rpc.NewReferrals(application))
 	spav1.RegisterProviderServiceServer(srv, rpc.NewProviders(application))
 	stopping := make(chan struct{})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"spa/internal/config"
+	"spa/internal/datadir"
 	"spa/internal/jetstream"
 	"spa/internal/worker"
 )
@@ -54,15 +55,17 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		return err
 	}
 	cfg.Log = log
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	unlock, err := datadir.Lock(dataDir)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	nc, err := jetstream.Dial(natsURL, "spa-worker "+cfg.ID)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{MinReplicas: minReplicas, Log: log})
+	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{MinReplicas: minReplicas, Log: log, Skip: cfg.Skip})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the stream

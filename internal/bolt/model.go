@@ -39,13 +39,26 @@ var (
 	keyApplied   = []byte("applied")
 	keyLayout    = []byte("layout")
 	keyLog       = []byte("log")
-	allBuckets   = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketOffers, bucketProviders, bucketReferrals}
+	// keyLastHash is the SHA-256 of the last applied event's stored
+	// bytes (empty for a sequence that holds none).
+	keyLastHash = []byte("last_hash")
+	allBuckets  = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketOffers, bucketProviders, bucketReferrals}
 )
 
 // Entry is one event to apply: the decoded record and its stored bytes.
+// An entry whose record has only its Sequence holds no event (a deleted
+// sequence); with Skipped, it is an undecodable event an operator decided
+// to step over, which moves its aggregate's version on and nothing else.
 type Entry struct {
-	Record spa.Record
-	Raw    []byte
+	Record  spa.Record
+	Raw     []byte
+	Skipped *Skipped
+}
+
+// Skipped names the aggregate of an event stepped over.
+type Skipped struct {
+	Aggregate spa.Aggregate
+	ID        string
 }
 
 // Model is the read model. Its methods are safe for concurrent use; Apply
@@ -77,7 +90,7 @@ type Model struct {
 // layout names how this version lays the model out in its buckets; a file
 // laid out otherwise is emptied at Open and built again from the log (the
 // model is derived data).
-const layout = "2"
+const layout = "3"
 
 // options returns bbolt's options for the read model file at path. The
 // initial map is twice the file's size (at least minMap), so that a long
@@ -159,15 +172,32 @@ func resetBuckets(tx *bbolt.Tx) error {
 }
 
 // Bind ties the model to the log it is built from: log names that log (a
-// stream and when it was created), last is the log's last sequence. A
-// model built from another log, or that has applied beyond the log's end
-// (the stream was recreated or restored from an older copy), is emptied,
-// to be built again from sequence 1; Bind reports whether it was. Call it
-// before the first Apply.
-func (m *Model) Bind(log string, last uint64) (bool, error) {
+// stream and when it was created), last is the log's last sequence, and
+// hashAt returns the SHA-256 of the stored bytes at a sequence (nil when
+// none is stored there). A model built from another log, that has applied
+// beyond the log's end, or whose last applied event is not the log's at
+// that sequence (the stream was recreated, or restored from an older
+// copy and written since), is emptied, to be built again from sequence 1;
+// Bind reports whether it was. Call it before the first Apply.
+func (m *Model) Bind(log string, last uint64, hashAt func(seq uint64) ([]byte, error)) (bool, error) {
 	m.applying.Lock()
 	defer m.applying.Unlock()
-	reset := m.log != "" && m.log != log || m.Applied() > last
+	applied := m.Applied()
+	reset := m.log != "" && m.log != log || applied > last
+	if !reset && applied > 0 {
+		h, err := hashAt(applied)
+		if err != nil {
+			return false, fmt.Errorf("bolt: bind to %s: %w", log, err)
+		}
+		var mine []byte
+		if err := m.db.View(func(tx *bbolt.Tx) error {
+			mine = bytes.Clone(tx.Bucket(bucketMeta).Get(keyLastHash))
+			return nil
+		}); err != nil {
+			return false, err
+		}
+		reset = !bytes.Equal(h, mine)
+	}
 	if !reset && m.log == log {
 		return false, nil
 	}
@@ -269,6 +299,14 @@ func (m *Model) Apply(entries []Entry) error {
 		if last == from {
 			return nil
 		}
+		var hash []byte
+		if raw := entries[len(entries)-1].Raw; raw != nil {
+			h := sha256.Sum256(raw)
+			hash = h[:]
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyLastHash, hash); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketMeta).Put(keyApplied, u64(last))
 	})
 	if err != nil {
@@ -297,6 +335,9 @@ func orZero(v []byte) []byte {
 
 func applyOne(tx *bbolt.Tx, e Entry) error {
 	if e.Record.AggregateID == "" {
+		if e.Skipped != nil {
+			return stepOver(tx, *e.Skipped, e.Record.Sequence)
+		}
 		return nil
 	}
 	switch spa.AggregateOf(e.Record.Event) {
@@ -306,6 +347,37 @@ func applyOne(tx *bbolt.Tx, e Entry) error {
 		return applyProvider(tx, e.Record)
 	}
 	return nil
+}
+
+// stepOver moves an aggregate's version on to seq, the sequence of an
+// event of its that is stepped over, so that an append guarded by the
+// version (a reservation) follows the subject's real last sequence.
+func stepOver(tx *bbolt.Tx, s Skipped, seq uint64) error {
+	switch s.Aggregate {
+	case spa.AggregateProvider:
+		return setVersion(tx.Bucket(bucketProviders), s.ID, func(p *spa.Provider) { p.Version = seq })
+	case spa.AggregateReferral:
+		return setVersion(tx.Bucket(bucketReferrals), s.ID, func(r *spa.Referral) { r.Version = seq })
+	}
+	return nil
+}
+
+// setVersion changes the stored state of aggregate id in b, if any.
+func setVersion[S any](b *bbolt.Bucket, id string, set func(*S)) error {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil
+	}
+	var s S
+	if err := json.Unmarshal(v, &s); err != nil {
+		return err
+	}
+	set(&s)
+	out, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(id), out)
 }
 
 func applyProvider(tx *bbolt.Tx, rec spa.Record) error {

@@ -1,7 +1,9 @@
 package bolt_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -421,36 +423,51 @@ func TestBindEmptiesAModelOfAnotherLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { m.Close() }()
-	if reset, err := m.Bind("SPA_EVENTS created A", 0); reset || err != nil {
+	entries := logOf(t, 10)
+	hashOf := func(es []bolt.Entry) func(uint64) ([]byte, error) {
+		return func(seq uint64) ([]byte, error) {
+			if seq == 0 || seq > uint64(len(es)) {
+				return nil, nil
+			}
+			h := sha256.Sum256(es[seq-1].Raw)
+			return h[:], nil
+		}
+	}
+	if reset, err := m.Bind("SPA_EVENTS created A", 0, hashOf(entries)); reset || err != nil {
 		t.Fatalf("first bind: %v %v", reset, err)
 	}
-	if err := m.Apply(logOf(t, 10)); err != nil {
-		t.Fatal(err)
+	n := uint64(len(entries))
+	// Another log that reached the same sequence: its events differ.
+	other := logOf(t, 10)
+	for i := range other {
+		other[i].Raw = append(bytes.Clone(other[i].Raw), 0)
 	}
-	n := m.Applied()
 	for _, tt := range []struct {
+		name  string
 		log   string
 		last  uint64
+		log2  []bolt.Entry
 		reset bool
 	}{
-		{"SPA_EVENTS created A", n, false},
-		{"SPA_EVENTS created A", n + 5, false},
-		{"SPA_EVENTS created A", n - 1, true}, // the log ends before the model: restored from an older copy
-		{"SPA_EVENTS created B", 100, true},   // another stream
+		{"the same log", "SPA_EVENTS created A", n, entries, false},
+		{"the same log, grown", "SPA_EVENTS created A", n + 5, entries, false},
+		{"a log that ends before the model (restored from an older copy)", "SPA_EVENTS created A", n - 1, entries, true},
+		{"a restored log written since: its event at the model's sequence differs", "SPA_EVENTS created A", n + 5, other, true},
+		{"another stream", "SPA_EVENTS created B", 100, entries, true},
 	} {
-		if err := m.Apply(logOf(t, 10)); err != nil {
+		if err := m.Apply(entries); err != nil {
 			t.Fatal(err)
 		}
 		m.Close()
 		if m, err = bolt.Open(path); err != nil {
 			t.Fatal(err)
 		}
-		reset, err := m.Bind(tt.log, tt.last)
+		reset, err := m.Bind(tt.log, tt.last, hashOf(tt.log2))
 		if err != nil || reset != tt.reset || tt.reset && m.Applied() != 0 || !tt.reset && m.Applied() != n {
-			t.Fatalf("bind %q at %d: reset %v, %v, applied %d", tt.log, tt.last, reset, err, m.Applied())
+			t.Fatalf("%s: reset %v, %v, applied %d", tt.name, reset, err, m.Applied())
 		}
 		if m.Log() != tt.log {
-			t.Fatalf("log %q, want %q", m.Log(), tt.log)
+			t.Fatalf("%s: log %q, want %q", tt.name, m.Log(), tt.log)
 		}
 	}
 }

@@ -101,7 +101,7 @@ func (m *Model) Rebuild(ctx context.Context, feed Feed, p *Progress) (Rebuilt, e
 	}
 	n.progress = p
 	if log := m.Log(); log != "" {
-		if _, err := n.Bind(log, 0); err != nil {
+		if _, err := n.Bind(log, 0, nil); err != nil { // n is empty: nothing to compare
 			n.db.Close()
 			os.Remove(tmp)
 			return Rebuilt{}, err

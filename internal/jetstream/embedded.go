@@ -89,8 +89,25 @@ func (e *Embedded) Shutdown() {
 
 // Dial connects to an external NATS server or cluster (comma-separated
 // URLs), reconnecting for as long as the process runs.
+//
+// A process started while no server answers keeps trying (its first
+// requests wait or fail as in an outage). A server that stops answering
+// without closing the connection (paused, a half-open network) is left
+// within a few seconds for another node of the cluster.
 func Dial(url, name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
+	return dial(url, name, nats.RetryOnFailedConnect(true))
+}
+
+// DialNow is Dial for a command that runs once: it fails at once if no
+// server answers.
+func DialNow(url, name string) (*nats.Conn, error) {
+	return dial(url, name, nats.RetryOnFailedConnect(false))
+}
+
+func dial(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append(opts, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
+		nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(2))
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}

@@ -250,11 +250,24 @@ func untrusted(c jetstream.StreamConfig) []string {
 	if c.AllowMsgTTL {
 		problems = append(problems, "it allows per-message TTLs (events could expire), which cannot be turned off")
 	}
-	if c.Sealed || c.NoAck || c.Mirror != nil || len(c.Sources) > 0 {
-		problems = append(problems, "it is sealed, unacknowledged, a mirror or sourced")
+	if c.PersistMode == jetstream.AsyncPersistMode {
+		problems = append(problems, "it acknowledges writes before they are stored (async persist mode), which cannot be changed")
+	}
+	if c.Sealed || c.NoAck || c.Mirror != nil || len(c.Sources) > 0 || c.SubjectTransform != nil || c.RePublish != nil {
+		problems = append(problems, "it is sealed, unacknowledged, a mirror, sourced, or transforms or republishes subjects")
+	}
+	if c.AllowMsgSchedules || c.AllowRollup || c.AllowMsgCounter {
+		problems = append(problems, "it allows message schedules, roll-ups or counters, which could replace events")
+	}
+	if c.MaxMsgSize > 0 && c.MaxMsgSize < minMsgSize {
+		problems = append(problems, fmt.Sprintf("it refuses messages over %d bytes (SPA needs %d)", c.MaxMsgSize, minMsgSize))
 	}
 	return problems
 }
+
+// minMsgSize is the smallest message size limit a stream may have: an
+// event or an access record is far smaller.
+const minMsgSize = 64 << 10
 
 // provisionStream creates want, or updates have to it keeping any setting
 // SPA does not manage (placement, metadata) as the operator left it.
@@ -306,6 +319,9 @@ type Requirements struct {
 	MinReplicas int
 	// Log is told, once, when the process has to wait for the assets.
 	Log *slog.Logger
+	// Skip are the sequences of undecodable events an operator decided to
+	// step over (--skip-undecodable): loading an aggregate leaves them out.
+	Skip map[uint64]bool
 }
 
 // ErrNotProvisioned is returned (wrapped) while an asset does not exist
@@ -369,7 +385,7 @@ func awaitAsset[T any](ctx context.Context, log *slog.Logger, what string, notFo
 		log = slog.New(slog.DiscardHandler)
 	}
 	var asset T
-	r := &backoff.Retrier{Gate: backoff.NewGate("waiting for "+what, log), Max: 2 * time.Second}
+	r := &backoff.Retrier{Gate: backoff.NewGate("looking up "+what, log), Max: 2 * time.Second}
 	err := backoff.Retry(ctx, r, Retryable, func(ctx context.Context) error {
 		a, err := lookup(ctx)
 		switch {
@@ -390,10 +406,20 @@ type retryableError struct{ error }
 func (e *retryableError) Unwrap() error { return e.error }
 
 // RouterConsumer returns the routers' shared consumer once it exists,
-// waiting for it (and for JetStream) like Open.
+// waiting for it (and for JetStream) like Open; one with fewer replicas
+// than the store requires, or without explicit acks, is ErrWeak.
 func (s *Store) RouterConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	return awaitAsset(ctx, s.log, "consumer "+RouterConsumer, jetstream.ErrConsumerNotFound, func(ctx context.Context) (jetstream.Consumer, error) {
-		return s.stream.Consumer(ctx, RouterConsumer)
+		c, err := s.stream.Consumer(ctx, RouterConsumer)
+		if err != nil {
+			return nil, err
+		}
+		cfg := c.CachedInfo().Config
+		if cfg.Replicas != 0 && cfg.Replicas < s.minReplicas || cfg.AckPolicy != jetstream.AckExplicitPolicy {
+			return nil, fmt.Errorf("consumer %s: %w: %d replicas (%d required), %s acks (run `spa-ctl init` with the replicas you need)",
+				RouterConsumer, ErrWeak, cfg.Replicas, s.minReplicas, cfg.AckPolicy)
+		}
+		return c, nil
 	})
 }
 

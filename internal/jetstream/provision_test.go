@@ -64,6 +64,9 @@ func TestProvisionRefusesUntrustedStreams(t *testing.T) {
 	for name, cfg := range map[string]natsjs.StreamConfig{
 		"memory":  {Storage: natsjs.MemoryStorage},
 		"msg ttl": {Storage: natsjs.FileStorage, AllowMsgTTL: true},
+		"async":   {Storage: natsjs.FileStorage, PersistMode: natsjs.AsyncPersistMode},
+		"rollups": {Storage: natsjs.FileStorage, AllowRollup: true},
+		"tiny":    {Storage: natsjs.FileStorage, MaxMsgSize: 100},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

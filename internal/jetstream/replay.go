@@ -40,8 +40,12 @@ func (s *Store) Replay(ctx context.Context, f spa.EventFilter, fn func(spa.Store
 			if e.Sequence > end || !f.ToTime.IsZero() && !e.Time.Before(f.ToTime) {
 				return ErrStop
 			}
-			if f.Provider != "" && e.Provider != f.Provider || len(f.Types) > 0 && !slices.Contains(f.Types, e.Type) {
+			if f.Provider != "" && e.Provider != f.Provider || len(f.Types) > 0 && !slices.Contains(f.Types, e.Type) ||
+				!f.FromTime.IsZero() && e.Time.Before(f.FromTime) {
 				continue
+			}
+			if _, err := Decode(e); err != nil {
+				e.Undecodable = err.Error()
 			}
 			if err := fn(e); err != nil {
 				return err
@@ -58,12 +62,19 @@ func (s *Store) Replay(ctx context.Context, f spa.EventFilter, fn func(spa.Store
 }
 
 // Watch calls fn for every event on referral subjects addressed to
-// provider that comes after sequence after, as it is appended, until ctx
-// ends or fn fails; every interval in which no such event was sent, fn is
+// provider that comes after sequence after (KindOutOfRange if after is
+// beyond the log's end), as it is appended, until ctx ends or fn fails; every interval in which no such event was sent, fn is
 // called with an empty event whose Sequence is the last one seen (a
 // heartbeat that moves the cursor on). It reads with Follow, which removes
 // its consumer from the server when the watch ends.
 func (s *Store) Watch(ctx context.Context, provider string, after uint64, interval time.Duration, fn func(spa.StoredEvent) error) error {
+	last, err := s.LastSequence(ctx)
+	if err != nil {
+		return err
+	}
+	if after > last {
+		return spa.Errorf(spa.KindOutOfRange, "after_sequence %d is beyond the log's last sequence %d", after, last)
+	}
 	cursor := after
 	sent := false
 	opts := FollowOptions{From: after + 1, Subjects: []string{SubjectOf(spa.AggregateReferral, "*")}, Tick: interval, Batch: 256, What: "watch"}
@@ -83,6 +94,9 @@ func (s *Store) Watch(ctx context.Context, provider string, after uint64, interv
 				continue
 			}
 			sent = true
+			if _, err := Decode(e); err != nil {
+				e.Undecodable = err.Error()
+			}
 			if err := fn(e); err != nil {
 				return err
 			}

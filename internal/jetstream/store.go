@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,6 +52,10 @@ type Store struct {
 	// reads and appends log an outage of the event log once each (reads
 	// may be answered by any replica while appends wait for a leader).
 	reads, appends *backoff.Gate
+	// minReplicas is what the assets looked up later must have.
+	minReplicas int
+	// skip are undecodable events an aggregate's load steps over.
+	skip map[uint64]bool
 }
 
 // Open returns a store on the event stream once it exists and is as
@@ -72,7 +77,7 @@ func Open(ctx context.Context, nc *nats.Conn, req Requirements) (*Store, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{nc: nc, js: js, stream: stream, log: log,
+	return &Store{nc: nc, js: js, stream: stream, log: log, minReplicas: max(req.MinReplicas, 1), skip: req.Skip,
 		reads: backoff.NewGate("event log reads", log), appends: backoff.NewGate("event log appends", log)}, nil
 }
 
@@ -84,6 +89,17 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 
 // SubjectOf returns the subject of an aggregate's events.
 func SubjectOf(agg spa.Aggregate, id string) string { return "spa." + string(agg) + "." + id }
+
+// AggregateOfSubject returns the aggregate and id whose events a subject
+// holds.
+func AggregateOfSubject(subject string) (spa.Aggregate, string, bool) {
+	for _, agg := range []spa.Aggregate{spa.AggregateReferral, spa.AggregateProvider} {
+		if id, ok := strings.CutPrefix(subject, SubjectOf(agg, "")); ok && id != "" {
+			return agg, id, true
+		}
+	}
+	return "", "", false
+}
 
 // Load returns every event of an aggregate, oldest first, and the sequence
 // of the last one (0 when it has none). A store that cannot answer for a
@@ -118,12 +134,15 @@ func (s *Store) load(ctx context.Context, subject string) ([]spa.Record, uint64,
 		if err != nil {
 			return nil, 0, fmt.Errorf("jetstream: load %s from %d: %w", subject, seq, err)
 		}
+		seq = msg.Sequence
 		rec, err := Decode(spa.StoredEvent{Sequence: msg.Sequence, Subject: msg.Subject, Data: msg.Data})
+		if err != nil && s.skip[msg.Sequence] {
+			continue // an operator decided to step over it
+		}
 		if err != nil {
 			return nil, 0, err
 		}
 		recs = append(recs, rec)
-		seq = msg.Sequence
 	}
 	return recs, last.Sequence, nil
 }
@@ -283,39 +302,57 @@ func (s *Store) ownAppend(ctx context.Context, subject, eventID string) (uint64,
 // lastOnLeader returns the sequence and message id of the last event on
 // subject as the stream's leader has it (0 when there is none).
 func (s *Store) lastOnLeader(ctx context.Context, subject string) (uint64, string, error) {
-	req, err := json.Marshal(struct {
-		LastBySubject string `json:"last_by_subj"`
-	}{subject})
-	if err != nil {
+	msg, err := s.onLeader(ctx, apiGet{LastBySubject: subject})
+	if err != nil || msg == nil {
 		return 0, "", err
 	}
-	reply, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+StreamName, req)
-	if err != nil {
-		return 0, "", fmt.Errorf("jetstream: last event on %s: %w", subject, err)
-	}
-	var res struct {
-		Error   *jetstream.APIError `json:"error"`
-		Message *struct {
-			Seq     uint64 `json:"seq"`
-			Headers []byte `json:"hdrs"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(reply.Data, &res); err != nil {
-		return 0, "", fmt.Errorf("jetstream: last event on %s: %w", subject, err)
-	}
-	switch {
-	case res.Error != nil && res.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return 0, "", nil
-	case res.Error != nil:
-		return 0, "", fmt.Errorf("jetstream: last event on %s: %w", subject, res.Error)
-	case res.Message == nil:
-		return 0, "", fmt.Errorf("jetstream: last event on %s: empty answer", subject)
-	}
-	h, err := nats.DecodeHeadersMsg(res.Message.Headers)
+	h, err := nats.DecodeHeadersMsg(msg.Headers)
 	if err != nil {
 		return 0, "", fmt.Errorf("jetstream: last event on %s: headers: %w", subject, err)
 	}
-	return res.Message.Seq, h.Get(jetstream.MsgIDHeader), nil
+	return msg.Seq, h.Get(jetstream.MsgIDHeader), nil
+}
+
+// apiGet is a request of JetStream's message get API.
+type apiGet struct {
+	Seq           uint64 `json:"seq,omitempty"`
+	LastBySubject string `json:"last_by_subj,omitempty"`
+}
+
+// storedMsg is a message as JetStream's message get API answers it.
+type storedMsg struct {
+	Seq     uint64 `json:"seq"`
+	Headers []byte `json:"hdrs"`
+	Data    []byte `json:"data"`
+}
+
+// onLeader gets a message from the stream's leader (a direct get may be
+// answered by a replica that is behind), or nil when there is none.
+func (s *Store) onLeader(ctx context.Context, get apiGet) (*storedMsg, error) {
+	req, err := json.Marshal(get)
+	if err != nil {
+		return nil, err
+	}
+	reply, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+StreamName, req)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: get %+v: %w", get, err)
+	}
+	var res struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *storedMsg          `json:"message"`
+	}
+	if err := json.Unmarshal(reply.Data, &res); err != nil {
+		return nil, fmt.Errorf("jetstream: get %+v: %w", get, err)
+	}
+	switch {
+	case res.Error != nil && res.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, nil
+	case res.Error != nil:
+		return nil, fmt.Errorf("jetstream: get %+v: %w", get, res.Error)
+	case res.Message == nil:
+		return nil, fmt.Errorf("jetstream: get %+v: empty answer", get)
+	}
+	return res.Message, nil
 }
 
 // LastSequence returns the stream's last sequence (0 when empty), retried
@@ -469,6 +506,24 @@ func (s *Store) Holes(ctx context.Context, from, to uint64) (bool, error) {
 		return nil
 	})
 	return holes, err
+}
+
+// HashAt returns the SHA-256 of the bytes stored at seq as the stream's
+// leader has them, or nil when none is (deleted, or beyond the end);
+// retried like Load.
+func (s *Store) HashAt(ctx context.Context, seq uint64) ([]byte, error) {
+	var hash []byte
+	err := s.do(ctx, s.reads, func(ctx context.Context) error {
+		data, err := s.onLeader(ctx, apiGet{Seq: seq})
+		if err != nil || data == nil {
+			hash = nil
+			return err
+		}
+		h := sha256.Sum256(data.Data)
+		hash = h[:]
+		return nil
+	})
+	return hash, err
 }
 
 // Decode decodes a stored event. An event that is not a valid envelope of

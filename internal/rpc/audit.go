@@ -50,14 +50,14 @@ func (s *Audit) ListAccess(ctx context.Context, req *spav1.ListAccessRequest) (*
 // when asked. One this version cannot decode is sent all the same, with
 // its bytes and the reason, so that no reader stops at it.
 func storedEvent(e spa.StoredEvent, withData bool) *spav1.StoredEvent {
-	out := &spav1.StoredEvent{Sequence: e.Sequence, Subject: e.Subject, Type: e.Type, StoredAt: timestamppb.New(e.Time)}
+	out := &spav1.StoredEvent{Sequence: e.Sequence, Subject: e.Subject, Type: e.Type, StoredAt: timestamppb.New(e.Time), DecodeError: e.Undecodable}
 	env, err := codec.UnmarshalEnvelope(e.Data)
 	if err == nil {
 		out.Envelope = env
-		_, err = codec.RecordFromProto(e.Sequence, env)
-	}
-	if err != nil {
+	} else {
 		out.DecodeError = err.Error()
+	}
+	if out.DecodeError != "" {
 		withData = true
 	}
 	if withData {

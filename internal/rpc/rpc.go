@@ -111,20 +111,34 @@ func Status(log *slog.Logger, method string, err error) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
-// ErrorInterceptor maps every handler error through Status.
+// ErrorInterceptor maps every handler error through Status, and answers
+// a request the Codec could not decode as invalid.
 func ErrorInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := malformed(req); err != nil {
+			return nil, Status(log, info.FullMethod, err)
+		}
 		resp, err := handler(ctx, req)
 		return resp, Status(log, info.FullMethod, err)
 	}
 }
 
 // StreamErrorInterceptor maps every streaming handler's error through
-// Status.
+// Status, and answers a request the Codec could not decode as invalid.
 func StreamErrorInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return Status(log, info.FullMethod, handler(srv, ss))
+		return Status(log, info.FullMethod, handler(srv, checkedStream{ss}))
 	}
+}
+
+// checkedStream refuses a received message the Codec could not decode.
+type checkedStream struct{ grpc.ServerStream }
+
+func (s checkedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return malformed(m)
 }
 
 // query runs a query as the caller in the request metadata.

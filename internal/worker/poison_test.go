@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"spa/internal/app"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
@@ -101,5 +102,67 @@ func TestUndecodableEventHaltsTheProjection(t *testing.T) {
 	st, _ = reads.WorkerStatus(ctx, "poisoned")
 	if st.Rebuild.State != worker.RebuildSwapped || st.Rebuild.Live != st.Rebuild.Rebuilt {
 		t.Fatalf("rebuild past the skipped event: %+v", st.Rebuild)
+	}
+}
+
+// TestUndecodableProviderEventSteppedOver: the operator's remedy works for
+// a provider's subject too. Told to step over an undecodable event on
+// it, the worker moves the provider's version on to it, commands on the
+// provider leave it out, and the router still offers the provider work.
+func TestUndecodableProviderEventSteppedOver(t *testing.T) {
+	t.Parallel()
+	srv := jetstreamtest.Start(t)
+	nc := jetstreamtest.Connect(t, srv)
+	jetstreamtest.Store(t, nc, jetstream.Setup{})
+	ctx := context.Background()
+	now := time.Now().UTC()
+	a := app.New(jetstreamtest.Store(t, nc, jetstream.Setup{}), nil)
+	if _, _, err := a.RegisterProvider(ctx, app.Meta{}, spa.RegisterProvider{Details: spa.ProviderDetails{ODS: "NQR10", Name: "Reablement",
+		Boroughs: []string{"Bromley"}, Services: []spa.Service{spa.ServiceHomeCareReablement}}}); err != nil {
+		t.Fatal(err)
+	}
+	capacity := func(a *app.App, units int32) error {
+		_, err := a.UpdateCapacity(ctx, app.Meta{}, spa.UpdateCapacity{ProviderODS: "NQR10",
+			Capacity: []spa.Capacity{{Service: spa.ServiceHomeCareReablement, Available: units, Open: true, AsOf: time.Now().UTC().Add(-time.Minute)}}})
+		return err
+	}
+	if err := capacity(a, 3); err != nil {
+		t.Fatal(err)
+	}
+	// The bad message is the provider's last: a reservation is guarded by it.
+	ack, err := nc.Request("spa.provider.NQR10", []byte("not an envelope"), 10*time.Second)
+	if err != nil || !strings.Contains(string(ack.Data), `"seq":3`) {
+		t.Fatalf("publish the bad message: %v %s", err, ack.Data)
+	}
+	skip := worker.Skips{3: true}
+	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{Skip: skip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = app.New(store, nil)
+	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "provider-poison", Skip: skip, Scheduler: worker.SchedulerConfig{Disabled: true}})
+	res, err := a.SubmitReferral(ctx, app.Meta{}, spa.SubmitReferral{RequestID: "provider-poison-1", Details: spa.Details{
+		Patient:      spa.Patient{NHSNumber: "9434765919", GivenName: "Ann", FamilyName: "Patient", BirthDate: "1940-01-01", Postcode: "BR1 3JH", Borough: "Bromley"},
+		Episode:      spa.Episode{SiteODS: "RJZ30", Ward: "Darwin Ward", AdmissionDate: spa.LocalDate(now.AddDate(0, 0, -3))},
+		AdmittedFrom: spa.AdmittedFromHome, Needs: spa.Needs{Mobility: spa.MobilityWalkingAid, CareCallsPerDay: 2},
+		HospitalLead: spa.Contact{Name: "Ada Obi", Phone: "020 8000 1234"}, DischargeReadyDate: spa.LocalDate(now),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the referral offered to the provider", func() bool {
+		recs, _, err := store.Load(ctx, spa.AggregateReferral, res.ReferralID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if o, ok := r.Event.(spa.OfferMade); ok && o.ProviderODS == "NQR10" {
+				return true
+			}
+		}
+		return false
+	})
+	if err := capacity(a, 4); err != nil {
+		t.Fatalf("a command on the provider after the stepped-over event: %v", err)
 	}
 }

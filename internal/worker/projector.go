@@ -169,7 +169,11 @@ func (s Skips) entry(e spa.StoredEvent) (bolt.Entry, error) {
 	case err == nil:
 		return bolt.Entry{Record: rec, Raw: e.Data}, nil
 	case s[e.Sequence]:
-		return bolt.Entry{Record: spa.Record{Sequence: e.Sequence}}, nil
+		entry := bolt.Entry{Record: spa.Record{Sequence: e.Sequence}}
+		if agg, id, ok := ijs.AggregateOfSubject(e.Subject); ok {
+			entry.Skipped = &bolt.Skipped{Aggregate: agg, ID: id}
+		}
+		return entry, nil
 	}
 	return bolt.Entry{}, err
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
@@ -66,12 +67,26 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 	if err := ValidateID(cfg.ID); err != nil {
 		return err
 	}
+	// Two workers of one name would answer each other's control requests.
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	st, err := NewClient(nc).WorkerStatus(pctx, cfg.ID)
+	cancel()
+	if err == nil {
+		return fmt.Errorf("worker id %q is in use by a running worker (applied %d): give each worker its own --worker-id", cfg.ID, st.Applied)
+	}
 	model, err := bolt.Open(filepath.Join(cfg.DataDir, ReadModelFile))
 	if err != nil {
 		return err
 	}
 	defer model.Close()
 	log := cfg.Log.With("worker", cfg.ID)
+	// Check the routers' consumer now, rather than once caught up.
+	if _, err := store.RouterConsumer(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	proj := NewProjector(store, model, cfg.Skip, log)
 	var serving atomic.Bool
 	stopControl, err := serveControl(nc, &control{id: cfg.ID, model: model, proj: proj, feed: feedFrom(store, cfg.Skip), log: log, serving: &serving})
@@ -93,7 +108,7 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 		return err
 	}
 	applied := model.Applied()
-	reset, err := model.Bind(logID, target)
+	reset, err := model.Bind(logID, target, func(seq uint64) ([]byte, error) { return store.HashAt(ctx, seq) })
 	if err != nil {
 		return err
 	}
