@@ -4,12 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 
 	"spa/internal/jetstream"
+	"spa/internal/jetstream/jetstreamtest"
 	"spa/internal/worker"
 )
 
@@ -35,4 +37,24 @@ func runWorker(t *testing.T, nc *nats.Conn, store *jetstream.Store, cfg worker.C
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// TestDuplicateWorkerID: a worker refuses to start under the id of one
+// that is running.
+func TestDuplicateWorkerID(t *testing.T) {
+	t.Parallel()
+	srv := jetstreamtest.Start(t)
+	nc := jetstreamtest.Connect(t, srv)
+	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
+	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "twin", Scheduler: worker.SchedulerConfig{Disabled: true}})
+	reads := worker.NewClient(nc)
+	poll(t, "the first worker answers", func() bool {
+		_, err := reads.WorkerStatus(context.Background(), "twin")
+		return err == nil
+	})
+	err := worker.Run(context.Background(), nc, store, worker.Config{DataDir: t.TempDir(), ID: "twin",
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+	if err == nil || !strings.Contains(err.Error(), "in use by a running worker") {
+		t.Fatalf("a second worker named twin: %v", err)
+	}
 }
