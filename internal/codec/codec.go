@@ -4,6 +4,7 @@
 package codec
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -538,4 +539,26 @@ func capacitiesToProto(cs []spa.Capacity) []*spav1.Capacity {
 // ProviderToProto converts a provider's state for the API.
 func ProviderToProto(p spa.Provider) *spav1.Provider {
 	return &spav1.Provider{Details: ProviderDetailsToProto(p.Details), Capacity: capacitiesToProto(p.Capacity), Version: p.Version}
+}
+
+// DecodeStored decodes a stored event: UnmarshalRecord, and CheckSubject.
+// A reader must not guess at an event that fails either.
+func DecodeStored(e spa.StoredEvent) (spa.Record, error) {
+	rec, err := UnmarshalRecord(e.Sequence, e.Data)
+	if err != nil {
+		return rec, err
+	}
+	return rec, CheckSubject(rec, e.Subject)
+}
+
+// CheckSubject checks that a decoded event holds an event, and was stored
+// on its own aggregate's subject.
+func CheckSubject(rec spa.Record, subject string) error {
+	if rec.Event == nil {
+		return errors.New("codec: no event in the envelope")
+	}
+	if want := spa.SubjectOf(spa.AggregateOf(rec.Event), rec.AggregateID); want != subject {
+		return fmt.Errorf("codec: a %s of %s stored on %s", spa.EventName(rec.Event), want, subject)
+	}
+	return nil
 }

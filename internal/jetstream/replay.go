@@ -44,9 +44,6 @@ func (s *Store) Replay(ctx context.Context, f spa.EventFilter, fn func(spa.Store
 				!f.FromTime.IsZero() && e.Time.Before(f.FromTime) {
 				continue
 			}
-			if _, err := Decode(e); err != nil {
-				e.Undecodable = err.Error()
-			}
 			if err := fn(e); err != nil {
 				return err
 			}
@@ -94,9 +91,6 @@ func (s *Store) Watch(ctx context.Context, provider string, after uint64, interv
 				continue
 			}
 			sent = true
-			if _, err := Decode(e); err != nil {
-				e.Undecodable = err.Error()
-			}
 			if err := fn(e); err != nil {
 				return err
 			}

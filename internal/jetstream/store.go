@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -87,19 +86,8 @@ func (s *Store) Stream() jetstream.Stream { return s.stream }
 // JetStream returns the JetStream context, for key-value buckets.
 func (s *Store) JetStream() jetstream.JetStream { return s.js }
 
-// SubjectOf returns the subject of an aggregate's events.
-func SubjectOf(agg spa.Aggregate, id string) string { return "spa." + string(agg) + "." + id }
-
-// AggregateOfSubject returns the aggregate and id whose events a subject
-// holds.
-func AggregateOfSubject(subject string) (spa.Aggregate, string, bool) {
-	for _, agg := range []spa.Aggregate{spa.AggregateReferral, spa.AggregateProvider} {
-		if id, ok := strings.CutPrefix(subject, SubjectOf(agg, "")); ok && id != "" {
-			return agg, id, true
-		}
-	}
-	return "", "", false
-}
+// SubjectOf returns the subject of an aggregate's events (spa.SubjectOf).
+func SubjectOf(agg spa.Aggregate, id string) string { return spa.SubjectOf(agg, id) }
 
 // Load returns every event of an aggregate, oldest first, and the sequence
 // of the last one (0 when it has none). A store that cannot answer for a
@@ -135,7 +123,7 @@ func (s *Store) load(ctx context.Context, subject string) ([]spa.Record, uint64,
 			return nil, 0, fmt.Errorf("jetstream: load %s from %d: %w", subject, seq, err)
 		}
 		seq = msg.Sequence
-		rec, err := Decode(spa.StoredEvent{Sequence: msg.Sequence, Subject: msg.Subject, Data: msg.Data})
+		rec, err := codec.DecodeStored(spa.StoredEvent{Sequence: msg.Sequence, Subject: msg.Subject, Data: msg.Data})
 		if err != nil && s.skip[msg.Sequence] {
 			continue // an operator decided to step over it
 		}
@@ -524,21 +512,4 @@ func (s *Store) HashAt(ctx context.Context, seq uint64) ([]byte, error) {
 		return nil
 	})
 	return hash, err
-}
-
-// Decode decodes a stored event. An event that is not a valid envelope of
-// a type this version knows, or that is stored on another subject than its
-// aggregate's, is an error: a reader must not guess.
-func Decode(e spa.StoredEvent) (spa.Record, error) {
-	rec, err := codec.UnmarshalRecord(e.Sequence, e.Data)
-	if err != nil {
-		return rec, err
-	}
-	if rec.Event == nil {
-		return rec, errors.New("no event in the envelope")
-	}
-	if want := SubjectOf(spa.AggregateOf(rec.Event), rec.AggregateID); want != e.Subject {
-		return rec, fmt.Errorf("a %s of %s stored on %s", spa.EventName(rec.Event), want, e.Subject)
-	}
-	return rec, nil
 }

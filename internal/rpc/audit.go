@@ -50,14 +50,17 @@ func (s *Audit) ListAccess(ctx context.Context, req *spav1.ListAccessRequest) (*
 // when asked. One this version cannot decode is sent all the same, with
 // its bytes and the reason, so that no reader stops at it.
 func storedEvent(e spa.StoredEvent, withData bool) *spav1.StoredEvent {
-	out := &spav1.StoredEvent{Sequence: e.Sequence, Subject: e.Subject, Type: e.Type, StoredAt: timestamppb.New(e.Time), DecodeError: e.Undecodable}
+	out := &spav1.StoredEvent{Sequence: e.Sequence, Subject: e.Subject, Type: e.Type, StoredAt: timestamppb.New(e.Time)}
 	env, err := codec.UnmarshalEnvelope(e.Data)
 	if err == nil {
 		out.Envelope = env
-	} else {
-		out.DecodeError = err.Error()
+		var rec spa.Record
+		if rec, err = codec.RecordFromProto(e.Sequence, env); err == nil {
+			err = codec.CheckSubject(rec, e.Subject)
+		}
 	}
-	if out.DecodeError != "" {
+	if err != nil {
+		out.DecodeError = err.Error()
 		withData = true
 	}
 	if withData {

@@ -15,10 +15,6 @@ type StoredEvent struct {
 	Data []byte
 	// Hash is the SHA-256 of Data recorded when it was appended.
 	Hash []byte
-	// Undecodable, when set by a replay or a watch, says why this version
-	// cannot read the event (not an envelope, an unknown type, stored on
-	// another aggregate's subject).
-	Undecodable string
 }
 
 // MaxEventTypes is the most names an event filter's event_types may list.

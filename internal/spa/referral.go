@@ -2,6 +2,7 @@ package spa
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -258,6 +259,21 @@ func ValidAggregateID(agg Aggregate, id string) bool {
 
 // AggregateOf returns the kind of aggregate an event belongs to.
 func AggregateOf(e Event) Aggregate { return e.aggregate() }
+
+// SubjectOf returns the subject an aggregate's events are stored on,
+// spa.<aggregate>.<id>. Persisted: never change it.
+func SubjectOf(agg Aggregate, id string) string { return "spa." + string(agg) + "." + id }
+
+// AggregateOfSubject returns the aggregate and id whose events a subject
+// holds.
+func AggregateOfSubject(subject string) (Aggregate, string, bool) {
+	for _, agg := range []Aggregate{AggregateReferral, AggregateProvider} {
+		if id, ok := strings.CutPrefix(subject, SubjectOf(agg, "")); ok && id != "" {
+			return agg, id, true
+		}
+	}
+	return "", "", false
+}
 
 // ReferralSubmitted: a discharge team referred a patient.
 type ReferralSubmitted struct {

@@ -9,6 +9,7 @@ import (
 
 	"spa/internal/backoff"
 	"spa/internal/bolt"
+	"spa/internal/codec"
 	ijs "spa/internal/jetstream"
 	"spa/internal/spa"
 )
@@ -164,13 +165,13 @@ type Skips map[uint64]bool
 // entry decodes a stored event for the read model, or returns an empty
 // entry for an undecodable one in s.
 func (s Skips) entry(e spa.StoredEvent) (bolt.Entry, error) {
-	rec, err := ijs.Decode(e)
+	rec, err := codec.DecodeStored(e)
 	switch {
 	case err == nil:
 		return bolt.Entry{Record: rec, Raw: e.Data}, nil
 	case s[e.Sequence]:
 		entry := bolt.Entry{Record: spa.Record{Sequence: e.Sequence}}
-		if agg, id, ok := ijs.AggregateOfSubject(e.Subject); ok {
+		if agg, id, ok := spa.AggregateOfSubject(e.Subject); ok {
 			entry.Skipped = &bolt.Skipped{Aggregate: agg, ID: id}
 		}
 		return entry, nil

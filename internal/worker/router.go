@@ -12,6 +12,7 @@ import (
 
 	"spa/internal/backoff"
 	"spa/internal/bolt"
+	"spa/internal/codec"
 	ijs "spa/internal/jetstream"
 	"spa/internal/spa"
 )
@@ -155,7 +156,7 @@ var errUndecodable = errors.New("undecodable event")
 
 // handle takes the steps the event at seq prompts.
 func (rt *Router) handle(ctx context.Context, seq uint64, msg jetstream.Msg) error {
-	rec, err := ijs.Decode(spa.StoredEvent{Sequence: seq, Subject: msg.Subject(), Data: msg.Data()})
+	rec, err := codec.DecodeStored(spa.StoredEvent{Sequence: seq, Subject: msg.Subject(), Data: msg.Data()})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUndecodable, err)
 	}
