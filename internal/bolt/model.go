@@ -49,6 +49,8 @@ var (
 // An entry whose record has only its Sequence holds no event (a deleted
 // sequence); with Skipped, it is an undecodable event an operator decided
 // to step over, which moves its aggregate's version on and nothing else.
+// Raw, when set, is what the log stores at the sequence: the model keeps
+// the last one's hash to know, when opened again, that it is the same log.
 type Entry struct {
 	Record  spa.Record
 	Raw     []byte

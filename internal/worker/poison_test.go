@@ -1,9 +1,12 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,4 +168,65 @@ func TestUndecodableProviderEventSteppedOver(t *testing.T) {
 	if err := capacity(a, 4); err != nil {
 		t.Fatalf("a command on the provider after the stepped-over event: %v", err)
 	}
+}
+
+// TestSteppedOverLastEventKeepsTheModel: a worker whose last applied event
+// was stepped over, restarted, finds its model bound to the same log (the
+// hash it kept is the stored event's) and does not build it again.
+func TestSteppedOverLastEventKeepsTheModel(t *testing.T) {
+	t.Parallel()
+	srv := jetstreamtest.Start(t)
+	nc := jetstreamtest.Connect(t, srv)
+	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
+	ctx := context.Background()
+	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	for i := range 2 {
+		id := spa.ReferralIDFor(fmt.Sprintf("last-%02d", i))
+		if _, err := store.Append(ctx, spa.Record{EventID: id + "-0", AggregateID: id, OccurredAt: at, RecordedAt: at,
+			Event: spa.ReferralSubmitted{RequestID: fmt.Sprintf("last-%02d", i), Details: spa.Details{CriteriaMet: []spa.Criterion{spa.CriterionOxygen},
+				Episode: spa.Episode{SiteODS: "RJZ30"}, Patient: spa.Patient{Borough: "Bromley"}}}}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack, err := nc.Request("spa.referral.ref-aaaaaaaaaaaaaaaa", []byte("not an envelope"), 10*time.Second)
+	if err != nil || !strings.Contains(string(ack.Data), `"seq":3`) {
+		t.Fatalf("publish the bad message: %v %s", err, ack.Data)
+	}
+	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
+	dir := t.TempDir()
+	skip := worker.Skips{3: true}
+	for run := range 2 {
+		var logged lockedBuffer
+		stop := runWorker(t, nc, store, worker.Config{DataDir: dir, ID: "stepped", Skip: skip, Scheduler: worker.SchedulerConfig{Disabled: true},
+			Log: slog.New(slog.NewTextHandler(&logged, nil))})
+		poll(t, "serving past the skipped event", func() bool {
+			st, err := reads.WorkerStatus(ctx, "stepped")
+			return err == nil && st.Serving && st.Applied == 3
+		})
+		stop()
+		if run == 1 && strings.Contains(logged.String(), "building it again") {
+			t.Fatalf("restarted, the worker built its model again:\n%s", logged.String())
+		}
+		if !strings.Contains(logged.String(), "read model opened") {
+			t.Fatalf("run %d logged no opening:\n%s", run, logged.String())
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -170,7 +170,13 @@ func (s Skips) entry(e spa.StoredEvent) (bolt.Entry, error) {
 	case err == nil:
 		return bolt.Entry{Record: rec, Raw: e.Data}, nil
 	case s[e.Sequence]:
-		entry := bolt.Entry{Record: spa.Record{Sequence: e.Sequence}}
+		// Raw is kept so the model records the stored event's hash: a
+		// restart finds its last entry where the log has it.
+		// An empty message has a hash too, unlike a deleted sequence.
+		entry := bolt.Entry{Record: spa.Record{Sequence: e.Sequence}, Raw: e.Data}
+		if entry.Raw == nil {
+			entry.Raw = []byte{}
+		}
 		if agg, id, ok := spa.AggregateOfSubject(e.Subject); ok {
 			entry.Skipped = &bolt.Skipped{Aggregate: agg, ID: id}
 		}
