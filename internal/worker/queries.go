@@ -46,6 +46,9 @@ const (
 
 	// maxWait caps how long a query waits for a consistency token.
 	maxWait = time.Minute
+	// quickWait is how long a query waits for its token before asking the
+	// log whether the token is beyond it (OUT_OF_RANGE).
+	quickWait = 100 * time.Millisecond
 	// maxInFlight bounds concurrent queries per worker.
 	maxInFlight = 256
 	// replyHeadroom is kept free of a reply's payload for its headers.
@@ -190,6 +193,18 @@ func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 			return spa.Errorf(spa.KindUnavailable, "this worker is stopping; ask again")
 		}
 		return spa.Errorf(spa.KindDeadlineExceeded, "read model has not applied sequence %d yet", seq)
+	}
+	// A token from a write just made is usually applied within
+	// milliseconds: the log is asked whether it reaches seq at all only
+	// when the model has not got there after a short wait.
+	soon, cancelSoon := context.WithTimeout(ctx, quickWait)
+	err := q.model.WaitFor(soon, seq)
+	cancelSoon()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return stopping()
 	}
 	if seq > q.last.Load() {
 		last, err := q.store.LastSequence(ctx)
