@@ -174,8 +174,9 @@ func serveQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func
 }
 
 // waitFor waits until seq is applied or the caller's deadline (sent in a
-// header) passes. A seq beyond the log's last sequence is refused at once
-// (KindOutOfRange): no wait would ever see it applied.
+// header) passes. A seq beyond the log's last sequence is refused
+// (KindOutOfRange) after at most quickWait, however short the deadline:
+// no wait would ever see it applied.
 func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 	if seq == 0 || q.model.Applied() >= seq {
 		return nil
@@ -197,7 +198,9 @@ func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 	// A token from a write just made is usually applied within
 	// milliseconds: the log is asked whether it reaches seq at all only
 	// when the model has not got there after a short wait.
-	soon, cancelSoon := context.WithTimeout(ctx, quickWait)
+	// The short wait takes at most half the time left, so that a token
+	// beyond the log is still told apart from a slow model.
+	soon, cancelSoon := context.WithTimeout(ctx, min(quickWait, time.Until(deadline)/2))
 	err := q.model.WaitFor(soon, seq)
 	cancelSoon()
 	if err == nil {
