@@ -30,26 +30,14 @@ func TestUndecodableEventHaltsTheProjection(t *testing.T) {
 	nc := jetstreamtest.Connect(t, srv)
 	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
 	ctx := context.Background()
-	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
-	appendReferral := func(i int) uint64 {
-		t.Helper()
-		id := spa.ReferralIDFor(fmt.Sprintf("poison-%02d", i))
-		seq, err := store.Append(ctx, spa.Record{EventID: id + "-0", AggregateID: id, OccurredAt: at, RecordedAt: at,
-			Event: spa.ReferralSubmitted{RequestID: fmt.Sprintf("poison-%02d", i), Details: spa.Details{CriteriaMet: []spa.Criterion{spa.CriterionOxygen},
-				Episode: spa.Episode{SiteODS: "RJZ30"}, Patient: spa.Patient{Borough: "Bromley"}}}}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return seq
-	}
 	for i := range 3 {
-		appendReferral(i)
+		appendNotReady(t, store, fmt.Sprintf("poison-%02d", i))
 	}
 	ack, err := nc.Request("spa.referral.ref-aaaaaaaaaaaaaaaa", []byte("not an envelope"), 10*time.Second)
 	if err != nil || !strings.Contains(string(ack.Data), `"seq":4`) {
 		t.Fatalf("publish the bad message: %v %s", err, ack.Data)
 	}
-	appendReferral(3)
+	appendNotReady(t, store, "poison-03")
 
 	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
 	dir := t.TempDir()
@@ -179,14 +167,8 @@ func TestSteppedOverLastEventKeepsTheModel(t *testing.T) {
 	nc := jetstreamtest.Connect(t, srv)
 	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
 	ctx := context.Background()
-	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	for i := range 2 {
-		id := spa.ReferralIDFor(fmt.Sprintf("last-%02d", i))
-		if _, err := store.Append(ctx, spa.Record{EventID: id + "-0", AggregateID: id, OccurredAt: at, RecordedAt: at,
-			Event: spa.ReferralSubmitted{RequestID: fmt.Sprintf("last-%02d", i), Details: spa.Details{CriteriaMet: []spa.Criterion{spa.CriterionOxygen},
-				Episode: spa.Episode{SiteODS: "RJZ30"}, Patient: spa.Patient{Borough: "Bromley"}}}}, 0); err != nil {
-			t.Fatal(err)
-		}
+		appendNotReady(t, store, fmt.Sprintf("last-%02d", i))
 	}
 	ack, err := nc.Request("spa.referral.ref-aaaaaaaaaaaaaaaa", []byte("not an envelope"), 10*time.Second)
 	if err != nil || !strings.Contains(string(ack.Data), `"seq":3`) {
@@ -229,4 +211,17 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// appendNotReady appends a submission of a referral that is not ready to
+// leave (a criterion to reside met), so that no router acts on it.
+func appendNotReady(t *testing.T, store *jetstream.Store, requestID string) {
+	t.Helper()
+	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	id := spa.ReferralIDFor(requestID)
+	if _, err := store.Append(context.Background(), spa.Record{EventID: id + "-0", AggregateID: id, OccurredAt: at, RecordedAt: at,
+		Event: spa.ReferralSubmitted{RequestID: requestID, Details: spa.Details{CriteriaMet: []spa.Criterion{spa.CriterionOxygen},
+			Episode: spa.Episode{SiteODS: "RJZ30"}, Patient: spa.Patient{Borough: "Bromley"}}}}, 0); err != nil {
+		t.Fatal(err)
+	}
 }
