@@ -73,6 +73,10 @@ commands:
                                      P: p0_home, p1_home_first, p2_step_down, p3_care_home, end_of_life)
   providers [--borough B] [--service S]
                                      show providers and their capacity (every page)
+  capacity --provider ODS --service S --units N [--closed] [--as-of T]
+                                     declare a provider's free units of a service, as counted
+                                     at T (RFC 3339; default now); units promised to live
+                                     offers are subtracted by the SPA (safe to retry)
   assignments --provider ODS [--status S]
                                      show a provider's assignments, newest first (every page)
   watch --provider ODS [--after CURSOR] [--heartbeats]
@@ -164,6 +168,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return c.listProviders(ctx, rest)
 	case "assignments":
 		return c.listAssignments(ctx, rest)
+	case "capacity":
+		return c.declareCapacity(ctx, rest)
 	case "accept", "decline", "start", "complete":
 		return c.answer(ctx, cmd, rest)
 	case "left":
@@ -187,8 +193,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 // retryUnavailable is the gRPC service config spa-ctl dials with: a call
 // that is safe to send twice, answered UNAVAILABLE (the event log or the
 // read models are failing over), is sent again, the same request (a
-// submission keeps its request id), with backoff, within the call's
-// deadline. Other commands are not yet idempotent: one answered
+// submission keeps its request id, a declaration of capacity its as_of),
+// with backoff, within the call's deadline. Other commands are not yet idempotent: one answered
 // UNAVAILABLE may have taken effect, so the operator checks before sending
 // it again.
 const retryUnavailable = `{"methodConfig": [{"name": [
@@ -196,6 +202,7 @@ const retryUnavailable = `{"methodConfig": [{"name": [
     {"service": "spa.v1.ReferralService", "method": "GetReferral"},
     {"service": "spa.v1.ReferralService", "method": "ListReferrals"},
     {"service": "spa.v1.ProviderService", "method": "ListProviders"},
+    {"service": "spa.v1.ProviderService", "method": "UpdateCapacity"},
     {"service": "spa.v1.AssignmentService", "method": "ListAssignments"},
     {"service": "spa.v1.AssignmentService", "method": "WatchAssignments"},
     {"service": "spa.v1.AuditService"}

@@ -144,6 +144,28 @@ func TestCommands(t *testing.T) {
 	if err != nil || !strings.Contains(providers, "Cedarwood Hospice") || strings.Contains(providers, "Elmwood") {
 		t.Fatalf("providers: %v\n%s", err, providers)
 	}
+	// The hospice declares three beds free; the bed of the accepted offer
+	// stays promised. The same declaration sent again changes nothing.
+	asOf := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	declare := []string{"capacity", "--provider", "HOS10", "--service", "hospice_bed", "--units", "3", "--as-of", asOf}
+	if out, _, err := run(t, addr, declare...); err != nil || !strings.Contains(out, "HOS10: declared") {
+		t.Fatalf("capacity: %v %s", err, out)
+	}
+	if out, _, err := run(t, addr, declare...); err != nil || !strings.Contains(out, "already declared") {
+		t.Fatalf("capacity again: %v %s", err, out)
+	}
+	if _, _, err := run(t, addr, "capacity", "--provider", "HOS10", "--service", "hospice_bed"); err == nil || !strings.Contains(err.Error(), "--units") {
+		t.Fatalf("capacity without units: %v", err)
+	}
+	await.True(t, 30*time.Second, "the declaration on the board", func() bool {
+		providers, _, err = run(t, addr, "providers", "--service", "hospice_bed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// AVAILABLE DECLARED RESERVED for the hospice's beds.
+		m := regexp.MustCompile(`HOS10 .* hospice_bed +(\d+) +(\d+) +(\d+) `).FindStringSubmatch(providers)
+		return m != nil && m[1] == "2" && m[2] == "3" && m[3] == "1"
+	})
 
 	// Tamper evidence: the live log verifies, so does a copy, and a copy
 	// with one byte altered fails at that event.

@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	spav1 "spa/internal/gen/spa/v1"
 )
@@ -39,7 +43,7 @@ func (c *ctl) listProviders(ctx context.Context, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROVIDER\tNAME\tBOROUGHS\tSERVICE\tFREE\tOPEN\tAS OF")
+	fmt.Fprintln(tw, "PROVIDER\tNAME\tBOROUGHS\tSERVICE\tAVAILABLE\tDECLARED\tRESERVED\tOPEN\tAS OF")
 	err = c.pages(ctx, func(ctx context.Context, token string) (string, error) {
 		res, err := c.providers.ListProviders(ctx, &spav1.ListProvidersRequest{Borough: *borough, Service: spav1.Service(s), PageToken: token})
 		for _, p := range res.GetProviders() {
@@ -49,8 +53,8 @@ func (c *ctl) listProviders(ctx context.Context, args []string) error {
 				if cp.GetAsOf() != nil {
 					asOf = cp.GetAsOf().AsTime().Local().Format("2006-01-02 15:04")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%v\t%s\n", d.GetOds(), d.GetName(), strings.Join(d.GetBoroughs(), ","),
-					enumName(cp.GetService().String(), "SERVICE_"), cp.GetAvailableUnits(), cp.GetOpen(), asOf)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%v\t%s\n", d.GetOds(), d.GetName(), strings.Join(d.GetBoroughs(), ","),
+					enumName(cp.GetService().String(), "SERVICE_"), cp.GetAvailableUnits(), cp.GetDeclaredUnits(), cp.GetReservedUnits(), cp.GetOpen(), asOf)
 			}
 		}
 		return res.GetNextPageToken(), err
@@ -59,6 +63,45 @@ func (c *ctl) listProviders(ctx context.Context, args []string) error {
 		return err
 	}
 	return tw.Flush()
+}
+
+// declareCapacity declares a provider's vacancies of one service.
+func (c *ctl) declareCapacity(ctx context.Context, args []string) error {
+	fs := c.flags("capacity")
+	provider := fs.String("provider", "", "the provider's ODS code (required)")
+	service := fs.String("service", "", "the service, e.g. care_home_bed (required)")
+	units := fs.Int("units", -1, "units free as counted (required)")
+	closed := fs.Bool("closed", false, "closed to admissions")
+	asOf := fs.String("as-of", "", "when the units were counted, RFC 3339 (default now)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	s, err := parseEnum(spav1.Service_value, "SERVICE_", *service, "--service")
+	if err != nil {
+		return err
+	}
+	if *provider == "" || s == 0 || *units < 0 || fs.NArg() != 0 {
+		return fmt.Errorf("capacity: give --provider, --service and --units (0 or more)")
+	}
+	at := time.Now()
+	if *asOf != "" {
+		if at, err = time.Parse(time.RFC3339, *asOf); err != nil {
+			return fmt.Errorf("capacity: --as-of: %w", err)
+		}
+	}
+	req := &spav1.UpdateCapacityRequest{ProviderOds: *provider, Capacity: []*spav1.Capacity{{
+		Service: spav1.Service(s), AvailableUnits: int32(min(*units, math.MaxInt32)), Open: !*closed, AsOf: timestamppb.New(at)}}}
+	return c.call(ctx, func(ctx context.Context) error {
+		res, err := c.providers.UpdateCapacity(ctx, req)
+		switch {
+		case err != nil:
+		case res.GetUnchanged():
+			fmt.Fprintf(c.stdout, "%s: already declared (sequence %d)\n", *provider, res.GetSequence())
+		default:
+			fmt.Fprintf(c.stdout, "%s: declared (sequence %d)\n", *provider, res.GetSequence())
+		}
+		return err
+	})
 }
 
 func (c *ctl) listAssignments(ctx context.Context, args []string) error {

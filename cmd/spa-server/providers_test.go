@@ -50,8 +50,9 @@ func TestProviderDirectory(t *testing.T) {
 	want := []*spav1.Provider{{
 		Details: &spav1.ProviderDetails{Ods: "VLAXL", Name: "Elmwood Care Home", Boroughs: []string{"Bexley", "Bromley"},
 			Services: []spav1.Service{spav1.Service_SERVICE_DESIGNATED_STEP_DOWN_BED, spav1.Service_SERVICE_CARE_HOME_BED}, AcceptsInfectionPositive: true},
-		Capacity: []*spav1.Capacity{{Service: spav1.Service_SERVICE_DESIGNATED_STEP_DOWN_BED}, beds},
-		Version:  capRes.GetSequence(),
+		Capacity: []*spav1.Capacity{{Service: spav1.Service_SERVICE_DESIGNATED_STEP_DOWN_BED},
+			{Service: beds.Service, AvailableUnits: 2, DeclaredUnits: 2, Open: true, AsOf: asOf}},
+		Version: capRes.GetSequence(),
 	}}
 	if diff := cmp.Diff(want, list.GetProviders(), protocmp.Transform()); diff != "" {
 		t.Fatalf("providers in Bexley (-want +got):\n%s", diff)

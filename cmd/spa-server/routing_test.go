@@ -192,11 +192,13 @@ func TestRoutingScenarios(t *testing.T) {
 		}
 		waitReferral(t, c, id, "completed", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_COMPLETED))
 
-		// The provider that declined says it is full too: the next referral
-		// waits in the queue, and is offered as soon as capacity appears.
-		if _, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: first.GetProviderOds(), Capacity: []*spav1.Capacity{
-			{Service: spav1.Service_SERVICE_STEP_DOWN_BED, AvailableUnits: 0, Open: true, AsOf: timestamppb.Now()}}}); err != nil {
-			t.Fatal(err)
+		// Both providers say they are full: the next referral waits in
+		// the queue, and is offered as soon as capacity appears.
+		for _, ods := range []string{first.GetProviderOds(), second.GetProviderOds()} {
+			if _, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: ods, Capacity: []*spav1.Capacity{
+				{Service: spav1.Service_SERVICE_STEP_DOWN_BED, AvailableUnits: 0, Open: true, AsOf: timestamppb.Now()}}}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		queued := submit("queued", time.Time{}, func(d *spav1.ReferralDetails) { d.Needs.ShortTermBedBasedCare = true })
 		waitReferral(t, c, queued, "in the no-capacity queue", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_AWAITING_CAPACITY))
@@ -239,4 +241,58 @@ func TestRoutingScenarios(t *testing.T) {
 			return false
 		})
 	})
+}
+
+// TestBedNeverPromisedTwice: a provider with one bed, offered to a patient
+// still on the ward, re-reports the bed free (and its client retries):
+// the next referral waits in the queue rather than being offered the same
+// bed, and is offered it once the first offer is declined.
+func TestBedNeverPromisedTwice(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir())
+	c := clientsOf(s)
+	ctx := callCtx(t)
+	addProvider(t, c, "STP09", 1, nil, spav1.Service_SERVICE_STEP_DOWN_BED)
+	submit := func(name string) string {
+		t.Helper()
+		d := referraltest.Details(len(name))
+		d.Needs.ShortTermBedBasedCare = true
+		res, err := c.referrals.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "twice-" + name, Referral: d})
+		if err != nil {
+			t.Fatalf("submit %s: %v", name, err)
+		}
+		return res.GetReferralId()
+	}
+	first := submit("first")
+	r := waitReferral(t, c, first, "offered", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_OFFERED))
+
+	// The home counts its bed free again: the patient has not arrived.
+	again := &spav1.UpdateCapacityRequest{ProviderOds: "STP09", Capacity: []*spav1.Capacity{
+		{Service: spav1.Service_SERVICE_STEP_DOWN_BED, AvailableUnits: 1, Open: true, AsOf: timestamppb.Now()}}}
+	res, err := c.providers.UpdateCapacity(ctx, again)
+	if err != nil || res.GetUnchanged() {
+		t.Fatalf("re-declared: %v, %v", res, err)
+	}
+	retried, err := c.providers.UpdateCapacity(ctx, again)
+	if err != nil || !retried.GetUnchanged() || retried.GetSequence() != res.GetSequence() {
+		t.Fatalf("the same declaration retried: %v, %v; want unchanged at sequence %d", retried, err, res.GetSequence())
+	}
+	ps, err := c.providers.ListProviders(ctx, &spav1.ListProvidersRequest{Service: spav1.Service_SERVICE_STEP_DOWN_BED, MinSequence: res.GetSequence()})
+	if err != nil || len(ps.GetProviders()) != 1 {
+		t.Fatalf("providers: %v, %v", ps, err)
+	}
+	if cp := ps.GetProviders()[0].GetCapacity()[0]; cp.GetDeclaredUnits() != 1 || cp.GetReservedUnits() != 1 || cp.GetAvailableUnits() != 0 {
+		t.Fatalf("capacity after the re-declaration: %v; want 1 declared, 1 reserved, 0 available", cp)
+	}
+
+	second := submit("second")
+	waitReferral(t, c, second, "in the no-capacity queue", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_AWAITING_CAPACITY))
+
+	if _, err := c.assignments.DeclineOffer(ctx, &spav1.DeclineOfferRequest{AssignmentId: liveAssignment(r).GetAssignmentId(), Reason: "cannot meet needs"}); err != nil {
+		t.Fatal(err)
+	}
+	got := waitReferral(t, c, second, "offered the freed bed", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_OFFERED))
+	if liveAssignment(got).GetProviderOds() != "STP09" {
+		t.Fatalf("offered to %v", liveAssignment(got))
+	}
 }

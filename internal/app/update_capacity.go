@@ -7,10 +7,17 @@ import (
 	"spa/internal/spa"
 )
 
-// UpdateCapacity records a provider's capacity and returns the event's
-// sequence.
-func (a *App) UpdateCapacity(ctx context.Context, meta Meta, c spa.UpdateCapacity) (uint64, error) {
+// UpdateCapacity records a provider's declared vacancies. It returns the
+// event's sequence and false, or, when every count is recorded already as
+// sent (a retry), the provider's current version and true.
+func (a *App) UpdateCapacity(ctx context.Context, meta Meta, c spa.UpdateCapacity) (uint64, bool, error) {
 	c.ProviderODS = strings.ToUpper(strings.TrimSpace(c.ProviderODS))
-	_, seq, err := update(ctx, a, meta, spa.AggregateProvider, c.ProviderODS, "", false, one(spa.DecideUpdateCapacity, c))
-	return seq, err
+	p, seq, err := update(ctx, a, meta, spa.AggregateProvider, c.ProviderODS, "", false, one(spa.DecideUpdateCapacity, c))
+	if err != nil {
+		return 0, false, err
+	}
+	if seq == 0 {
+		return p.Version, true, nil
+	}
+	return seq, false, nil
 }

@@ -60,7 +60,7 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		}}
 	case spa.CapacityUpdated:
 		env.Payload = &spav1.Envelope_CapacityUpdated{CapacityUpdated: &spav1.CapacityUpdated{
-			Capacity: capacitiesToProto(e.Capacity),
+			Counts: declarationsToProto(e.Capacity),
 		}}
 	case spa.PathwayDecided:
 		env.Payload = &spav1.Envelope_PathwayDecided{PathwayDecided: &spav1.PathwayDecided{
@@ -87,6 +87,10 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		env.Payload = &spav1.Envelope_PatientLeftHospital{PatientLeftHospital: &spav1.PatientLeftHospital{LeftAt: timestamp(e.LeftAt)}}
 	case spa.CapacityReserved:
 		env.Payload = &spav1.Envelope_CapacityReserved{CapacityReserved: &spav1.CapacityReserved{
+			Service: spav1.Service(e.Service), ReferralId: e.ReferralID, AssignmentId: e.AssignmentID, Tracked: e.Tracked,
+		}}
+	case spa.CapacityOccupied:
+		env.Payload = &spav1.Envelope_CapacityOccupied{CapacityOccupied: &spav1.CapacityOccupied{
 			Service: spav1.Service(e.Service), ReferralId: e.ReferralID, AssignmentId: e.AssignmentID,
 		}}
 	case spa.CapacityReleased:
@@ -163,7 +167,7 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 	case *spav1.Envelope_ProviderRegistered:
 		rec.Event = spa.ProviderRegistered{Details: ProviderDetailsFromProto(p.ProviderRegistered.GetDetails())}
 	case *spav1.Envelope_CapacityUpdated:
-		rec.Event = spa.CapacityUpdated{Capacity: CapacitiesFromProto(p.CapacityUpdated.GetCapacity())}
+		rec.Event = spa.CapacityUpdated{Capacity: declarationsFromProto(p.CapacityUpdated)}
 	case *spav1.Envelope_PathwayDecided:
 		e := p.PathwayDecided
 		rec.Event = spa.PathwayDecided{Pathway: spa.Pathway(e.GetPathway()), Service: spa.Service(e.GetService()), Rule: e.GetRule(),
@@ -185,7 +189,10 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		rec.Event = spa.PatientLeftHospital{LeftAt: TimeFromProto(p.PatientLeftHospital.GetLeftAt())}
 	case *spav1.Envelope_CapacityReserved:
 		e := p.CapacityReserved
-		rec.Event = spa.CapacityReserved{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId()}
+		rec.Event = spa.CapacityReserved{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId(), Tracked: e.GetTracked()}
+	case *spav1.Envelope_CapacityOccupied:
+		e := p.CapacityOccupied
+		rec.Event = spa.CapacityOccupied{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId()}
 	case *spav1.Envelope_CapacityReleased:
 		e := p.CapacityReleased
 		rec.Event = spa.CapacityReleased{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId(), Reason: e.GetReason()}
@@ -519,7 +526,8 @@ func ProviderDetailsToProto(d spa.ProviderDetails) *spav1.ProviderDetails {
 	return out
 }
 
-// CapacitiesFromProto converts capacity counts; empty gives nil.
+// CapacitiesFromProto converts the counts of an UpdateCapacity request
+// (available_units is the declared count); empty gives nil.
 func CapacitiesFromProto(cs []*spav1.Capacity) []spa.Capacity {
 	var out []spa.Capacity
 	for _, c := range cs {
@@ -528,10 +536,34 @@ func CapacitiesFromProto(cs []*spav1.Capacity) []spa.Capacity {
 	return out
 }
 
+// capacitiesToProto converts a provider's capacity for the API.
 func capacitiesToProto(cs []spa.Capacity) []*spav1.Capacity {
 	var out []*spav1.Capacity
 	for _, c := range cs {
-		out = append(out, &spav1.Capacity{Service: spav1.Service(c.Service), AvailableUnits: c.Available, Open: c.Open, AsOf: timestamp(c.AsOf)})
+		out = append(out, &spav1.Capacity{Service: spav1.Service(c.Service), AvailableUnits: c.Available, Open: c.Open, AsOf: timestamp(c.AsOf),
+			DeclaredUnits: c.Declared, ReservedUnits: c.Reserved})
+	}
+	return out
+}
+
+// declarationsToProto and declarationsFromProto convert a CapacityUpdated
+// event's counts (Available is the declared count), stored apart from the
+// API's Capacity.
+func declarationsToProto(cs []spa.Capacity) []*spav1.CapacityDeclaration {
+	var out []*spav1.CapacityDeclaration
+	for _, c := range cs {
+		out = append(out, &spav1.CapacityDeclaration{Service: spav1.Service(c.Service), Units: c.Available, Open: c.Open, AsOf: timestamp(c.AsOf)})
+	}
+	return out
+}
+
+func declarationsFromProto(e *spav1.CapacityUpdated) []spa.Capacity {
+	if legacy := e.GetCapacity(); len(legacy) > 0 { // stored by versions before 0.3
+		return CapacitiesFromProto(legacy)
+	}
+	var out []spa.Capacity
+	for _, c := range e.GetCounts() {
+		out = append(out, spa.Capacity{Service: spa.Service(c.GetService()), Available: c.GetUnits(), Open: c.GetOpen(), AsOf: TimeFromProto(c.GetAsOf())})
 	}
 	return out
 }

@@ -60,8 +60,9 @@ func TestRecordRoundTrip(t *testing.T) {
 		spa.OfferMade{AssignmentID: "ref-7btv6dkkq64y5tep-a1", ProviderODS: "VLAXL", Service: spa.ServiceCareHomeBed, Inputs: map[string]string{"candidates": "VLAXL"}},
 		spa.AssignmentStatusChanged{AssignmentID: "ref-7btv6dkkq64y5tep-a1", Status: spa.TaskRejected, Reason: "full", ProviderODS: "VLAXL"},
 		spa.PatientLeftHospital{LeftAt: at},
-		spa.CapacityReserved{Service: spa.ServiceCareHomeBed, ReferralID: "ref-7btv6dkkq64y5tep", AssignmentID: "ref-7btv6dkkq64y5tep-a1"},
+		spa.CapacityReserved{Service: spa.ServiceCareHomeBed, ReferralID: "ref-7btv6dkkq64y5tep", AssignmentID: "ref-7btv6dkkq64y5tep-a1", Tracked: true},
 		spa.CapacityReleased{Service: spa.ServiceCareHomeBed, ReferralID: "ref-7btv6dkkq64y5tep", AssignmentID: "ref-7btv6dkkq64y5tep-a1", Reason: "declined"},
+		spa.CapacityOccupied{Service: spa.ServiceCareHomeBed, ReferralID: "ref-7btv6dkkq64y5tep", AssignmentID: "ref-7btv6dkkq64y5tep-a1"},
 		spa.ClockAlerted{Clock: spa.ClockSameDayDischarge, Level: spa.ClockDelayFlag, DelayDays: 7, StartedAt: at, Target: 24 * time.Hour, EscalateTo: spa.EscalateCoordinator},
 		spa.CapacityUpdated{Capacity: []spa.Capacity{{Service: spa.ServiceCareHomeBed, Available: 3, Open: true, AsOf: at}, {Service: spa.ServiceHospiceBed, AsOf: at}}},
 	}
@@ -83,6 +84,28 @@ func TestRecordRoundTrip(t *testing.T) {
 		if string(again) != string(data) {
 			t.Errorf("%s: encoding is not deterministic", spa.EventName(e))
 		}
+	}
+}
+
+// TestLegacyCapacityUpdated: a CapacityUpdated stored by an earlier
+// version, its counts in the API's Capacity message, reads as the same
+// declaration as one stored now.
+func TestLegacyCapacityUpdated(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)
+	want := spa.CapacityUpdated{Capacity: []spa.Capacity{{Service: spa.ServiceCareHomeBed, Available: 3, Open: true, AsOf: at}}}
+	legacy, err := deterministic.Marshal(&spav1.Envelope{EventId: "e1", SchemaVersion: 1, OccurredAt: timestamp(at), RecordedAt: timestamp(at),
+		Payload: &spav1.Envelope_CapacityUpdated{CapacityUpdated: &spav1.CapacityUpdated{
+			Capacity: []*spav1.Capacity{{Service: spav1.Service_SERVICE_CARE_HOME_BED, AvailableUnits: 3, Open: true, AsOf: timestamp(at)}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := UnmarshalRecord(1, legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(spa.Event(want), got.Event); diff != "" {
+		t.Fatalf("legacy CapacityUpdated (-want +got):\n%s", diff)
 	}
 }
 

@@ -72,7 +72,7 @@ func TestStoredInvalidValuesAreErrors(t *testing.T) {
 			e.Payload = &spav1.Envelope_InfectionTestRecorded{InfectionTestRecorded: &spav1.InfectionTestRecorded{Test: &spav1.InfectionTest{TakenAt: bad}}}
 		})},
 		{"the second capacity count", valid(func(e *spav1.Envelope) {
-			e.Payload = &spav1.Envelope_CapacityUpdated{CapacityUpdated: &spav1.CapacityUpdated{Capacity: []*spav1.Capacity{{AsOf: at}, {AsOf: bad}}}}
+			e.Payload = &spav1.Envelope_CapacityUpdated{CapacityUpdated: &spav1.CapacityUpdated{Counts: []*spav1.CapacityDeclaration{{AsOf: at}, {AsOf: bad}}}}
 		})},
 		{"a clock's start", valid(func(e *spav1.Envelope) {
 			e.Payload = &spav1.Envelope_ClockAlerted{ClockAlerted: &spav1.ClockAlerted{StartedAt: bad}}

@@ -40,11 +40,11 @@ func (s *Providers) UpdateCapacity(ctx context.Context, req *spav1.UpdateCapacit
 	if err != nil {
 		return nil, err
 	}
-	seq, err := s.app.UpdateCapacity(ctx, m, spa.UpdateCapacity{ProviderODS: req.GetProviderOds(), Capacity: codec.CapacitiesFromProto(req.GetCapacity())})
+	seq, unchanged, err := s.app.UpdateCapacity(ctx, m, spa.UpdateCapacity{ProviderODS: req.GetProviderOds(), Capacity: codec.CapacitiesFromProto(req.GetCapacity())})
 	if err != nil {
 		return nil, err
 	}
-	return &spav1.UpdateCapacityResponse{Sequence: seq}, nil
+	return &spav1.UpdateCapacityResponse{Sequence: seq, Unchanged: unchanged}, nil
 }
 
 // ListProviders implements spav1.ProviderServiceServer.

@@ -3,6 +3,7 @@ package spa
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -161,6 +162,20 @@ type CapacityReserved struct {
 	Service      Service
 	ReferralID   string
 	AssignmentID string
+	// Tracked: the reservation's taking up (CapacityOccupied) and its end
+	// (CapacityReleased, also when care is over) are recorded. Versions
+	// before 0.3 recorded neither once care started; their reservations
+	// last until the provider's next count, as they did then.
+	Tracked bool
+}
+
+// CapacityOccupied: the patient took up a reserved unit: care started
+// (the assignment went in-progress). A declaration counted after it no
+// longer counts the unit free.
+type CapacityOccupied struct {
+	Service      Service
+	ReferralID   string
+	AssignmentID string
 }
 
 // CapacityReleased: a reserved unit was given back.
@@ -180,6 +195,7 @@ func (AssignmentStatusChanged) eventName() string { return "AssignmentStatusChan
 func (PatientLeftHospital) eventName() string     { return "PatientLeftHospital" }
 func (CapacityReserved) eventName() string        { return "CapacityReserved" }
 func (CapacityReleased) eventName() string        { return "CapacityReleased" }
+func (CapacityOccupied) eventName() string        { return "CapacityOccupied" }
 
 func (PathwayDecided) aggregate() Aggregate          { return AggregateReferral }
 func (ReferralHeld) aggregate() Aggregate            { return AggregateReferral }
@@ -190,6 +206,7 @@ func (AssignmentStatusChanged) aggregate() Aggregate { return AggregateReferral 
 func (PatientLeftHospital) aggregate() Aggregate     { return AggregateReferral }
 func (CapacityReserved) aggregate() Aggregate        { return AggregateProvider }
 func (CapacityReleased) aggregate() Aggregate        { return AggregateProvider }
+func (CapacityOccupied) aggregate() Aggregate        { return AggregateProvider }
 
 // Change is what a command or routing step appends: one event on the
 // aggregate it decided on, and optionally one on a provider in the same
@@ -246,9 +263,15 @@ func DecideTransition(r Referral, c TransitionAssignment, _ time.Time) (Change, 
 		return Change{}, Errorf(KindFailedPrecondition, "assignment %s is %s; it cannot become %s", a.ID, a.Status, c.To)
 	}
 	ch := Change{Event: AssignmentStatusChanged{AssignmentID: a.ID, Status: c.To, Reason: c.Reason, ProviderODS: a.ProviderODS}}
-	if c.To.ended() && a.holdsUnit() {
+	switch {
+	case c.To.terminal():
+		// The reservation ends: given back before care started, or its
+		// care is over (the unit is the provider's to count again).
 		ch.ProviderODS = a.ProviderODS
-		ch.Provider = CapacityReleased{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID, Reason: c.To.String() + ": " + c.Reason}
+		ch.Provider = CapacityReleased{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID, Reason: strings.TrimSuffix(c.To.String()+": "+c.Reason, ": ")}
+	case c.To == TaskInProgress && a.holdsUnit():
+		ch.ProviderODS = a.ProviderODS
+		ch.Provider = CapacityOccupied{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID}
 	}
 	return ch, nil
 }

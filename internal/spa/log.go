@@ -72,7 +72,7 @@ var eventTypes = func() map[string]bool {
 		ReferralSubmitted{}, CriteriaToResideRecorded{}, InfectionTestRecorded{}, ReferralWithdrawn{},
 		ProviderRegistered{}, CapacityUpdated{}, PathwayDecided{}, ReferralHeld{}, HoldReleased{},
 		AwaitingCapacity{}, OfferMade{}, AssignmentStatusChanged{}, PatientLeftHospital{},
-		CapacityReserved{}, CapacityReleased{}, ClockAlerted{},
+		CapacityReserved{}, CapacityReleased{}, CapacityOccupied{}, ClockAlerted{},
 	} {
 		m[EventName(e)] = true
 	}

@@ -55,14 +55,47 @@ func (d ProviderDetails) Serves(b string) bool {
 	return slices.ContainsFunc(d.Boroughs, func(x string) bool { return strings.EqualFold(x, b) })
 }
 
-// Capacity is a provider's capacity for one service. Available is the
-// count the provider declared, less the units reserved for offers since and
-// plus those released.
+// Capacity is a provider's capacity for one service.
+//
+// A provider declares vacancies: Declared is the count of free units it
+// last made (as of AsOf). Reserved is the units promised to live offers
+// that the count still holds free: every reservation not given back,
+// except one whose patient took the unit up before the count was made
+// (the count left that unit out already). Available, what the SPA can
+// still offer, is Declared less Reserved, never below zero: re-declaring
+// the same figure, or declaring in any order with reservations, releases
+// and retries, never frees a unit promised to a patient.
+//
+// In an UpdateCapacity command and a CapacityUpdated event, Available is
+// the declared count.
 type Capacity struct {
 	Service   Service
 	Available int32
+	Declared  int32
+	Reserved  int32
 	Open      bool
 	AsOf      time.Time
+}
+
+// Reservation is a unit promised to an offer and not given back.
+type Reservation struct {
+	Service      Service
+	AssignmentID string
+	// OccupiedAt is when the patient took the unit up (event time); zero
+	// until then.
+	OccupiedAt time.Time
+	// Untracked: made by a version before 0.3 (see CapacityReserved): the
+	// next count of its service ends it.
+	Untracked bool
+}
+
+// covered reports whether a count made as of asOf already leaves the
+// unit out: the patient took it up before the count, by more than the
+// clock skew allowed between a provider's clock and the SPA's (a unit
+// taken up just before a count is still held reserved: it may be
+// promised late, never twice).
+func (r Reservation) covered(asOf time.Time) bool {
+	return !r.OccupiedAt.IsZero() && !r.OccupiedAt.Add(clockSkew).After(asOf)
 }
 
 // ProviderRegistered: a provider registered or replaced its details.
@@ -86,7 +119,10 @@ type Provider struct {
 	// Capacity has one entry per offered service, in service order; a
 	// service never counted has zero units and is closed.
 	Capacity []Capacity
-	Version  uint64
+	// Reservations are the units promised to offers and not given back
+	// that a declaration may still count free, in the order made.
+	Reservations []Reservation
+	Version      uint64
 }
 
 // Exists reports whether the provider registered.
@@ -124,18 +160,44 @@ func (p *Provider) Apply(rec Record) {
 	case CapacityUpdated:
 		for _, c := range e.Capacity {
 			if i := p.capacityIndex(c.Service); i >= 0 {
-				p.Capacity[i] = c
+				p.Capacity[i] = Capacity{Service: c.Service, Declared: c.Available, Open: c.Open, AsOf: c.AsOf}
 			}
+			// A reservation this count leaves out never counts again:
+			// counts only move forward in time.
+			p.Reservations = slices.DeleteFunc(p.Reservations, func(r Reservation) bool {
+				return r.Service == c.Service && (r.Untracked || r.covered(c.AsOf))
+			})
 		}
 	case CapacityReserved:
-		if i := p.capacityIndex(e.Service); i >= 0 {
-			p.Capacity[i].Available--
+		if p.reservation(e.AssignmentID) < 0 {
+			p.Reservations = append(p.Reservations, Reservation{Service: e.Service, AssignmentID: e.AssignmentID, Untracked: !e.Tracked})
+		}
+	case CapacityOccupied:
+		if i := p.reservation(e.AssignmentID); i >= 0 && p.Reservations[i].OccupiedAt.IsZero() {
+			p.Reservations[i].OccupiedAt = rec.OccurredAt.UTC()
 		}
 	case CapacityReleased:
-		if i := p.capacityIndex(e.Service); i >= 0 {
-			p.Capacity[i].Available++
+		if i := p.reservation(e.AssignmentID); i >= 0 {
+			p.Reservations = slices.Delete(p.Reservations, i, i+1)
 		}
 	}
+	if len(p.Reservations) == 0 {
+		p.Reservations = nil
+	}
+	for i := range p.Capacity {
+		c := &p.Capacity[i]
+		c.Reserved = 0
+		for _, r := range p.Reservations {
+			if r.Service == c.Service && !r.covered(c.AsOf) {
+				c.Reserved++
+			}
+		}
+		c.Available = max(0, c.Declared-c.Reserved)
+	}
+}
+
+func (p *Provider) reservation(assignmentID string) int {
+	return slices.IndexFunc(p.Reservations, func(r Reservation) bool { return r.AssignmentID == assignmentID })
 }
 
 // RegisterProvider registers a provider or replaces its details.
@@ -212,9 +274,10 @@ type UpdateCapacity struct {
 	Capacity    []Capacity
 }
 
-// DecideUpdateCapacity decides a capacity update. A service the provider
-// does not offer, or a count older than the one recorded, is refused with
-// KindFailedPrecondition.
+// DecideUpdateCapacity decides a declaration of vacancies. A service the
+// provider does not offer, or a count older than the one recorded, is
+// refused with KindFailedPrecondition; counts all recorded already as sent
+// (a retry) decide nothing.
 func DecideUpdateCapacity(p Provider, c UpdateCapacity, now time.Time) (Event, error) {
 	var vs violations
 	checkODS(&vs, "provider_ods", c.ProviderODS)
@@ -245,6 +308,7 @@ func DecideUpdateCapacity(p Provider, c UpdateCapacity, now time.Time) (Event, e
 		return nil, Errorf(KindNotFound, "provider %s not found", c.ProviderODS)
 	}
 	caps := make([]Capacity, len(c.Capacity))
+	changed := false
 	for i, cp := range c.Capacity {
 		cur, ok := p.CapacityFor(cp.Service)
 		if !ok {
@@ -254,7 +318,13 @@ func DecideUpdateCapacity(p Provider, c UpdateCapacity, now time.Time) (Event, e
 			return nil, Errorf(KindFailedPrecondition, "a newer count of service %d (as of %s) is already recorded", cp.Service, cur.AsOf.UTC().Format(time.RFC3339))
 		}
 		cp.AsOf = cp.AsOf.UTC()
-		caps[i] = cp
+		caps[i] = Capacity{Service: cp.Service, Available: cp.Available, Open: cp.Open, AsOf: cp.AsOf}
+		if cur.Declared != cp.Available || cur.Open != cp.Open || !cur.AsOf.Equal(cp.AsOf) {
+			changed = true
+		}
+	}
+	if !changed {
+		return nil, nil
 	}
 	slices.SortFunc(caps, func(a, b Capacity) int { return int(a.Service - b.Service) })
 	return CapacityUpdated{Capacity: caps}, nil

@@ -84,6 +84,7 @@ func TestProviderApply(t *testing.T) {
 	for _, rec := range history(ProviderRegistered{Details: d}, CapacityUpdated{Capacity: []Capacity{beds}}) {
 		p.Apply(rec)
 	}
+	beds.Declared = 2
 	if got, _ := p.CapacityFor(ServiceCareHomeBed); got != beds {
 		t.Fatalf("care home beds %+v, want %+v", got, beds)
 	}
@@ -102,4 +103,106 @@ func TestProviderApply(t *testing.T) {
 	if p.Version != 3 || !p.Details.Serves("BROMLEY") || p.Details.Serves("Lewisham") {
 		t.Fatalf("provider %+v", p)
 	}
+}
+
+// TestVacancies: a provider declares vacancies; available is the declared
+// count less the live reservations the count still holds free. A unit is
+// never promised twice, whatever the order of declarations, reservations,
+// arrivals, releases and retries.
+func TestVacancies(t *testing.T) {
+	t.Parallel()
+	t0 := now.Add(-6 * time.Hour)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	type step struct {
+		at time.Duration
+		e  Event
+	}
+	declare := func(units int32, asOf time.Duration) Event {
+		return CapacityUpdated{Capacity: []Capacity{{Service: ServiceCareHomeBed, Available: units, Open: true, AsOf: at(asOf)}}}
+	}
+	reserve := func(a string) Event {
+		return CapacityReserved{Service: ServiceCareHomeBed, AssignmentID: a, Tracked: true}
+	}
+	occupy := func(a string) Event { return CapacityOccupied{Service: ServiceCareHomeBed, AssignmentID: a} }
+	release := func(a string) Event { return CapacityReleased{Service: ServiceCareHomeBed, AssignmentID: a} }
+	tests := []struct {
+		name                          string
+		steps                         []step
+		declared, reserved, available int32
+	}{
+		{"declared, nothing promised", []step{{0, declare(2, 0)}}, 2, 0, 2},
+		{"a reservation takes a unit", []step{{0, declare(1, 0)}, {time.Minute, reserve("a1")}}, 1, 1, 0},
+		{"the same figure declared again while the patient is on the way", []step{
+			{0, declare(1, 0)}, {time.Minute, reserve("a1")}, {time.Hour, declare(1, time.Hour)}}, 1, 1, 0},
+		{"a declaration retried", []step{
+			{0, declare(1, 0)}, {time.Minute, reserve("a1")}, {2 * time.Minute, declare(1, 0)}}, 1, 1, 0},
+		{"a count made before the reservation, recorded after it", []step{
+			{0, declare(3, 0)}, {time.Hour, reserve("a1")}, {2 * time.Hour, declare(1, 30*time.Minute)}}, 1, 1, 0},
+		{"a released unit is free again", []step{
+			{0, declare(1, 0)}, {time.Minute, reserve("a1")}, {time.Hour, release("a1")}}, 1, 0, 1},
+		{"the patient arrived; a later count leaves the bed out", []step{
+			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {time.Hour, occupy("a1")}, {2 * time.Hour, declare(1, 2*time.Hour)}}, 1, 0, 1},
+		{"the patient arrived; a count from before the arrival still holds the bed", []step{
+			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {time.Hour, occupy("a1")}, {2 * time.Hour, declare(2, 50*time.Minute)}}, 2, 1, 1},
+		{"an arrival within the clock skew of a count is still held", []step{
+			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {time.Hour, occupy("a1")}, {2 * time.Hour, declare(1, time.Hour+time.Minute)}}, 1, 1, 0},
+		{"arrived, not yet counted again", []step{
+			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {time.Hour, occupy("a1")}}, 2, 1, 1},
+		{"more promised than now declared: none available, never negative", []step{
+			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {2 * time.Minute, reserve("a2")}, {time.Hour, declare(1, time.Hour)}}, 1, 2, 0},
+		{"a reservation applied twice counts once", []step{
+			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {time.Minute, reserve("a1")}}, 2, 1, 1},
+		{"care over: the unit is the provider's to count again", []step{
+			{0, declare(1, 0)}, {time.Minute, reserve("a1")}, {time.Hour, occupy("a1")}, {5 * time.Hour, release("a1")}}, 1, 0, 1},
+		{"an earlier version's reservation holds its unit until the next count", []step{
+			{0, declare(1, 0)}, {time.Minute, CapacityReserved{Service: ServiceCareHomeBed, AssignmentID: "old"}}}, 1, 1, 0},
+		{"an earlier version's reservation ends at the next count, as it did then", []step{
+			{0, declare(1, 0)}, {time.Minute, CapacityReserved{Service: ServiceCareHomeBed, AssignmentID: "old"}}, {time.Hour, declare(1, time.Hour)}}, 1, 0, 1},
+		{"a release of a unit a count already left out frees nothing", []step{
+			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {time.Hour, occupy("a1")}, {2 * time.Hour, declare(1, 2*time.Hour)},
+			{3 * time.Hour, release("a1")}}, 1, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var p Provider
+			p.Apply(Record{Sequence: 1, OccurredAt: t0, Event: ProviderRegistered{Details: careHome()}})
+			for i, s := range tt.steps {
+				p.Apply(Record{Sequence: uint64(i + 2), OccurredAt: at(s.at), Event: s.e})
+			}
+			c, _ := p.CapacityFor(ServiceCareHomeBed)
+			if c.Declared != tt.declared || c.Reserved != tt.reserved || c.Available != tt.available {
+				t.Fatalf("declared %d, reserved %d, available %d; want %d, %d, %d (reservations %+v)",
+					c.Declared, c.Reserved, c.Available, tt.declared, tt.reserved, tt.available, p.Reservations)
+			}
+		})
+	}
+}
+
+// TestDeclarationRetried: the same counts sent again decide nothing; a
+// count that differs in units, open flag or time is a new declaration.
+func TestDeclarationRetried(t *testing.T) {
+	t.Parallel()
+	beds := Capacity{Service: ServiceCareHomeBed, Available: 1, Open: true, AsOf: now.Add(-time.Minute)}
+	var p Provider
+	for _, rec := range history(ProviderRegistered{Details: careHome()}, CapacityUpdated{Capacity: []Capacity{beds}}, reserveBed("a1")) {
+		p.Apply(rec)
+	}
+	cmd := func(c Capacity) UpdateCapacity { return UpdateCapacity{ProviderODS: "VLAXL", Capacity: []Capacity{c}} }
+	if e, err := DecideUpdateCapacity(p, cmd(beds), now); e != nil || err != nil {
+		t.Fatalf("a retried declaration: %v, %v; want nothing", e, err)
+	}
+	for _, c := range []Capacity{
+		{Service: ServiceCareHomeBed, Available: 2, Open: true, AsOf: beds.AsOf},
+		{Service: ServiceCareHomeBed, Available: 1, Open: false, AsOf: beds.AsOf},
+		{Service: ServiceCareHomeBed, Available: 1, Open: true, AsOf: now},
+	} {
+		if e, err := DecideUpdateCapacity(p, cmd(c), now); e == nil || err != nil {
+			t.Fatalf("declaration %+v: %v, %v; want an event", c, e, err)
+		}
+	}
+}
+
+func reserveBed(a string) CapacityReserved {
+	return CapacityReserved{Service: ServiceCareHomeBed, AssignmentID: a, Tracked: true}
 }

@@ -235,7 +235,7 @@ func offer(r Referral, providers []Provider, pol Policy) Step {
 	step.Event = OfferMade{AssignmentID: id, ProviderODS: p.Details.ODS, Service: r.Service,
 		Inputs: map[string]string{"candidates": strings.Join(names, ","), "borough": r.Details.Patient.Borough}}
 	step.ProviderODS = p.Details.ODS
-	step.Provider = CapacityReserved{Service: r.Service, ReferralID: r.ID, AssignmentID: id}
+	step.Provider = CapacityReserved{Service: r.Service, ReferralID: r.ID, AssignmentID: id, Tracked: true}
 	step.GuardProvider = true
 	return step
 }

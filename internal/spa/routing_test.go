@@ -180,11 +180,11 @@ func TestNextStepOffers(t *testing.T) {
 		{name: "trusted assessor first", events: decided, providers: []Provider{
 			provider("NQR01", home, 5, nil), provider("NQR02", home, 1, func(p *ProviderDetails) { p.TrustedAssessor = true })},
 			want: Change{Event: OfferMade{AssignmentID: a1, ProviderODS: "NQR02", Service: home, Inputs: map[string]string{"candidates": "NQR02,NQR01", "borough": "Bromley"}},
-				ProviderODS: "NQR02", Provider: CapacityReserved{Service: home, ReferralID: referralID, AssignmentID: a1}, GuardProvider: true}},
+				ProviderODS: "NQR02", Provider: CapacityReserved{Service: home, ReferralID: referralID, AssignmentID: a1, Tracked: true}, GuardProvider: true}},
 		{name: "then the most units free, then ODS code", events: decided, providers: []Provider{
 			provider("NQR03", home, 2, nil), provider("NQR01", home, 5, nil), provider("NQR02", home, 5, nil)},
 			want: Change{Event: OfferMade{AssignmentID: a1, ProviderODS: "NQR01", Service: home, Inputs: map[string]string{"candidates": "NQR01,NQR02,NQR03", "borough": "Bromley"}},
-				ProviderODS: "NQR01", Provider: CapacityReserved{Service: home, ReferralID: referralID, AssignmentID: a1}, GuardProvider: true}},
+				ProviderODS: "NQR01", Provider: CapacityReserved{Service: home, ReferralID: referralID, AssignmentID: a1, Tracked: true}, GuardProvider: true}},
 		{name: "no room, closed, other borough, other service: the no-capacity queue", events: decided, providers: []Provider{
 			provider("NQR01", home, 0, nil),
 			func() Provider {
@@ -200,7 +200,7 @@ func TestNextStepOffers(t *testing.T) {
 			OfferMade{AssignmentID: a1, ProviderODS: "NQR01", Service: home}, AssignmentStatusChanged{AssignmentID: a1, Status: TaskRejected, Reason: "no carers"}),
 			providers: []Provider{provider("NQR01", home, 5, nil), provider("NQR02", home, 1, nil)},
 			want: Change{Event: OfferMade{AssignmentID: a2, ProviderODS: "NQR02", Service: home, Inputs: map[string]string{"candidates": "NQR02", "borough": "Bromley"}},
-				ProviderODS: "NQR02", Provider: CapacityReserved{Service: home, ReferralID: referralID, AssignmentID: a2}, GuardProvider: true}},
+				ProviderODS: "NQR02", Provider: CapacityReserved{Service: home, ReferralID: referralID, AssignmentID: a2, Tracked: true}, GuardProvider: true}},
 		{name: "a live offer: nothing", events: append(decided[:2:2], OfferMade{AssignmentID: a1, ProviderODS: "NQR01", Service: home}),
 			providers: []Provider{provider("NQR02", home, 5, nil)}, want: Change{}},
 		{name: "positive patients only to homes that take them", events: []Event{
@@ -208,7 +208,7 @@ func TestNextStepOffers(t *testing.T) {
 			PathwayDecided{Pathway: PathwayP3CareHome, Service: ServiceCareHomeBed}},
 			providers: []Provider{provider("VLAXL", ServiceCareHomeBed, 9, nil), provider("VLAXM", ServiceCareHomeBed, 1, func(p *ProviderDetails) { p.AcceptsInfectionPositive = true })},
 			want: Change{Event: OfferMade{AssignmentID: a1, ProviderODS: "VLAXM", Service: ServiceCareHomeBed, Inputs: map[string]string{"candidates": "VLAXM", "borough": "Bromley"}},
-				ProviderODS: "VLAXM", Provider: CapacityReserved{Service: ServiceCareHomeBed, ReferralID: referralID, AssignmentID: a1}, GuardProvider: true}},
+				ProviderODS: "VLAXM", Provider: CapacityReserved{Service: ServiceCareHomeBed, ReferralID: referralID, AssignmentID: a1, Tracked: true}, GuardProvider: true}},
 		{name: "withdrawn with a live offer: cancelled, unit released", events: append(decided[:2:2],
 			OfferMade{AssignmentID: a1, ProviderODS: "NQR01", Service: home}, ReferralWithdrawn{Reason: WithdrawalReasonDied}),
 			want: Change{Event: AssignmentStatusChanged{AssignmentID: a1, Status: TaskCancelled, Reason: "referral withdrawn", ProviderODS: "NQR01"},
@@ -256,6 +256,7 @@ func TestDecideTransition(t *testing.T) {
 		to       TaskStatus
 		reason   string
 		release  string
+		occupy   bool
 		wantKind Kind
 	}{
 		{name: "requested -> received", given: moved(), to: TaskReceived},
@@ -263,13 +264,13 @@ func TestDecideTransition(t *testing.T) {
 		{name: "received -> accepted", given: moved(TaskReceived), to: TaskAccepted},
 		{name: "requested -> rejected releases the unit", given: moved(), to: TaskRejected, reason: "no carers", release: "rejected: no carers"},
 		{name: "received -> rejected releases the unit", given: moved(TaskReceived), to: TaskRejected, reason: "no carers", release: "rejected: no carers"},
-		{name: "accepted -> in-progress", given: moved(TaskAccepted), to: TaskInProgress},
+		{name: "accepted -> in-progress occupies the unit", given: moved(TaskAccepted), to: TaskInProgress, occupy: true},
 		{name: "accepted -> cancelled releases the unit", given: moved(TaskAccepted), to: TaskCancelled, reason: "died", release: "cancelled: died"},
 		{name: "accepted -> on-hold", given: moved(TaskAccepted), to: TaskOnHold},
 		{name: "on-hold -> back to accepted", given: moved(TaskAccepted, TaskOnHold), to: TaskAccepted},
 		{name: "on-hold from accepted -> not to in-progress", given: moved(TaskAccepted, TaskOnHold), to: TaskInProgress, wantKind: KindFailedPrecondition},
-		{name: "in-progress -> completed", given: moved(TaskAccepted, TaskInProgress), to: TaskCompleted},
-		{name: "in-progress -> failed keeps the unit used", given: moved(TaskAccepted, TaskInProgress), to: TaskFailed, reason: "readmitted"},
+		{name: "in-progress -> completed ends the reservation", given: moved(TaskAccepted, TaskInProgress), to: TaskCompleted, release: "completed"},
+		{name: "in-progress -> failed ends the reservation", given: moved(TaskAccepted, TaskInProgress), to: TaskFailed, reason: "readmitted", release: "failed: readmitted"},
 		{name: "in-progress -> on-hold -> back", given: moved(TaskAccepted, TaskInProgress, TaskOnHold), to: TaskInProgress},
 		{name: "requested -> in-progress", given: moved(), to: TaskInProgress, wantKind: KindFailedPrecondition},
 		{name: "requested -> completed", given: moved(), to: TaskCompleted, wantKind: KindFailedPrecondition},
@@ -298,6 +299,9 @@ func TestDecideTransition(t *testing.T) {
 			if tt.release != "" {
 				rel := release(tt.release)
 				want.ProviderODS, want.Provider = rel.ProviderODS, rel.Provider
+			}
+			if tt.occupy {
+				want.ProviderODS, want.Provider = "NQR01", CapacityOccupied{Service: home, ReferralID: referralID, AssignmentID: a1}
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Fatalf("change (-want +got):\n%s", diff)

@@ -113,7 +113,7 @@ func TestUndecodableProviderEventSteppedOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	capacity := func(a *app.App, units int32) error {
-		_, err := a.UpdateCapacity(ctx, app.Meta{}, spa.UpdateCapacity{ProviderODS: "NQR10",
+		_, _, err := a.UpdateCapacity(ctx, app.Meta{}, spa.UpdateCapacity{ProviderODS: "NQR10",
 			Capacity: []spa.Capacity{{Service: spa.ServiceHomeCareReablement, Available: units, Open: true, AsOf: time.Now().UTC().Add(-time.Minute)}}})
 		return err
 	}

@@ -128,6 +128,7 @@ type Envelope struct {
 	//	*Envelope_CapacityReserved
 	//	*Envelope_CapacityReleased
 	//	*Envelope_ClockAlerted
+	//	*Envelope_CapacityOccupied
 	Payload       isEnvelope_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -384,6 +385,15 @@ func (x *Envelope) GetClockAlerted() *ClockAlerted {
 	return nil
 }
 
+func (x *Envelope) GetCapacityOccupied() *CapacityOccupied {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_CapacityOccupied); ok {
+			return x.CapacityOccupied
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Payload interface {
 	isEnvelope_Payload()
 }
@@ -452,6 +462,10 @@ type Envelope_ClockAlerted struct {
 	ClockAlerted *ClockAlerted `protobuf:"bytes,35,opt,name=clock_alerted,json=clockAlerted,proto3,oneof"`
 }
 
+type Envelope_CapacityOccupied struct {
+	CapacityOccupied *CapacityOccupied `protobuf:"bytes,36,opt,name=capacity_occupied,json=capacityOccupied,proto3,oneof"`
+}
+
 func (*Envelope_ReferralSubmitted) isEnvelope_Payload() {}
 
 func (*Envelope_CriteriaToResideRecorded) isEnvelope_Payload() {}
@@ -483,6 +497,8 @@ func (*Envelope_CapacityReserved) isEnvelope_Payload() {}
 func (*Envelope_CapacityReleased) isEnvelope_Payload() {}
 
 func (*Envelope_ClockAlerted) isEnvelope_Payload() {}
+
+func (*Envelope_CapacityOccupied) isEnvelope_Payload() {}
 
 // StoredEvent is an envelope with its position in the log.
 type StoredEvent struct {
@@ -870,8 +886,13 @@ func (x *ProviderRegistered) GetDetails() *ProviderDetails {
 
 // CapacityUpdated: a provider declared its capacity for some services.
 type CapacityUpdated struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The counts as versions before 0.3 stored them, in the API's message;
+	// read, never written.
+	//
+	// Deprecated: Marked as deprecated in spa/v1/events.proto.
 	Capacity      []*Capacity            `protobuf:"bytes,1,rep,name=capacity,proto3" json:"capacity,omitempty"`
+	Counts        []*CapacityDeclaration `protobuf:"bytes,2,rep,name=counts,proto3" json:"counts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -906,9 +927,88 @@ func (*CapacityUpdated) Descriptor() ([]byte, []int) {
 	return file_spa_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
+// Deprecated: Marked as deprecated in spa/v1/events.proto.
 func (x *CapacityUpdated) GetCapacity() []*Capacity {
 	if x != nil {
 		return x.Capacity
+	}
+	return nil
+}
+
+func (x *CapacityUpdated) GetCounts() []*CapacityDeclaration {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// CapacityDeclaration is a provider's count of free units of one service,
+// stored apart from the API's Capacity so that a change to the API does
+// not change what is stored.
+type CapacityDeclaration struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	Units         int32                  `protobuf:"varint,2,opt,name=units,proto3" json:"units,omitempty"`
+	Open          bool                   `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapacityDeclaration) Reset() {
+	*x = CapacityDeclaration{}
+	mi := &file_spa_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapacityDeclaration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapacityDeclaration) ProtoMessage() {}
+
+func (x *CapacityDeclaration) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapacityDeclaration.ProtoReflect.Descriptor instead.
+func (*CapacityDeclaration) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CapacityDeclaration) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *CapacityDeclaration) GetUnits() int32 {
+	if x != nil {
+		return x.Units
+	}
+	return 0
+}
+
+func (x *CapacityDeclaration) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *CapacityDeclaration) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
 	}
 	return nil
 }
@@ -935,7 +1035,7 @@ type PathwayDecided struct {
 
 func (x *PathwayDecided) Reset() {
 	*x = PathwayDecided{}
-	mi := &file_spa_v1_events_proto_msgTypes[9]
+	mi := &file_spa_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1047,7 @@ func (x *PathwayDecided) String() string {
 func (*PathwayDecided) ProtoMessage() {}
 
 func (x *PathwayDecided) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[9]
+	mi := &file_spa_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1060,7 @@ func (x *PathwayDecided) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathwayDecided.ProtoReflect.Descriptor instead.
 func (*PathwayDecided) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PathwayDecided) GetPathway() Pathway {
@@ -1019,7 +1119,7 @@ type ReferralHeld struct {
 
 func (x *ReferralHeld) Reset() {
 	*x = ReferralHeld{}
-	mi := &file_spa_v1_events_proto_msgTypes[10]
+	mi := &file_spa_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1131,7 @@ func (x *ReferralHeld) String() string {
 func (*ReferralHeld) ProtoMessage() {}
 
 func (x *ReferralHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[10]
+	mi := &file_spa_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1144,7 @@ func (x *ReferralHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReferralHeld.ProtoReflect.Descriptor instead.
 func (*ReferralHeld) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReferralHeld) GetReason() HoldReason {
@@ -1086,7 +1186,7 @@ type HoldReleased struct {
 
 func (x *HoldReleased) Reset() {
 	*x = HoldReleased{}
-	mi := &file_spa_v1_events_proto_msgTypes[11]
+	mi := &file_spa_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1198,7 @@ func (x *HoldReleased) String() string {
 func (*HoldReleased) ProtoMessage() {}
 
 func (x *HoldReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[11]
+	mi := &file_spa_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1211,7 @@ func (x *HoldReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldReleased.ProtoReflect.Descriptor instead.
 func (*HoldReleased) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HoldReleased) GetReason() HoldReason {
@@ -1140,7 +1240,7 @@ type AwaitingCapacity struct {
 
 func (x *AwaitingCapacity) Reset() {
 	*x = AwaitingCapacity{}
-	mi := &file_spa_v1_events_proto_msgTypes[12]
+	mi := &file_spa_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1252,7 @@ func (x *AwaitingCapacity) String() string {
 func (*AwaitingCapacity) ProtoMessage() {}
 
 func (x *AwaitingCapacity) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[12]
+	mi := &file_spa_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1265,7 @@ func (x *AwaitingCapacity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitingCapacity.ProtoReflect.Descriptor instead.
 func (*AwaitingCapacity) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AwaitingCapacity) GetService() Service {
@@ -1198,7 +1298,7 @@ type OfferMade struct {
 
 func (x *OfferMade) Reset() {
 	*x = OfferMade{}
-	mi := &file_spa_v1_events_proto_msgTypes[13]
+	mi := &file_spa_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1310,7 @@ func (x *OfferMade) String() string {
 func (*OfferMade) ProtoMessage() {}
 
 func (x *OfferMade) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[13]
+	mi := &file_spa_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1323,7 @@ func (x *OfferMade) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferMade.ProtoReflect.Descriptor instead.
 func (*OfferMade) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OfferMade) GetAssignmentId() string {
@@ -1269,7 +1369,7 @@ type AssignmentStatusChanged struct {
 
 func (x *AssignmentStatusChanged) Reset() {
 	*x = AssignmentStatusChanged{}
-	mi := &file_spa_v1_events_proto_msgTypes[14]
+	mi := &file_spa_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1381,7 @@ func (x *AssignmentStatusChanged) String() string {
 func (*AssignmentStatusChanged) ProtoMessage() {}
 
 func (x *AssignmentStatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[14]
+	mi := &file_spa_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1394,7 @@ func (x *AssignmentStatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentStatusChanged.ProtoReflect.Descriptor instead.
 func (*AssignmentStatusChanged) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AssignmentStatusChanged) GetAssignmentId() string {
@@ -1335,7 +1435,7 @@ type PatientLeftHospital struct {
 
 func (x *PatientLeftHospital) Reset() {
 	*x = PatientLeftHospital{}
-	mi := &file_spa_v1_events_proto_msgTypes[15]
+	mi := &file_spa_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1447,7 @@ func (x *PatientLeftHospital) String() string {
 func (*PatientLeftHospital) ProtoMessage() {}
 
 func (x *PatientLeftHospital) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[15]
+	mi := &file_spa_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1460,7 @@ func (x *PatientLeftHospital) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatientLeftHospital.ProtoReflect.Descriptor instead.
 func (*PatientLeftHospital) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PatientLeftHospital) GetLeftAt() *timestamppb.Timestamp {
@@ -1373,17 +1473,21 @@ func (x *PatientLeftHospital) GetLeftAt() *timestamppb.Timestamp {
 // CapacityReserved: one unit of a provider's service was promised to an
 // offer. Appended atomically with the OfferMade.
 type CapacityReserved struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
-	ReferralId    string                 `protobuf:"bytes,2,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
-	AssignmentId  string                 `protobuf:"bytes,3,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Service      Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	ReferralId   string                 `protobuf:"bytes,2,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	AssignmentId string                 `protobuf:"bytes,3,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	// True from version 0.3: the reservation's taking up (CapacityOccupied)
+	// and end (CapacityReleased, also when care is over) are recorded. An
+	// earlier reservation lasts until the provider's next count.
+	Tracked       bool `protobuf:"varint,4,opt,name=tracked,proto3" json:"tracked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CapacityReserved) Reset() {
 	*x = CapacityReserved{}
-	mi := &file_spa_v1_events_proto_msgTypes[16]
+	mi := &file_spa_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1499,7 @@ func (x *CapacityReserved) String() string {
 func (*CapacityReserved) ProtoMessage() {}
 
 func (x *CapacityReserved) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[16]
+	mi := &file_spa_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1512,7 @@ func (x *CapacityReserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityReserved.ProtoReflect.Descriptor instead.
 func (*CapacityReserved) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CapacityReserved) GetService() Service {
@@ -1432,7 +1536,77 @@ func (x *CapacityReserved) GetAssignmentId() string {
 	return ""
 }
 
-// CapacityReleased: a reserved unit was given back (declined, cancelled).
+func (x *CapacityReserved) GetTracked() bool {
+	if x != nil {
+		return x.Tracked
+	}
+	return false
+}
+
+// CapacityOccupied: the patient took up a reserved unit (care started):
+// a declaration made after this no longer counts the unit free.
+type CapacityOccupied struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	ReferralId    string                 `protobuf:"bytes,2,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	AssignmentId  string                 `protobuf:"bytes,3,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapacityOccupied) Reset() {
+	*x = CapacityOccupied{}
+	mi := &file_spa_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapacityOccupied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapacityOccupied) ProtoMessage() {}
+
+func (x *CapacityOccupied) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapacityOccupied.ProtoReflect.Descriptor instead.
+func (*CapacityOccupied) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CapacityOccupied) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *CapacityOccupied) GetReferralId() string {
+	if x != nil {
+		return x.ReferralId
+	}
+	return ""
+}
+
+func (x *CapacityOccupied) GetAssignmentId() string {
+	if x != nil {
+		return x.AssignmentId
+	}
+	return ""
+}
+
+// CapacityReleased: a reservation ended: its unit was given back
+// (declined, cancelled, failed) or its care is over (completed).
 type CapacityReleased struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
@@ -1445,7 +1619,7 @@ type CapacityReleased struct {
 
 func (x *CapacityReleased) Reset() {
 	*x = CapacityReleased{}
-	mi := &file_spa_v1_events_proto_msgTypes[17]
+	mi := &file_spa_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1631,7 @@ func (x *CapacityReleased) String() string {
 func (*CapacityReleased) ProtoMessage() {}
 
 func (x *CapacityReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[17]
+	mi := &file_spa_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1644,7 @@ func (x *CapacityReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityReleased.ProtoReflect.Descriptor instead.
 func (*CapacityReleased) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CapacityReleased) GetService() Service {
@@ -1524,7 +1698,7 @@ type ClockAlerted struct {
 
 func (x *ClockAlerted) Reset() {
 	*x = ClockAlerted{}
-	mi := &file_spa_v1_events_proto_msgTypes[18]
+	mi := &file_spa_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1710,7 @@ func (x *ClockAlerted) String() string {
 func (*ClockAlerted) ProtoMessage() {}
 
 func (x *ClockAlerted) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[18]
+	mi := &file_spa_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1723,7 @@ func (x *ClockAlerted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockAlerted.ProtoReflect.Descriptor instead.
 func (*ClockAlerted) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ClockAlerted) GetClock() string {
@@ -1602,7 +1776,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x10\n" +
 	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"\xcb\f\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\x94\r\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\x05R\rschemaVersion\x12!\n" +
@@ -1633,7 +1807,8 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x15patient_left_hospital\x18  \x01(\v2\x1b.spa.v1.PatientLeftHospitalH\x00R\x13patientLeftHospital\x12G\n" +
 	"\x11capacity_reserved\x18! \x01(\v2\x18.spa.v1.CapacityReservedH\x00R\x10capacityReserved\x12G\n" +
 	"\x11capacity_released\x18\" \x01(\v2\x18.spa.v1.CapacityReleasedH\x00R\x10capacityReleased\x12;\n" +
-	"\rclock_alerted\x18# \x01(\v2\x14.spa.v1.ClockAlertedH\x00R\fclockAlertedB\t\n" +
+	"\rclock_alerted\x18# \x01(\v2\x14.spa.v1.ClockAlertedH\x00R\fclockAlerted\x12G\n" +
+	"\x11capacity_occupied\x18$ \x01(\v2\x18.spa.v1.CapacityOccupiedH\x00R\x10capacityOccupiedB\t\n" +
 	"\apayload\"\x89\x02\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
@@ -1660,9 +1835,15 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\x01 \x01(\x0e2\x18.spa.v1.WithdrawalReasonR\x06reason\x12\x12\n" +
 	"\x04note\x18\x02 \x01(\tR\x04note\"G\n" +
 	"\x12ProviderRegistered\x121\n" +
-	"\adetails\x18\x01 \x01(\v2\x17.spa.v1.ProviderDetailsR\adetails\"?\n" +
-	"\x0fCapacityUpdated\x12,\n" +
-	"\bcapacity\x18\x01 \x03(\v2\x10.spa.v1.CapacityR\bcapacity\"\xb9\x02\n" +
+	"\adetails\x18\x01 \x01(\v2\x17.spa.v1.ProviderDetailsR\adetails\"x\n" +
+	"\x0fCapacityUpdated\x120\n" +
+	"\bcapacity\x18\x01 \x03(\v2\x10.spa.v1.CapacityB\x02\x18\x01R\bcapacity\x123\n" +
+	"\x06counts\x18\x02 \x03(\v2\x1b.spa.v1.CapacityDeclarationR\x06counts\"\x9b\x01\n" +
+	"\x13CapacityDeclaration\x12)\n" +
+	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x14\n" +
+	"\x05units\x18\x02 \x01(\x05R\x05units\x12\x12\n" +
+	"\x04open\x18\x03 \x01(\bR\x04open\x12/\n" +
+	"\x05as_of\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\xb9\x02\n" +
 	"\x0ePathwayDecided\x12)\n" +
 	"\apathway\x18\x01 \x01(\x0e2\x0f.spa.v1.PathwayR\apathway\x12)\n" +
 	"\aservice\x18\x02 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x12\n" +
@@ -1702,8 +1883,14 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
 	"\fprovider_ods\x18\x04 \x01(\tR\vproviderOds\"J\n" +
 	"\x13PatientLeftHospital\x123\n" +
-	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\x83\x01\n" +
+	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\x9d\x01\n" +
 	"\x10CapacityReserved\x12)\n" +
+	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x1f\n" +
+	"\vreferral_id\x18\x02 \x01(\tR\n" +
+	"referralId\x12#\n" +
+	"\rassignment_id\x18\x03 \x01(\tR\fassignmentId\x12\x18\n" +
+	"\atracked\x18\x04 \x01(\bR\atracked\"\x83\x01\n" +
+	"\x10CapacityOccupied\x12)\n" +
 	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x1f\n" +
 	"\vreferral_id\x18\x02 \x01(\tR\n" +
 	"referralId\x12#\n" +
@@ -1739,7 +1926,7 @@ func file_spa_v1_events_proto_rawDescGZIP() []byte {
 	return file_spa_v1_events_proto_rawDescData
 }
 
-var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_spa_v1_events_proto_goTypes = []any{
 	(*Actor)(nil),                    // 0: spa.v1.Actor
 	(*Envelope)(nil),                 // 1: spa.v1.Envelope
@@ -1750,35 +1937,37 @@ var file_spa_v1_events_proto_goTypes = []any{
 	(*ReferralWithdrawn)(nil),        // 6: spa.v1.ReferralWithdrawn
 	(*ProviderRegistered)(nil),       // 7: spa.v1.ProviderRegistered
 	(*CapacityUpdated)(nil),          // 8: spa.v1.CapacityUpdated
-	(*PathwayDecided)(nil),           // 9: spa.v1.PathwayDecided
-	(*ReferralHeld)(nil),             // 10: spa.v1.ReferralHeld
-	(*HoldReleased)(nil),             // 11: spa.v1.HoldReleased
-	(*AwaitingCapacity)(nil),         // 12: spa.v1.AwaitingCapacity
-	(*OfferMade)(nil),                // 13: spa.v1.OfferMade
-	(*AssignmentStatusChanged)(nil),  // 14: spa.v1.AssignmentStatusChanged
-	(*PatientLeftHospital)(nil),      // 15: spa.v1.PatientLeftHospital
-	(*CapacityReserved)(nil),         // 16: spa.v1.CapacityReserved
-	(*CapacityReleased)(nil),         // 17: spa.v1.CapacityReleased
-	(*ClockAlerted)(nil),             // 18: spa.v1.ClockAlerted
-	nil,                              // 19: spa.v1.PathwayDecided.InputsEntry
-	nil,                              // 20: spa.v1.ReferralHeld.InputsEntry
-	nil,                              // 21: spa.v1.OfferMade.InputsEntry
-	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
-	(*ReferralDetails)(nil),          // 23: spa.v1.ReferralDetails
-	(CriterionToReside)(0),           // 24: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),            // 25: spa.v1.InfectionTest
-	(WithdrawalReason)(0),            // 26: spa.v1.WithdrawalReason
-	(*ProviderDetails)(nil),          // 27: spa.v1.ProviderDetails
-	(*Capacity)(nil),                 // 28: spa.v1.Capacity
-	(Pathway)(0),                     // 29: spa.v1.Pathway
-	(Service)(0),                     // 30: spa.v1.Service
-	(HoldReason)(0),                  // 31: spa.v1.HoldReason
-	(TaskStatus)(0),                  // 32: spa.v1.TaskStatus
-	(ClockLevel)(0),                  // 33: spa.v1.ClockLevel
+	(*CapacityDeclaration)(nil),      // 9: spa.v1.CapacityDeclaration
+	(*PathwayDecided)(nil),           // 10: spa.v1.PathwayDecided
+	(*ReferralHeld)(nil),             // 11: spa.v1.ReferralHeld
+	(*HoldReleased)(nil),             // 12: spa.v1.HoldReleased
+	(*AwaitingCapacity)(nil),         // 13: spa.v1.AwaitingCapacity
+	(*OfferMade)(nil),                // 14: spa.v1.OfferMade
+	(*AssignmentStatusChanged)(nil),  // 15: spa.v1.AssignmentStatusChanged
+	(*PatientLeftHospital)(nil),      // 16: spa.v1.PatientLeftHospital
+	(*CapacityReserved)(nil),         // 17: spa.v1.CapacityReserved
+	(*CapacityOccupied)(nil),         // 18: spa.v1.CapacityOccupied
+	(*CapacityReleased)(nil),         // 19: spa.v1.CapacityReleased
+	(*ClockAlerted)(nil),             // 20: spa.v1.ClockAlerted
+	nil,                              // 21: spa.v1.PathwayDecided.InputsEntry
+	nil,                              // 22: spa.v1.ReferralHeld.InputsEntry
+	nil,                              // 23: spa.v1.OfferMade.InputsEntry
+	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
+	(*ReferralDetails)(nil),          // 25: spa.v1.ReferralDetails
+	(CriterionToReside)(0),           // 26: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),            // 27: spa.v1.InfectionTest
+	(WithdrawalReason)(0),            // 28: spa.v1.WithdrawalReason
+	(*ProviderDetails)(nil),          // 29: spa.v1.ProviderDetails
+	(*Capacity)(nil),                 // 30: spa.v1.Capacity
+	(Service)(0),                     // 31: spa.v1.Service
+	(Pathway)(0),                     // 32: spa.v1.Pathway
+	(HoldReason)(0),                  // 33: spa.v1.HoldReason
+	(TaskStatus)(0),                  // 34: spa.v1.TaskStatus
+	(ClockLevel)(0),                  // 35: spa.v1.ClockLevel
 }
 var file_spa_v1_events_proto_depIdxs = []int32{
-	22, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	22, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
+	24, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	24, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: spa.v1.Envelope.actor:type_name -> spa.v1.Actor
 	3,  // 3: spa.v1.Envelope.referral_submitted:type_name -> spa.v1.ReferralSubmitted
 	4,  // 4: spa.v1.Envelope.criteria_to_reside_recorded:type_name -> spa.v1.CriteriaToResideRecorded
@@ -1786,44 +1975,49 @@ var file_spa_v1_events_proto_depIdxs = []int32{
 	6,  // 6: spa.v1.Envelope.referral_withdrawn:type_name -> spa.v1.ReferralWithdrawn
 	7,  // 7: spa.v1.Envelope.provider_registered:type_name -> spa.v1.ProviderRegistered
 	8,  // 8: spa.v1.Envelope.capacity_updated:type_name -> spa.v1.CapacityUpdated
-	9,  // 9: spa.v1.Envelope.pathway_decided:type_name -> spa.v1.PathwayDecided
-	10, // 10: spa.v1.Envelope.referral_held:type_name -> spa.v1.ReferralHeld
-	11, // 11: spa.v1.Envelope.hold_released:type_name -> spa.v1.HoldReleased
-	12, // 12: spa.v1.Envelope.awaiting_capacity:type_name -> spa.v1.AwaitingCapacity
-	13, // 13: spa.v1.Envelope.offer_made:type_name -> spa.v1.OfferMade
-	14, // 14: spa.v1.Envelope.assignment_status_changed:type_name -> spa.v1.AssignmentStatusChanged
-	15, // 15: spa.v1.Envelope.patient_left_hospital:type_name -> spa.v1.PatientLeftHospital
-	16, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
-	17, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
-	18, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
-	1,  // 19: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
-	22, // 20: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
-	23, // 21: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
-	24, // 22: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
-	25, // 23: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
-	26, // 24: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
-	27, // 25: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
-	28, // 26: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
-	29, // 27: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
-	30, // 28: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
-	19, // 29: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
-	31, // 30: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
-	20, // 31: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
-	31, // 32: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
-	30, // 33: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
-	30, // 34: spa.v1.OfferMade.service:type_name -> spa.v1.Service
-	21, // 35: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
-	32, // 36: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
-	22, // 37: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
-	30, // 38: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
-	30, // 39: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
-	33, // 40: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
-	22, // 41: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	10, // 9: spa.v1.Envelope.pathway_decided:type_name -> spa.v1.PathwayDecided
+	11, // 10: spa.v1.Envelope.referral_held:type_name -> spa.v1.ReferralHeld
+	12, // 11: spa.v1.Envelope.hold_released:type_name -> spa.v1.HoldReleased
+	13, // 12: spa.v1.Envelope.awaiting_capacity:type_name -> spa.v1.AwaitingCapacity
+	14, // 13: spa.v1.Envelope.offer_made:type_name -> spa.v1.OfferMade
+	15, // 14: spa.v1.Envelope.assignment_status_changed:type_name -> spa.v1.AssignmentStatusChanged
+	16, // 15: spa.v1.Envelope.patient_left_hospital:type_name -> spa.v1.PatientLeftHospital
+	17, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
+	19, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
+	20, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
+	18, // 19: spa.v1.Envelope.capacity_occupied:type_name -> spa.v1.CapacityOccupied
+	1,  // 20: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
+	24, // 21: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
+	25, // 22: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
+	26, // 23: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
+	27, // 24: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
+	28, // 25: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
+	29, // 26: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
+	30, // 27: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
+	9,  // 28: spa.v1.CapacityUpdated.counts:type_name -> spa.v1.CapacityDeclaration
+	31, // 29: spa.v1.CapacityDeclaration.service:type_name -> spa.v1.Service
+	24, // 30: spa.v1.CapacityDeclaration.as_of:type_name -> google.protobuf.Timestamp
+	32, // 31: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
+	31, // 32: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
+	21, // 33: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
+	33, // 34: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
+	22, // 35: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
+	33, // 36: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
+	31, // 37: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
+	31, // 38: spa.v1.OfferMade.service:type_name -> spa.v1.Service
+	23, // 39: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
+	34, // 40: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
+	24, // 41: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
+	31, // 42: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
+	31, // 43: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
+	31, // 44: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
+	35, // 45: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
+	24, // 46: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
@@ -1850,6 +2044,7 @@ func file_spa_v1_events_proto_init() {
 		(*Envelope_CapacityReserved)(nil),
 		(*Envelope_CapacityReleased)(nil),
 		(*Envelope_ClockAlerted)(nil),
+		(*Envelope_CapacityOccupied)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1857,7 +2052,7 @@ func file_spa_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_events_proto_rawDesc), len(file_spa_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

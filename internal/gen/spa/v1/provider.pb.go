@@ -184,16 +184,27 @@ func (x *ProviderDetails) GetAcceptsInfectionPositive() bool {
 	return false
 }
 
-// Capacity is a provider's declared capacity for one service.
+// Capacity is a provider's capacity for one service. A provider declares
+// its vacancies (UpdateCapacity: available_units is the units it counts
+// free as of as_of); the SPA answers with what can still be offered:
+// available_units = declared_units - reserved_units, never below zero.
 type Capacity struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Service Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
-	// Units free (beds, or care slots per day) as of as_of.
+	// In UpdateCapacity, the units free (beds, or care slots per day) as the
+	// provider counted them as of as_of. In answers, the units the SPA can
+	// still offer.
 	AvailableUnits int32 `protobuf:"varint,2,opt,name=available_units,json=availableUnits,proto3" json:"available_units,omitempty"`
 	// False when closed to admissions (e.g. an outbreak).
 	Open bool `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
 	// When the provider counted them.
-	AsOf          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	AsOf *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// Output only: the units the provider last declared free.
+	DeclaredUnits int32 `protobuf:"varint,5,opt,name=declared_units,json=declaredUnits,proto3" json:"declared_units,omitempty"`
+	// Output only: units promised to live offers that the declaration still
+	// counts as free (the patient had not taken the unit up when it was
+	// counted).
+	ReservedUnits int32 `protobuf:"varint,6,opt,name=reserved_units,json=reservedUnits,proto3" json:"reserved_units,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +267,20 @@ func (x *Capacity) GetAsOf() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Capacity) GetDeclaredUnits() int32 {
+	if x != nil {
+		return x.DeclaredUnits
+	}
+	return 0
+}
+
+func (x *Capacity) GetReservedUnits() int32 {
+	if x != nil {
+		return x.ReservedUnits
+	}
+	return 0
+}
+
 var File_spa_v1_provider_proto protoreflect.FileDescriptor
 
 const file_spa_v1_provider_proto_rawDesc = "" +
@@ -267,12 +292,14 @@ const file_spa_v1_provider_proto_rawDesc = "" +
 	"\bboroughs\x18\x03 \x03(\tR\bboroughs\x12+\n" +
 	"\bservices\x18\x04 \x03(\x0e2\x0f.spa.v1.ServiceR\bservices\x12)\n" +
 	"\x10trusted_assessor\x18\x05 \x01(\bR\x0ftrustedAssessor\x12<\n" +
-	"\x1aaccepts_infection_positive\x18\x06 \x01(\bR\x18acceptsInfectionPositive\"\xa3\x01\n" +
+	"\x1aaccepts_infection_positive\x18\x06 \x01(\bR\x18acceptsInfectionPositive\"\xf1\x01\n" +
 	"\bCapacity\x12)\n" +
 	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12'\n" +
 	"\x0favailable_units\x18\x02 \x01(\x05R\x0eavailableUnits\x12\x12\n" +
 	"\x04open\x18\x03 \x01(\bR\x04open\x12/\n" +
-	"\x05as_of\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf*\xfd\x01\n" +
+	"\x05as_of\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12%\n" +
+	"\x0edeclared_units\x18\x05 \x01(\x05R\rdeclaredUnits\x12%\n" +
+	"\x0ereserved_units\x18\x06 \x01(\x05R\rreservedUnits*\xfd\x01\n" +
 	"\aService\x12\x17\n" +
 	"\x13SERVICE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cSERVICE_HOME_CARE_REABLEMENT\x10\x01\x12%\n" +

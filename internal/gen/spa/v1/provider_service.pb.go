@@ -235,8 +235,13 @@ func (x *UpdateCapacityRequest) GetCapacity() []*Capacity {
 }
 
 type UpdateCapacityResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stream sequence of the event; the provider's current version when
+	// unchanged.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// True when every count was already recorded as sent (same units, open
+	// flag and as_of): a retry appends nothing.
+	Unchanged     bool `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,6 +281,13 @@ func (x *UpdateCapacityResponse) GetSequence() uint64 {
 		return x.Sequence
 	}
 	return 0
+}
+
+func (x *UpdateCapacityResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
 }
 
 type ListProvidersRequest struct {
@@ -436,9 +448,10 @@ const file_spa_v1_provider_service_proto_rawDesc = "" +
 	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"h\n" +
 	"\x15UpdateCapacityRequest\x12!\n" +
 	"\fprovider_ods\x18\x01 \x01(\tR\vproviderOds\x12,\n" +
-	"\bcapacity\x18\x02 \x03(\v2\x10.spa.v1.CapacityR\bcapacity\"4\n" +
+	"\bcapacity\x18\x02 \x03(\v2\x10.spa.v1.CapacityR\bcapacity\"R\n" +
 	"\x16UpdateCapacityResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\xba\x01\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"\xba\x01\n" +
 	"\x14ListProvidersRequest\x12\x18\n" +
 	"\aborough\x18\x01 \x01(\tR\aborough\x12)\n" +
 	"\aservice\x18\x02 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12!\n" +
