@@ -206,17 +206,21 @@ func TestRoutingScenarios(t *testing.T) {
 		if err != nil || !slices.ContainsFunc(board.GetReferrals(), func(r *spav1.ReferralSummary) bool { return r.GetReferralId() == queued }) {
 			t.Fatalf("no-capacity queue: %v %v", board, err)
 		}
-		if _, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: "NQR03", Capacity: []*spav1.Capacity{
+		// The bed the completed patient took stays taken until a count
+		// leaves it out; the provider that declined has nothing taken.
+		// It declares a bed free, and the queued referral is offered it.
+		freed := first.GetProviderOds()
+		if _, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: freed, Capacity: []*spav1.Capacity{
 			{Service: spav1.Service_SERVICE_STEP_DOWN_BED, AvailableUnits: 1, Open: true, AsOf: timestamppb.Now()}}}); err != nil {
 			t.Fatal(err)
 		}
 		r = waitReferral(t, c, queued, "offered from the queue", offered)
-		if liveAssignment(r).GetProviderOds() != "NQR03" {
-			t.Fatalf("offered to %v", liveAssignment(r))
+		if liveAssignment(r).GetProviderOds() != freed {
+			t.Fatalf("offered to %v, want %s", liveAssignment(r), freed)
 		}
-		mine, err := c.assignments.ListAssignments(ctx, &spav1.ListAssignmentsRequest{ProviderOds: "NQR03", MinSequence: r.GetReferral().GetVersion()})
+		mine, err := c.assignments.ListAssignments(ctx, &spav1.ListAssignmentsRequest{ProviderOds: freed, MinSequence: r.GetReferral().GetVersion()})
 		if err != nil || len(mine.GetAssignments()) != 2 || mine.GetAssignments()[0].GetReferralId() != queued || mine.GetAssignments()[1].GetReferralId() != id {
-			t.Fatalf("NQR03's assignments, newest first: %v %v", mine, err)
+			t.Fatalf("%s's assignments, newest first: %v %v", freed, mine, err)
 		}
 
 		// Withdrawing the referral cancels the offer and frees the bed.
@@ -233,7 +237,7 @@ func TestRoutingScenarios(t *testing.T) {
 			}
 			for _, p := range ps.GetProviders() {
 				for _, cp := range p.GetCapacity() {
-					if p.GetDetails().GetOds() == "NQR03" && cp.GetService() == spav1.Service_SERVICE_STEP_DOWN_BED {
+					if p.GetDetails().GetOds() == freed && cp.GetService() == spav1.Service_SERVICE_STEP_DOWN_BED {
 						return cp.GetAvailableUnits() == 1
 					}
 				}

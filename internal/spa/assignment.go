@@ -264,9 +264,10 @@ func DecideTransition(r Referral, c TransitionAssignment, _ time.Time) (Change, 
 	}
 	ch := Change{Event: AssignmentStatusChanged{AssignmentID: a.ID, Status: c.To, Reason: c.Reason, ProviderODS: a.ProviderODS}}
 	switch {
-	case c.To.terminal():
-		// The reservation ends: given back before care started, or its
-		// care is over (the unit is the provider's to count again).
+	case c.To.ended() && a.holdsUnit():
+		// Given back before care started. A unit taken up stays reserved
+		// until the provider's next count leaves it out, even once care
+		// is over: only the provider knows when the bed is free again.
 		ch.ProviderODS = a.ProviderODS
 		ch.Provider = CapacityReleased{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID, Reason: strings.TrimSuffix(c.To.String()+": "+c.Reason, ": ")}
 	case c.To == TaskInProgress && a.holdsUnit():

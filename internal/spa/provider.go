@@ -81,21 +81,26 @@ type Capacity struct {
 type Reservation struct {
 	Service      Service
 	AssignmentID string
-	// OccupiedAt is when the patient took the unit up (event time); zero
-	// until then.
+	// OccupiedAt is when the SPA recorded that the patient took the unit
+	// up (the log's clock, never a client-stated time); zero until then.
 	OccupiedAt time.Time
 	// Untracked: made by a version before 0.3 (see CapacityReserved): the
 	// next count of its service ends it.
 	Untracked bool
 }
 
-// covered reports whether a count made as of asOf already leaves the
-// unit out: the patient took it up before the count, by more than the
-// clock skew allowed between a provider's clock and the SPA's (a unit
-// taken up just before a count is still held reserved: it may be
-// promised late, never twice).
-func (r Reservation) covered(asOf time.Time) bool {
-	return !r.OccupiedAt.IsZero() && !r.OccupiedAt.Add(clockSkew).After(asOf)
+// covered reports whether a count made as of asOf, recorded at recorded,
+// already leaves the unit out: the patient took it up before the count's
+// as-of by more than the clock skew allowed between a provider's clock
+// and the SPA's (a unit taken up just before a count is still held
+// reserved: it may be offered late, never twice). The as-of is trusted
+// only within that skew of the SPA's clock: a count stated further ahead
+// (a client's business time may itself run ahead) leaves nothing out.
+func (r Reservation) covered(asOf, recorded time.Time) bool {
+	if r.OccupiedAt.IsZero() || asOf.After(recorded.Add(clockSkew)) {
+		return false
+	}
+	return !r.OccupiedAt.Add(clockSkew).After(asOf)
 }
 
 // ProviderRegistered: a provider registered or replaced its details.
@@ -163,9 +168,10 @@ func (p *Provider) Apply(rec Record) {
 				p.Capacity[i] = Capacity{Service: c.Service, Declared: c.Available, Open: c.Open, AsOf: c.AsOf}
 			}
 			// A reservation this count leaves out never counts again:
-			// counts only move forward in time.
+			// counts only move forward in time. One taken up after this
+			// count holds its unit until a later count leaves it out.
 			p.Reservations = slices.DeleteFunc(p.Reservations, func(r Reservation) bool {
-				return r.Service == c.Service && (r.Untracked || r.covered(c.AsOf))
+				return r.Service == c.Service && (r.Untracked || r.covered(c.AsOf, rec.RecordedAt))
 			})
 		}
 	case CapacityReserved:
@@ -174,7 +180,7 @@ func (p *Provider) Apply(rec Record) {
 		}
 	case CapacityOccupied:
 		if i := p.reservation(e.AssignmentID); i >= 0 && p.Reservations[i].OccupiedAt.IsZero() {
-			p.Reservations[i].OccupiedAt = rec.OccurredAt.UTC()
+			p.Reservations[i].OccupiedAt = rec.RecordedAt.UTC()
 		}
 	case CapacityReleased:
 		if i := p.reservation(e.AssignmentID); i >= 0 {
@@ -188,7 +194,7 @@ func (p *Provider) Apply(rec Record) {
 		c := &p.Capacity[i]
 		c.Reserved = 0
 		for _, r := range p.Reservations {
-			if r.Service == c.Service && !r.covered(c.AsOf) {
+			if r.Service == c.Service {
 				c.Reserved++
 			}
 		}

@@ -114,8 +114,14 @@ func TestVacancies(t *testing.T) {
 	t0 := now.Add(-6 * time.Hour)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	type step struct {
-		at time.Duration
+		at time.Duration // recorded
 		e  Event
+	}
+	// stated is an event whose client-stated business time differs
+	// from when it was recorded.
+	type stated struct {
+		Event
+		at time.Duration
 	}
 	declare := func(units int32, asOf time.Duration) Event {
 		return CapacityUpdated{Capacity: []Capacity{{Service: ServiceCareHomeBed, Available: units, Open: true, AsOf: at(asOf)}}}
@@ -152,8 +158,17 @@ func TestVacancies(t *testing.T) {
 			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {2 * time.Minute, reserve("a2")}, {time.Hour, declare(1, time.Hour)}}, 1, 2, 0},
 		{"a reservation applied twice counts once", []step{
 			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {time.Minute, reserve("a1")}}, 2, 1, 1},
-		{"care over: the unit is the provider's to count again", []step{
-			{0, declare(1, 0)}, {time.Minute, reserve("a1")}, {time.Hour, occupy("a1")}, {5 * time.Hour, release("a1")}}, 1, 0, 1},
+		{"care over, not yet counted again: the unit stays taken", []step{
+			{0, declare(1, 0)}, {time.Minute, reserve("a1")}, {time.Hour, occupy("a1")}, {2 * time.Hour, declare(1, 50*time.Minute)}}, 1, 1, 0},
+		{"an arrival stated as earlier than recorded counts from when it was recorded", []step{
+			{0, declare(2, 0)}, {time.Minute, reserve("a1")}, {3 * time.Hour, stated{occupy("a1"), 30 * time.Minute}},
+			{4 * time.Hour, declare(2, 2*time.Hour)}}, 2, 1, 1},
+		{"a count stated ahead of the SPA's clock does not leave out a later arrival", []step{
+			{0, declare(1, 0)}, {time.Minute, reserve("a1")}, {time.Hour, declare(1, 3*time.Hour)},
+			{2 * time.Hour, occupy("a1")}, {2*time.Hour + time.Minute, declare(1, 3*time.Hour)}}, 1, 1, 0},
+		{"an as-of further ahead of the SPA's clock than the skew leaves nothing out", []step{
+			{0, declare(1, 0)}, {time.Minute, reserve("a1")}, {time.Hour, occupy("a1")},
+			{time.Hour + time.Minute, declare(1, 5*time.Hour)}}, 1, 1, 0},
 		{"an earlier version's reservation holds its unit until the next count", []step{
 			{0, declare(1, 0)}, {time.Minute, CapacityReserved{Service: ServiceCareHomeBed, AssignmentID: "old"}}}, 1, 1, 0},
 		{"an earlier version's reservation ends at the next count, as it did then", []step{
@@ -168,7 +183,11 @@ func TestVacancies(t *testing.T) {
 			var p Provider
 			p.Apply(Record{Sequence: 1, OccurredAt: t0, Event: ProviderRegistered{Details: careHome()}})
 			for i, s := range tt.steps {
-				p.Apply(Record{Sequence: uint64(i + 2), OccurredAt: at(s.at), Event: s.e})
+				e, occurred := s.e, at(s.at)
+				if st, ok := e.(stated); ok {
+					e, occurred = st.Event, at(st.at)
+				}
+				p.Apply(Record{Sequence: uint64(i + 2), OccurredAt: occurred, RecordedAt: at(s.at), Event: e})
 			}
 			c, _ := p.CapacityFor(ServiceCareHomeBed)
 			if c.Declared != tt.declared || c.Reserved != tt.reserved || c.Available != tt.available {

@@ -269,8 +269,11 @@ func TestDecideTransition(t *testing.T) {
 		{name: "accepted -> on-hold", given: moved(TaskAccepted), to: TaskOnHold},
 		{name: "on-hold -> back to accepted", given: moved(TaskAccepted, TaskOnHold), to: TaskAccepted},
 		{name: "on-hold from accepted -> not to in-progress", given: moved(TaskAccepted, TaskOnHold), to: TaskInProgress, wantKind: KindFailedPrecondition},
-		{name: "in-progress -> completed ends the reservation", given: moved(TaskAccepted, TaskInProgress), to: TaskCompleted, release: "completed"},
-		{name: "in-progress -> failed ends the reservation", given: moved(TaskAccepted, TaskInProgress), to: TaskFailed, reason: "readmitted", release: "failed: readmitted"},
+		// A unit taken up stays reserved until the provider counts again.
+		{name: "in-progress -> completed keeps the unit taken", given: moved(TaskAccepted, TaskInProgress), to: TaskCompleted},
+		{name: "in-progress -> failed keeps the unit taken", given: moved(TaskAccepted, TaskInProgress), to: TaskFailed, reason: "readmitted"},
+		{name: "on-hold from in-progress -> cancelled keeps the unit taken", given: moved(TaskAccepted, TaskInProgress, TaskOnHold), to: TaskCancelled, reason: "died"},
+		{name: "on-hold from accepted -> cancelled releases the unit", given: moved(TaskAccepted, TaskOnHold), to: TaskCancelled, reason: "died", release: "cancelled: died"},
 		{name: "in-progress -> on-hold -> back", given: moved(TaskAccepted, TaskInProgress, TaskOnHold), to: TaskInProgress},
 		{name: "requested -> in-progress", given: moved(), to: TaskInProgress, wantKind: KindFailedPrecondition},
 		{name: "requested -> completed", given: moved(), to: TaskCompleted, wantKind: KindFailedPrecondition},
