@@ -178,8 +178,8 @@ func (c *ctl) demoProviders(ctx context.Context, now time.Time) error {
 			}
 		}
 		var reg *spav1.RegisterProviderResponse
-		if err := c.call(ctx, func(ctx context.Context) (err error) {
-			reg, err = c.providers.RegisterProvider(ctx, &spav1.RegisterProviderRequest{Provider: d})
+		if err := c.command(ctx, "", func(ctx context.Context, id string) (err error) {
+			reg, err = c.providers.RegisterProvider(ctx, &spav1.RegisterProviderRequest{Provider: d, RequestId: id})
 			return err
 		}); err != nil {
 			return fmt.Errorf("demo: provider %s: %w", p.ods, err)
@@ -187,8 +187,8 @@ func (c *ctl) demoProviders(ctx context.Context, now time.Time) error {
 		note := "registered"
 		if reg.GetUnchanged() {
 			note = "already there"
-		} else if err := c.call(ctx, func(ctx context.Context) error {
-			_, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: p.ods, Capacity: caps})
+		} else if err := c.command(ctx, "", func(ctx context.Context, id string) error {
+			_, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: p.ods, Capacity: caps, RequestId: id})
 			return err
 		}); err != nil {
 			return fmt.Errorf("demo: capacity of %s: %w", p.ods, err)

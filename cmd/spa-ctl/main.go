@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,7 +74,7 @@ commands:
                                      P: p0_home, p1_home_first, p2_step_down, p3_care_home, end_of_life)
   providers [--borough B] [--service S]
                                      show providers and their capacity (every page)
-  capacity --provider ODS --service S --units N [--closed] [--as-of T]
+  capacity --provider ODS --service S --units N [--closed] [--as-of T] [--request-id ID]
                                      declare a provider's free units of a service, as counted
                                      at T (RFC 3339; default now); units promised to live
                                      offers are subtracted by the SPA (safe to retry)
@@ -82,10 +83,10 @@ commands:
   watch --provider ODS [--after CURSOR] [--heartbeats]
                                      follow a provider's feed live; each line starts with
                                      the cursor to resume from (Ctrl-C to stop)
-  accept|start|complete ASSIGNMENT_ID
-  decline ASSIGNMENT_ID --reason TEXT
+  accept|start|complete [--request-id ID] ASSIGNMENT_ID
+  decline --reason TEXT [--request-id ID] ASSIGNMENT_ID
                                      answer an offer as its provider would
-  left REFERRAL_ID                   record that the patient left hospital
+  left [--request-id ID] REFERRAL_ID record that the patient left hospital
   replay [--referral ID] [--provider ODS] [--type T,...] [--from T] [--to T]
          [--from-seq N] [--to-seq N] [--data]
                                      write the matching events as JSON lines
@@ -107,6 +108,10 @@ commands:
                                      rebuild every worker's read model (or one) from
                                      sequence 1 while it serves, and swap it in if the
                                      digests agree; reports progress, fails if any failed
+
+Every command that changes something sends a request id (--request-id, default a
+new one; a failed command prints it). Sent again with the same id, a command that
+took effect is answered as the first time and never applied twice.
 `
 
 func realMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -191,24 +196,38 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 // retryUnavailable is the gRPC service config spa-ctl dials with: a call
-// that is safe to send twice, answered UNAVAILABLE (the event log or the
-// read models are failing over), is sent again, the same request (a
-// submission keeps its request id, a declaration of capacity its as_of),
-// with backoff, within the call's deadline. Other commands are not yet idempotent: one answered
-// UNAVAILABLE may have taken effect, so the operator checks before sending
-// it again.
+// answered UNAVAILABLE (the event log or the read models are failing
+// over) is sent again, the same request, with backoff, within the call's
+// deadline. Every call is safe to send twice: queries change nothing, and
+// every command carries a request id (a submission its own), so a retry
+// of one that took effect is answered as the first time.
 const retryUnavailable = `{"methodConfig": [{"name": [
-    {"service": "spa.v1.ReferralService", "method": "SubmitReferral"},
-    {"service": "spa.v1.ReferralService", "method": "GetReferral"},
-    {"service": "spa.v1.ReferralService", "method": "ListReferrals"},
-    {"service": "spa.v1.ProviderService", "method": "ListProviders"},
-    {"service": "spa.v1.ProviderService", "method": "UpdateCapacity"},
-    {"service": "spa.v1.AssignmentService", "method": "ListAssignments"},
-    {"service": "spa.v1.AssignmentService", "method": "WatchAssignments"},
+    {"service": "spa.v1.ReferralService"},
+    {"service": "spa.v1.ProviderService"},
+    {"service": "spa.v1.AssignmentService"},
     {"service": "spa.v1.AuditService"}
   ], "retryPolicy": {
   "maxAttempts": 5, "initialBackoff": "0.25s", "maxBackoff": "4s", "backoffMultiplier": 2,
   "retryableStatusCodes": ["UNAVAILABLE"]}}]}`
+
+// requestIDFlag adds --request-id to a command's flags.
+func requestIDFlag(fs *flag.FlagSet) *string {
+	return fs.String("request-id", "", "the command's idempotency key; send the same again to retry safely (default: a new one)")
+}
+
+// command runs one command with request id id (a new one when id is
+// empty), under the configured deadline. When it fails, the error names
+// the id: sending the command again with it never applies it twice.
+func (c *ctl) command(ctx context.Context, id string, f func(ctx context.Context, requestID string) error) error {
+	if id == "" {
+		id = "ctl-" + rand.Text()
+	}
+	err := c.call(ctx, func(ctx context.Context) error { return f(ctx, id) })
+	if err != nil {
+		return fmt.Errorf("%w (to retry, send it again with --request-id %s)", err, id)
+	}
+	return nil
+}
 
 // call runs one RPC with the configured deadline.
 func (c *ctl) call(ctx context.Context, f func(ctx context.Context) error) error {

@@ -128,8 +128,18 @@ func TestCommands(t *testing.T) {
 	if err := <-watched; err != nil {
 		t.Fatalf("watch: %v", err)
 	}
-	if out, _, err := run(t, addr, "accept", offers[0]); err != nil || !strings.Contains(out, "accepted") {
+	accept := []string{"accept", "--request-id", "ctl-test-accept-1", offers[0]}
+	if out, _, err := run(t, addr, accept...); err != nil || !strings.Contains(out, "accepted") {
 		t.Fatalf("accept: %v %s", err, out)
+	}
+	// The same accept sent again (its reply lost) is answered as the
+	// first time; the same request id on another command is refused.
+	if out, _, err := run(t, addr, accept...); err != nil || !strings.Contains(out, "accepted") {
+		t.Fatalf("accept again: %v %s", err, out)
+	}
+	if _, _, err := run(t, addr, "start", "--request-id", "ctl-test-accept-1", offers[0]); err == nil ||
+		!strings.Contains(err.Error(), "AlreadyExists") || !strings.Contains(err.Error(), "--request-id ctl-test-accept-1") {
+		t.Fatalf("start with the accept's request id: %v", err)
 	}
 	if _, _, err := run(t, addr, "decline", offers[1]); err == nil || !strings.Contains(err.Error(), "reason:") {
 		t.Fatalf("decline without a reason: %v", err)

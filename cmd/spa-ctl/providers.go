@@ -73,6 +73,7 @@ func (c *ctl) declareCapacity(ctx context.Context, args []string) error {
 	units := fs.Int("units", -1, "units free as counted (required)")
 	closed := fs.Bool("closed", false, "closed to admissions")
 	asOf := fs.String("as-of", "", "when the units were counted, RFC 3339 (default now)")
+	requestID := requestIDFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -91,7 +92,8 @@ func (c *ctl) declareCapacity(ctx context.Context, args []string) error {
 	}
 	req := &spav1.UpdateCapacityRequest{ProviderOds: *provider, Capacity: []*spav1.Capacity{{
 		Service: spav1.Service(s), AvailableUnits: int32(min(*units, math.MaxInt32)), Open: !*closed, AsOf: timestamppb.New(at)}}}
-	return c.call(ctx, func(ctx context.Context) error {
+	return c.command(ctx, *requestID, func(ctx context.Context, id string) error {
+		req.RequestId = id
 		res, err := c.providers.UpdateCapacity(ctx, req)
 		switch {
 		case err != nil:
@@ -135,6 +137,7 @@ func (c *ctl) listAssignments(ctx context.Context, args []string) error {
 func (c *ctl) answer(ctx context.Context, verb string, args []string) error {
 	fs := c.flags(verb)
 	reason := fs.String("reason", "", "why (required to decline)")
+	requestID := requestIDFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -142,17 +145,17 @@ func (c *ctl) answer(ctx context.Context, verb string, args []string) error {
 		return fmt.Errorf("%s: give one ASSIGNMENT_ID", verb)
 	}
 	id := fs.Arg(0)
-	return c.call(ctx, func(ctx context.Context) error {
+	return c.command(ctx, *requestID, func(ctx context.Context, requestID string) error {
 		var err error
 		switch verb {
 		case "accept":
-			_, err = c.assignments.AcceptOffer(ctx, &spav1.AcceptOfferRequest{AssignmentId: id})
+			_, err = c.assignments.AcceptOffer(ctx, &spav1.AcceptOfferRequest{AssignmentId: id, RequestId: requestID})
 		case "decline":
-			_, err = c.assignments.DeclineOffer(ctx, &spav1.DeclineOfferRequest{AssignmentId: id, Reason: *reason})
+			_, err = c.assignments.DeclineOffer(ctx, &spav1.DeclineOfferRequest{AssignmentId: id, Reason: *reason, RequestId: requestID})
 		case "start":
-			_, err = c.assignments.StartCare(ctx, &spav1.StartCareRequest{AssignmentId: id})
+			_, err = c.assignments.StartCare(ctx, &spav1.StartCareRequest{AssignmentId: id, RequestId: requestID})
 		case "complete":
-			_, err = c.assignments.CompleteAssignment(ctx, &spav1.CompleteAssignmentRequest{AssignmentId: id})
+			_, err = c.assignments.CompleteAssignment(ctx, &spav1.CompleteAssignmentRequest{AssignmentId: id, RequestId: requestID})
 		}
 		if err == nil {
 			fmt.Fprintf(c.stdout, "%s: %sed\n", id, strings.TrimSuffix(verb, "e"))
@@ -163,14 +166,15 @@ func (c *ctl) answer(ctx context.Context, verb string, args []string) error {
 
 func (c *ctl) left(ctx context.Context, args []string) error {
 	fs := c.flags("left")
+	requestID := requestIDFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("left: give one REFERRAL_ID")
 	}
-	return c.call(ctx, func(ctx context.Context) error {
-		res, err := c.client.RecordPatientLeft(ctx, &spav1.RecordPatientLeftRequest{ReferralId: fs.Arg(0)})
+	return c.command(ctx, *requestID, func(ctx context.Context, requestID string) error {
+		res, err := c.client.RecordPatientLeft(ctx, &spav1.RecordPatientLeftRequest{ReferralId: fs.Arg(0), RequestId: requestID})
 		if err == nil {
 			fmt.Fprintf(c.stdout, "%s: patient left hospital (sequence %d)\n", fs.Arg(0), res.GetSequence())
 		}

@@ -282,6 +282,14 @@ func TestInvalidInput(t *testing.T) {
 			_, err := s.client.HoldReferral(ctx, &spav1.HoldReferralRequest{ReferralId: ok.GetReferralId()})
 			return err
 		}, []string{"reason"}},
+		{"hold: no reason, a request id too short", func() error {
+			_, err := s.client.HoldReferral(ctx, &spav1.HoldReferralRequest{ReferralId: ok.GetReferralId(), RequestId: "short"})
+			return err
+		}, []string{"reason", "request_id"}},
+		{"capacity: a request id with a space", func() error {
+			_, err := spav1.NewProviderServiceClient(s.conn).UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{RequestId: "not an id at all"})
+			return err
+		}, []string{"provider_ods", "capacity", "request_id"}},
 		{"decline: no reason, bad id", func() error {
 			_, err := spav1.NewAssignmentServiceClient(s.conn).DeclineOffer(ctx, &spav1.DeclineOfferRequest{AssignmentId: "a1"})
 			return err

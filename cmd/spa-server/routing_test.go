@@ -300,3 +300,46 @@ func TestBedNeverPromisedTwice(t *testing.T) {
 		t.Fatalf("offered to %v", liveAssignment(got))
 	}
 }
+
+// TestAcceptRetriedAfterALostReply: a provider accepts with a request id,
+// loses the reply, and retries after care started: it gets the first
+// answer (the same sequence), not FAILED_PRECONDITION, and nothing is
+// appended; the same request id on a decline is ALREADY_EXISTS.
+func TestAcceptRetriedAfterALostReply(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir())
+	c := clientsOf(s)
+	ctx := callCtx(t)
+	addProvider(t, c, "STP11", 1, nil, spav1.Service_SERVICE_STEP_DOWN_BED)
+	d := referraltest.Details(11)
+	d.Needs.ShortTermBedBasedCare = true
+	sub, err := c.referrals.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "lost-reply-submit", Referral: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := liveAssignment(waitReferral(t, c, sub.GetReferralId(), "offered", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_OFFERED)))
+	accept := &spav1.AcceptOfferRequest{AssignmentId: a.GetAssignmentId(), RequestId: "lost-reply-accept"}
+	first, err := c.assignments.AcceptOffer(ctx, accept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, err := c.assignments.StartCare(ctx, &spav1.StartCareRequest{AssignmentId: a.GetAssignmentId(), RequestId: "lost-reply-start"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.assignments.AcceptOffer(ctx, accept)
+	if err != nil || again.GetSequence() != first.GetSequence() {
+		t.Fatalf("accept retried: %v, %v; want sequence %d", again, err, first.GetSequence())
+	}
+	_, err = c.assignments.DeclineOffer(ctx, &spav1.DeclineOfferRequest{AssignmentId: a.GetAssignmentId(), Reason: "no bed", RequestId: "lost-reply-accept"})
+	if status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("the accept's request id on a decline: %v; want ALREADY_EXISTS", err)
+	}
+	r, err := c.referrals.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: sub.GetReferralId(), MinSequence: started.GetSequence()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := r.GetReferral().GetVersion(); v != started.GetSequence() {
+		t.Fatalf("referral at version %d after the retries, want %d (the start of care)", v, started.GetSequence())
+	}
+}

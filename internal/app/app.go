@@ -5,10 +5,12 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	spav1 "spa/internal/gen/spa/v1"
@@ -67,6 +69,10 @@ type Meta struct {
 	// Method the call that reads it; both go in the access log.
 	Purpose string
 	Method  string
+	// Request is the client's request id for a command and the hash of
+	// what it asked (zero when it sent none): update answers a retry from
+	// the log.
+	Request spa.Request
 	// OccurredAt is the command's business time when the client states
 	// one (a delayed or migrated record); zero means now. It decides the
 	// policy in force and is the events' occurred-at. spa.BusinessTime
@@ -125,11 +131,17 @@ type state[S any] interface {
 // With assumeNew the first attempt decides on an empty aggregate without
 // loading it: right for a new submission, and one that exists after all
 // makes the append fail as a lost race, which loads it.
+//
+// A command with a request id that an event of the aggregate already
+// carries is a retry: the same request is answered as the first time (the
+// state just after that event, and its sequence) and appends nothing;
+// another request with that id is KindAlreadyExists.
 func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.Aggregate, id, causationID string, assumeNew bool,
 	decide func(s S, now time.Time) (spa.Change, error)) (S, uint64, error) {
 	// An id that is not one never reaches the store (it could be a
 	// wildcard subject); decide then reports it as a field violation.
 	valid := spa.ValidAggregateID(agg, id)
+	idErr := spa.CheckRequestID(meta.Request.ID)
 	for attempt := 1; ; attempt++ {
 		var s S
 		var last uint64
@@ -138,23 +150,27 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 			if err != nil {
 				return s, 0, err
 			}
+			if first := retried(recs, meta.Request); idErr == nil && first >= 0 {
+				return answered[S, P](recs[:first+1], meta.Request, agg, id)
+			}
 			for _, rec := range recs {
 				P(&s).Apply(rec)
 			}
 			last = l
 		}
 		recorded := a.now()
-		// A bad occurred_at is reported with the rest of the request's
-		// bad fields, which are checked at the time recorded.
+		// A bad occurred_at or request id is reported with the rest of the
+		// request's bad fields, which are checked at the time recorded.
 		now, timeErr := spa.BusinessTime(meta.OccurredAt, recorded)
 		ch, err := decide(s, now)
-		if err = spa.JoinInvalid(err, timeErr); err != nil || ch.Event == nil {
+		if err = spa.JoinInvalid(err, timeErr, idErr); err != nil || ch.Event == nil {
 			return s, 0, err
 		}
 		if !valid {
 			return s, 0, fmt.Errorf("app: decided %s for the invalid %s id %q", spa.EventName(ch.Event), agg, id)
 		}
 		rec := record(meta, id, causationID, now, recorded, ch.Event)
+		rec.Request = meta.Request
 		batch := []spa.Append{{Record: rec, Expected: last, Guard: true}}
 		if ch.Provider != nil {
 			batch = append(batch, spa.Append{Record: record(meta, ch.ProviderODS, rec.EventID, now, recorded, ch.Provider), Guard: ch.GuardProvider})
@@ -170,6 +186,30 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 		P(&s).Apply(rec)
 		return s, seqs[0], nil
 	}
+}
+
+// retried returns the index of the record appended by the request with
+// req's id, or -1 (also when req has none).
+func retried(recs []spa.Record, req spa.Request) int {
+	if req.ID == "" {
+		return -1
+	}
+	return slices.IndexFunc(recs, func(r spa.Record) bool { return r.Request.ID == req.ID })
+}
+
+// answered answers a retried request from the records up to and
+// including the one it appended: the state then, and that record's
+// sequence; or KindAlreadyExists when the id came with another request.
+func answered[S any, P state[S]](recs []spa.Record, req spa.Request, agg spa.Aggregate, id string) (S, uint64, error) {
+	var s S
+	first := recs[len(recs)-1]
+	if !bytes.Equal(first.Request.Hash, req.Hash) {
+		return s, 0, spa.Errorf(spa.KindAlreadyExists, "request_id %q was already used on %s %s for another request (event %d)", req.ID, agg, id, first.Sequence)
+	}
+	for _, rec := range recs {
+		P(&s).Apply(rec)
+	}
+	return s, first.Sequence, nil
 }
 
 // record wraps an event in its envelope.

@@ -9,11 +9,15 @@ import (
 
 // TransitionAssignment moves an assignment to a new FHIR Task status (a
 // provider accepting, declining, starting, completing ...) and returns the
-// event's sequence. A decline, failure or cancellation gives the reserved
-// unit back in the same atomic batch; the router then offers the next
-// provider.
+// event's sequence, or the referral's version when the assignment is in
+// that status already for the same reason (nothing appended). A decline,
+// failure or cancellation before care started gives the reserved unit back
+// in the same atomic batch; the router then offers the next provider.
 func (a *App) TransitionAssignment(ctx context.Context, meta Meta, c spa.TransitionAssignment) (uint64, error) {
-	_, seq, err := update(ctx, a, meta, spa.AggregateReferral, spa.ReferralOfAssignment(c.AssignmentID), "", false,
+	r, seq, err := update(ctx, a, meta, spa.AggregateReferral, spa.ReferralOfAssignment(c.AssignmentID), "", false,
 		func(r spa.Referral, now time.Time) (spa.Change, error) { return spa.DecideTransition(r, c, now) })
+	if err == nil && seq == 0 {
+		return r.Version, nil
+	}
 	return seq, err
 }

@@ -35,6 +35,8 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		CausationId:   rec.CausationID,
 		CorrelationId: rec.CorrelationID,
 		PolicyVersion: rec.PolicyVersion,
+		RequestId:     rec.Request.ID,
+		RequestHash:   rec.Request.Hash,
 		PrevHash:      rec.PrevHash,
 	}
 	switch e := rec.Event.(type) {
@@ -146,6 +148,7 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		CausationID:   env.GetCausationId(),
 		CorrelationID: env.GetCorrelationId(),
 		PolicyVersion: env.GetPolicyVersion(),
+		Request:       spa.Request{ID: env.GetRequestId(), Hash: env.GetRequestHash()},
 		PrevHash:      env.GetPrevHash(),
 	}
 	switch p := env.GetPayload().(type) {

@@ -44,7 +44,8 @@ func TestRecordRoundTrip(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 11, 22, 9, 30, 0, 123, time.UTC)
 	base := spa.Record{Sequence: 42, EventID: "e1", AggregateID: "ref-7btv6dkkq64y5tep", OccurredAt: at, RecordedAt: at.Add(time.Millisecond),
-		Actor: spa.Actor{ODS: "RH802", Role: "discharge-coordinator", User: "ada"}, CausationID: "req-1", CorrelationID: "corr-1", PolicyVersion: "p1"}
+		Actor: spa.Actor{ODS: "RH802", Role: "discharge-coordinator", User: "ada"}, CausationID: "req-1", CorrelationID: "corr-1", PolicyVersion: "p1",
+		Request: spa.Request{ID: "req-00000002", Hash: []byte{1, 2, 3}}}
 	events := []spa.Event{
 		spa.ReferralSubmitted{RequestID: "req-00000001", Details: fullDetails(), DischargeReadyDate: "2026-11-21"},
 		spa.CriteriaToResideRecorded{CriteriaMet: []spa.Criterion{spa.CriterionNEWS2Above3}, AssessedOn: "2026-11-22"},

@@ -61,37 +61,37 @@ func (s *Assignments) WatchAssignments(req *spav1.WatchAssignmentsRequest, strea
 	}
 }
 
-func (s *Assignments) transition(ctx context.Context, id string, to spa.TaskStatus, reason string) (uint64, error) {
-	return command(ctx, s.app.TransitionAssignment, spa.TransitionAssignment{AssignmentID: id, To: to, Reason: reason})
+func (s *Assignments) transition(ctx context.Context, req retryable, id string, to spa.TaskStatus, reason string) (uint64, error) {
+	return command(ctx, req, s.app.TransitionAssignment, spa.TransitionAssignment{AssignmentID: id, To: to, Reason: reason})
 }
 
 // AcceptOffer implements spav1.AssignmentServiceServer.
 func (s *Assignments) AcceptOffer(ctx context.Context, req *spav1.AcceptOfferRequest) (*spav1.AcceptOfferResponse, error) {
-	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskAccepted, "")
+	seq, err := s.transition(ctx, req, req.GetAssignmentId(), spa.TaskAccepted, "")
 	return &spav1.AcceptOfferResponse{Sequence: seq}, err
 }
 
 // DeclineOffer implements spav1.AssignmentServiceServer.
 func (s *Assignments) DeclineOffer(ctx context.Context, req *spav1.DeclineOfferRequest) (*spav1.DeclineOfferResponse, error) {
-	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskRejected, req.GetReason())
+	seq, err := s.transition(ctx, req, req.GetAssignmentId(), spa.TaskRejected, req.GetReason())
 	return &spav1.DeclineOfferResponse{Sequence: seq}, err
 }
 
 // StartCare implements spav1.AssignmentServiceServer.
 func (s *Assignments) StartCare(ctx context.Context, req *spav1.StartCareRequest) (*spav1.StartCareResponse, error) {
-	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskInProgress, "")
+	seq, err := s.transition(ctx, req, req.GetAssignmentId(), spa.TaskInProgress, "")
 	return &spav1.StartCareResponse{Sequence: seq}, err
 }
 
 // CompleteAssignment implements spav1.AssignmentServiceServer.
 func (s *Assignments) CompleteAssignment(ctx context.Context, req *spav1.CompleteAssignmentRequest) (*spav1.CompleteAssignmentResponse, error) {
-	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskCompleted, "")
+	seq, err := s.transition(ctx, req, req.GetAssignmentId(), spa.TaskCompleted, "")
 	return &spav1.CompleteAssignmentResponse{Sequence: seq}, err
 }
 
 // UpdateAssignmentStatus implements spav1.AssignmentServiceServer.
 func (s *Assignments) UpdateAssignmentStatus(ctx context.Context, req *spav1.UpdateAssignmentStatusRequest) (*spav1.UpdateAssignmentStatusResponse, error) {
-	seq, err := s.transition(ctx, req.GetAssignmentId(), spa.TaskStatus(req.GetStatus()), req.GetReason())
+	seq, err := s.transition(ctx, req, req.GetAssignmentId(), spa.TaskStatus(req.GetStatus()), req.GetReason())
 	return &spav1.UpdateAssignmentStatusResponse{Sequence: seq}, err
 }
 

@@ -23,7 +23,7 @@ func NewProviders(a *app.App) *Providers { return &Providers{app: a} }
 
 // RegisterProvider implements spav1.ProviderServiceServer.
 func (s *Providers) RegisterProvider(ctx context.Context, req *spav1.RegisterProviderRequest) (*spav1.RegisterProviderResponse, error) {
-	m, err := meta(ctx)
+	m, err := commandMeta(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +36,7 @@ func (s *Providers) RegisterProvider(ctx context.Context, req *spav1.RegisterPro
 
 // UpdateCapacity implements spav1.ProviderServiceServer.
 func (s *Providers) UpdateCapacity(ctx context.Context, req *spav1.UpdateCapacityRequest) (*spav1.UpdateCapacityResponse, error) {
-	m, err := meta(ctx)
+	m, err := commandMeta(ctx, req)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func (s *Referrals) SubmitReferral(ctx context.Context, req *spav1.SubmitReferra
 
 // RecordCriteriaToReside implements spav1.ReferralServiceServer.
 func (s *Referrals) RecordCriteriaToReside(ctx context.Context, req *spav1.RecordCriteriaToResideRequest) (*spav1.RecordCriteriaToResideResponse, error) {
-	m, err := meta(ctx)
+	m, err := commandMeta(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func (s *Referrals) RecordCriteriaToReside(ctx context.Context, req *spav1.Recor
 
 // RecordInfectionTest implements spav1.ReferralServiceServer.
 func (s *Referrals) RecordInfectionTest(ctx context.Context, req *spav1.RecordInfectionTestRequest) (*spav1.RecordInfectionTestResponse, error) {
-	m, err := meta(ctx)
+	m, err := commandMeta(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func (s *Referrals) RecordInfectionTest(ctx context.Context, req *spav1.RecordIn
 
 // WithdrawReferral implements spav1.ReferralServiceServer.
 func (s *Referrals) WithdrawReferral(ctx context.Context, req *spav1.WithdrawReferralRequest) (*spav1.WithdrawReferralResponse, error) {
-	seq, err := command(ctx, s.app.WithdrawReferral, spa.WithdrawReferral{
+	seq, err := command(ctx, req, s.app.WithdrawReferral, spa.WithdrawReferral{
 		ReferralID: req.GetReferralId(), Reason: spa.WithdrawalReason(req.GetReason()), Note: req.GetNote(),
 	})
 	return &spav1.WithdrawReferralResponse{Sequence: seq}, err
@@ -79,19 +79,19 @@ func (s *Referrals) WithdrawReferral(ctx context.Context, req *spav1.WithdrawRef
 
 // HoldReferral implements spav1.ReferralServiceServer.
 func (s *Referrals) HoldReferral(ctx context.Context, req *spav1.HoldReferralRequest) (*spav1.HoldReferralResponse, error) {
-	seq, err := command(ctx, s.app.HoldReferral, spa.HoldReferral{ReferralID: req.GetReferralId(), Reason: spa.HoldReason(req.GetReason()), Note: req.GetNote()})
+	seq, err := command(ctx, req, s.app.HoldReferral, spa.HoldReferral{ReferralID: req.GetReferralId(), Reason: spa.HoldReason(req.GetReason()), Note: req.GetNote()})
 	return &spav1.HoldReferralResponse{Sequence: seq}, err
 }
 
 // ReleaseHold implements spav1.ReferralServiceServer.
 func (s *Referrals) ReleaseHold(ctx context.Context, req *spav1.ReleaseHoldRequest) (*spav1.ReleaseHoldResponse, error) {
-	seq, err := command(ctx, s.app.ReleaseHold, spa.ReleaseHold{ReferralID: req.GetReferralId(), Note: req.GetNote()})
+	seq, err := command(ctx, req, s.app.ReleaseHold, spa.ReleaseHold{ReferralID: req.GetReferralId(), Note: req.GetNote()})
 	return &spav1.ReleaseHoldResponse{Sequence: seq}, err
 }
 
 // RecordPatientLeft implements spav1.ReferralServiceServer.
 func (s *Referrals) RecordPatientLeft(ctx context.Context, req *spav1.RecordPatientLeftRequest) (*spav1.RecordPatientLeftResponse, error) {
-	seq, err := command(ctx, s.app.RecordPatientLeft, spa.RecordPatientLeft{ReferralID: req.GetReferralId(), LeftAt: codec.TimeFromProto(req.GetLeftAt())})
+	seq, err := command(ctx, req, s.app.RecordPatientLeft, spa.RecordPatientLeft{ReferralID: req.GetReferralId(), LeftAt: codec.TimeFromProto(req.GetLeftAt())})
 	return &spav1.RecordPatientLeftResponse{Sequence: seq}, err
 }
 
@@ -106,9 +106,9 @@ func (s *Referrals) ListReferrals(ctx context.Context, req *spav1.ListReferralsR
 }
 
 // command runs a command that answers with a sequence, as the caller in
-// the request metadata.
-func command[C any](ctx context.Context, run func(context.Context, app.Meta, C) (uint64, error), c C) (uint64, error) {
-	m, err := meta(ctx)
+// the request metadata, with req's request id.
+func command[C any](ctx context.Context, req retryable, run func(context.Context, app.Meta, C) (uint64, error), c C) (uint64, error) {
+	m, err := commandMeta(ctx, req)
 	if err != nil {
 		return 0, err
 	}

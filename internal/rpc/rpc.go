@@ -5,6 +5,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"spa/internal/app"
 	"spa/internal/spa"
@@ -59,6 +61,34 @@ func meta(ctx context.Context) (app.Meta, error) {
 	if len(vs) > 0 {
 		return m, &spa.Error{Kind: spa.KindInvalid, Message: "invalid request metadata", Violations: vs}
 	}
+	return m, nil
+}
+
+// retryable is a command request: it may carry a request id.
+type retryable interface {
+	proto.Message
+	GetRequestId() string
+}
+
+// commandMeta is meta for a command: the caller, and req's request id
+// with the hash of the request (method and body without the id) that
+// tells a retry from another request with the same id.
+func commandMeta(ctx context.Context, req retryable) (app.Meta, error) {
+	m, err := meta(ctx)
+	if err != nil || req.GetRequestId() == "" {
+		return m, err
+	}
+	body := proto.Clone(req).ProtoReflect()
+	body.Clear(body.Descriptor().Fields().ByName("request_id"))
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(body.Interface())
+	if err != nil {
+		return m, fmt.Errorf("rpc: hashing the request: %w", err)
+	}
+	h := sha256.New()
+	h.Write([]byte(m.Method))
+	h.Write([]byte{0})
+	h.Write(b)
+	m.Request = spa.Request{ID: req.GetRequestId(), Hash: h.Sum(nil)}
 	return m, nil
 }
 

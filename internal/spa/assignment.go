@@ -255,6 +255,11 @@ func DecideTransition(r Referral, c TransitionAssignment, _ time.Time) (Change, 
 	if a == nil {
 		return Change{}, Errorf(KindNotFound, "assignment %s not found", c.AssignmentID)
 	}
+	if a.Status == c.To && a.Reason == c.Reason {
+		// There already, for the same reason: a retry (also one without a
+		// request id) changes nothing.
+		return Change{}, nil
+	}
 	allowed := transitions[a.Status]
 	if a.Status == TaskOnHold {
 		allowed = append([]TaskStatus{a.HeldFrom}, allowed...)

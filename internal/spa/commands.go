@@ -91,7 +91,7 @@ func (c *SubmitReferral) Normalise() {
 func DecideSubmit(r Referral, c SubmitReferral, now time.Time) (Event, error) {
 	var vs violations
 	if !requestIDPattern.MatchString(c.RequestID) {
-		vs.add("request_id", "must be 8-64 characters of A-Z a-z 0-9 . _ - (use a UUID)")
+		vs.add("request_id", requestIDRule)
 	}
 	validateDetails(&vs, "referral.", c.Details, LocalDate(now), now)
 	if err := vs.err(); err != nil {

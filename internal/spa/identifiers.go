@@ -147,3 +147,23 @@ func checkDate(vs *violations, field, s string, required bool, today string) tim
 func ParseLocalDate(s string) (time.Time, error) {
 	return time.ParseInLocation(DateLayout, s, london())
 }
+
+// Request identifies a client's command for retries (AIP-155): the
+// client's request id, and the SHA-256 of what it asked (method and body
+// without the id).
+type Request struct {
+	ID   string
+	Hash []byte
+}
+
+// CheckRequestID reports a request id that is set and not 8-64
+// characters of A-Z a-z 0-9 . _ - as a KindInvalid field violation.
+func CheckRequestID(id string) error {
+	var vs violations
+	if id != "" && !requestIDPattern.MatchString(id) {
+		vs.add("request_id", requestIDRule)
+	}
+	return vs.err()
+}
+
+const requestIDRule = "must be 8-64 characters of A-Z a-z 0-9 . _ - (use a UUID)"

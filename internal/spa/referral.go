@@ -332,6 +332,9 @@ type Record struct {
 	CausationID   string
 	CorrelationID string
 	PolicyVersion string
+	// Request is the client's request id and request hash of the command
+	// that appended the event, when it sent one.
+	Request Request
 	// PrevHash is the SHA-256 of the stored bytes of the previous event on
 	// the same subject (nil for the first); the event store sets it.
 	PrevHash []byte

@@ -22,8 +22,14 @@ const (
 )
 
 type AcceptOfferRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AssignmentId  string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AssignmentId string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -61,6 +67,13 @@ func (*AcceptOfferRequest) Descriptor() ([]byte, []int) {
 func (x *AcceptOfferRequest) GetAssignmentId() string {
 	if x != nil {
 		return x.AssignmentId
+	}
+	return ""
+}
+
+func (x *AcceptOfferRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -113,7 +126,13 @@ type DeclineOfferRequest struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	AssignmentId string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
 	// Required, e.g. "no carers for double-handed calls".
-	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -158,6 +177,13 @@ func (x *DeclineOfferRequest) GetAssignmentId() string {
 func (x *DeclineOfferRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeclineOfferRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -207,8 +233,14 @@ func (x *DeclineOfferResponse) GetSequence() uint64 {
 }
 
 type StartCareRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AssignmentId  string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AssignmentId string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +278,13 @@ func (*StartCareRequest) Descriptor() ([]byte, []int) {
 func (x *StartCareRequest) GetAssignmentId() string {
 	if x != nil {
 		return x.AssignmentId
+	}
+	return ""
+}
+
+func (x *StartCareRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -295,8 +334,14 @@ func (x *StartCareResponse) GetSequence() uint64 {
 }
 
 type CompleteAssignmentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AssignmentId  string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AssignmentId string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -334,6 +379,13 @@ func (*CompleteAssignmentRequest) Descriptor() ([]byte, []int) {
 func (x *CompleteAssignmentRequest) GetAssignmentId() string {
 	if x != nil {
 		return x.AssignmentId
+	}
+	return ""
+}
+
+func (x *CompleteAssignmentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -387,7 +439,13 @@ type UpdateAssignmentStatusRequest struct {
 	AssignmentId string                 `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
 	Status       TaskStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=spa.v1.TaskStatus" json:"status,omitempty"`
 	// Required for failed.
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -439,6 +497,13 @@ func (x *UpdateAssignmentStatusRequest) GetStatus() TaskStatus {
 func (x *UpdateAssignmentStatusRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *UpdateAssignmentStatusRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -748,28 +813,38 @@ var File_spa_v1_assignment_service_proto protoreflect.FileDescriptor
 
 const file_spa_v1_assignment_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fspa/v1/assignment_service.proto\x12\x06spa.v1\x1a\x13spa/v1/events.proto\x1a\x15spa/v1/referral.proto\x1a\x1dspa/v1/referral_service.proto\"9\n" +
+	"\x1fspa/v1/assignment_service.proto\x12\x06spa.v1\x1a\x13spa/v1/events.proto\x1a\x15spa/v1/referral.proto\x1a\x1dspa/v1/referral_service.proto\"X\n" +
 	"\x12AcceptOfferRequest\x12#\n" +
-	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\"1\n" +
+	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"1\n" +
 	"\x13AcceptOfferResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"R\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"q\n" +
 	"\x13DeclineOfferRequest\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"2\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"2\n" +
 	"\x14DeclineOfferResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"7\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"V\n" +
 	"\x10StartCareRequest\x12#\n" +
-	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\"/\n" +
+	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"/\n" +
 	"\x11StartCareResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"@\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"_\n" +
 	"\x19CompleteAssignmentRequest\x12#\n" +
-	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\"8\n" +
+	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"8\n" +
 	"\x1aCompleteAssignmentResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\x88\x01\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\xa7\x01\n" +
 	"\x1dUpdateAssignmentStatusRequest\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12*\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.spa.v1.TaskStatusR\x06status\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"<\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"<\n" +
 	"\x1eUpdateAssignmentStatusResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\xc6\x01\n" +
 	"\x16ListAssignmentsRequest\x12!\n" +

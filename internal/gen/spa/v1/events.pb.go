@@ -110,6 +110,11 @@ type Envelope struct {
 	// SHA-256 of the stored bytes of the previous event on the same subject;
 	// empty for the first. The events of a subject form a hash chain.
 	PrevHash []byte `protobuf:"bytes,10,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	// The request_id of the command that appended it, when the client sent
+	// one, and the SHA-256 of that request (its method and body without the
+	// request_id): a retry is recognised from the log, whatever its age.
+	RequestId   string `protobuf:"bytes,11,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestHash []byte `protobuf:"bytes,12,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*Envelope_ReferralSubmitted
@@ -230,6 +235,20 @@ func (x *Envelope) GetPolicyVersion() string {
 func (x *Envelope) GetPrevHash() []byte {
 	if x != nil {
 		return x.PrevHash
+	}
+	return nil
+}
+
+func (x *Envelope) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Envelope) GetRequestHash() []byte {
+	if x != nil {
+		return x.RequestHash
 	}
 	return nil
 }
@@ -1776,7 +1795,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x10\n" +
 	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"\x94\r\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\xd6\r\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\x05R\rschemaVersion\x12!\n" +
@@ -1790,7 +1809,10 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x0ecorrelation_id\x18\b \x01(\tR\rcorrelationId\x12%\n" +
 	"\x0epolicy_version\x18\t \x01(\tR\rpolicyVersion\x12\x1b\n" +
 	"\tprev_hash\x18\n" +
-	" \x01(\fR\bprevHash\x12J\n" +
+	" \x01(\fR\bprevHash\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\v \x01(\tR\trequestId\x12!\n" +
+	"\frequest_hash\x18\f \x01(\fR\vrequestHash\x12J\n" +
 	"\x12referral_submitted\x18\x14 \x01(\v2\x19.spa.v1.ReferralSubmittedH\x00R\x11referralSubmitted\x12a\n" +
 	"\x1bcriteria_to_reside_recorded\x18\x15 \x01(\v2 .spa.v1.CriteriaToResideRecordedH\x00R\x18criteriaToResideRecorded\x12W\n" +
 	"\x17infection_test_recorded\x18\x16 \x01(\v2\x1d.spa.v1.InfectionTestRecordedH\x00R\x15infectionTestRecorded\x12J\n" +

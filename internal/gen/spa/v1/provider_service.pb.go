@@ -85,8 +85,14 @@ func (x *Provider) GetVersion() uint64 {
 }
 
 type RegisterProviderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Provider      *ProviderDetails       `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Provider *ProviderDetails       `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -126,6 +132,13 @@ func (x *RegisterProviderRequest) GetProvider() *ProviderDetails {
 		return x.Provider
 	}
 	return nil
+}
+
+func (x *RegisterProviderRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type RegisterProviderResponse struct {
@@ -183,9 +196,15 @@ func (x *RegisterProviderResponse) GetUnchanged() bool {
 }
 
 type UpdateCapacityRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProviderOds   string                 `protobuf:"bytes,1,opt,name=provider_ods,json=providerOds,proto3" json:"provider_ods,omitempty"`
-	Capacity      []*Capacity            `protobuf:"bytes,2,rep,name=capacity,proto3" json:"capacity,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ProviderOds string                 `protobuf:"bytes,1,opt,name=provider_ods,json=providerOds,proto3" json:"provider_ods,omitempty"`
+	Capacity    []*Capacity            `protobuf:"bytes,2,rep,name=capacity,proto3" json:"capacity,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -232,6 +251,13 @@ func (x *UpdateCapacityRequest) GetCapacity() []*Capacity {
 		return x.Capacity
 	}
 	return nil
+}
+
+func (x *UpdateCapacityRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type UpdateCapacityResponse struct {
@@ -440,15 +466,19 @@ const file_spa_v1_provider_service_proto_rawDesc = "" +
 	"\bProvider\x121\n" +
 	"\adetails\x18\x01 \x01(\v2\x17.spa.v1.ProviderDetailsR\adetails\x12,\n" +
 	"\bcapacity\x18\x02 \x03(\v2\x10.spa.v1.CapacityR\bcapacity\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x04R\aversion\"N\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"m\n" +
 	"\x17RegisterProviderRequest\x123\n" +
-	"\bprovider\x18\x01 \x01(\v2\x17.spa.v1.ProviderDetailsR\bprovider\"T\n" +
+	"\bprovider\x18\x01 \x01(\v2\x17.spa.v1.ProviderDetailsR\bprovider\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"T\n" +
 	"\x18RegisterProviderResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1c\n" +
-	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"h\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"\x87\x01\n" +
 	"\x15UpdateCapacityRequest\x12!\n" +
 	"\fprovider_ods\x18\x01 \x01(\tR\vproviderOds\x12,\n" +
-	"\bcapacity\x18\x02 \x03(\v2\x10.spa.v1.CapacityR\bcapacity\"R\n" +
+	"\bcapacity\x18\x02 \x03(\v2\x10.spa.v1.CapacityR\bcapacity\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"R\n" +
 	"\x16UpdateCapacityResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1c\n" +
 	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"\xba\x01\n" +

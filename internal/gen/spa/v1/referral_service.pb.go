@@ -703,7 +703,13 @@ type RecordCriteriaToResideRequest struct {
 	// ISO date of the assessment; not before admission, not in the future.
 	AssessedOn string `protobuf:"bytes,3,opt,name=assessed_on,json=assessedOn,proto3" json:"assessed_on,omitempty"`
 	// Business time; see SubmitReferralRequest.occurred_at.
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -764,6 +770,13 @@ func (x *RecordCriteriaToResideRequest) GetOccurredAt() *timestamppb.Timestamp {
 		return x.OccurredAt
 	}
 	return nil
+}
+
+func (x *RecordCriteriaToResideRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type RecordCriteriaToResideResponse struct {
@@ -832,7 +845,13 @@ type RecordInfectionTestRequest struct {
 	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
 	Test       *InfectionTest         `protobuf:"bytes,2,opt,name=test,proto3" json:"test,omitempty"`
 	// Business time; see SubmitReferralRequest.occurred_at.
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -888,6 +907,13 @@ func (x *RecordInfectionTestRequest) GetOccurredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RecordInfectionTestRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type RecordInfectionTestResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -933,10 +959,16 @@ func (x *RecordInfectionTestResponse) GetSequence() uint64 {
 }
 
 type WithdrawReferralRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReferralId    string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
-	Reason        WithdrawalReason       `protobuf:"varint,2,opt,name=reason,proto3,enum=spa.v1.WithdrawalReason" json:"reason,omitempty"`
-	Note          string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	Reason     WithdrawalReason       `protobuf:"varint,2,opt,name=reason,proto3,enum=spa.v1.WithdrawalReason" json:"reason,omitempty"`
+	Note       string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -992,6 +1024,13 @@ func (x *WithdrawReferralRequest) GetNote() string {
 	return ""
 }
 
+func (x *WithdrawReferralRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type WithdrawReferralResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -1037,10 +1076,16 @@ func (x *WithdrawReferralResponse) GetSequence() uint64 {
 }
 
 type HoldReferralRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReferralId    string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
-	Reason        HoldReason             `protobuf:"varint,2,opt,name=reason,proto3,enum=spa.v1.HoldReason" json:"reason,omitempty"`
-	Note          string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	Reason     HoldReason             `protobuf:"varint,2,opt,name=reason,proto3,enum=spa.v1.HoldReason" json:"reason,omitempty"`
+	Note       string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1096,6 +1141,13 @@ func (x *HoldReferralRequest) GetNote() string {
 	return ""
 }
 
+func (x *HoldReferralRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type HoldReferralResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -1141,9 +1193,15 @@ func (x *HoldReferralResponse) GetSequence() uint64 {
 }
 
 type ReleaseHoldRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReferralId    string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
-	Note          string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	Note       string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1188,6 +1246,13 @@ func (x *ReleaseHoldRequest) GetReferralId() string {
 func (x *ReleaseHoldRequest) GetNote() string {
 	if x != nil {
 		return x.Note
+	}
+	return ""
+}
+
+func (x *ReleaseHoldRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -1240,7 +1305,13 @@ type RecordPatientLeftRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
 	// When the patient left; default now.
-	LeftAt        *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
+	LeftAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
+	// Client-chosen idempotency key (optional; 8-64 characters of
+	// [A-Za-z0-9._-], use a UUID). A retry with the same request_id and the
+	// same request returns the first answer and appends nothing, however
+	// late; the same request_id with another request is ALREADY_EXISTS.
+	// Remembered on the referral or provider the command acts on.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1287,6 +1358,13 @@ func (x *RecordPatientLeftRequest) GetLeftAt() *timestamppb.Timestamp {
 		return x.LeftAt
 	}
 	return nil
+}
+
+func (x *RecordPatientLeftRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type RecordPatientLeftResponse struct {
@@ -1687,7 +1765,7 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1a\n" +
-	"\breplayed\x18\x03 \x01(\bR\breplayed\"\xdc\x01\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\"\xfb\x01\n" +
 	"\x1dRecordCriteriaToResideRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12<\n" +
@@ -1695,43 +1773,55 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\vassessed_on\x18\x03 \x01(\tR\n" +
 	"assessedOn\x12;\n" +
 	"\voccurred_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"\x9e\x01\n" +
+	"occurredAt\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"\x9e\x01\n" +
 	"\x1eRecordCriteriaToResideResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x16.spa.v1.ReferralStatusR\x06status\x120\n" +
-	"\x14discharge_ready_date\x18\x03 \x01(\tR\x12dischargeReadyDate\"\xa5\x01\n" +
+	"\x14discharge_ready_date\x18\x03 \x01(\tR\x12dischargeReadyDate\"\xc4\x01\n" +
 	"\x1aRecordInfectionTestRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12)\n" +
 	"\x04test\x18\x02 \x01(\v2\x15.spa.v1.InfectionTestR\x04test\x12;\n" +
 	"\voccurred_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"9\n" +
+	"occurredAt\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"9\n" +
 	"\x1bRecordInfectionTestResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\x80\x01\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\x9f\x01\n" +
 	"\x17WithdrawReferralRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x120\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x18.spa.v1.WithdrawalReasonR\x06reason\x12\x12\n" +
-	"\x04note\x18\x03 \x01(\tR\x04note\"6\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"6\n" +
 	"\x18WithdrawReferralResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"v\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\x95\x01\n" +
 	"\x13HoldReferralRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12*\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x12.spa.v1.HoldReasonR\x06reason\x12\x12\n" +
-	"\x04note\x18\x03 \x01(\tR\x04note\"2\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"2\n" +
 	"\x14HoldReferralResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"I\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"h\n" +
 	"\x12ReleaseHoldRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12\x12\n" +
-	"\x04note\x18\x02 \x01(\tR\x04note\"1\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"1\n" +
 	"\x13ReleaseHoldResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"p\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\x8f\x01\n" +
 	"\x18RecordPatientLeftRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x123\n" +
-	"\aleft_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"7\n" +
+	"\aleft_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"7\n" +
 	"\x19RecordPatientLeftResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\"X\n" +
 	"\x12GetReferralRequest\x12\x1f\n" +
