@@ -136,6 +136,16 @@ func TestRoutingScenarios(t *testing.T) {
 		}
 	})
 
+	t.Run("urgent community response", func(t *testing.T) {
+		addProvider(t, c, "UCR01", 2, nil, spav1.Service_SERVICE_URGENT_COMMUNITY_RESPONSE)
+		id := submit("urgent", time.Time{}, func(d *spav1.ReferralDetails) { d.Needs.UrgentCommunityResponse = true })
+		r := waitReferral(t, c, id, "offered", offered)
+		if a := liveAssignment(r); a.GetProviderOds() != "UCR01" || a.GetService() != spav1.Service_SERVICE_URGENT_COMMUNITY_RESPONSE ||
+			r.GetReferral().GetPathway() != spav1.Pathway_PATHWAY_P1_HOME_FIRST || r.GetReferral().GetDecisionRule() != "urgent-community-response" {
+			t.Fatalf("urgent community response: %v", r.GetReferral())
+		}
+	})
+
 	t.Run("end of life fast track", func(t *testing.T) {
 		id := submit("end-of-life", time.Time{}, func(d *spav1.ReferralDetails) {
 			d.EndOfLife = &spav1.EndOfLife{FastTrack: true, PreferredPlace: spav1.PlaceOfCare_PLACE_OF_CARE_HOSPICE}

@@ -229,6 +229,7 @@ func DetailsFromProto(d *spav1.ReferralDetails) spa.Details {
 			Mobility: spa.Mobility(n.GetMobility()), CarersPerTransfer: n.GetCarersPerTransfer(), CareCallsPerDay: n.GetCareCallsPerDay(),
 			SafeAloneOvernight: n.GetSafeAloneOvernight(), Equipment: nilIfEmpty(n.GetEquipment()),
 			ShortTermBedBasedCare: n.GetShortTermBedBasedCare(), OngoingBeddedCare: n.GetOngoingBeddedCare(),
+			UrgentCommunityResponse: n.GetUrgentCommunityResponse(),
 		},
 		Risks: spa.Risks{
 			Falls: r.GetFalls(), PressureUlcers: r.GetPressureUlcers(), Safeguarding: r.GetSafeguarding(), LacksMentalCapacity: r.GetLacksMentalCapacity(),
@@ -259,6 +260,7 @@ func DetailsToProto(d spa.Details) *spav1.ReferralDetails {
 			Mobility: spav1.Mobility(n.Mobility), CarersPerTransfer: n.CarersPerTransfer, CareCallsPerDay: n.CareCallsPerDay,
 			SafeAloneOvernight: n.SafeAloneOvernight, Equipment: n.Equipment,
 			ShortTermBedBasedCare: n.ShortTermBedBasedCare, OngoingBeddedCare: n.OngoingBeddedCare,
+			UrgentCommunityResponse: n.UrgentCommunityResponse,
 		},
 		Risks: &spav1.Risks{
 			Falls: r.Falls, PressureUlcers: r.PressureUlcers, Safeguarding: r.Safeguarding, LacksMentalCapacity: r.LacksMentalCapacity,
@@ -338,7 +340,8 @@ func ReferralToProto(r spa.Referral, now time.Time) *spav1.Referral {
 		out.Assignments = append(out.Assignments, AssignmentToProto(r.ID, a))
 	}
 	for _, a := range r.Alerts {
-		out.Alerts = append(out.Alerts, &spav1.ClockAlert{Clock: a.Clock, Level: spav1.ClockLevel(a.Level), DelayDays: a.DelayDays, At: timestamp(a.At), EscalateTo: a.EscalateTo})
+		out.Alerts = append(out.Alerts, &spav1.ClockAlert{Clock: a.Clock, Level: spav1.ClockLevel(a.Level), DelayDays: a.DelayDays, At: timestamp(a.At), EscalateTo: a.EscalateTo,
+			StartedAt: timestamp(a.StartedAt)})
 	}
 	return out
 }

@@ -52,11 +52,14 @@ type ClockAlerted struct {
 func (ClockAlerted) eventName() string    { return "ClockAlerted" }
 func (ClockAlerted) aggregate() Aggregate { return AggregateReferral }
 
-// Alert is a clock level a referral reached.
+// Alert is a clock level a referral reached. A clock is known by its name
+// and its start: a clock that starts again (a reset Discharge Ready Date,
+// a new test) raises its alerts again.
 type Alert struct {
 	Clock      string
 	Level      ClockLevel
 	DelayDays  int32
+	StartedAt  time.Time
 	At         time.Time
 	EscalateTo string
 }
@@ -66,8 +69,10 @@ type Interval struct {
 	From, To time.Time
 }
 
-// OperatingHours are the SPA's hours each day (UK time), in minutes after
-// midnight; clocks that run in operating hours count only these.
+// OperatingHours are the SPA's hours each day, as UK wall-clock times in
+// minutes after midnight (08:00 is 08:00 GMT in winter and 08:00 BST in
+// summer, the clock-change days included); clocks that run in operating
+// hours count only these.
 type OperatingHours struct {
 	Open, Close int
 }
@@ -87,48 +92,71 @@ func hhmm(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
 
 // clock is one running (or stopped) clock of a referral.
 type clock struct {
-	name           string
-	target         time.Duration
-	operatingHours bool
-	start, stop    time.Time
+	name   string
+	target time.Duration
+	// operatingHours: counts only the SPA's operating hours. paused: a
+	// hold pauses it.
+	operatingHours, paused bool
+	start, stop            time.Time
 }
 
-// clocks lists the referral's clocks that have started.
+// clocks lists the referral's clocks that have started. Holds pause every
+// clock of the discharge ("clocks pause") but the validity of a test (a
+// test goes stale whatever the hold) and the delay days (calendar days,
+// counted by DelayFlags).
 func (r *Referral) clocks() []clock {
 	var cs []clock
 	stopAll := r.WithdrawnAt
-	first := func(ts ...time.Time) time.Time {
-		var out time.Time
-		for _, t := range ts {
-			if !t.IsZero() && (out.IsZero() || t.Before(out)) {
-				out = t
-			}
-		}
-		return out
+	if from, to, ok := r.readyDay(); ok {
+		// Same day: by the end of the Discharge Ready Date's UK day (23
+		// or 25 hours on a clock-change day).
+		cs = append(cs, clock{name: ClockSameDayDischarge, target: to.Sub(from), paused: true, start: from, stop: first(r.LeftHospitalAt, stopAll)})
 	}
-	if d, err := time.ParseInLocation(DateLayout, r.DischargeReadyDate, london()); err == nil {
-		cs = append(cs, clock{name: ClockSameDayDischarge, target: 24 * time.Hour, start: d, stop: first(r.LeftHospitalAt, stopAll)})
-	}
-	var accepted, started time.Time
+	var accepted, started, urgentVisit time.Time
 	for _, a := range r.Assignments {
 		accepted, started = first(accepted, a.AcceptedAt), first(started, a.StartedAt)
 		if a.Service == ServiceUrgentCommunityResponse {
-			cs = append(cs, clock{name: ClockUrgentResponse, target: 2 * time.Hour, operatingHours: true, start: a.OfferedAt, stop: first(a.StartedAt, a.EndedAt, stopAll)})
+			urgentVisit = first(urgentVisit, a.StartedAt)
 		}
+	}
+	if r.Details.Needs.UrgentCommunityResponse || r.Service == ServiceUrgentCommunityResponse {
+		// From the referral to the first visit, in operating hours.
+		cs = append(cs, clock{name: ClockUrgentResponse, target: 2 * time.Hour, operatingHours: true, paused: true, start: r.SubmittedAt, stop: first(urgentVisit, stopAll)})
 	}
 	if !accepted.IsZero() {
-		cs = append(cs, clock{name: ClockLeaveHospital, target: 2 * time.Hour, start: accepted, stop: first(r.LeftHospitalAt, stopAll)})
+		cs = append(cs, clock{name: ClockLeaveHospital, target: 2 * time.Hour, paused: true, start: accepted, stop: first(r.LeftHospitalAt, stopAll)})
 		if r.Pathway == PathwayEndOfLife {
-			cs = append(cs, clock{name: ClockEndOfLife, target: 48 * time.Hour, start: accepted, stop: first(started, stopAll)})
+			cs = append(cs, clock{name: ClockEndOfLife, target: 48 * time.Hour, paused: true, start: accepted, stop: first(started, stopAll)})
 		}
 	}
-	if r.Service == ServiceHomeCareReablement && !r.DecidedAt.IsZero() {
-		cs = append(cs, clock{name: ClockReablement, target: 48 * time.Hour, start: r.DecidedAt, stop: first(started, stopAll)})
+	if r.Service == ServiceHomeCareReablement {
+		// From the referral to care in place (the domain's table).
+		cs = append(cs, clock{name: ClockReablement, target: 48 * time.Hour, paused: true, start: r.SubmittedAt, stop: first(started, stopAll)})
 	}
 	if r.OverlayApplied && r.LatestTest != nil {
 		cs = append(cs, clock{name: ClockTestValidity, target: 48 * time.Hour, start: r.LatestTest.TakenAt, stop: first(r.LeftHospitalAt, stopAll)})
 	}
 	return cs
+}
+
+// readyDay returns the start and end of the Discharge Ready Date's UK day.
+func (r *Referral) readyDay() (time.Time, time.Time, bool) {
+	d, err := time.ParseInLocation(DateLayout, r.DischargeReadyDate, london())
+	if err != nil {
+		return time.Time{}, time.Time{}, false
+	}
+	return d, d.AddDate(0, 0, 1), true
+}
+
+// first returns the earliest of the non-zero instants, or zero.
+func first(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if !t.IsZero() && (out.IsZero() || t.Before(out)) {
+			out = t
+		}
+	}
+	return out
 }
 
 // Due is a clock alert that has come due.
@@ -138,41 +166,38 @@ type Due struct {
 }
 
 // DueAlerts returns the alerts the referral's clocks have reached by now
-// and that were not raised yet, earliest first. A clock counts from its
-// start to its stop, less the time the referral was on hold (an open hold
-// pauses it); the urgent-response clock counts only operating hours. Each
-// alert is due at the instant the clock reached it, in event time.
+// and that were not raised for the clock's start yet, earliest first. A
+// clock counts from its start to its stop, less the time the referral was
+// on hold if holds pause it (an open hold stops it); the urgent-response
+// clock counts only operating hours. A delay flag is due at the UK
+// midnight that makes the delay days (DelayDays) reach its number: it
+// counts calendar days, as the board does, holds or not. Each alert is due
+// at the instant the clock reached it, in event time.
 func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
 	var out []Due
-	raised := func(name string, l ClockLevel, days int32) bool {
-		return slices.ContainsFunc(r.Alerts, func(a Alert) bool { return a.Clock == name && a.Level == l && a.DelayDays == days })
+	raised := func(name string, l ClockLevel, days int32, start time.Time) bool {
+		return slices.ContainsFunc(r.Alerts, func(a Alert) bool {
+			return a.Clock == name && a.Level == l && a.DelayDays == days && a.StartedAt.Equal(start)
+		})
 	}
 	for _, c := range r.clocks() {
-		type mark struct {
-			level ClockLevel
-			after time.Duration
-			days  int32
-			to    string
+		var pauses []Interval
+		if c.paused {
+			pauses = r.Holds
 		}
-		marks := []mark{
-			{ClockWarning, c.target * 3 / 4, 0, EscalateCoordinator},
-			{ClockBreach, c.target, 0, EscalateLead},
-			{ClockEscalation, 2 * c.target, 0, EscalateSystem},
+		due := func(at time.Time, level ClockLevel, days int32, to string) {
+			if raised(c.name, level, days, c.start) || at.IsZero() || at.After(now) || !c.stop.IsZero() && !at.Before(c.stop) {
+				return
+			}
+			out = append(out, Due{At: at, Event: ClockAlerted{Clock: c.name, Level: level, DelayDays: days, StartedAt: c.start, Target: c.target, EscalateTo: to}})
 		}
+		due(advance(c.start, c.target*3/4, pauses, c.operatingHours, hours), ClockWarning, 0, EscalateCoordinator)
+		due(advance(c.start, c.target, pauses, c.operatingHours, hours), ClockBreach, 0, EscalateLead)
+		due(advance(c.start, 2*c.target, pauses, c.operatingHours, hours), ClockEscalation, 0, EscalateSystem)
 		if c.name == ClockSameDayDischarge {
 			for i, d := range DelayFlagDays {
-				marks = append(marks, mark{ClockDelayFlag, time.Duration(d) * 24 * time.Hour, d, []string{EscalateCoordinator, EscalateLead, EscalateSystem}[i]})
+				due(c.start.AddDate(0, 0, int(d)), ClockDelayFlag, d, []string{EscalateCoordinator, EscalateLead, EscalateSystem}[i])
 			}
-		}
-		for _, m := range marks {
-			if raised(c.name, m.level, m.days) {
-				continue
-			}
-			at := advance(c.start, m.after, r.Holds, c.operatingHours, hours)
-			if at.IsZero() || at.After(now) || !c.stop.IsZero() && !at.Before(c.stop) {
-				continue
-			}
-			out = append(out, Due{At: at, Event: ClockAlerted{Clock: c.name, Level: m.level, DelayDays: m.days, StartedAt: c.start, Target: c.target, EscalateTo: m.to}})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Due) int { return a.At.Compare(b.At) })
@@ -221,9 +246,10 @@ func advance(start time.Time, d time.Duration, pauses []Interval, inHours bool, 
 	return time.Time{}
 }
 
-// dayBounds returns the opening and closing instants of t's UK day.
+// dayBounds returns the opening and closing instants of t's UK day: the
+// wall-clock times of the hours on that date, whatever its length.
 func dayBounds(t time.Time, h OperatingHours) (time.Time, time.Time) {
 	l := t.In(london())
-	midnight := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, london())
-	return midnight.Add(time.Duration(h.Open) * time.Minute), midnight.Add(time.Duration(h.Close) * time.Minute)
+	at := func(m int) time.Time { return time.Date(l.Year(), l.Month(), l.Day(), m/60, m%60, 0, 0, london()) }
+	return at(h.Open), at(h.Close)
 }

@@ -274,6 +274,9 @@ func validateDetails(vs *violations, prefix string, d Details, today string, now
 			checkText(vs, fmt.Sprintf("%sequipment[%d]", np, i), s, true, MaxShortTextLen)
 		}
 	}
+	if d.Needs.UrgentCommunityResponse && (d.Needs.ShortTermBedBasedCare || d.Needs.OngoingBeddedCare) {
+		vs.add(np+"urgent_community_response", "is a visit at home; not with 24h bed-based care")
+	}
 
 	if d.InfectionTest != nil {
 		checkTest(vs, prefix+"infection_test.", *d.InfectionTest, now)

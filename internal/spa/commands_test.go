@@ -168,6 +168,9 @@ func TestDecideSubmit(t *testing.T) {
 		{"referral.needs.care_calls_per_day", func(c *SubmitReferral) { c.Details.Needs.CareCallsPerDay = -1 }},
 		{"referral.needs.equipment", func(c *SubmitReferral) { c.Details.Needs.Equipment = make([]string, 21) }},
 		{"referral.needs.equipment[1]", func(c *SubmitReferral) { c.Details.Needs.Equipment = []string{"commode", " "} }},
+		{"referral.needs.urgent_community_response", func(c *SubmitReferral) {
+			c.Details.Needs.UrgentCommunityResponse, c.Details.Needs.OngoingBeddedCare = true, true
+		}},
 		{"referral.infection_test.type", func(c *SubmitReferral) {
 			c.Details.InfectionTest = &InfectionTest{TakenAt: now.Add(-time.Hour), Result: TestResultNegative}
 		}},

@@ -176,6 +176,9 @@ type Needs struct {
 	Equipment             []string
 	ShortTermBedBasedCare bool
 	OngoingBeddedCare     bool
+	// UrgentCommunityResponse asks for a visit at home within 2 hours of
+	// the referral (in the SPA's operating hours).
+	UrgentCommunityResponse bool
 }
 
 // Risks flags known risks.
@@ -464,7 +467,7 @@ func (r *Referral) Apply(rec Record) {
 	case PatientLeftHospital:
 		r.LeftHospitalAt = e.LeftAt
 	case ClockAlerted:
-		r.Alerts = append(r.Alerts, Alert{Clock: e.Clock, Level: e.Level, DelayDays: e.DelayDays, At: rec.OccurredAt, EscalateTo: e.EscalateTo})
+		r.Alerts = append(r.Alerts, Alert{Clock: e.Clock, Level: e.Level, DelayDays: e.DelayDays, StartedAt: e.StartedAt, At: rec.OccurredAt, EscalateTo: e.EscalateTo})
 	}
 	r.Status = r.status()
 }

@@ -15,6 +15,7 @@ const (
 	RuleEndOfLife        = "end-of-life"
 	RuleInfectionOverlay = "infection-overlay"
 	RuleHomeFirst        = "home-first"
+	RuleUrgentResponse   = "urgent-community-response"
 	RuleStepDown         = "step-down"
 	RuleCareHome         = "care-home"
 	RuleHold             = "hold"
@@ -190,6 +191,12 @@ func decidePathway(r Referral, pol Policy, at time.Time) Step {
 		}
 	}
 	bedded := d.Needs.ShortTermBedBasedCare || d.Needs.OngoingBeddedCare
+	// 4a. An urgent community response asked for: a 2-hour visit where
+	// the patient goes (home, or back to the care home), Home First.
+	if d.Needs.UrgentCommunityResponse && !bedded {
+		inputs["urgent_community_response"] = "true"
+		return decide(RuleUrgentResponse, PathwayP1HomeFirst, ServiceUrgentCommunityResponse, "urgent-2h-response")
+	}
 	housingReleased := slices.Contains(r.ReleasedHolds, HoldReasonHousing)
 	// 4. Home First: admitted from home and can be supported at home.
 	if !bedded && (d.AdmittedFrom == AdmittedFromHome || housingReleased) {

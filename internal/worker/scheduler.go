@@ -200,7 +200,8 @@ func (s *Scheduler) raise(ctx context.Context, id string, now time.Time) error {
 			return nil, nil
 		}
 		d := due[0]
-		id := fmt.Sprintf("clock-%s-%s-%d-%d", id, d.Event.Clock, d.Event.Level, d.Event.DelayDays)
+		// Fixed by the alert's identity, its clock's start included.
+		id := fmt.Sprintf("clock-%s-%s-%d-%d-%d", id, d.Event.Clock, d.Event.Level, d.Event.DelayDays, d.Event.StartedAt.Unix())
 		rec := stepRecord(recs, id, d.At, spa.Actor{Role: "spa-scheduler", User: s.id}, "", d.Event)
 		return []spa.Append{{Record: rec, Expected: last, Guard: true}}, nil
 	})

@@ -957,8 +957,13 @@ type Needs struct {
 	ShortTermBedBasedCare bool `protobuf:"varint,6,opt,name=short_term_bed_based_care,json=shortTermBedBasedCare,proto3" json:"short_term_bed_based_care,omitempty"`
 	// Likely needs ongoing 24h bedded care.
 	OngoingBeddedCare bool `protobuf:"varint,7,opt,name=ongoing_bedded_care,json=ongoingBeddedCare,proto3" json:"ongoing_bedded_care,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Asks for a 2-hour urgent community response: a visit where the patient
+	// goes home within 2 hours of the referral, counted in the SPA's
+	// operating hours (08:00-20:00 UK by default). Not with 24h bed-based
+	// care.
+	UrgentCommunityResponse bool `protobuf:"varint,8,opt,name=urgent_community_response,json=urgentCommunityResponse,proto3" json:"urgent_community_response,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *Needs) Reset() {
@@ -1036,6 +1041,13 @@ func (x *Needs) GetShortTermBedBasedCare() bool {
 func (x *Needs) GetOngoingBeddedCare() bool {
 	if x != nil {
 		return x.OngoingBeddedCare
+	}
+	return false
+}
+
+func (x *Needs) GetUrgentCommunityResponse() bool {
+	if x != nil {
+		return x.UrgentCommunityResponse
 	}
 	return false
 }
@@ -1498,7 +1510,7 @@ const file_spa_v1_referral_proto_rawDesc = "" +
 	"\bsite_ods\x18\x01 \x01(\tR\asiteOds\x12\x12\n" +
 	"\x04ward\x18\x02 \x01(\tR\x04ward\x12%\n" +
 	"\x0eadmission_date\x18\x03 \x01(\tR\radmissionDate\x126\n" +
-	"\x17expected_discharge_date\x18\x04 \x01(\tR\x15expectedDischargeDate\"\xcc\x02\n" +
+	"\x17expected_discharge_date\x18\x04 \x01(\tR\x15expectedDischargeDate\"\x88\x03\n" +
 	"\x05Needs\x12,\n" +
 	"\bmobility\x18\x01 \x01(\x0e2\x10.spa.v1.MobilityR\bmobility\x12.\n" +
 	"\x13carers_per_transfer\x18\x02 \x01(\x05R\x11carersPerTransfer\x12+\n" +
@@ -1506,7 +1518,8 @@ const file_spa_v1_referral_proto_rawDesc = "" +
 	"\x14safe_alone_overnight\x18\x04 \x01(\bR\x12safeAloneOvernight\x12\x1c\n" +
 	"\tequipment\x18\x05 \x03(\tR\tequipment\x128\n" +
 	"\x19short_term_bed_based_care\x18\x06 \x01(\bR\x15shortTermBedBasedCare\x12.\n" +
-	"\x13ongoing_bedded_care\x18\a \x01(\bR\x11ongoingBeddedCare\"\x9e\x01\n" +
+	"\x13ongoing_bedded_care\x18\a \x01(\bR\x11ongoingBeddedCare\x12:\n" +
+	"\x19urgent_community_response\x18\b \x01(\bR\x17urgentCommunityResponse\"\x9e\x01\n" +
 	"\x05Risks\x12\x14\n" +
 	"\x05falls\x18\x01 \x01(\bR\x05falls\x12'\n" +
 	"\x0fpressure_ulcers\x18\x02 \x01(\bR\x0epressureUlcers\x12\"\n" +

@@ -222,12 +222,15 @@ func (x *Referral) GetAlerts() []*ClockAlert {
 
 // ClockAlert is one level a clock reached.
 type ClockAlert struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Clock         string                 `protobuf:"bytes,1,opt,name=clock,proto3" json:"clock,omitempty"`
-	Level         ClockLevel             `protobuf:"varint,2,opt,name=level,proto3,enum=spa.v1.ClockLevel" json:"level,omitempty"`
-	DelayDays     int32                  `protobuf:"varint,3,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
-	EscalateTo    string                 `protobuf:"bytes,5,opt,name=escalate_to,json=escalateTo,proto3" json:"escalate_to,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Clock      string                 `protobuf:"bytes,1,opt,name=clock,proto3" json:"clock,omitempty"`
+	Level      ClockLevel             `protobuf:"varint,2,opt,name=level,proto3,enum=spa.v1.ClockLevel" json:"level,omitempty"`
+	DelayDays  int32                  `protobuf:"varint,3,opt,name=delay_days,json=delayDays,proto3" json:"delay_days,omitempty"`
+	At         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	EscalateTo string                 `protobuf:"bytes,5,opt,name=escalate_to,json=escalateTo,proto3" json:"escalate_to,omitempty"`
+	// Start of the clock it belongs to: a clock that starts again (a reset
+	// Discharge Ready Date, a new test) raises its alerts again.
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -295,6 +298,13 @@ func (x *ClockAlert) GetEscalateTo() string {
 		return x.EscalateTo
 	}
 	return ""
+}
+
+func (x *ClockAlert) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
 }
 
 // Assignment is one offer of a referral to a provider: a FHIR Task owned by
@@ -1709,7 +1719,7 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\x0epolicy_version\x18\x11 \x01(\tR\rpolicyVersion\x12\x1d\n" +
 	"\n" +
 	"delay_days\x18\x12 \x01(\x05R\tdelayDays\x12*\n" +
-	"\x06alerts\x18\x13 \x03(\v2\x12.spa.v1.ClockAlertR\x06alerts\"\xb8\x01\n" +
+	"\x06alerts\x18\x13 \x03(\v2\x12.spa.v1.ClockAlertR\x06alerts\"\xf3\x01\n" +
 	"\n" +
 	"ClockAlert\x12\x14\n" +
 	"\x05clock\x18\x01 \x01(\tR\x05clock\x12(\n" +
@@ -1718,7 +1728,9 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"delay_days\x18\x03 \x01(\x05R\tdelayDays\x12*\n" +
 	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1f\n" +
 	"\vescalate_to\x18\x05 \x01(\tR\n" +
-	"escalateTo\"\xda\x02\n" +
+	"escalateTo\x129\n" +
+	"\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\xda\x02\n" +
 	"\n" +
 	"Assignment\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12\x1f\n" +
@@ -1922,54 +1934,55 @@ var file_spa_v1_referral_service_proto_depIdxs = []int32{
 	1,  // 12: spa.v1.Referral.alerts:type_name -> spa.v1.ClockAlert
 	31, // 13: spa.v1.ClockAlert.level:type_name -> spa.v1.ClockLevel
 	28, // 14: spa.v1.ClockAlert.at:type_name -> google.protobuf.Timestamp
-	29, // 15: spa.v1.Assignment.service:type_name -> spa.v1.Service
-	32, // 16: spa.v1.Assignment.status:type_name -> spa.v1.TaskStatus
-	28, // 17: spa.v1.Assignment.offered_at:type_name -> google.protobuf.Timestamp
-	28, // 18: spa.v1.Assignment.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 19: spa.v1.ReferralSummary.status:type_name -> spa.v1.ReferralStatus
-	23, // 20: spa.v1.ReferralSummary.pathway:type_name -> spa.v1.Pathway
-	28, // 21: spa.v1.ReferralSummary.submitted_at:type_name -> google.protobuf.Timestamp
-	29, // 22: spa.v1.ReferralSummary.service:type_name -> spa.v1.Service
-	30, // 23: spa.v1.ReferralSummary.hold_reason:type_name -> spa.v1.HoldReason
-	31, // 24: spa.v1.ReferralSummary.clock_level:type_name -> spa.v1.ClockLevel
-	24, // 25: spa.v1.SubmitReferralRequest.referral:type_name -> spa.v1.ReferralDetails
-	28, // 26: spa.v1.SubmitReferralRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	25, // 27: spa.v1.RecordCriteriaToResideRequest.criteria_met:type_name -> spa.v1.CriterionToReside
-	28, // 28: spa.v1.RecordCriteriaToResideRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	22, // 29: spa.v1.RecordCriteriaToResideResponse.status:type_name -> spa.v1.ReferralStatus
-	26, // 30: spa.v1.RecordInfectionTestRequest.test:type_name -> spa.v1.InfectionTest
-	28, // 31: spa.v1.RecordInfectionTestRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	27, // 32: spa.v1.WithdrawReferralRequest.reason:type_name -> spa.v1.WithdrawalReason
-	30, // 33: spa.v1.HoldReferralRequest.reason:type_name -> spa.v1.HoldReason
-	28, // 34: spa.v1.RecordPatientLeftRequest.left_at:type_name -> google.protobuf.Timestamp
-	0,  // 35: spa.v1.GetReferralResponse.referral:type_name -> spa.v1.Referral
-	33, // 36: spa.v1.GetReferralResponse.history:type_name -> spa.v1.StoredEvent
-	22, // 37: spa.v1.ListReferralsRequest.status:type_name -> spa.v1.ReferralStatus
-	23, // 38: spa.v1.ListReferralsRequest.pathway:type_name -> spa.v1.Pathway
-	3,  // 39: spa.v1.ListReferralsResponse.referrals:type_name -> spa.v1.ReferralSummary
-	4,  // 40: spa.v1.ReferralService.SubmitReferral:input_type -> spa.v1.SubmitReferralRequest
-	6,  // 41: spa.v1.ReferralService.RecordCriteriaToReside:input_type -> spa.v1.RecordCriteriaToResideRequest
-	8,  // 42: spa.v1.ReferralService.RecordInfectionTest:input_type -> spa.v1.RecordInfectionTestRequest
-	10, // 43: spa.v1.ReferralService.WithdrawReferral:input_type -> spa.v1.WithdrawReferralRequest
-	12, // 44: spa.v1.ReferralService.HoldReferral:input_type -> spa.v1.HoldReferralRequest
-	14, // 45: spa.v1.ReferralService.ReleaseHold:input_type -> spa.v1.ReleaseHoldRequest
-	16, // 46: spa.v1.ReferralService.RecordPatientLeft:input_type -> spa.v1.RecordPatientLeftRequest
-	18, // 47: spa.v1.ReferralService.GetReferral:input_type -> spa.v1.GetReferralRequest
-	20, // 48: spa.v1.ReferralService.ListReferrals:input_type -> spa.v1.ListReferralsRequest
-	5,  // 49: spa.v1.ReferralService.SubmitReferral:output_type -> spa.v1.SubmitReferralResponse
-	7,  // 50: spa.v1.ReferralService.RecordCriteriaToReside:output_type -> spa.v1.RecordCriteriaToResideResponse
-	9,  // 51: spa.v1.ReferralService.RecordInfectionTest:output_type -> spa.v1.RecordInfectionTestResponse
-	11, // 52: spa.v1.ReferralService.WithdrawReferral:output_type -> spa.v1.WithdrawReferralResponse
-	13, // 53: spa.v1.ReferralService.HoldReferral:output_type -> spa.v1.HoldReferralResponse
-	15, // 54: spa.v1.ReferralService.ReleaseHold:output_type -> spa.v1.ReleaseHoldResponse
-	17, // 55: spa.v1.ReferralService.RecordPatientLeft:output_type -> spa.v1.RecordPatientLeftResponse
-	19, // 56: spa.v1.ReferralService.GetReferral:output_type -> spa.v1.GetReferralResponse
-	21, // 57: spa.v1.ReferralService.ListReferrals:output_type -> spa.v1.ListReferralsResponse
-	49, // [49:58] is the sub-list for method output_type
-	40, // [40:49] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	28, // 15: spa.v1.ClockAlert.started_at:type_name -> google.protobuf.Timestamp
+	29, // 16: spa.v1.Assignment.service:type_name -> spa.v1.Service
+	32, // 17: spa.v1.Assignment.status:type_name -> spa.v1.TaskStatus
+	28, // 18: spa.v1.Assignment.offered_at:type_name -> google.protobuf.Timestamp
+	28, // 19: spa.v1.Assignment.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 20: spa.v1.ReferralSummary.status:type_name -> spa.v1.ReferralStatus
+	23, // 21: spa.v1.ReferralSummary.pathway:type_name -> spa.v1.Pathway
+	28, // 22: spa.v1.ReferralSummary.submitted_at:type_name -> google.protobuf.Timestamp
+	29, // 23: spa.v1.ReferralSummary.service:type_name -> spa.v1.Service
+	30, // 24: spa.v1.ReferralSummary.hold_reason:type_name -> spa.v1.HoldReason
+	31, // 25: spa.v1.ReferralSummary.clock_level:type_name -> spa.v1.ClockLevel
+	24, // 26: spa.v1.SubmitReferralRequest.referral:type_name -> spa.v1.ReferralDetails
+	28, // 27: spa.v1.SubmitReferralRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	25, // 28: spa.v1.RecordCriteriaToResideRequest.criteria_met:type_name -> spa.v1.CriterionToReside
+	28, // 29: spa.v1.RecordCriteriaToResideRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	22, // 30: spa.v1.RecordCriteriaToResideResponse.status:type_name -> spa.v1.ReferralStatus
+	26, // 31: spa.v1.RecordInfectionTestRequest.test:type_name -> spa.v1.InfectionTest
+	28, // 32: spa.v1.RecordInfectionTestRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	27, // 33: spa.v1.WithdrawReferralRequest.reason:type_name -> spa.v1.WithdrawalReason
+	30, // 34: spa.v1.HoldReferralRequest.reason:type_name -> spa.v1.HoldReason
+	28, // 35: spa.v1.RecordPatientLeftRequest.left_at:type_name -> google.protobuf.Timestamp
+	0,  // 36: spa.v1.GetReferralResponse.referral:type_name -> spa.v1.Referral
+	33, // 37: spa.v1.GetReferralResponse.history:type_name -> spa.v1.StoredEvent
+	22, // 38: spa.v1.ListReferralsRequest.status:type_name -> spa.v1.ReferralStatus
+	23, // 39: spa.v1.ListReferralsRequest.pathway:type_name -> spa.v1.Pathway
+	3,  // 40: spa.v1.ListReferralsResponse.referrals:type_name -> spa.v1.ReferralSummary
+	4,  // 41: spa.v1.ReferralService.SubmitReferral:input_type -> spa.v1.SubmitReferralRequest
+	6,  // 42: spa.v1.ReferralService.RecordCriteriaToReside:input_type -> spa.v1.RecordCriteriaToResideRequest
+	8,  // 43: spa.v1.ReferralService.RecordInfectionTest:input_type -> spa.v1.RecordInfectionTestRequest
+	10, // 44: spa.v1.ReferralService.WithdrawReferral:input_type -> spa.v1.WithdrawReferralRequest
+	12, // 45: spa.v1.ReferralService.HoldReferral:input_type -> spa.v1.HoldReferralRequest
+	14, // 46: spa.v1.ReferralService.ReleaseHold:input_type -> spa.v1.ReleaseHoldRequest
+	16, // 47: spa.v1.ReferralService.RecordPatientLeft:input_type -> spa.v1.RecordPatientLeftRequest
+	18, // 48: spa.v1.ReferralService.GetReferral:input_type -> spa.v1.GetReferralRequest
+	20, // 49: spa.v1.ReferralService.ListReferrals:input_type -> spa.v1.ListReferralsRequest
+	5,  // 50: spa.v1.ReferralService.SubmitReferral:output_type -> spa.v1.SubmitReferralResponse
+	7,  // 51: spa.v1.ReferralService.RecordCriteriaToReside:output_type -> spa.v1.RecordCriteriaToResideResponse
+	9,  // 52: spa.v1.ReferralService.RecordInfectionTest:output_type -> spa.v1.RecordInfectionTestResponse
+	11, // 53: spa.v1.ReferralService.WithdrawReferral:output_type -> spa.v1.WithdrawReferralResponse
+	13, // 54: spa.v1.ReferralService.HoldReferral:output_type -> spa.v1.HoldReferralResponse
+	15, // 55: spa.v1.ReferralService.ReleaseHold:output_type -> spa.v1.ReleaseHoldResponse
+	17, // 56: spa.v1.ReferralService.RecordPatientLeft:output_type -> spa.v1.RecordPatientLeftResponse
+	19, // 57: spa.v1.ReferralService.GetReferral:output_type -> spa.v1.GetReferralResponse
+	21, // 58: spa.v1.ReferralService.ListReferrals:output_type -> spa.v1.ListReferralsResponse
+	50, // [50:59] is the sub-list for method output_type
+	41, // [41:50] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_referral_service_proto_init() }
