@@ -309,6 +309,18 @@ func TestBedNeverPromisedTwice(t *testing.T) {
 	if liveAssignment(got).GetProviderOds() != "STP09" {
 		t.Fatalf("offered to %v", liveAssignment(got))
 	}
+
+	// The first referral waits: its only provider declined it. Once that
+	// provider declares again, it is offered the referral again.
+	waitReferral(t, c, first, "in the no-capacity queue", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_AWAITING_CAPACITY))
+	if _, err := c.providers.UpdateCapacity(ctx, &spav1.UpdateCapacityRequest{ProviderOds: "STP09", RequestId: "twice-friday-count", Capacity: []*spav1.Capacity{
+		{Service: spav1.Service_SERVICE_STEP_DOWN_BED, AvailableUnits: 2, Open: true, AsOf: timestamppb.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	reoffered := waitReferral(t, c, first, "offered again after the new count", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_OFFERED))
+	if a := liveAssignment(reoffered); a.GetProviderOds() != "STP09" || len(reoffered.GetReferral().GetAssignments()) != 2 {
+		t.Fatalf("offered again: %v", reoffered.GetReferral().GetAssignments())
+	}
 }
 
 // TestAcceptRetriedAfterALostReply: a provider accepts with a request id,

@@ -75,6 +75,9 @@ type Assignment struct {
 	AcceptedAt time.Time
 	StartedAt  time.Time
 	EndedAt    time.Time
+	// EndedSeq is the log sequence of its end: its provider is not
+	// offered the referral again unless it declared capacity since.
+	EndedSeq uint64
 }
 
 // holdsUnit reports whether the assignment still holds its reserved unit

@@ -26,7 +26,13 @@ const (
 	ClockReablement       = "reablement"
 	ClockEndOfLife        = "end-of-life-package"
 	ClockTestValidity     = "test-validity"
+	ClockAwaitingCapacity = "awaiting-capacity"
 )
+
+// AwaitingCapacityTarget is how long a referral may wait in the
+// no-capacity queue before a breach (a warning at 3 hours, an escalation
+// to the system discharge lead at 8): a coordinator sees who is stuck.
+const AwaitingCapacityTarget = 4 * time.Hour
 
 // Who each level alerts.
 const (
@@ -132,6 +138,10 @@ func (r *Referral) clocks() []clock {
 	if r.Service == ServiceHomeCareReablement {
 		// From the referral to care in place (the domain's table).
 		cs = append(cs, clock{name: ClockReablement, target: 48 * time.Hour, paused: true, start: r.SubmittedAt, stop: first(started, stopAll)})
+	}
+	for _, w := range r.Waits {
+		// In the no-capacity queue until an offer.
+		cs = append(cs, clock{name: ClockAwaitingCapacity, target: AwaitingCapacityTarget, paused: true, start: w.From, stop: first(w.To, stopAll)})
 	}
 	if r.OverlayApplied && r.LatestTest != nil {
 		cs = append(cs, clock{name: ClockTestValidity, target: 48 * time.Hour, start: r.LatestTest.TakenAt, stop: first(r.LeftHospitalAt, stopAll)})

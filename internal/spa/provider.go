@@ -75,6 +75,10 @@ type Capacity struct {
 	Reserved  int32
 	Open      bool
 	AsOf      time.Time
+	// DeclaredSeq is the log sequence of the declaration (state only): a
+	// provider that declined a referral is offered it again only after
+	// declaring again.
+	DeclaredSeq uint64
 }
 
 // Reservation is a unit promised to an offer and not given back.
@@ -165,7 +169,7 @@ func (p *Provider) Apply(rec Record) {
 	case CapacityUpdated:
 		for _, c := range e.Capacity {
 			if i := p.capacityIndex(c.Service); i >= 0 {
-				p.Capacity[i] = Capacity{Service: c.Service, Declared: c.Available, Open: c.Open, AsOf: c.AsOf}
+				p.Capacity[i] = Capacity{Service: c.Service, Declared: c.Available, Open: c.Open, AsOf: c.AsOf, DeclaredSeq: rec.Sequence}
 			}
 			// A reservation this count leaves out never counts again:
 			// counts only move forward in time. One taken up after this

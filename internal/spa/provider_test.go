@@ -84,7 +84,7 @@ func TestProviderApply(t *testing.T) {
 	for _, rec := range history(ProviderRegistered{Details: d}, CapacityUpdated{Capacity: []Capacity{beds}}) {
 		p.Apply(rec)
 	}
-	beds.Declared = 2
+	beds.Declared, beds.DeclaredSeq = 2, 2
 	if got, _ := p.CapacityFor(ServiceCareHomeBed); got != beds {
 		t.Fatalf("care home beds %+v, want %+v", got, beds)
 	}

@@ -378,6 +378,9 @@ type Referral struct {
 	// put the same hold back.
 	ReleasedHolds    []HoldReason
 	AwaitingCapacity bool
+	// Waits are its stays in the no-capacity queue (the last one open
+	// while it waits); each runs the awaiting-capacity clock.
+	Waits []Interval
 	Assignments      []Assignment
 	LeftHospitalAt   time.Time
 
@@ -444,8 +447,14 @@ func (r *Referral) Apply(rec Record) {
 			r.ReleasedHolds = append(r.ReleasedHolds, e.Reason)
 		}
 	case AwaitingCapacity:
+		if !r.AwaitingCapacity {
+			r.Waits = append(r.Waits, Interval{From: rec.OccurredAt})
+		}
 		r.AwaitingCapacity = true
 	case OfferMade:
+		if n := len(r.Waits); r.AwaitingCapacity && n > 0 {
+			r.Waits[n-1].To = rec.OccurredAt
+		}
 		r.AwaitingCapacity = false
 		r.Assignments = append(r.Assignments, Assignment{ID: e.AssignmentID, ProviderODS: e.ProviderODS, Service: e.Service,
 			Status: TaskRequested, OfferedAt: rec.OccurredAt, UpdatedAt: rec.OccurredAt})
@@ -461,7 +470,7 @@ func (r *Referral) Apply(rec Record) {
 			case e.Status == TaskInProgress && a.StartedAt.IsZero():
 				a.StartedAt = rec.OccurredAt
 			case e.Status.ended():
-				a.EndedAt = rec.OccurredAt
+				a.EndedAt, a.EndedSeq = rec.OccurredAt, rec.Sequence
 			}
 		}
 	case PatientLeftHospital:

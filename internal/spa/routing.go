@@ -112,6 +112,19 @@ func NeedsProviders(r Referral, policies Policies, at time.Time) bool {
 	return offering
 }
 
+// PolicyStep reports whether a policy that came into force after the
+// referral's last fact, and is in force at now, changes its next step (an
+// awaiting-test hold the overlay no longer asks for): the instant it came
+// into force, the event time to route the referral at. Nothing prompts a
+// referral when a date passes, so the scheduler asks this.
+func PolicyStep(r Referral, policies Policies, now time.Time) (time.Time, bool) {
+	pol := policies.At(now)
+	if !r.Exists() || !pol.From.After(r.FactsAt) || NeedsProviders(r, policies, pol.From) {
+		return time.Time{}, false
+	}
+	return pol.From, NextStep(r, nil, policies, pol.From).Event != nil
+}
+
 // nextStep is NextStep up to the offer: the step, or true when the next
 // step is an offer.
 func nextStep(r Referral, policies Policies, at time.Time) (Step, bool) {
@@ -136,7 +149,11 @@ func nextStep(r Referral, policies Policies, at time.Time) (Step, bool) {
 		return step, false
 	}
 	if r.Hold != HoldReasonUnspecified {
-		if r.Hold == HoldReasonAwaitingTest && validTest(r, pol, at) {
+		switch {
+		case r.Hold != HoldReasonAwaitingTest:
+		case !pol.InfectionOverlay:
+			step.Event, step.Rule = HoldReleased{Reason: HoldReasonAwaitingTest, Note: "the policy in force (" + pol.Version + ") no longer requires a test"}, RuleInfectionOverlay
+		case validTest(r, pol, at):
 			step.Event, step.Rule = HoldReleased{Reason: HoldReasonAwaitingTest, Note: "a test within the validity window arrived"}, RuleInfectionOverlay
 		}
 		return step, false
@@ -250,21 +267,28 @@ func offer(r Referral, providers []Provider, pol Policy) Step {
 // Candidates returns the providers that may be offered a referral's
 // service, best first. A candidate serves the patient's borough, offers
 // the service, is open to admissions with a unit free, has not declined
-// this referral, and accepts infection-positive patients if the patient's
-// latest test is positive (a designated bed is for them). Order: trusted
+// this referral (nor had an offer of it end otherwise) unless it declared
+// capacity of the service since, and accepts infection-positive patients
+// if the patient's latest test is positive (a designated bed is for them). Order: trusted
 // assessors first (no re-assessment delays the discharge), then the most
 // units free (spreading the load), then ODS code, so that any worker
 // choosing from the same state chooses the same provider.
 func Candidates(r Referral, s Service, providers []Provider) []Provider {
-	declined := map[string]bool{}
+	// The last end of an offer to each provider: it is eligible again
+	// once it declares capacity after it (a bed freed, "none until
+	// Friday" over).
+	ended := map[string]uint64{}
 	for _, a := range r.Assignments {
-		declined[a.ProviderODS] = true
+		ended[a.ProviderODS] = max(ended[a.ProviderODS], a.EndedSeq)
 	}
 	positive := r.LatestTest != nil && r.LatestTest.Result == TestResultPositive
 	var out []Provider
 	for _, p := range providers {
 		c, ok := p.CapacityFor(s)
-		if !ok || !c.Open || c.Available <= 0 || declined[p.Details.ODS] || !p.Details.Serves(r.Details.Patient.Borough) {
+		if seq, offered := ended[p.Details.ODS]; offered && c.DeclaredSeq <= seq {
+			continue
+		}
+		if !ok || !c.Open || c.Available <= 0 || !p.Details.Serves(r.Details.Patient.Borough) {
 			continue
 		}
 		if positive && s != ServiceDesignatedStepDownBed && s != ServiceHospiceAtHome && s != ServiceHomeCareReablement && !p.Details.AcceptsInfectionPositive {

@@ -152,6 +152,9 @@ func TestNextStepRules(t *testing.T) {
 				Inputs: with(homeInputs, "admitted_from", "other")}, wantRule: RuleHomeFirst, wantPolicy: "2023.1"},
 		{name: "7 a coordinator's hold stops routing", at: at(2024, 1, 10),
 			events: []Event{submitted(func(*Details) {}), ReferralHeld{Reason: HoldReasonFundingDispute}}, wantPolicy: "2023.1"},
+		{name: "3 the overlay over: the wait for a test is released", at: at(2023, 1, 1),
+			events: []Event{submitted(fromCareHome), ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay}},
+			want:   HoldReleased{Reason: HoldReasonAwaitingTest, Note: "the policy in force (2023.1) no longer requires a test"}, wantRule: RuleInfectionOverlay, wantPolicy: "2023.1"},
 		{name: "3 a valid test releases the wait", at: at(2020, 6, 1),
 			events: []Event{submitted(fromCareHome), ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay}, positiveTest(at(2020, 6, 1))},
 			want:   HoldReleased{Reason: HoldReasonAwaitingTest, Note: "a test within the validity window arrived"}, wantRule: RuleInfectionOverlay, wantPolicy: "2020.1-infection-overlay"},
@@ -208,6 +211,15 @@ func TestNextStepOffers(t *testing.T) {
 			providers: []Provider{provider("NQR01", home, 5, nil), provider("NQR02", home, 1, nil)},
 			want: Change{Event: OfferMade{AssignmentID: a2, ProviderODS: "NQR02", Service: home, Inputs: map[string]string{"candidates": "NQR02", "borough": "Bromley"}},
 				ProviderODS: "NQR02", Provider: CapacityReserved{Service: home, ReferralID: referralID, AssignmentID: a2, Tracked: true}, GuardProvider: true}},
+		{name: "a provider that declined is offered again once it declares after the decline", events: append(decided[:2:2],
+			OfferMade{AssignmentID: a1, ProviderODS: "NQR01", Service: home}, AssignmentStatusChanged{AssignmentID: a1, Status: TaskRejected, Reason: "no bed until Friday"}),
+			providers: []Provider{func() Provider {
+				p := provider("NQR01", home, 5, nil)
+				p.Capacity[0].DeclaredSeq = 99 // Friday's count
+				return p
+			}(), provider("NQR02", home, 1, nil)},
+			want: Change{Event: OfferMade{AssignmentID: a2, ProviderODS: "NQR01", Service: home, Inputs: map[string]string{"candidates": "NQR01,NQR02", "borough": "Bromley"}},
+				ProviderODS: "NQR01", Provider: CapacityReserved{Service: home, ReferralID: referralID, AssignmentID: a2, Tracked: true}, GuardProvider: true}},
 		{name: "a live offer: nothing", events: append(decided[:2:2], OfferMade{AssignmentID: a1, ProviderODS: "NQR01", Service: home}),
 			providers: []Provider{provider("NQR02", home, 5, nil)}, want: Change{}},
 		{name: "positive patients only to homes that take them", events: []Event{
@@ -345,5 +357,29 @@ func TestPolicySwitch(t *testing.T) {
 	}
 	if p := off.At(at(2020, 6, 1)); !p.InfectionOverlay {
 		t.Fatalf("before switching off: %+v", p)
+	}
+}
+
+// TestPolicyStep: a referral waiting for a test when the overlay ends is
+// routed at the instant the next policy came into force, once; a referral
+// whose last fact is after that instant, or whose step the policy does not
+// change, is not.
+func TestPolicyStep(t *testing.T) {
+	t.Parallel()
+	held := referralAt(at(2022, 12, 30), submitted(fromCareHome), ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay})
+	if got, ok := PolicyStep(held, DefaultPolicies, at(2023, 1, 5)); !ok || !got.Equal(date(2023, 1, 1)) {
+		t.Fatalf("held over the end of the overlay: %s, %v; want %s", got, ok, date(2023, 1, 1))
+	}
+	if _, ok := PolicyStep(held, DefaultPolicies, at(2022, 12, 31)); ok {
+		t.Fatal("a step while the overlay is still in force")
+	}
+	released := held
+	released.Apply(Record{Sequence: 9, OccurredAt: date(2023, 1, 1), Event: HoldReleased{Reason: HoldReasonAwaitingTest}})
+	if _, ok := PolicyStep(released, DefaultPolicies, at(2023, 1, 5)); ok {
+		t.Fatal("a step again after the release")
+	}
+	coordinator := referralAt(at(2022, 12, 30), submitted(fromCareHome), ReferralHeld{Reason: HoldReasonSafeguarding})
+	if _, ok := PolicyStep(coordinator, DefaultPolicies, at(2023, 1, 5)); ok {
+		t.Fatal("a coordinator's hold released by a policy")
 	}
 }

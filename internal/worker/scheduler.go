@@ -32,6 +32,12 @@ type SchedulerConfig struct {
 	Interval time.Duration
 	// Now is the clock that decides what is due (default time.Now).
 	Now func() time.Time
+	// Policies and Route: a referral whose next step a policy that came
+	// into force since its last fact changes (an awaiting-test hold once
+	// the overlay ends) is routed at the instant that policy came into
+	// force. Without Route, the scheduler only raises alerts.
+	Policies spa.Policies
+	Route    func(ctx context.Context, id string, at time.Time) error
 }
 
 // Scheduler raises the clocks' alerts. Every worker runs one, but only the
@@ -178,14 +184,26 @@ func (s *Scheduler) pass(ctx context.Context, l *lease) error {
 		return err
 	}
 	for _, r := range refs {
-		if len(spa.DueAlerts(r, s.cfg.Hours, now)) == 0 {
+		turned, policyStep := time.Time{}, false
+		if s.cfg.Route != nil && s.cfg.Policies != nil {
+			turned, policyStep = spa.PolicyStep(r, s.cfg.Policies, now)
+		}
+		alerts := len(spa.DueAlerts(r, s.cfg.Hours, now)) > 0
+		if !alerts && !policyStep {
 			continue
 		}
 		if l.due() && !s.hold(ctx, l) {
 			return nil
 		}
-		if err := s.raise(ctx, r.ID, now); err != nil {
-			return err
+		if policyStep {
+			if err := s.cfg.Route(ctx, r.ID, turned); err != nil {
+				return err
+			}
+		}
+		if alerts {
+			if err := s.raise(ctx, r.ID, now); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

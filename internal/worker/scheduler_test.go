@@ -99,10 +99,12 @@ func TestSchedulerFailover(t *testing.T) {
 		return out, total
 	}
 
-	// Three days on: the same-day clock's warning, breach and escalation
-	// and reablement's warning and breach are due (5 each).
+	// Three days on: the same-day clock's warning, breach and escalation,
+	// reablement's warning and breach, and the warning, breach and
+	// escalation of the wait in the no-capacity queue (no provider has
+	// room) are due (8 each).
 	clock.Set(t0.Add(72 * time.Hour))
-	poll(t, "first alerts", func() bool { _, got := alerts(); return got == 5*n })
+	poll(t, "first alerts", func() bool { _, got := alerts(); return got == 8*n })
 
 	js, err := natsjs.New(nc)
 	if err != nil {
@@ -129,16 +131,17 @@ func TestSchedulerFailover(t *testing.T) {
 		e, err := kv.Get(ctx, "lease")
 		return err == nil && string(e.Value()) == other
 	})
-	poll(t, "all alerts", func() bool { _, got := alerts(); return got >= 9*n })
+	poll(t, "all alerts", func() bool { _, got := alerts(); return got >= 12*n })
 	byReferral, total := alerts()
-	if total != 9*n {
-		t.Fatalf("%d alerts, want %d", total, 9*n)
+	if total != 12*n {
+		t.Fatalf("%d alerts, want %d", total, 12*n)
 	}
 	uk := func(d, h int) time.Time { return time.Date(2024, 1, d, h, 0, 0, 0, time.UTC) }
 	want := map[string]time.Time{
 		"same-day-discharge/1/0": uk(10, 18), "same-day-discharge/2/0": uk(11, 0), "same-day-discharge/3/0": uk(12, 0),
 		"same-day-discharge/4/7": uk(17, 0), "same-day-discharge/4/14": uk(24, 0), "same-day-discharge/4/21": uk(31, 0),
 		"reablement/1/0": uk(11, 21), "reablement/2/0": uk(12, 9), "reablement/3/0": uk(14, 9),
+		"awaiting-capacity/1/0": uk(10, 12), "awaiting-capacity/2/0": uk(10, 13), "awaiting-capacity/3/0": uk(10, 17),
 	}
 	raisedBy := map[string]int{}
 	for id, recs := range byReferral {

@@ -125,18 +125,21 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 		policies = spa.DefaultPolicies
 	}
 	caughtUp := func() bool { return waitCaughtUp(gctx, model, proj, target) }
+	router := NewRouter(cfg.ID, store, model, proj.Halted, cfg.Skip, policies, log)
 	g.Go(func() error {
 		if !caughtUp() {
 			return nil
 		}
-		return NewRouter(cfg.ID, store, model, proj.Halted, cfg.Skip, policies, log).Run(gctx)
+		return router.Run(gctx)
 	})
 	if !cfg.Scheduler.Disabled {
+		sc := cfg.Scheduler
+		sc.Policies, sc.Route = policies, router.Route
 		g.Go(func() error {
 			if !caughtUp() {
 				return nil
 			}
-			return NewScheduler(cfg.ID, store, model, proj.Halted, cfg.Scheduler, log).Run(gctx)
+			return NewScheduler(cfg.ID, store, model, proj.Halted, sc, log).Run(gctx)
 		})
 	}
 	g.Go(func() error {
