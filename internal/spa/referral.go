@@ -380,9 +380,9 @@ type Referral struct {
 	AwaitingCapacity bool
 	// Waits are its stays in the no-capacity queue (the last one open
 	// while it waits); each runs the awaiting-capacity clock.
-	Waits []Interval
-	Assignments      []Assignment
-	LeftHospitalAt   time.Time
+	Waits          []Interval
+	Assignments    []Assignment
+	LeftHospitalAt time.Time
 
 	// Clocks: when the pathway was decided, when the referral was
 	// withdrawn, the holds (which pause clocks), whether the infection
