@@ -278,6 +278,15 @@ func DecideTransition(r Referral, c TransitionAssignment, _ time.Time) (Change, 
 		// is over: only the provider knows when the bed is free again.
 		ch.ProviderODS = a.ProviderODS
 		ch.Provider = CapacityReleased{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID, Reason: strings.TrimSuffix(c.To.String()+": "+c.Reason, ": ")}
+	case c.To == TaskOnHold && a.Status == TaskInProgress:
+		// The patient is away (e.g. readmitted) and the bed is held: a
+		// count of the empty bed must not leave it out.
+		ch.ProviderODS = a.ProviderODS
+		ch.Provider = CapacityReserved{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID, Tracked: true}
+	case a.Status == TaskOnHold && a.HeldFrom == TaskInProgress && (c.To == TaskInProgress || c.To.ended()):
+		// Back in the bed, or care over: a later count may leave it out.
+		ch.ProviderODS = a.ProviderODS
+		ch.Provider = CapacityOccupied{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID}
 	case c.To == TaskInProgress && a.holdsUnit():
 		ch.ProviderODS = a.ProviderODS
 		ch.Provider = CapacityOccupied{Service: a.Service, ReferralID: r.ID, AssignmentID: a.ID}

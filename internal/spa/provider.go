@@ -131,7 +131,11 @@ type Provider struct {
 	// Reservations are the units promised to offers and not given back
 	// that a declaration may still count free, in the order made.
 	Reservations []Reservation
-	Version      uint64
+	// Counted is the as-of of the last count of every service ever
+	// counted, kept when a service is dropped: a service added back
+	// refuses counts older than it.
+	Counted map[Service]time.Time `json:",omitempty"`
+	Version uint64
 }
 
 // Exists reports whether the provider registered.
@@ -161,7 +165,7 @@ func (p *Provider) Apply(rec Record) {
 		for _, s := range e.Details.Services {
 			c, ok := p.CapacityFor(s)
 			if !ok {
-				c = Capacity{Service: s}
+				c = Capacity{Service: s, AsOf: p.Counted[s]}
 			}
 			caps = append(caps, c)
 		}
@@ -170,6 +174,10 @@ func (p *Provider) Apply(rec Record) {
 		for _, c := range e.Capacity {
 			if i := p.capacityIndex(c.Service); i >= 0 {
 				p.Capacity[i] = Capacity{Service: c.Service, Declared: c.Available, Open: c.Open, AsOf: c.AsOf, DeclaredSeq: rec.Sequence}
+				if p.Counted == nil {
+					p.Counted = map[Service]time.Time{}
+				}
+				p.Counted[c.Service] = c.AsOf
 			}
 			// A reservation this count leaves out never counts again:
 			// counts only move forward in time. One taken up after this
@@ -179,12 +187,15 @@ func (p *Provider) Apply(rec Record) {
 			})
 		}
 	case CapacityReserved:
-		if p.reservation(e.AssignmentID) < 0 {
+		if i := p.reservation(e.AssignmentID); i >= 0 {
+			p.Reservations[i].OccupiedAt = time.Time{} // held again: no count leaves it out
+		} else {
 			p.Reservations = append(p.Reservations, Reservation{Service: e.Service, AssignmentID: e.AssignmentID, Untracked: !e.Tracked})
 		}
 	case CapacityOccupied:
 		if i := p.reservation(e.AssignmentID); i >= 0 && p.Reservations[i].OccupiedAt.IsZero() {
 			p.Reservations[i].OccupiedAt = rec.RecordedAt.UTC()
+			p.Reservations[i].Untracked = false // its taking up is recorded: tracked from here on
 		}
 	case CapacityReleased:
 		if i := p.reservation(e.AssignmentID); i >= 0 {
@@ -317,9 +328,10 @@ func DecideUpdateCapacity(p Provider, c UpdateCapacity, now time.Time) (Event, e
 	if !p.Exists() {
 		return nil, Errorf(KindNotFound, "provider %s not found", c.ProviderODS)
 	}
-	caps := make([]Capacity, len(c.Capacity))
-	changed := false
-	for i, cp := range c.Capacity {
+	// Only the counts that change go in the event: one sent again as it
+	// was must not be applied again at a later recorded time.
+	caps := make([]Capacity, 0, len(c.Capacity))
+	for _, cp := range c.Capacity {
 		cur, ok := p.CapacityFor(cp.Service)
 		if !ok {
 			return nil, Errorf(KindFailedPrecondition, "provider %s does not offer service %d", c.ProviderODS, cp.Service)
@@ -328,12 +340,11 @@ func DecideUpdateCapacity(p Provider, c UpdateCapacity, now time.Time) (Event, e
 			return nil, Errorf(KindFailedPrecondition, "a newer count of service %d (as of %s) is already recorded", cp.Service, cur.AsOf.UTC().Format(time.RFC3339))
 		}
 		cp.AsOf = cp.AsOf.UTC()
-		caps[i] = Capacity{Service: cp.Service, Available: cp.Available, Open: cp.Open, AsOf: cp.AsOf}
 		if cur.Declared != cp.Available || cur.Open != cp.Open || !cur.AsOf.Equal(cp.AsOf) {
-			changed = true
+			caps = append(caps, Capacity{Service: cp.Service, Available: cp.Available, Open: cp.Open, AsOf: cp.AsOf})
 		}
 	}
-	if !changed {
+	if len(caps) == 0 {
 		return nil, nil
 	}
 	slices.SortFunc(caps, func(a, b Capacity) int { return int(a.Service - b.Service) })

@@ -143,19 +143,20 @@ func nextStep(r Referral, policies Policies, at time.Time) (Step, bool) {
 		}
 		return step, false
 	}
-	// 1. Criteria to reside: no decision and no offer without a Discharge
-	// Ready Date (also when it was reset after a decision).
-	if live != nil || r.DischargeReadyDate == "" {
-		return step, false
-	}
-	if r.Hold != HoldReasonUnspecified {
+	// 3. The wait for a test ends with a valid test or with the overlay,
+	// whether or not the patient is ready meanwhile.
+	if r.Hold == HoldReasonAwaitingTest {
 		switch {
-		case r.Hold != HoldReasonAwaitingTest:
 		case !pol.InfectionOverlay:
 			step.Event, step.Rule = HoldReleased{Reason: HoldReasonAwaitingTest, Note: "the policy in force (" + pol.Version + ") no longer requires a test"}, RuleInfectionOverlay
 		case validTest(r, pol, at):
 			step.Event, step.Rule = HoldReleased{Reason: HoldReasonAwaitingTest, Note: "a test within the validity window arrived"}, RuleInfectionOverlay
 		}
+		return step, false
+	}
+	// 1. Criteria to reside: no decision and no offer without a Discharge
+	// Ready Date (also when it was reset after a decision).
+	if live != nil || r.DischargeReadyDate == "" || r.Hold != HoldReasonUnspecified {
 		return step, false
 	}
 	if !r.Decided {

@@ -155,6 +155,10 @@ func TestNextStepRules(t *testing.T) {
 		{name: "3 the overlay over: the wait for a test is released", at: at(2023, 1, 1),
 			events: []Event{submitted(fromCareHome), ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay}},
 			want:   HoldReleased{Reason: HoldReasonAwaitingTest, Note: "the policy in force (2023.1) no longer requires a test"}, wantRule: RuleInfectionOverlay, wantPolicy: "2023.1"},
+		{name: "3 the overlay over while the patient is not ready: the wait is released too", at: at(2023, 1, 1),
+			events: []Event{submitted(fromCareHome), ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay},
+				CriteriaToResideRecorded{CriteriaMet: []Criterion{CriterionOxygen}, AssessedOn: "2022-12-31"}},
+			want:   HoldReleased{Reason: HoldReasonAwaitingTest, Note: "the policy in force (2023.1) no longer requires a test"}, wantRule: RuleInfectionOverlay, wantPolicy: "2023.1"},
 		{name: "3 a valid test releases the wait", at: at(2020, 6, 1),
 			events: []Event{submitted(fromCareHome), ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay}, positiveTest(at(2020, 6, 1))},
 			want:   HoldReleased{Reason: HoldReasonAwaitingTest, Note: "a test within the validity window arrived"}, wantRule: RuleInfectionOverlay, wantPolicy: "2020.1-infection-overlay"},
@@ -276,6 +280,7 @@ func TestDecideTransition(t *testing.T) {
 		reason   string
 		release  string
 		occupy   bool
+		hold     bool
 		wantKind Kind
 	}{
 		{name: "requested -> received", given: moved(), to: TaskReceived},
@@ -291,9 +296,10 @@ func TestDecideTransition(t *testing.T) {
 		// A unit taken up stays reserved until the provider counts again.
 		{name: "in-progress -> completed keeps the unit taken", given: moved(TaskAccepted, TaskInProgress), to: TaskCompleted},
 		{name: "in-progress -> failed keeps the unit taken", given: moved(TaskAccepted, TaskInProgress), to: TaskFailed, reason: "readmitted"},
-		{name: "on-hold from in-progress -> cancelled keeps the unit taken", given: moved(TaskAccepted, TaskInProgress, TaskOnHold), to: TaskCancelled, reason: "died"},
+		{name: "on-hold from in-progress -> cancelled keeps the unit taken", given: moved(TaskAccepted, TaskInProgress, TaskOnHold), to: TaskCancelled, reason: "died", occupy: true},
 		{name: "on-hold from accepted -> cancelled releases the unit", given: moved(TaskAccepted, TaskOnHold), to: TaskCancelled, reason: "died", release: "cancelled: died"},
-		{name: "in-progress -> on-hold -> back", given: moved(TaskAccepted, TaskInProgress, TaskOnHold), to: TaskInProgress},
+		{name: "in-progress -> on-hold holds the bed again", given: moved(TaskAccepted, TaskInProgress), to: TaskOnHold, hold: true},
+		{name: "in-progress -> on-hold -> back takes the bed up again", given: moved(TaskAccepted, TaskInProgress, TaskOnHold), to: TaskInProgress, occupy: true},
 		{name: "requested -> in-progress", given: moved(), to: TaskInProgress, wantKind: KindFailedPrecondition},
 		{name: "requested -> completed", given: moved(), to: TaskCompleted, wantKind: KindFailedPrecondition},
 		{name: "rejected -> accepted", given: moved(TaskRejected), to: TaskAccepted, wantKind: KindFailedPrecondition},
@@ -324,6 +330,9 @@ func TestDecideTransition(t *testing.T) {
 			}
 			if tt.occupy {
 				want.ProviderODS, want.Provider = "NQR01", CapacityOccupied{Service: home, ReferralID: referralID, AssignmentID: a1}
+			}
+			if tt.hold {
+				want.ProviderODS, want.Provider = "NQR01", CapacityReserved{Service: home, ReferralID: referralID, AssignmentID: a1, Tracked: true}
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Fatalf("change (-want +got):\n%s", diff)

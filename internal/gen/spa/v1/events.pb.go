@@ -1490,15 +1490,18 @@ func (x *PatientLeftHospital) GetLeftAt() *timestamppb.Timestamp {
 }
 
 // CapacityReserved: one unit of a provider's service was promised to an
-// offer. Appended atomically with the OfferMade.
+// offer. Appended atomically with the OfferMade; appended again when a
+// patient in care goes on hold (the bed is held for them: no count may
+// leave it out until they take it up again).
 type CapacityReserved struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Service      Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
 	ReferralId   string                 `protobuf:"bytes,2,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
 	AssignmentId string                 `protobuf:"bytes,3,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
 	// True from version 0.3: the reservation's taking up (CapacityOccupied)
-	// and end (CapacityReleased, also when care is over) are recorded. An
-	// earlier reservation lasts until the provider's next count.
+	// and its giving back before care (CapacityReleased) are recorded. An
+	// earlier reservation lasts until the provider's next count, unless its
+	// taking up is recorded by this version.
 	Tracked       bool `protobuf:"varint,4,opt,name=tracked,proto3" json:"tracked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1624,8 +1627,9 @@ func (x *CapacityOccupied) GetAssignmentId() string {
 	return ""
 }
 
-// CapacityReleased: a reservation ended: its unit was given back
-// (declined, cancelled, failed) or its care is over (completed).
+// CapacityReleased: a reservation ended before care started: its unit was
+// given back (declined, cancelled, failed). A unit taken up is left out by
+// the provider's next count instead.
 type CapacityReleased struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
