@@ -158,7 +158,7 @@ func TestNextStepRules(t *testing.T) {
 		{name: "3 the overlay over while the patient is not ready: the wait is released too", at: at(2023, 1, 1),
 			events: []Event{submitted(fromCareHome), ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay},
 				CriteriaToResideRecorded{CriteriaMet: []Criterion{CriterionOxygen}, AssessedOn: "2022-12-31"}},
-			want:   HoldReleased{Reason: HoldReasonAwaitingTest, Note: "the policy in force (2023.1) no longer requires a test"}, wantRule: RuleInfectionOverlay, wantPolicy: "2023.1"},
+			want: HoldReleased{Reason: HoldReasonAwaitingTest, Note: "the policy in force (2023.1) no longer requires a test"}, wantRule: RuleInfectionOverlay, wantPolicy: "2023.1"},
 		{name: "3 a valid test releases the wait", at: at(2020, 6, 1),
 			events: []Event{submitted(fromCareHome), ReferralHeld{Reason: HoldReasonAwaitingTest, Rule: RuleInfectionOverlay}, positiveTest(at(2020, 6, 1))},
 			want:   HoldReleased{Reason: HoldReasonAwaitingTest, Note: "a test within the validity window arrived"}, wantRule: RuleInfectionOverlay, wantPolicy: "2020.1-infection-overlay"},
