@@ -12,21 +12,31 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	spav1 "spa/internal/gen/spa/v1"
 )
 
 var jsonOut = protojson.MarshalOptions{Multiline: true, Indent: "  "}
 
-func (c *ctl) submit(ctx context.Context, args []string) error {
-	fs := c.flags("submit")
-	file := fs.String("f", "", "JSON file holding a SubmitReferralRequest (- for stdin)")
+// fileRequest is a request read from a JSON file: it carries a request id.
+type fileRequest interface {
+	proto.Message
+	GetRequestId() string
+}
+
+// requestFile reads the request of command verb from the JSON file -f
+// (- for stdin), its request_id set by --request-id when given.
+func (c *ctl) requestFile(verb string, args []string, req fileRequest) error {
+	fs := c.flags(verb)
+	name := string(req.ProtoReflect().Descriptor().Name())
+	file := fs.String("f", "", "JSON file holding a "+name+" (- for stdin)")
 	requestID := fs.String("request-id", "", "idempotency key; overrides the file's request_id")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return errUsage
 	}
 	if *file == "" {
-		return fmt.Errorf("submit: -f FILE is required")
+		return fmt.Errorf("%s: -f FILE is required", verb)
 	}
 	var data []byte
 	var err error
@@ -36,14 +46,42 @@ func (c *ctl) submit(ctx context.Context, args []string) error {
 		data, err = os.ReadFile(*file)
 	}
 	if err != nil {
-		return fmt.Errorf("submit: %w", err)
+		return fmt.Errorf("%s: %w", verb, err)
 	}
-	req := new(spav1.SubmitReferralRequest)
 	if err := protojson.Unmarshal(data, req); err != nil {
-		return fmt.Errorf("submit: %s is not a SubmitReferralRequest: %w", *file, err)
+		return fmt.Errorf("%s: %s is not a %s: %w", verb, *file, name, err)
 	}
 	if *requestID != "" {
-		req.RequestId = *requestID
+		f := req.ProtoReflect().Descriptor().Fields().ByName("request_id")
+		req.ProtoReflect().Set(f, protoreflect.ValueOfString(*requestID))
+	}
+	return nil
+}
+
+// amend sends an amendment read from a JSON file.
+func (c *ctl) amend(ctx context.Context, args []string) error {
+	req := new(spav1.AmendReferralRequest)
+	if err := c.requestFile("amend", args, req); err != nil {
+		return err
+	}
+	return c.command(ctx, req.GetRequestId(), func(ctx context.Context, id string) error {
+		req.RequestId = id
+		res, err := c.client.AmendReferral(ctx, req)
+		switch {
+		case err != nil:
+		case res.GetUnchanged():
+			fmt.Fprintf(c.stdout, "%s: already so (sequence %d)\n", req.GetReferralId(), res.GetSequence())
+		default:
+			fmt.Fprintf(c.stdout, "%s: amended (sequence %d)\n", req.GetReferralId(), res.GetSequence())
+		}
+		return err
+	})
+}
+
+func (c *ctl) submit(ctx context.Context, args []string) error {
+	req := new(spav1.SubmitReferralRequest)
+	if err := c.requestFile("submit", args, req); err != nil {
+		return err
 	}
 	if req.GetRequestId() == "" {
 		return fmt.Errorf("submit: set request_id in the file or --request-id (a UUID), so that a retry cannot submit twice")

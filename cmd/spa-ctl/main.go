@@ -66,6 +66,8 @@ const usage = `usage: spa-ctl [--addr HOST:PORT] [--timeout D] [--as-ods ODS] [-
 
 commands:
   submit -f FILE [--request-id ID]   submit a referral; FILE is a SubmitReferralRequest in JSON
+  amend -f FILE [--request-id ID]    amend a referral's details; FILE is an AmendReferralRequest
+                                     in JSON (examples/amend.json): changes, update_mask, reason
   get [--min-seq N] REFERRAL_ID      show a referral and its history as JSON
   board [--status S] [--pathway P] [--site ODS] [--page-size N] [--all]
                                      show the board (S: not_ready, ready, held, pathway_decided,
@@ -163,6 +165,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	switch cmd {
 	case "submit":
 		return c.submit(ctx, rest)
+	case "amend":
+		return c.amend(ctx, rest)
 	case "get":
 		return c.get(ctx, rest)
 	case "board":

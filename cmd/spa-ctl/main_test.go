@@ -252,6 +252,16 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("get printed %s", out)
 	}
 
+	// The example amendment is of the example referral; sent twice, it
+	// is answered the same and applied once.
+	amended, _, err := run(t, addr, "amend", "-f", "../../examples/amend.json")
+	if err != nil || !strings.Contains(amended, res.GetReferralId()+": amended (sequence ") {
+		t.Fatalf("amend: %v %s", err, amended)
+	}
+	if again, _, err := run(t, addr, "amend", "-f", "../../examples/amend.json"); err != nil || again != amended {
+		t.Fatalf("amend again: %v %q, first %q", err, again, amended)
+	}
+
 	_, _, err = run(t, addr, "submit", "-f", "../../examples/referral.json", "--request-id", "bad")
 	if err == nil || !strings.Contains(err.Error(), "InvalidArgument") || !strings.Contains(err.Error(), "request_id:") {
 		t.Fatalf("invalid submit: %v", err)

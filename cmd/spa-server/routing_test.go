@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"spa/internal/await"
@@ -363,5 +364,77 @@ func TestAcceptRetriedAfterALostReply(t *testing.T) {
 	}
 	if v := r.GetReferral().GetVersion(); v != started.GetSequence() {
 		t.Fatalf("referral at version %d after the retries, want %d (the start of care)", v, started.GetSequence())
+	}
+}
+
+// TestAmendReferral: a ward amends the needs of a referral offered to a
+// home care provider so that it needs a step-down bed: the offer is
+// cancelled, its unit released, and the referral decided again and
+// offered a bed. Once accepted, an amendment is recorded and carried on
+// the provider's feed.
+func TestAmendReferral(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir())
+	c := clientsOf(s)
+	ctx := callCtx(t)
+	addProvider(t, c, "NQR21", 1, nil, spav1.Service_SERVICE_HOME_CARE_REABLEMENT)
+	addProvider(t, c, "STP21", 1, nil, spav1.Service_SERVICE_STEP_DOWN_BED)
+	sub, err := c.referrals.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "amend-first", Referral: referraltest.Details(21)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sub.GetReferralId()
+	first := liveAssignment(waitReferral(t, c, id, "offered home care", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_OFFERED)))
+	if first.GetProviderOds() != "NQR21" {
+		t.Fatalf("offered to %v", first)
+	}
+	amend := &spav1.AmendReferralRequest{ReferralId: id, RequestId: "amend-needs-bed", Reason: "OT reassessment: needs 24h rehabilitation",
+		Changes:    &spav1.ReferralChanges{Needs: &spav1.Needs{Mobility: spav1.Mobility_MOBILITY_ASSISTED, ShortTermBedBasedCare: true}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"needs"}}}
+	res, err := c.referrals.AmendReferral(ctx, amend)
+	if err != nil || res.GetUnchanged() {
+		t.Fatalf("amend: %v, %v", res, err)
+	}
+	r := waitReferral(t, c, id, "offered a step-down bed", func(r *spav1.GetReferralResponse) bool {
+		return liveAssignment(r).GetProviderOds() == "STP21"
+	})
+	if r.GetReferral().GetPathway() != spav1.Pathway_PATHWAY_P2_STEP_DOWN || r.GetReferral().GetAssignments()[0].GetStatus() != spav1.TaskStatus_TASK_STATUS_CANCELLED {
+		t.Fatalf("after the amendment: %v", r.GetReferral())
+	}
+	again, err := c.referrals.AmendReferral(ctx, amend)
+	if err != nil || again.GetSequence() != res.GetSequence() {
+		t.Fatalf("amendment retried: %v, %v; want sequence %d", again, err, res.GetSequence())
+	}
+	await.True(t, 30*time.Second, "the home care unit released", func() bool {
+		ps, err := c.providers.ListProviders(ctx, &spav1.ListProvidersRequest{Service: spav1.Service_SERVICE_HOME_CARE_REABLEMENT})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps.GetProviders() {
+			if p.GetDetails().GetOds() == "NQR21" {
+				return p.GetCapacity()[0].GetAvailableUnits() == 1
+			}
+		}
+		return false
+	})
+
+	bed := liveAssignment(r)
+	if _, err := c.assignments.AcceptOffer(ctx, &spav1.AcceptOfferRequest{AssignmentId: bed.GetAssignmentId(), RequestId: "amend-accept"}); err != nil {
+		t.Fatal(err)
+	}
+	risks, err := c.referrals.AmendReferral(ctx, &spav1.AmendReferralRequest{ReferralId: id, RequestId: "amend-risks", Reason: "fell on the ward",
+		Changes: &spav1.ReferralChanges{Risks: &spav1.Risks{Falls: true}}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"risks"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	events, _, err := watch(wctx, c.assignments, "STP21", risks.GetSequence()-1, func(n int) bool { return n >= 1 })
+	if err != nil || len(events) == 0 || events[0].GetType() != "ReferralAmended" || !events[0].GetEnvelope().GetReferralAmended().GetDetails().GetRisks().GetFalls() {
+		t.Fatalf("the provider's feed after the amendment: %v, %v", events, err)
+	}
+	got := waitReferral(t, c, id, "amended", func(r *spav1.GetReferralResponse) bool { return r.GetReferral().GetVersion() >= risks.GetSequence() })
+	if liveAssignment(got).GetStatus() != spav1.TaskStatus_TASK_STATUS_ACCEPTED || got.GetReferral().GetPathway() != spav1.Pathway_PATHWAY_P2_STEP_DOWN {
+		t.Fatalf("an amendment after acceptance changed the routing: %v", got.GetReferral())
 	}
 }

@@ -116,6 +116,7 @@ func (m *model) run(t *rapid.T) {
 		},
 		"submit":   m.submit,
 		"criteria": m.criteria,
+		"amend":    m.amend,
 		"test":     m.test,
 		"declare":  m.declare,
 		"answer":   m.answer,
@@ -220,6 +221,29 @@ func (m *model) criteria(t *rapid.T) {
 	}
 	m.command(t, "criteria", func(meta app.Meta) (uint64, error) {
 		_, seq, err := m.app.RecordCriteriaToReside(m.ctx, meta, spa.RecordCriteriaToReside{ReferralID: id, CriteriaMet: met, AssessedOn: spa.LocalDate(m.now)})
+		return seq, err
+	})
+}
+
+// amend changes a referral's needs, as a ward does after a reassessment.
+func (m *model) amend(t *rapid.T) {
+	id, ok := m.pickReferral(t)
+	if !ok {
+		t.Skip("no referral")
+	}
+	needs := spa.Needs{Mobility: spa.MobilityWalkingAid, CareCallsPerDay: 2}
+	switch rapid.SampledFrom([]string{"home", "urgent", "step-down", "care-home", "independent"}).Draw(t, "needs") {
+	case "urgent":
+		needs.UrgentCommunityResponse = true
+	case "step-down":
+		needs.ShortTermBedBasedCare = true
+	case "care-home":
+		needs.OngoingBeddedCare = true
+	case "independent":
+		needs = spa.Needs{Mobility: spa.MobilityIndependent, SafeAloneOvernight: true}
+	}
+	m.command(t, "amend", func(meta app.Meta) (uint64, error) {
+		seq, _, err := m.app.AmendReferral(m.ctx, meta, spa.AmendReferral{ReferralID: id, Paths: []string{"needs"}, Reason: "reassessed", Details: spa.Details{Needs: needs}})
 		return seq, err
 	})
 }
@@ -384,11 +408,12 @@ func (m *model) route(t *rapid.T, id string) bool {
 	if step.Event == nil {
 		return false
 	}
-	rec := spa.Record{EventID: rand.Text(), AggregateID: id, OccurredAt: at, RecordedAt: m.now, PolicyVersion: step.Policy.Version, Event: step.Event}
+	router := spa.Actor{Role: spa.ActorRouter, User: "model"}
+	rec := spa.Record{EventID: rand.Text(), AggregateID: id, OccurredAt: at, RecordedAt: m.now, Actor: router, PolicyVersion: step.Policy.Version, Event: step.Event}
 	batch := []spa.Append{{Record: rec, Expected: last, Guard: true}}
 	if step.Provider != nil {
 		p := m.provider(t, step.ProviderODS)
-		pr := spa.Record{EventID: rand.Text(), AggregateID: step.ProviderODS, OccurredAt: at, RecordedAt: m.now, PolicyVersion: step.Policy.Version, Event: step.Provider}
+		pr := spa.Record{EventID: rand.Text(), AggregateID: step.ProviderODS, OccurredAt: at, RecordedAt: m.now, Actor: router, PolicyVersion: step.Policy.Version, Event: step.Provider}
 		batch = append(batch, spa.Append{Record: pr, Expected: p.Version, Guard: step.GuardProvider})
 	}
 	if _, err := m.store.AppendBatch(m.ctx, batch); err != nil {

@@ -87,6 +87,10 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		}}
 	case spa.PatientLeftHospital:
 		env.Payload = &spav1.Envelope_PatientLeftHospital{PatientLeftHospital: &spav1.PatientLeftHospital{LeftAt: timestamp(e.LeftAt)}}
+	case spa.ReferralAmended:
+		env.Payload = &spav1.Envelope_ReferralAmended{ReferralAmended: &spav1.ReferralAmended{
+			Details: DetailsToProto(e.Details), Paths: e.Paths, Reason: e.Reason, ProviderOds: e.ProviderODS,
+		}}
 	case spa.CapacityReserved:
 		env.Payload = &spav1.Envelope_CapacityReserved{CapacityReserved: &spav1.CapacityReserved{
 			Service: spav1.Service(e.Service), ReferralId: e.ReferralID, AssignmentId: e.AssignmentID, Tracked: e.Tracked,
@@ -190,6 +194,9 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		rec.Event = spa.AssignmentStatusChanged{AssignmentID: e.GetAssignmentId(), Status: spa.TaskStatus(e.GetStatus()), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}
 	case *spav1.Envelope_PatientLeftHospital:
 		rec.Event = spa.PatientLeftHospital{LeftAt: TimeFromProto(p.PatientLeftHospital.GetLeftAt())}
+	case *spav1.Envelope_ReferralAmended:
+		e := p.ReferralAmended
+		rec.Event = spa.ReferralAmended{Details: DetailsFromProto(e.GetDetails()), Paths: e.GetPaths(), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}
 	case *spav1.Envelope_CapacityReserved:
 		e := p.CapacityReserved
 		rec.Event = spa.CapacityReserved{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId(), Tracked: e.GetTracked()}
@@ -242,6 +249,15 @@ func DetailsFromProto(d *spav1.ReferralDetails) spa.Details {
 		DischargeReadyDate: d.GetDischargeReadyDate(),
 		ProposedPathway:    spa.Pathway(d.GetProposedPathway()),
 	}
+}
+
+// ChangesFromProto converts an amendment's changes to the details they
+// set (the rest left zero).
+func ChangesFromProto(c *spav1.ReferralChanges) spa.Details {
+	return DetailsFromProto(&spav1.ReferralDetails{
+		AdmittedFrom: c.GetAdmittedFrom(), Needs: c.GetNeeds(), Risks: c.GetRisks(), EndOfLife: c.GetEndOfLife(),
+		Consent: c.GetConsent(), HospitalLead: c.GetHospitalLead(), Episode: &spav1.Episode{ExpectedDischargeDate: c.GetExpectedDischargeDate()},
+	})
 }
 
 // DetailsToProto converts domain referral details.

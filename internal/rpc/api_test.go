@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"spa/internal/app"
@@ -59,6 +60,9 @@ func validRequests() map[protoreflect.FullName]proto.Message {
 			CriteriaMet: []spav1.CriterionToReside{spav1.CriterionToReside_CRITERION_TO_RESIDE_OXYGEN}, AssessedOn: "2026-11-22", OccurredAt: hourAgo},
 		"spa.v1.ReferralService.RecordInfectionTest": &spav1.RecordInfectionTestRequest{ReferralId: fixtureReferral, OccurredAt: hourAgo,
 			Test: &spav1.InfectionTest{Type: spav1.InfectionTestType_INFECTION_TEST_TYPE_LATERAL_FLOW, TakenAt: hourAgo, Result: spav1.InfectionTestResult_INFECTION_TEST_RESULT_POSITIVE}},
+		"spa.v1.ReferralService.AmendReferral": &spav1.AmendReferralRequest{ReferralId: fixtureReferral, Reason: "OT reassessment: two carers",
+			Changes:    &spav1.ReferralChanges{Needs: &spav1.Needs{Mobility: spav1.Mobility_MOBILITY_HOIST, CarersPerTransfer: 2, Equipment: []string{"hoist"}}},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"needs"}}},
 		"spa.v1.ReferralService.WithdrawReferral":  &spav1.WithdrawReferralRequest{ReferralId: fixtureReferral, Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DIED, Note: "peacefully"},
 		"spa.v1.ReferralService.HoldReferral":      &spav1.HoldReferralRequest{ReferralId: fixtureReferral, Reason: spav1.HoldReason_HOLD_REASON_HOUSING},
 		"spa.v1.ReferralService.ReleaseHold":       &spav1.ReleaseHoldRequest{ReferralId: fixtureReferral, Note: "flat found"},

@@ -51,6 +51,22 @@ func (s *Referrals) RecordCriteriaToReside(ctx context.Context, req *spav1.Recor
 	return &spav1.RecordCriteriaToResideResponse{Sequence: seq, Status: spav1.ReferralStatus(r.Status), DischargeReadyDate: r.DischargeReadyDate}, nil
 }
 
+// AmendReferral implements spav1.ReferralServiceServer.
+func (s *Referrals) AmendReferral(ctx context.Context, req *spav1.AmendReferralRequest) (*spav1.AmendReferralResponse, error) {
+	m, err := commandMeta(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	m.OccurredAt = codec.TimeFromProto(req.GetOccurredAt())
+	seq, unchanged, err := s.app.AmendReferral(ctx, m, spa.AmendReferral{
+		ReferralID: req.GetReferralId(), Details: codec.ChangesFromProto(req.GetChanges()), Paths: req.GetUpdateMask().GetPaths(), Reason: req.GetReason(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &spav1.AmendReferralResponse{Sequence: seq, Unchanged: unchanged}, nil
+}
+
 // RecordInfectionTest implements spav1.ReferralServiceServer.
 func (s *Referrals) RecordInfectionTest(ctx context.Context, req *spav1.RecordInfectionTestRequest) (*spav1.RecordInfectionTestResponse, error) {
 	m, err := commandMeta(ctx, req)

@@ -22,6 +22,8 @@ var maxItems = map[string]int{
 	"spa.v1.SubmitReferralRequest referral.needs.equipment": spa.MaxEquipment,
 	"spa.v1.SubmitReferralRequest referral.criteria_met":    spa.MaxCriteria,
 	"spa.v1.RecordCriteriaToResideRequest criteria_met":     spa.MaxCriteria,
+	"spa.v1.AmendReferralRequest changes.needs.equipment":   spa.MaxEquipment,
+	"spa.v1.AmendReferralRequest update_mask.paths":         len(spa.Amendable),
 	"spa.v1.RegisterProviderRequest provider.boroughs":      spa.MaxBoroughs,
 	"spa.v1.RegisterProviderRequest provider.services":      spa.MaxServices,
 	"spa.v1.UpdateCapacityRequest capacity":                 spa.MaxCapacityEntries,

@@ -76,8 +76,10 @@ type Assignment struct {
 	StartedAt  time.Time
 	EndedAt    time.Time
 	// EndedSeq is the log sequence of its end: its provider is not
-	// offered the referral again unless it declared capacity since.
-	EndedSeq uint64
+	// offered the referral again unless it declared capacity since, or
+	// the router ended it (EndedBySPA: not the provider's refusal).
+	EndedSeq   uint64
+	EndedBySPA bool
 }
 
 // holdsUnit reports whether the assignment still holds its reserved unit
@@ -407,6 +409,8 @@ func ProviderOf(rec Record) string {
 	case OfferMade:
 		return e.ProviderODS
 	case AssignmentStatusChanged:
+		return e.ProviderODS
+	case ReferralAmended:
 		return e.ProviderODS
 	}
 	if AggregateOf(rec.Event) == AggregateProvider {

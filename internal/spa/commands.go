@@ -313,3 +313,118 @@ func sameJSON(a, b any) bool {
 	jb, errB := json.Marshal(b)
 	return errA == nil && errB == nil && string(ja) == string(jb)
 }
+
+// Amendable are the details a ward may amend, as paths of the API's
+// ReferralChanges. Who the patient is, where they are and what they
+// proposed stay as submitted.
+var Amendable = []string{"admitted_from", "needs", "risks", "end_of_life", "consent", "hospital_lead", "expected_discharge_date"}
+
+// amendedField is where an amendable path's value lives in Details, as a
+// field violation names it.
+func amendedField(path string) string {
+	if path == "expected_discharge_date" {
+		return "episode.expected_discharge_date"
+	}
+	return path
+}
+
+// AmendReferral changes the details at Paths to their values in Details.
+type AmendReferral struct {
+	ReferralID string
+	Details    Details
+	Paths      []string
+	Reason     string
+}
+
+// ReferralAmended: the ward changed some of the referral's details.
+type ReferralAmended struct {
+	// Details are the whole details after the change.
+	Details Details
+	Paths   []string
+	Reason  string
+	// ProviderODS is the provider of the live assignment, whose feed
+	// carries the change; "" when there is none.
+	ProviderODS string
+}
+
+func (ReferralAmended) eventName() string    { return "ReferralAmended" }
+func (ReferralAmended) aggregate() Aggregate { return AggregateReferral }
+
+// DecideAmend decides an amendment: the paths must be amendable, the
+// reason given, the referral open; the details after the change are
+// validated as a submission's are (a violation is reported for the
+// amended paths only). Details that are so already decide nothing.
+func DecideAmend(r Referral, c AmendReferral, now time.Time) (Event, error) {
+	var vs violations
+	checkReferralID(&vs, c.ReferralID)
+	checkText(&vs, "reason", c.Reason, true, MaxFreeTextLen)
+	switch {
+	case len(c.Paths) == 0:
+		vs.add("update_mask", "must name at least one of %s", strings.Join(Amendable, ", "))
+	case len(c.Paths) > len(Amendable):
+		vs.add("update_mask.paths", "must list at most %d paths", len(Amendable))
+		c.Paths = nil
+	}
+	// A list too long is refused whatever the mask.
+	if len(c.Details.Needs.Equipment) > MaxEquipment {
+		vs.add("changes.needs.equipment", "must list at most %d items", MaxEquipment)
+	}
+	paths := slices.Clone(c.Paths)
+	for i, p := range paths {
+		switch {
+		case !slices.Contains(Amendable, p):
+			vs.add(fmt.Sprintf("update_mask.paths[%d]", i), "cannot be amended (one of %s)", strings.Join(Amendable, ", "))
+		case slices.Index(paths, p) < i:
+			vs.add(fmt.Sprintf("update_mask.paths[%d]", i), "is listed twice")
+		}
+	}
+	if err := vs.err(); err != nil {
+		return nil, err
+	}
+	if err := checkOpen(r, c.ReferralID); err != nil {
+		return nil, err
+	}
+	d := r.Details
+	for _, p := range paths {
+		switch p {
+		case "admitted_from":
+			d.AdmittedFrom = c.Details.AdmittedFrom
+		case "needs":
+			d.Needs = c.Details.Needs
+		case "risks":
+			d.Risks = c.Details.Risks
+		case "end_of_life":
+			d.EndOfLife = c.Details.EndOfLife
+		case "consent":
+			d.Consent = c.Details.Consent
+		case "hospital_lead":
+			d.HospitalLead = c.Details.HospitalLead
+		case "expected_discharge_date":
+			d.Episode.ExpectedDischargeDate = c.Details.Episode.ExpectedDischargeDate
+		}
+	}
+	n := SubmitReferral{Details: d}
+	n.Normalise()
+	d = n.Details
+	var all violations
+	validateDetails(&all, "", d, LocalDate(now), now)
+	for _, v := range all {
+		for _, p := range paths {
+			if f := amendedField(p); v.Field == f || strings.HasPrefix(v.Field, f+".") || strings.HasPrefix(v.Field, f+"[") {
+				vs.add("changes."+p+strings.TrimPrefix(v.Field, f), "%s", v.Description)
+			}
+		}
+	}
+	if err := vs.err(); err != nil {
+		return nil, err
+	}
+	if sameJSON(d, r.Details) {
+		return nil, nil
+	}
+	slices.Sort(paths)
+	e := ReferralAmended{Details: d, Paths: paths, Reason: c.Reason}
+	if a := r.LiveAssignment(); a != nil {
+		e.ProviderODS = a.ProviderODS
+	}
+	return e, nil
+}

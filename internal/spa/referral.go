@@ -367,8 +367,10 @@ type Referral struct {
 	// Version is the sequence of the last event applied.
 	Version uint64
 
-	// Routing: the decided pathway's service, rule and policy version.
+	// Routing: the decided pathway's service, rule and policy version;
+	// Amended: details were amended since the decision.
 	Decided       bool
+	Amended       bool
 	Service       Service
 	DecisionRule  string
 	PolicyVersion string
@@ -416,6 +418,9 @@ func (r *Referral) Apply(rec Record) {
 		r.SubmittedAt = rec.OccurredAt
 		r.SubmittedSequence = rec.Sequence
 		r.DischargeReadyDate = e.DischargeReadyDate
+	case ReferralAmended:
+		r.Details = e.Details
+		r.Amended = true
 	case CriteriaToResideRecorded:
 		r.CriteriaMet = slices.Clone(e.CriteriaMet)
 		r.DischargeReadyDate = e.DischargeReadyDate
@@ -427,6 +432,12 @@ func (r *Referral) Apply(rec Record) {
 		r.WithdrawalReason = e.Reason
 		r.WithdrawnAt = rec.OccurredAt
 	case PathwayDecided:
+		// A decision again (after an amendment) starts the search for a
+		// provider again.
+		if n := len(r.Waits); r.AwaitingCapacity && n > 0 {
+			r.Waits[n-1].To = rec.OccurredAt
+		}
+		r.AwaitingCapacity, r.Amended = false, false
 		r.Decided = true
 		r.Pathway, r.Service, r.DecisionRule = e.Pathway, e.Service, e.Rule
 		r.PolicyVersion = rec.PolicyVersion
@@ -470,7 +481,7 @@ func (r *Referral) Apply(rec Record) {
 			case e.Status == TaskInProgress && a.StartedAt.IsZero():
 				a.StartedAt = rec.OccurredAt
 			case e.Status.ended():
-				a.EndedAt, a.EndedSeq = rec.OccurredAt, rec.Sequence
+				a.EndedAt, a.EndedSeq, a.EndedBySPA = rec.OccurredAt, rec.Sequence, rec.Actor.Role == ActorRouter
 			}
 		}
 	case PatientLeftHospital:

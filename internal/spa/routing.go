@@ -22,7 +22,16 @@ const (
 	RuleWardLed          = "ward-led"
 	RuleProviderChoice   = "provider-choice"
 	RuleCancelOnWithdraw = "cancel-on-withdrawal"
+	RuleAmended          = "amendment"
 )
+
+// ActorRouter is the role the router acts in: an offer it ended (a
+// cancellation on an amendment, say) was not the provider's refusal.
+const ActorRouter = "spa-router"
+
+// reasonCriteriaMetAgain is why the router holds or cancels an offer when
+// the patient meets a criterion to reside again.
+const reasonCriteriaMetAgain = "the patient meets a criterion to reside again"
 
 // Policy is the routing policy in force from a date.
 type Policy struct {
@@ -154,9 +163,39 @@ func nextStep(r Referral, policies Policies, at time.Time) (Step, bool) {
 		}
 		return step, false
 	}
-	// 1. Criteria to reside: no decision and no offer without a Discharge
-	// Ready Date (also when it was reset after a decision).
-	if live != nil || r.DischargeReadyDate == "" || r.Hold != HoldReasonUnspecified {
+	// 1. Criteria to reside met again with an offer live: an offer not yet
+	// accepted is cancelled (its unit released), an accepted one put on
+	// hold (the unit kept) and taken up again with a new Discharge Ready
+	// Date.
+	if live != nil {
+		if to, reason := criteriaStep(r, live); to != TaskUnspecified {
+			if ch, err := DecideTransition(r, TransitionAssignment{AssignmentID: live.ID, To: to, Reason: reason}, at); err == nil {
+				step.Change, step.Rule = ch, RuleCriteriaToReside
+			}
+			return step, false
+		}
+	}
+	// No decision and no offer without a Discharge Ready Date (also when
+	// it was reset after a decision).
+	if r.DischargeReadyDate == "" || r.Hold != HoldReasonUnspecified {
+		return step, false
+	}
+	// 6. Amended since the decision, and no provider has accepted: decide
+	// again if the decision no longer fits (an offer that no longer fits
+	// is cancelled first, its unit released).
+	if r.Decided && r.Amended && (live == nil || live.holdsUnit() && live.AcceptedAt.IsZero()) {
+		if again := decidePathway(r, pol, at); !fits(r, again) {
+			if live == nil {
+				return again, false
+			}
+			reason := "the referral was amended: " + again.Rule + " fits it now"
+			if ch, err := DecideTransition(r, TransitionAssignment{AssignmentID: live.ID, To: TaskCancelled, Reason: reason}, at); err == nil {
+				step.Change, step.Rule = ch, RuleAmended
+			}
+			return step, false
+		}
+	}
+	if live != nil {
 		return step, false
 	}
 	if !r.Decided {
@@ -166,6 +205,27 @@ func nextStep(r Referral, policies Policies, at time.Time) (Step, bool) {
 		return step, false
 	}
 	return step, true
+}
+
+// criteriaStep is the move of the live offer when the patient meets a
+// criterion to reside again (and back when they no longer do), if any.
+func criteriaStep(r Referral, live *Assignment) (TaskStatus, string) {
+	ready := r.DischargeReadyDate != ""
+	switch {
+	case !ready && (live.Status == TaskRequested || live.Status == TaskReceived):
+		return TaskCancelled, reasonCriteriaMetAgain
+	case !ready && live.Status == TaskAccepted:
+		return TaskOnHold, reasonCriteriaMetAgain
+	case ready && live.Status == TaskOnHold && live.HeldFrom == TaskAccepted && live.Reason == reasonCriteriaMetAgain:
+		return TaskAccepted, ""
+	}
+	return TaskUnspecified, ""
+}
+
+// fits reports whether a fresh decision is the one the referral has.
+func fits(r Referral, again Step) bool {
+	d, ok := again.Event.(PathwayDecided)
+	return ok && d.Pathway == r.Pathway && d.Service == r.Service
 }
 
 // decidePathway applies rules 1-7 in order.
@@ -280,7 +340,9 @@ func Candidates(r Referral, s Service, providers []Provider) []Provider {
 	// Friday" over).
 	ended := map[string]uint64{}
 	for _, a := range r.Assignments {
-		ended[a.ProviderODS] = max(ended[a.ProviderODS], a.EndedSeq)
+		if !a.EndedBySPA {
+			ended[a.ProviderODS] = max(ended[a.ProviderODS], a.EndedSeq)
+		}
 	}
 	positive := r.LatestTest != nil && r.LatestTest.Result == TestResultPositive
 	var out []Provider

@@ -233,7 +233,7 @@ func (rt *Router) Route(ctx context.Context, id string, at time.Time) error {
 		if step.Event == nil {
 			return nil, nil
 		}
-		actor := spa.Actor{Role: "spa-router", User: rt.id}
+		actor := spa.Actor{Role: spa.ActorRouter, User: rt.id}
 		rec := stepRecord(recs, fmt.Sprintf("route-%s-%d", id, last), stepAt, actor, step.Policy.Version, step.Event)
 		batch := []spa.Append{{Record: rec, Expected: last, Guard: true}}
 		if step.Provider != nil {

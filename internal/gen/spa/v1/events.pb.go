@@ -134,6 +134,7 @@ type Envelope struct {
 	//	*Envelope_CapacityReleased
 	//	*Envelope_ClockAlerted
 	//	*Envelope_CapacityOccupied
+	//	*Envelope_ReferralAmended
 	Payload       isEnvelope_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -413,6 +414,15 @@ func (x *Envelope) GetCapacityOccupied() *CapacityOccupied {
 	return nil
 }
 
+func (x *Envelope) GetReferralAmended() *ReferralAmended {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_ReferralAmended); ok {
+			return x.ReferralAmended
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Payload interface {
 	isEnvelope_Payload()
 }
@@ -485,6 +495,10 @@ type Envelope_CapacityOccupied struct {
 	CapacityOccupied *CapacityOccupied `protobuf:"bytes,36,opt,name=capacity_occupied,json=capacityOccupied,proto3,oneof"`
 }
 
+type Envelope_ReferralAmended struct {
+	ReferralAmended *ReferralAmended `protobuf:"bytes,37,opt,name=referral_amended,json=referralAmended,proto3,oneof"`
+}
+
 func (*Envelope_ReferralSubmitted) isEnvelope_Payload() {}
 
 func (*Envelope_CriteriaToResideRecorded) isEnvelope_Payload() {}
@@ -518,6 +532,8 @@ func (*Envelope_CapacityReleased) isEnvelope_Payload() {}
 func (*Envelope_ClockAlerted) isEnvelope_Payload() {}
 
 func (*Envelope_CapacityOccupied) isEnvelope_Payload() {}
+
+func (*Envelope_ReferralAmended) isEnvelope_Payload() {}
 
 // StoredEvent is an envelope with its position in the log.
 type StoredEvent struct {
@@ -1489,6 +1505,80 @@ func (x *PatientLeftHospital) GetLeftAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// ReferralAmended: the ward changed some of the referral's details.
+type ReferralAmended struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The referral's details after the change (whole, so that a replay needs
+	// no earlier amendment to read it).
+	Details *ReferralDetails `protobuf:"bytes,1,opt,name=details,proto3" json:"details,omitempty"`
+	// The paths that changed (AmendReferralRequest.update_mask).
+	Paths  []string `protobuf:"bytes,2,rep,name=paths,proto3" json:"paths,omitempty"`
+	Reason string   `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The provider of the live assignment when it was amended, whose feed
+	// carries it; empty when there is none.
+	ProviderOds   string `protobuf:"bytes,4,opt,name=provider_ods,json=providerOds,proto3" json:"provider_ods,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReferralAmended) Reset() {
+	*x = ReferralAmended{}
+	mi := &file_spa_v1_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReferralAmended) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReferralAmended) ProtoMessage() {}
+
+func (x *ReferralAmended) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReferralAmended.ProtoReflect.Descriptor instead.
+func (*ReferralAmended) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReferralAmended) GetDetails() *ReferralDetails {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *ReferralAmended) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+func (x *ReferralAmended) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReferralAmended) GetProviderOds() string {
+	if x != nil {
+		return x.ProviderOds
+	}
+	return ""
+}
+
 // CapacityReserved: one unit of a provider's service was promised to an
 // offer. Appended atomically with the OfferMade; appended again when a
 // patient in care goes on hold (the bed is held for them: no count may
@@ -1509,7 +1599,7 @@ type CapacityReserved struct {
 
 func (x *CapacityReserved) Reset() {
 	*x = CapacityReserved{}
-	mi := &file_spa_v1_events_proto_msgTypes[17]
+	mi := &file_spa_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1611,7 @@ func (x *CapacityReserved) String() string {
 func (*CapacityReserved) ProtoMessage() {}
 
 func (x *CapacityReserved) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[17]
+	mi := &file_spa_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1624,7 @@ func (x *CapacityReserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityReserved.ProtoReflect.Descriptor instead.
 func (*CapacityReserved) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CapacityReserved) GetService() Service {
@@ -1578,7 +1668,7 @@ type CapacityOccupied struct {
 
 func (x *CapacityOccupied) Reset() {
 	*x = CapacityOccupied{}
-	mi := &file_spa_v1_events_proto_msgTypes[18]
+	mi := &file_spa_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1680,7 @@ func (x *CapacityOccupied) String() string {
 func (*CapacityOccupied) ProtoMessage() {}
 
 func (x *CapacityOccupied) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[18]
+	mi := &file_spa_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1693,7 @@ func (x *CapacityOccupied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityOccupied.ProtoReflect.Descriptor instead.
 func (*CapacityOccupied) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CapacityOccupied) GetService() Service {
@@ -1642,7 +1732,7 @@ type CapacityReleased struct {
 
 func (x *CapacityReleased) Reset() {
 	*x = CapacityReleased{}
-	mi := &file_spa_v1_events_proto_msgTypes[19]
+	mi := &file_spa_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1744,7 @@ func (x *CapacityReleased) String() string {
 func (*CapacityReleased) ProtoMessage() {}
 
 func (x *CapacityReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[19]
+	mi := &file_spa_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1757,7 @@ func (x *CapacityReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityReleased.ProtoReflect.Descriptor instead.
 func (*CapacityReleased) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CapacityReleased) GetService() Service {
@@ -1721,7 +1811,7 @@ type ClockAlerted struct {
 
 func (x *ClockAlerted) Reset() {
 	*x = ClockAlerted{}
-	mi := &file_spa_v1_events_proto_msgTypes[20]
+	mi := &file_spa_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1823,7 @@ func (x *ClockAlerted) String() string {
 func (*ClockAlerted) ProtoMessage() {}
 
 func (x *ClockAlerted) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[20]
+	mi := &file_spa_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1836,7 @@ func (x *ClockAlerted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockAlerted.ProtoReflect.Descriptor instead.
 func (*ClockAlerted) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClockAlerted) GetClock() string {
@@ -1799,7 +1889,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x10\n" +
 	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"\xd6\r\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\x9c\x0e\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\x05R\rschemaVersion\x12!\n" +
@@ -1834,7 +1924,8 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x11capacity_reserved\x18! \x01(\v2\x18.spa.v1.CapacityReservedH\x00R\x10capacityReserved\x12G\n" +
 	"\x11capacity_released\x18\" \x01(\v2\x18.spa.v1.CapacityReleasedH\x00R\x10capacityReleased\x12;\n" +
 	"\rclock_alerted\x18# \x01(\v2\x14.spa.v1.ClockAlertedH\x00R\fclockAlerted\x12G\n" +
-	"\x11capacity_occupied\x18$ \x01(\v2\x18.spa.v1.CapacityOccupiedH\x00R\x10capacityOccupiedB\t\n" +
+	"\x11capacity_occupied\x18$ \x01(\v2\x18.spa.v1.CapacityOccupiedH\x00R\x10capacityOccupied\x12D\n" +
+	"\x10referral_amended\x18% \x01(\v2\x17.spa.v1.ReferralAmendedH\x00R\x0freferralAmendedB\t\n" +
 	"\apayload\"\x89\x02\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
@@ -1909,7 +2000,12 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
 	"\fprovider_ods\x18\x04 \x01(\tR\vproviderOds\"J\n" +
 	"\x13PatientLeftHospital\x123\n" +
-	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\x9d\x01\n" +
+	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\x95\x01\n" +
+	"\x0fReferralAmended\x121\n" +
+	"\adetails\x18\x01 \x01(\v2\x17.spa.v1.ReferralDetailsR\adetails\x12\x14\n" +
+	"\x05paths\x18\x02 \x03(\tR\x05paths\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
+	"\fprovider_ods\x18\x04 \x01(\tR\vproviderOds\"\x9d\x01\n" +
 	"\x10CapacityReserved\x12)\n" +
 	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x1f\n" +
 	"\vreferral_id\x18\x02 \x01(\tR\n" +
@@ -1952,7 +2048,7 @@ func file_spa_v1_events_proto_rawDescGZIP() []byte {
 	return file_spa_v1_events_proto_rawDescData
 }
 
-var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_spa_v1_events_proto_goTypes = []any{
 	(*Actor)(nil),                    // 0: spa.v1.Actor
 	(*Envelope)(nil),                 // 1: spa.v1.Envelope
@@ -1971,29 +2067,30 @@ var file_spa_v1_events_proto_goTypes = []any{
 	(*OfferMade)(nil),                // 14: spa.v1.OfferMade
 	(*AssignmentStatusChanged)(nil),  // 15: spa.v1.AssignmentStatusChanged
 	(*PatientLeftHospital)(nil),      // 16: spa.v1.PatientLeftHospital
-	(*CapacityReserved)(nil),         // 17: spa.v1.CapacityReserved
-	(*CapacityOccupied)(nil),         // 18: spa.v1.CapacityOccupied
-	(*CapacityReleased)(nil),         // 19: spa.v1.CapacityReleased
-	(*ClockAlerted)(nil),             // 20: spa.v1.ClockAlerted
-	nil,                              // 21: spa.v1.PathwayDecided.InputsEntry
-	nil,                              // 22: spa.v1.ReferralHeld.InputsEntry
-	nil,                              // 23: spa.v1.OfferMade.InputsEntry
-	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
-	(*ReferralDetails)(nil),          // 25: spa.v1.ReferralDetails
-	(CriterionToReside)(0),           // 26: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),            // 27: spa.v1.InfectionTest
-	(WithdrawalReason)(0),            // 28: spa.v1.WithdrawalReason
-	(*ProviderDetails)(nil),          // 29: spa.v1.ProviderDetails
-	(*Capacity)(nil),                 // 30: spa.v1.Capacity
-	(Service)(0),                     // 31: spa.v1.Service
-	(Pathway)(0),                     // 32: spa.v1.Pathway
-	(HoldReason)(0),                  // 33: spa.v1.HoldReason
-	(TaskStatus)(0),                  // 34: spa.v1.TaskStatus
-	(ClockLevel)(0),                  // 35: spa.v1.ClockLevel
+	(*ReferralAmended)(nil),          // 17: spa.v1.ReferralAmended
+	(*CapacityReserved)(nil),         // 18: spa.v1.CapacityReserved
+	(*CapacityOccupied)(nil),         // 19: spa.v1.CapacityOccupied
+	(*CapacityReleased)(nil),         // 20: spa.v1.CapacityReleased
+	(*ClockAlerted)(nil),             // 21: spa.v1.ClockAlerted
+	nil,                              // 22: spa.v1.PathwayDecided.InputsEntry
+	nil,                              // 23: spa.v1.ReferralHeld.InputsEntry
+	nil,                              // 24: spa.v1.OfferMade.InputsEntry
+	(*timestamppb.Timestamp)(nil),    // 25: google.protobuf.Timestamp
+	(*ReferralDetails)(nil),          // 26: spa.v1.ReferralDetails
+	(CriterionToReside)(0),           // 27: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),            // 28: spa.v1.InfectionTest
+	(WithdrawalReason)(0),            // 29: spa.v1.WithdrawalReason
+	(*ProviderDetails)(nil),          // 30: spa.v1.ProviderDetails
+	(*Capacity)(nil),                 // 31: spa.v1.Capacity
+	(Service)(0),                     // 32: spa.v1.Service
+	(Pathway)(0),                     // 33: spa.v1.Pathway
+	(HoldReason)(0),                  // 34: spa.v1.HoldReason
+	(TaskStatus)(0),                  // 35: spa.v1.TaskStatus
+	(ClockLevel)(0),                  // 36: spa.v1.ClockLevel
 }
 var file_spa_v1_events_proto_depIdxs = []int32{
-	24, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	24, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
+	25, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	25, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: spa.v1.Envelope.actor:type_name -> spa.v1.Actor
 	3,  // 3: spa.v1.Envelope.referral_submitted:type_name -> spa.v1.ReferralSubmitted
 	4,  // 4: spa.v1.Envelope.criteria_to_reside_recorded:type_name -> spa.v1.CriteriaToResideRecorded
@@ -2008,42 +2105,44 @@ var file_spa_v1_events_proto_depIdxs = []int32{
 	14, // 13: spa.v1.Envelope.offer_made:type_name -> spa.v1.OfferMade
 	15, // 14: spa.v1.Envelope.assignment_status_changed:type_name -> spa.v1.AssignmentStatusChanged
 	16, // 15: spa.v1.Envelope.patient_left_hospital:type_name -> spa.v1.PatientLeftHospital
-	17, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
-	19, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
-	20, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
-	18, // 19: spa.v1.Envelope.capacity_occupied:type_name -> spa.v1.CapacityOccupied
-	1,  // 20: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
-	24, // 21: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
-	25, // 22: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
-	26, // 23: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
-	27, // 24: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
-	28, // 25: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
-	29, // 26: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
-	30, // 27: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
-	9,  // 28: spa.v1.CapacityUpdated.counts:type_name -> spa.v1.CapacityDeclaration
-	31, // 29: spa.v1.CapacityDeclaration.service:type_name -> spa.v1.Service
-	24, // 30: spa.v1.CapacityDeclaration.as_of:type_name -> google.protobuf.Timestamp
-	32, // 31: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
-	31, // 32: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
-	21, // 33: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
-	33, // 34: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
-	22, // 35: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
-	33, // 36: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
-	31, // 37: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
-	31, // 38: spa.v1.OfferMade.service:type_name -> spa.v1.Service
-	23, // 39: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
-	34, // 40: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
-	24, // 41: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
-	31, // 42: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
-	31, // 43: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
-	31, // 44: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
-	35, // 45: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
-	24, // 46: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	18, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
+	20, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
+	21, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
+	19, // 19: spa.v1.Envelope.capacity_occupied:type_name -> spa.v1.CapacityOccupied
+	17, // 20: spa.v1.Envelope.referral_amended:type_name -> spa.v1.ReferralAmended
+	1,  // 21: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
+	25, // 22: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
+	26, // 23: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
+	27, // 24: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
+	28, // 25: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
+	29, // 26: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
+	30, // 27: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
+	31, // 28: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
+	9,  // 29: spa.v1.CapacityUpdated.counts:type_name -> spa.v1.CapacityDeclaration
+	32, // 30: spa.v1.CapacityDeclaration.service:type_name -> spa.v1.Service
+	25, // 31: spa.v1.CapacityDeclaration.as_of:type_name -> google.protobuf.Timestamp
+	33, // 32: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
+	32, // 33: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
+	22, // 34: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
+	34, // 35: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
+	23, // 36: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
+	34, // 37: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
+	32, // 38: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
+	32, // 39: spa.v1.OfferMade.service:type_name -> spa.v1.Service
+	24, // 40: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
+	35, // 41: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
+	25, // 42: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
+	26, // 43: spa.v1.ReferralAmended.details:type_name -> spa.v1.ReferralDetails
+	32, // 44: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
+	32, // 45: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
+	32, // 46: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
+	36, // 47: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
+	25, // 48: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
@@ -2071,6 +2170,7 @@ func file_spa_v1_events_proto_init() {
 		(*Envelope_CapacityReleased)(nil),
 		(*Envelope_ClockAlerted)(nil),
 		(*Envelope_CapacityOccupied)(nil),
+		(*Envelope_ReferralAmended)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2078,7 +2178,7 @@ func file_spa_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_events_proto_rawDesc), len(file_spa_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,6 +9,7 @@ package spav1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1041,6 +1042,247 @@ func (x *WithdrawReferralRequest) GetRequestId() string {
 	return ""
 }
 
+type AmendReferralRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	// The new values of the details update_mask names; the others are
+	// ignored.
+	Changes *ReferralChanges `protobuf:"bytes,2,opt,name=changes,proto3" json:"changes,omitempty"`
+	// Which details change (AIP-134), paths of ReferralChanges: any of
+	// admitted_from, needs, risks, end_of_life, consent, hospital_lead,
+	// expected_discharge_date (at most these 7).
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// Why, e.g. "OT reassessment: now needs two carers". Required.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Idempotency key; see RecordCriteriaToResideRequest.request_id.
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Business time; see SubmitReferralRequest.occurred_at.
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AmendReferralRequest) Reset() {
+	*x = AmendReferralRequest{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AmendReferralRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AmendReferralRequest) ProtoMessage() {}
+
+func (x *AmendReferralRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AmendReferralRequest.ProtoReflect.Descriptor instead.
+func (*AmendReferralRequest) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AmendReferralRequest) GetReferralId() string {
+	if x != nil {
+		return x.ReferralId
+	}
+	return ""
+}
+
+func (x *AmendReferralRequest) GetChanges() *ReferralChanges {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *AmendReferralRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+func (x *AmendReferralRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AmendReferralRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AmendReferralRequest) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+// ReferralChanges are the details of a referral a ward may amend; each is
+// validated as in ReferralDetails.
+type ReferralChanges struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AdmittedFrom AdmittedFrom           `protobuf:"varint,1,opt,name=admitted_from,json=admittedFrom,proto3,enum=spa.v1.AdmittedFrom" json:"admitted_from,omitempty"`
+	Needs        *Needs                 `protobuf:"bytes,2,opt,name=needs,proto3" json:"needs,omitempty"`
+	Risks        *Risks                 `protobuf:"bytes,3,opt,name=risks,proto3" json:"risks,omitempty"`
+	EndOfLife    *EndOfLife             `protobuf:"bytes,4,opt,name=end_of_life,json=endOfLife,proto3" json:"end_of_life,omitempty"`
+	Consent      *Consent               `protobuf:"bytes,5,opt,name=consent,proto3" json:"consent,omitempty"`
+	HospitalLead *Contact               `protobuf:"bytes,6,opt,name=hospital_lead,json=hospitalLead,proto3" json:"hospital_lead,omitempty"`
+	// ISO date; see Episode.expected_discharge_date.
+	ExpectedDischargeDate string `protobuf:"bytes,7,opt,name=expected_discharge_date,json=expectedDischargeDate,proto3" json:"expected_discharge_date,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *ReferralChanges) Reset() {
+	*x = ReferralChanges{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReferralChanges) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReferralChanges) ProtoMessage() {}
+
+func (x *ReferralChanges) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReferralChanges.ProtoReflect.Descriptor instead.
+func (*ReferralChanges) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReferralChanges) GetAdmittedFrom() AdmittedFrom {
+	if x != nil {
+		return x.AdmittedFrom
+	}
+	return AdmittedFrom_ADMITTED_FROM_UNSPECIFIED
+}
+
+func (x *ReferralChanges) GetNeeds() *Needs {
+	if x != nil {
+		return x.Needs
+	}
+	return nil
+}
+
+func (x *ReferralChanges) GetRisks() *Risks {
+	if x != nil {
+		return x.Risks
+	}
+	return nil
+}
+
+func (x *ReferralChanges) GetEndOfLife() *EndOfLife {
+	if x != nil {
+		return x.EndOfLife
+	}
+	return nil
+}
+
+func (x *ReferralChanges) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+func (x *ReferralChanges) GetHospitalLead() *Contact {
+	if x != nil {
+		return x.HospitalLead
+	}
+	return nil
+}
+
+func (x *ReferralChanges) GetExpectedDischargeDate() string {
+	if x != nil {
+		return x.ExpectedDischargeDate
+	}
+	return ""
+}
+
+type AmendReferralResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ReferralAmended event's sequence, or the referral's version when
+	// the details were so already (unchanged).
+	Sequence      uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Unchanged     bool   `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AmendReferralResponse) Reset() {
+	*x = AmendReferralResponse{}
+	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AmendReferralResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AmendReferralResponse) ProtoMessage() {}
+
+func (x *AmendReferralResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AmendReferralResponse.ProtoReflect.Descriptor instead.
+func (*AmendReferralResponse) Descriptor() ([]byte, []int) {
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AmendReferralResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *AmendReferralResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
+}
+
 type WithdrawReferralResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -1050,7 +1292,7 @@ type WithdrawReferralResponse struct {
 
 func (x *WithdrawReferralResponse) Reset() {
 	*x = WithdrawReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1304,7 @@ func (x *WithdrawReferralResponse) String() string {
 func (*WithdrawReferralResponse) ProtoMessage() {}
 
 func (x *WithdrawReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[11]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1317,7 @@ func (x *WithdrawReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawReferralResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{11}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WithdrawReferralResponse) GetSequence() uint64 {
@@ -1102,7 +1344,7 @@ type HoldReferralRequest struct {
 
 func (x *HoldReferralRequest) Reset() {
 	*x = HoldReferralRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1356,7 @@ func (x *HoldReferralRequest) String() string {
 func (*HoldReferralRequest) ProtoMessage() {}
 
 func (x *HoldReferralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[12]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1369,7 @@ func (x *HoldReferralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldReferralRequest.ProtoReflect.Descriptor instead.
 func (*HoldReferralRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{12}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HoldReferralRequest) GetReferralId() string {
@@ -1167,7 +1409,7 @@ type HoldReferralResponse struct {
 
 func (x *HoldReferralResponse) Reset() {
 	*x = HoldReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1421,7 @@ func (x *HoldReferralResponse) String() string {
 func (*HoldReferralResponse) ProtoMessage() {}
 
 func (x *HoldReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[13]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1434,7 @@ func (x *HoldReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldReferralResponse.ProtoReflect.Descriptor instead.
 func (*HoldReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{13}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HoldReferralResponse) GetSequence() uint64 {
@@ -1218,7 +1460,7 @@ type ReleaseHoldRequest struct {
 
 func (x *ReleaseHoldRequest) Reset() {
 	*x = ReleaseHoldRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1472,7 @@ func (x *ReleaseHoldRequest) String() string {
 func (*ReleaseHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[14]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1485,7 @@ func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{14}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReleaseHoldRequest) GetReferralId() string {
@@ -1276,7 +1518,7 @@ type ReleaseHoldResponse struct {
 
 func (x *ReleaseHoldResponse) Reset() {
 	*x = ReleaseHoldResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1530,7 @@ func (x *ReleaseHoldResponse) String() string {
 func (*ReleaseHoldResponse) ProtoMessage() {}
 
 func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[15]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1543,7 @@ func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{15}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReleaseHoldResponse) GetSequence() uint64 {
@@ -1328,7 +1570,7 @@ type RecordPatientLeftRequest struct {
 
 func (x *RecordPatientLeftRequest) Reset() {
 	*x = RecordPatientLeftRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1582,7 @@ func (x *RecordPatientLeftRequest) String() string {
 func (*RecordPatientLeftRequest) ProtoMessage() {}
 
 func (x *RecordPatientLeftRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[16]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1595,7 @@ func (x *RecordPatientLeftRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordPatientLeftRequest.ProtoReflect.Descriptor instead.
 func (*RecordPatientLeftRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{16}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RecordPatientLeftRequest) GetReferralId() string {
@@ -1386,7 +1628,7 @@ type RecordPatientLeftResponse struct {
 
 func (x *RecordPatientLeftResponse) Reset() {
 	*x = RecordPatientLeftResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1640,7 @@ func (x *RecordPatientLeftResponse) String() string {
 func (*RecordPatientLeftResponse) ProtoMessage() {}
 
 func (x *RecordPatientLeftResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[17]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1653,7 @@ func (x *RecordPatientLeftResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordPatientLeftResponse.ProtoReflect.Descriptor instead.
 func (*RecordPatientLeftResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{17}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RecordPatientLeftResponse) GetSequence() uint64 {
@@ -1432,7 +1674,7 @@ type GetReferralRequest struct {
 
 func (x *GetReferralRequest) Reset() {
 	*x = GetReferralRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1686,7 @@ func (x *GetReferralRequest) String() string {
 func (*GetReferralRequest) ProtoMessage() {}
 
 func (x *GetReferralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[18]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1699,7 @@ func (x *GetReferralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReferralRequest.ProtoReflect.Descriptor instead.
 func (*GetReferralRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{18}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetReferralRequest) GetReferralId() string {
@@ -1490,7 +1732,7 @@ type GetReferralResponse struct {
 
 func (x *GetReferralResponse) Reset() {
 	*x = GetReferralResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1744,7 @@ func (x *GetReferralResponse) String() string {
 func (*GetReferralResponse) ProtoMessage() {}
 
 func (x *GetReferralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[19]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1757,7 @@ func (x *GetReferralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReferralResponse.ProtoReflect.Descriptor instead.
 func (*GetReferralResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{19}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetReferralResponse) GetReferral() *Referral {
@@ -1558,7 +1800,7 @@ type ListReferralsRequest struct {
 
 func (x *ListReferralsRequest) Reset() {
 	*x = ListReferralsRequest{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1812,7 @@ func (x *ListReferralsRequest) String() string {
 func (*ListReferralsRequest) ProtoMessage() {}
 
 func (x *ListReferralsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[20]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1825,7 @@ func (x *ListReferralsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReferralsRequest.ProtoReflect.Descriptor instead.
 func (*ListReferralsRequest) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{20}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListReferralsRequest) GetStatus() ReferralStatus {
@@ -1641,7 +1883,7 @@ type ListReferralsResponse struct {
 
 func (x *ListReferralsResponse) Reset() {
 	*x = ListReferralsResponse{}
-	mi := &file_spa_v1_referral_service_proto_msgTypes[21]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1895,7 @@ func (x *ListReferralsResponse) String() string {
 func (*ListReferralsResponse) ProtoMessage() {}
 
 func (x *ListReferralsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_referral_service_proto_msgTypes[21]
+	mi := &file_spa_v1_referral_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1908,7 @@ func (x *ListReferralsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReferralsResponse.ProtoReflect.Descriptor instead.
 func (*ListReferralsResponse) Descriptor() ([]byte, []int) {
-	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{21}
+	return file_spa_v1_referral_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListReferralsResponse) GetReferrals() []*ReferralSummary {
@@ -1694,7 +1936,7 @@ var File_spa_v1_referral_service_proto protoreflect.FileDescriptor
 
 const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dspa/v1/referral_service.proto\x12\x06spa.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13spa/v1/events.proto\x1a\x15spa/v1/provider.proto\x1a\x15spa/v1/referral.proto\"\xc2\a\n" +
+	"\x1dspa/v1/referral_service.proto\x12\x06spa.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13spa/v1/events.proto\x1a\x15spa/v1/provider.proto\x1a\x15spa/v1/referral.proto\"\xc2\a\n" +
 	"\bReferral\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12.\n" +
@@ -1808,7 +2050,29 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\x0e2\x18.spa.v1.WithdrawalReasonR\x06reason\x12\x12\n" +
 	"\x04note\x18\x03 \x01(\tR\x04note\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"6\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"\x9b\x02\n" +
+	"\x14AmendReferralRequest\x12\x1f\n" +
+	"\vreferral_id\x18\x01 \x01(\tR\n" +
+	"referralId\x121\n" +
+	"\achanges\x18\x02 \x01(\v2\x17.spa.v1.ReferralChangesR\achanges\x12;\n" +
+	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12;\n" +
+	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"\xe2\x02\n" +
+	"\x0fReferralChanges\x129\n" +
+	"\radmitted_from\x18\x01 \x01(\x0e2\x14.spa.v1.AdmittedFromR\fadmittedFrom\x12#\n" +
+	"\x05needs\x18\x02 \x01(\v2\r.spa.v1.NeedsR\x05needs\x12#\n" +
+	"\x05risks\x18\x03 \x01(\v2\r.spa.v1.RisksR\x05risks\x121\n" +
+	"\vend_of_life\x18\x04 \x01(\v2\x11.spa.v1.EndOfLifeR\tendOfLife\x12)\n" +
+	"\aconsent\x18\x05 \x01(\v2\x0f.spa.v1.ConsentR\aconsent\x124\n" +
+	"\rhospital_lead\x18\x06 \x01(\v2\x0f.spa.v1.ContactR\fhospitalLead\x126\n" +
+	"\x17expected_discharge_date\x18\a \x01(\tR\x15expectedDischargeDate\"Q\n" +
+	"\x15AmendReferralResponse\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"6\n" +
 	"\x18WithdrawReferralResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\x95\x01\n" +
 	"\x13HoldReferralRequest\x12\x1f\n" +
@@ -1855,10 +2119,11 @@ const file_spa_v1_referral_service_proto_rawDesc = "" +
 	"\x15ListReferralsResponse\x125\n" +
 	"\treferrals\x18\x01 \x03(\v2\x17.spa.v1.ReferralSummaryR\treferrals\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
-	"\bsequence\x18\x03 \x01(\x04R\bsequence2\x85\x06\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence2\xd3\x06\n" +
 	"\x0fReferralService\x12O\n" +
 	"\x0eSubmitReferral\x12\x1d.spa.v1.SubmitReferralRequest\x1a\x1e.spa.v1.SubmitReferralResponse\x12g\n" +
-	"\x16RecordCriteriaToReside\x12%.spa.v1.RecordCriteriaToResideRequest\x1a&.spa.v1.RecordCriteriaToResideResponse\x12^\n" +
+	"\x16RecordCriteriaToReside\x12%.spa.v1.RecordCriteriaToResideRequest\x1a&.spa.v1.RecordCriteriaToResideResponse\x12L\n" +
+	"\rAmendReferral\x12\x1c.spa.v1.AmendReferralRequest\x1a\x1d.spa.v1.AmendReferralResponse\x12^\n" +
 	"\x13RecordInfectionTest\x12\".spa.v1.RecordInfectionTestRequest\x1a#.spa.v1.RecordInfectionTestResponse\x12U\n" +
 	"\x10WithdrawReferral\x12\x1f.spa.v1.WithdrawReferralRequest\x1a .spa.v1.WithdrawReferralResponse\x12I\n" +
 	"\fHoldReferral\x12\x1b.spa.v1.HoldReferralRequest\x1a\x1c.spa.v1.HoldReferralResponse\x12F\n" +
@@ -1881,7 +2146,7 @@ func file_spa_v1_referral_service_proto_rawDescGZIP() []byte {
 	return file_spa_v1_referral_service_proto_rawDescData
 }
 
-var file_spa_v1_referral_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_spa_v1_referral_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_spa_v1_referral_service_proto_goTypes = []any{
 	(*Referral)(nil),                       // 0: spa.v1.Referral
 	(*ClockAlert)(nil),                     // 1: spa.v1.ClockAlert
@@ -1894,95 +2159,116 @@ var file_spa_v1_referral_service_proto_goTypes = []any{
 	(*RecordInfectionTestRequest)(nil),     // 8: spa.v1.RecordInfectionTestRequest
 	(*RecordInfectionTestResponse)(nil),    // 9: spa.v1.RecordInfectionTestResponse
 	(*WithdrawReferralRequest)(nil),        // 10: spa.v1.WithdrawReferralRequest
-	(*WithdrawReferralResponse)(nil),       // 11: spa.v1.WithdrawReferralResponse
-	(*HoldReferralRequest)(nil),            // 12: spa.v1.HoldReferralRequest
-	(*HoldReferralResponse)(nil),           // 13: spa.v1.HoldReferralResponse
-	(*ReleaseHoldRequest)(nil),             // 14: spa.v1.ReleaseHoldRequest
-	(*ReleaseHoldResponse)(nil),            // 15: spa.v1.ReleaseHoldResponse
-	(*RecordPatientLeftRequest)(nil),       // 16: spa.v1.RecordPatientLeftRequest
-	(*RecordPatientLeftResponse)(nil),      // 17: spa.v1.RecordPatientLeftResponse
-	(*GetReferralRequest)(nil),             // 18: spa.v1.GetReferralRequest
-	(*GetReferralResponse)(nil),            // 19: spa.v1.GetReferralResponse
-	(*ListReferralsRequest)(nil),           // 20: spa.v1.ListReferralsRequest
-	(*ListReferralsResponse)(nil),          // 21: spa.v1.ListReferralsResponse
-	(ReferralStatus)(0),                    // 22: spa.v1.ReferralStatus
-	(Pathway)(0),                           // 23: spa.v1.Pathway
-	(*ReferralDetails)(nil),                // 24: spa.v1.ReferralDetails
-	(CriterionToReside)(0),                 // 25: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),                  // 26: spa.v1.InfectionTest
-	(WithdrawalReason)(0),                  // 27: spa.v1.WithdrawalReason
-	(*timestamppb.Timestamp)(nil),          // 28: google.protobuf.Timestamp
-	(Service)(0),                           // 29: spa.v1.Service
-	(HoldReason)(0),                        // 30: spa.v1.HoldReason
-	(ClockLevel)(0),                        // 31: spa.v1.ClockLevel
-	(TaskStatus)(0),                        // 32: spa.v1.TaskStatus
-	(*StoredEvent)(nil),                    // 33: spa.v1.StoredEvent
+	(*AmendReferralRequest)(nil),           // 11: spa.v1.AmendReferralRequest
+	(*ReferralChanges)(nil),                // 12: spa.v1.ReferralChanges
+	(*AmendReferralResponse)(nil),          // 13: spa.v1.AmendReferralResponse
+	(*WithdrawReferralResponse)(nil),       // 14: spa.v1.WithdrawReferralResponse
+	(*HoldReferralRequest)(nil),            // 15: spa.v1.HoldReferralRequest
+	(*HoldReferralResponse)(nil),           // 16: spa.v1.HoldReferralResponse
+	(*ReleaseHoldRequest)(nil),             // 17: spa.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),            // 18: spa.v1.ReleaseHoldResponse
+	(*RecordPatientLeftRequest)(nil),       // 19: spa.v1.RecordPatientLeftRequest
+	(*RecordPatientLeftResponse)(nil),      // 20: spa.v1.RecordPatientLeftResponse
+	(*GetReferralRequest)(nil),             // 21: spa.v1.GetReferralRequest
+	(*GetReferralResponse)(nil),            // 22: spa.v1.GetReferralResponse
+	(*ListReferralsRequest)(nil),           // 23: spa.v1.ListReferralsRequest
+	(*ListReferralsResponse)(nil),          // 24: spa.v1.ListReferralsResponse
+	(ReferralStatus)(0),                    // 25: spa.v1.ReferralStatus
+	(Pathway)(0),                           // 26: spa.v1.Pathway
+	(*ReferralDetails)(nil),                // 27: spa.v1.ReferralDetails
+	(CriterionToReside)(0),                 // 28: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),                  // 29: spa.v1.InfectionTest
+	(WithdrawalReason)(0),                  // 30: spa.v1.WithdrawalReason
+	(*timestamppb.Timestamp)(nil),          // 31: google.protobuf.Timestamp
+	(Service)(0),                           // 32: spa.v1.Service
+	(HoldReason)(0),                        // 33: spa.v1.HoldReason
+	(ClockLevel)(0),                        // 34: spa.v1.ClockLevel
+	(TaskStatus)(0),                        // 35: spa.v1.TaskStatus
+	(*fieldmaskpb.FieldMask)(nil),          // 36: google.protobuf.FieldMask
+	(AdmittedFrom)(0),                      // 37: spa.v1.AdmittedFrom
+	(*Needs)(nil),                          // 38: spa.v1.Needs
+	(*Risks)(nil),                          // 39: spa.v1.Risks
+	(*EndOfLife)(nil),                      // 40: spa.v1.EndOfLife
+	(*Consent)(nil),                        // 41: spa.v1.Consent
+	(*Contact)(nil),                        // 42: spa.v1.Contact
+	(*StoredEvent)(nil),                    // 43: spa.v1.StoredEvent
 }
 var file_spa_v1_referral_service_proto_depIdxs = []int32{
-	22, // 0: spa.v1.Referral.status:type_name -> spa.v1.ReferralStatus
-	23, // 1: spa.v1.Referral.pathway:type_name -> spa.v1.Pathway
-	24, // 2: spa.v1.Referral.details:type_name -> spa.v1.ReferralDetails
-	25, // 3: spa.v1.Referral.criteria_met:type_name -> spa.v1.CriterionToReside
-	26, // 4: spa.v1.Referral.latest_infection_test:type_name -> spa.v1.InfectionTest
-	27, // 5: spa.v1.Referral.withdrawal_reason:type_name -> spa.v1.WithdrawalReason
-	28, // 6: spa.v1.Referral.submitted_at:type_name -> google.protobuf.Timestamp
-	28, // 7: spa.v1.Referral.updated_at:type_name -> google.protobuf.Timestamp
-	29, // 8: spa.v1.Referral.service:type_name -> spa.v1.Service
-	30, // 9: spa.v1.Referral.hold_reason:type_name -> spa.v1.HoldReason
+	25, // 0: spa.v1.Referral.status:type_name -> spa.v1.ReferralStatus
+	26, // 1: spa.v1.Referral.pathway:type_name -> spa.v1.Pathway
+	27, // 2: spa.v1.Referral.details:type_name -> spa.v1.ReferralDetails
+	28, // 3: spa.v1.Referral.criteria_met:type_name -> spa.v1.CriterionToReside
+	29, // 4: spa.v1.Referral.latest_infection_test:type_name -> spa.v1.InfectionTest
+	30, // 5: spa.v1.Referral.withdrawal_reason:type_name -> spa.v1.WithdrawalReason
+	31, // 6: spa.v1.Referral.submitted_at:type_name -> google.protobuf.Timestamp
+	31, // 7: spa.v1.Referral.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 8: spa.v1.Referral.service:type_name -> spa.v1.Service
+	33, // 9: spa.v1.Referral.hold_reason:type_name -> spa.v1.HoldReason
 	2,  // 10: spa.v1.Referral.assignments:type_name -> spa.v1.Assignment
-	28, // 11: spa.v1.Referral.left_hospital_at:type_name -> google.protobuf.Timestamp
+	31, // 11: spa.v1.Referral.left_hospital_at:type_name -> google.protobuf.Timestamp
 	1,  // 12: spa.v1.Referral.alerts:type_name -> spa.v1.ClockAlert
-	31, // 13: spa.v1.ClockAlert.level:type_name -> spa.v1.ClockLevel
-	28, // 14: spa.v1.ClockAlert.at:type_name -> google.protobuf.Timestamp
-	28, // 15: spa.v1.ClockAlert.started_at:type_name -> google.protobuf.Timestamp
-	29, // 16: spa.v1.Assignment.service:type_name -> spa.v1.Service
-	32, // 17: spa.v1.Assignment.status:type_name -> spa.v1.TaskStatus
-	28, // 18: spa.v1.Assignment.offered_at:type_name -> google.protobuf.Timestamp
-	28, // 19: spa.v1.Assignment.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 20: spa.v1.ReferralSummary.status:type_name -> spa.v1.ReferralStatus
-	23, // 21: spa.v1.ReferralSummary.pathway:type_name -> spa.v1.Pathway
-	28, // 22: spa.v1.ReferralSummary.submitted_at:type_name -> google.protobuf.Timestamp
-	29, // 23: spa.v1.ReferralSummary.service:type_name -> spa.v1.Service
-	30, // 24: spa.v1.ReferralSummary.hold_reason:type_name -> spa.v1.HoldReason
-	31, // 25: spa.v1.ReferralSummary.clock_level:type_name -> spa.v1.ClockLevel
-	24, // 26: spa.v1.SubmitReferralRequest.referral:type_name -> spa.v1.ReferralDetails
-	28, // 27: spa.v1.SubmitReferralRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	25, // 28: spa.v1.RecordCriteriaToResideRequest.criteria_met:type_name -> spa.v1.CriterionToReside
-	28, // 29: spa.v1.RecordCriteriaToResideRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	22, // 30: spa.v1.RecordCriteriaToResideResponse.status:type_name -> spa.v1.ReferralStatus
-	26, // 31: spa.v1.RecordInfectionTestRequest.test:type_name -> spa.v1.InfectionTest
-	28, // 32: spa.v1.RecordInfectionTestRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	27, // 33: spa.v1.WithdrawReferralRequest.reason:type_name -> spa.v1.WithdrawalReason
-	30, // 34: spa.v1.HoldReferralRequest.reason:type_name -> spa.v1.HoldReason
-	28, // 35: spa.v1.RecordPatientLeftRequest.left_at:type_name -> google.protobuf.Timestamp
-	0,  // 36: spa.v1.GetReferralResponse.referral:type_name -> spa.v1.Referral
-	33, // 37: spa.v1.GetReferralResponse.history:type_name -> spa.v1.StoredEvent
-	22, // 38: spa.v1.ListReferralsRequest.status:type_name -> spa.v1.ReferralStatus
-	23, // 39: spa.v1.ListReferralsRequest.pathway:type_name -> spa.v1.Pathway
-	3,  // 40: spa.v1.ListReferralsResponse.referrals:type_name -> spa.v1.ReferralSummary
-	4,  // 41: spa.v1.ReferralService.SubmitReferral:input_type -> spa.v1.SubmitReferralRequest
-	6,  // 42: spa.v1.ReferralService.RecordCriteriaToReside:input_type -> spa.v1.RecordCriteriaToResideRequest
-	8,  // 43: spa.v1.ReferralService.RecordInfectionTest:input_type -> spa.v1.RecordInfectionTestRequest
-	10, // 44: spa.v1.ReferralService.WithdrawReferral:input_type -> spa.v1.WithdrawReferralRequest
-	12, // 45: spa.v1.ReferralService.HoldReferral:input_type -> spa.v1.HoldReferralRequest
-	14, // 46: spa.v1.ReferralService.ReleaseHold:input_type -> spa.v1.ReleaseHoldRequest
-	16, // 47: spa.v1.ReferralService.RecordPatientLeft:input_type -> spa.v1.RecordPatientLeftRequest
-	18, // 48: spa.v1.ReferralService.GetReferral:input_type -> spa.v1.GetReferralRequest
-	20, // 49: spa.v1.ReferralService.ListReferrals:input_type -> spa.v1.ListReferralsRequest
-	5,  // 50: spa.v1.ReferralService.SubmitReferral:output_type -> spa.v1.SubmitReferralResponse
-	7,  // 51: spa.v1.ReferralService.RecordCriteriaToReside:output_type -> spa.v1.RecordCriteriaToResideResponse
-	9,  // 52: spa.v1.ReferralService.RecordInfectionTest:output_type -> spa.v1.RecordInfectionTestResponse
-	11, // 53: spa.v1.ReferralService.WithdrawReferral:output_type -> spa.v1.WithdrawReferralResponse
-	13, // 54: spa.v1.ReferralService.HoldReferral:output_type -> spa.v1.HoldReferralResponse
-	15, // 55: spa.v1.ReferralService.ReleaseHold:output_type -> spa.v1.ReleaseHoldResponse
-	17, // 56: spa.v1.ReferralService.RecordPatientLeft:output_type -> spa.v1.RecordPatientLeftResponse
-	19, // 57: spa.v1.ReferralService.GetReferral:output_type -> spa.v1.GetReferralResponse
-	21, // 58: spa.v1.ReferralService.ListReferrals:output_type -> spa.v1.ListReferralsResponse
-	50, // [50:59] is the sub-list for method output_type
-	41, // [41:50] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	34, // 13: spa.v1.ClockAlert.level:type_name -> spa.v1.ClockLevel
+	31, // 14: spa.v1.ClockAlert.at:type_name -> google.protobuf.Timestamp
+	31, // 15: spa.v1.ClockAlert.started_at:type_name -> google.protobuf.Timestamp
+	32, // 16: spa.v1.Assignment.service:type_name -> spa.v1.Service
+	35, // 17: spa.v1.Assignment.status:type_name -> spa.v1.TaskStatus
+	31, // 18: spa.v1.Assignment.offered_at:type_name -> google.protobuf.Timestamp
+	31, // 19: spa.v1.Assignment.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 20: spa.v1.ReferralSummary.status:type_name -> spa.v1.ReferralStatus
+	26, // 21: spa.v1.ReferralSummary.pathway:type_name -> spa.v1.Pathway
+	31, // 22: spa.v1.ReferralSummary.submitted_at:type_name -> google.protobuf.Timestamp
+	32, // 23: spa.v1.ReferralSummary.service:type_name -> spa.v1.Service
+	33, // 24: spa.v1.ReferralSummary.hold_reason:type_name -> spa.v1.HoldReason
+	34, // 25: spa.v1.ReferralSummary.clock_level:type_name -> spa.v1.ClockLevel
+	27, // 26: spa.v1.SubmitReferralRequest.referral:type_name -> spa.v1.ReferralDetails
+	31, // 27: spa.v1.SubmitReferralRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	28, // 28: spa.v1.RecordCriteriaToResideRequest.criteria_met:type_name -> spa.v1.CriterionToReside
+	31, // 29: spa.v1.RecordCriteriaToResideRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	25, // 30: spa.v1.RecordCriteriaToResideResponse.status:type_name -> spa.v1.ReferralStatus
+	29, // 31: spa.v1.RecordInfectionTestRequest.test:type_name -> spa.v1.InfectionTest
+	31, // 32: spa.v1.RecordInfectionTestRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	30, // 33: spa.v1.WithdrawReferralRequest.reason:type_name -> spa.v1.WithdrawalReason
+	12, // 34: spa.v1.AmendReferralRequest.changes:type_name -> spa.v1.ReferralChanges
+	36, // 35: spa.v1.AmendReferralRequest.update_mask:type_name -> google.protobuf.FieldMask
+	31, // 36: spa.v1.AmendReferralRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	37, // 37: spa.v1.ReferralChanges.admitted_from:type_name -> spa.v1.AdmittedFrom
+	38, // 38: spa.v1.ReferralChanges.needs:type_name -> spa.v1.Needs
+	39, // 39: spa.v1.ReferralChanges.risks:type_name -> spa.v1.Risks
+	40, // 40: spa.v1.ReferralChanges.end_of_life:type_name -> spa.v1.EndOfLife
+	41, // 41: spa.v1.ReferralChanges.consent:type_name -> spa.v1.Consent
+	42, // 42: spa.v1.ReferralChanges.hospital_lead:type_name -> spa.v1.Contact
+	33, // 43: spa.v1.HoldReferralRequest.reason:type_name -> spa.v1.HoldReason
+	31, // 44: spa.v1.RecordPatientLeftRequest.left_at:type_name -> google.protobuf.Timestamp
+	0,  // 45: spa.v1.GetReferralResponse.referral:type_name -> spa.v1.Referral
+	43, // 46: spa.v1.GetReferralResponse.history:type_name -> spa.v1.StoredEvent
+	25, // 47: spa.v1.ListReferralsRequest.status:type_name -> spa.v1.ReferralStatus
+	26, // 48: spa.v1.ListReferralsRequest.pathway:type_name -> spa.v1.Pathway
+	3,  // 49: spa.v1.ListReferralsResponse.referrals:type_name -> spa.v1.ReferralSummary
+	4,  // 50: spa.v1.ReferralService.SubmitReferral:input_type -> spa.v1.SubmitReferralRequest
+	6,  // 51: spa.v1.ReferralService.RecordCriteriaToReside:input_type -> spa.v1.RecordCriteriaToResideRequest
+	11, // 52: spa.v1.ReferralService.AmendReferral:input_type -> spa.v1.AmendReferralRequest
+	8,  // 53: spa.v1.ReferralService.RecordInfectionTest:input_type -> spa.v1.RecordInfectionTestRequest
+	10, // 54: spa.v1.ReferralService.WithdrawReferral:input_type -> spa.v1.WithdrawReferralRequest
+	15, // 55: spa.v1.ReferralService.HoldReferral:input_type -> spa.v1.HoldReferralRequest
+	17, // 56: spa.v1.ReferralService.ReleaseHold:input_type -> spa.v1.ReleaseHoldRequest
+	19, // 57: spa.v1.ReferralService.RecordPatientLeft:input_type -> spa.v1.RecordPatientLeftRequest
+	21, // 58: spa.v1.ReferralService.GetReferral:input_type -> spa.v1.GetReferralRequest
+	23, // 59: spa.v1.ReferralService.ListReferrals:input_type -> spa.v1.ListReferralsRequest
+	5,  // 60: spa.v1.ReferralService.SubmitReferral:output_type -> spa.v1.SubmitReferralResponse
+	7,  // 61: spa.v1.ReferralService.RecordCriteriaToReside:output_type -> spa.v1.RecordCriteriaToResideResponse
+	13, // 62: spa.v1.ReferralService.AmendReferral:output_type -> spa.v1.AmendReferralResponse
+	9,  // 63: spa.v1.ReferralService.RecordInfectionTest:output_type -> spa.v1.RecordInfectionTestResponse
+	14, // 64: spa.v1.ReferralService.WithdrawReferral:output_type -> spa.v1.WithdrawReferralResponse
+	16, // 65: spa.v1.ReferralService.HoldReferral:output_type -> spa.v1.HoldReferralResponse
+	18, // 66: spa.v1.ReferralService.ReleaseHold:output_type -> spa.v1.ReleaseHoldResponse
+	20, // 67: spa.v1.ReferralService.RecordPatientLeft:output_type -> spa.v1.RecordPatientLeftResponse
+	22, // 68: spa.v1.ReferralService.GetReferral:output_type -> spa.v1.GetReferralResponse
+	24, // 69: spa.v1.ReferralService.ListReferrals:output_type -> spa.v1.ListReferralsResponse
+	60, // [60:70] is the sub-list for method output_type
+	50, // [50:60] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_referral_service_proto_init() }
@@ -1999,7 +2285,7 @@ func file_spa_v1_referral_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_referral_service_proto_rawDesc), len(file_spa_v1_referral_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ReferralService_SubmitReferral_FullMethodName         = "/spa.v1.ReferralService/SubmitReferral"
 	ReferralService_RecordCriteriaToReside_FullMethodName = "/spa.v1.ReferralService/RecordCriteriaToReside"
+	ReferralService_AmendReferral_FullMethodName          = "/spa.v1.ReferralService/AmendReferral"
 	ReferralService_RecordInfectionTest_FullMethodName    = "/spa.v1.ReferralService/RecordInfectionTest"
 	ReferralService_WithdrawReferral_FullMethodName       = "/spa.v1.ReferralService/WithdrawReferral"
 	ReferralService_HoldReferral_FullMethodName           = "/spa.v1.ReferralService/HoldReferral"
@@ -55,6 +56,14 @@ type ReferralServiceClient interface {
 	// RecordCriteriaToReside records a reassessment. No criteria met sets the
 	// Discharge Ready Date (if not set); any criterion met resets it.
 	RecordCriteriaToReside(ctx context.Context, in *RecordCriteriaToResideRequest, opts ...grpc.CallOption) (*RecordCriteriaToResideResponse, error)
+	// AmendReferral changes details the ward updates (needs, admitted from,
+	// risks, end of life and preferred place of care, consent, hospital lead,
+	// expected discharge date), validated like a submission and recorded
+	// with who and why. The SPA decides the pathway again when the decided
+	// one no longer fits and no provider has accepted (a live offer that no
+	// longer fits is cancelled and its unit released); after acceptance the
+	// change is recorded and the provider's feed carries it.
+	AmendReferral(ctx context.Context, in *AmendReferralRequest, opts ...grpc.CallOption) (*AmendReferralResponse, error)
 	// RecordInfectionTest records a test result for the patient.
 	RecordInfectionTest(ctx context.Context, in *RecordInfectionTestRequest, opts ...grpc.CallOption) (*RecordInfectionTestResponse, error)
 	// WithdrawReferral withdraws a referral that is not yet withdrawn; a
@@ -95,6 +104,16 @@ func (c *referralServiceClient) RecordCriteriaToReside(ctx context.Context, in *
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RecordCriteriaToResideResponse)
 	err := c.cc.Invoke(ctx, ReferralService_RecordCriteriaToReside_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *referralServiceClient) AmendReferral(ctx context.Context, in *AmendReferralRequest, opts ...grpc.CallOption) (*AmendReferralResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AmendReferralResponse)
+	err := c.cc.Invoke(ctx, ReferralService_AmendReferral_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +215,14 @@ type ReferralServiceServer interface {
 	// RecordCriteriaToReside records a reassessment. No criteria met sets the
 	// Discharge Ready Date (if not set); any criterion met resets it.
 	RecordCriteriaToReside(context.Context, *RecordCriteriaToResideRequest) (*RecordCriteriaToResideResponse, error)
+	// AmendReferral changes details the ward updates (needs, admitted from,
+	// risks, end of life and preferred place of care, consent, hospital lead,
+	// expected discharge date), validated like a submission and recorded
+	// with who and why. The SPA decides the pathway again when the decided
+	// one no longer fits and no provider has accepted (a live offer that no
+	// longer fits is cancelled and its unit released); after acceptance the
+	// change is recorded and the provider's feed carries it.
+	AmendReferral(context.Context, *AmendReferralRequest) (*AmendReferralResponse, error)
 	// RecordInfectionTest records a test result for the patient.
 	RecordInfectionTest(context.Context, *RecordInfectionTestRequest) (*RecordInfectionTestResponse, error)
 	// WithdrawReferral withdraws a referral that is not yet withdrawn; a
@@ -227,6 +254,9 @@ func (UnimplementedReferralServiceServer) SubmitReferral(context.Context, *Submi
 }
 func (UnimplementedReferralServiceServer) RecordCriteriaToReside(context.Context, *RecordCriteriaToResideRequest) (*RecordCriteriaToResideResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordCriteriaToReside not implemented")
+}
+func (UnimplementedReferralServiceServer) AmendReferral(context.Context, *AmendReferralRequest) (*AmendReferralResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AmendReferral not implemented")
 }
 func (UnimplementedReferralServiceServer) RecordInfectionTest(context.Context, *RecordInfectionTestRequest) (*RecordInfectionTestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordInfectionTest not implemented")
@@ -302,6 +332,24 @@ func _ReferralService_RecordCriteriaToReside_Handler(srv interface{}, ctx contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ReferralServiceServer).RecordCriteriaToReside(ctx, req.(*RecordCriteriaToResideRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReferralService_AmendReferral_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AmendReferralRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReferralServiceServer).AmendReferral(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReferralService_AmendReferral_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReferralServiceServer).AmendReferral(ctx, req.(*AmendReferralRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -446,6 +494,10 @@ var ReferralService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordCriteriaToReside",
 			Handler:    _ReferralService_RecordCriteriaToReside_Handler,
+		},
+		{
+			MethodName: "AmendReferral",
+			Handler:    _ReferralService_AmendReferral_Handler,
 		},
 		{
 			MethodName: "RecordInfectionTest",
