@@ -56,6 +56,7 @@ type ctl struct {
 	providers   spav1.ProviderServiceClient
 	audit       spav1.AuditServiceClient
 	assignments spav1.AssignmentServiceClient
+	policies    spav1.PolicyServiceClient
 	timeout     time.Duration
 	stdout      io.Writer
 	stderr      io.Writer
@@ -80,6 +81,10 @@ commands:
                                      declare a provider's free units of a service, as counted
                                      at T (RFC 3339; default now); units promised to live
                                      offers are subtracted by the SPA (safe to retry)
+  policies                           the routing policies in force from each date
+  policy --rule infection-overlay --on|--off --from DATE --reason TEXT [--request-id ID]
+                                     switch a rule set from a UK date (today or later),
+                                     recorded in the log for every worker
   assignments --provider ODS [--status S]
                                      show a provider's assignments, newest first (every page)
   watch --provider ODS [--after CURSOR] [--heartbeats]
@@ -153,6 +158,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	defer conn.Close()
 	c.client = spav1.NewReferralServiceClient(conn)
 	c.providers = spav1.NewProviderServiceClient(conn)
+	c.policies = spav1.NewPolicyServiceClient(conn)
 	c.assignments = spav1.NewAssignmentServiceClient(conn)
 	c.audit = spav1.NewAuditServiceClient(conn)
 	ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorRole, "spa-ctl")
@@ -167,6 +173,10 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return c.submit(ctx, rest)
 	case "amend":
 		return c.amend(ctx, rest)
+	case "policies":
+		return c.listPolicies(ctx, rest)
+	case "policy":
+		return c.switchPolicy(ctx, rest)
 	case "get":
 		return c.get(ctx, rest)
 	case "board":
@@ -209,7 +219,8 @@ const retryUnavailable = `{"methodConfig": [{"name": [
     {"service": "spa.v1.ReferralService"},
     {"service": "spa.v1.ProviderService"},
     {"service": "spa.v1.AssignmentService"},
-    {"service": "spa.v1.AuditService"}
+    {"service": "spa.v1.AuditService"},
+    {"service": "spa.v1.PolicyService"}
   ], "retryPolicy": {
   "maxAttempts": 5, "initialBackoff": "0.25s", "maxBackoff": "4s", "backoffMultiplier": 2,
   "retryableStatusCodes": ["UNAVAILABLE"]}}]}`

@@ -252,6 +252,23 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("get printed %s", out)
 	}
 
+	// A coordinator switches the overlay on from a date; the policies
+	// list it, and the same switch again changes nothing.
+	from := time.Now().AddDate(0, 0, 3).Format("2006-01-02")
+	policy := []string{"policy", "--rule", "infection-overlay", "--on", "--from", from, "--reason", "outbreak"}
+	if out, _, err := run(t, addr, policy...); err != nil || !strings.Contains(out, "infection-overlay: switched on from "+from) {
+		t.Fatalf("policy: %v %s", err, out)
+	}
+	if out, _, err := run(t, addr, policy...); err != nil || !strings.Contains(out, "already switched so") {
+		t.Fatalf("policy again: %v %s", err, out)
+	}
+	if out, _, err := run(t, addr, "policies"); err != nil || !strings.Contains(out, from+"  "+from+"-overlay-on") {
+		t.Fatalf("policies: %v %s", err, out)
+	}
+	if _, _, err := run(t, addr, "policy", "--rule", "infection-overlay", "--on", "--off", "--from", from, "--reason", "x"); err == nil {
+		t.Fatal("--on and --off accepted")
+	}
+
 	// The example amendment is of the example referral; sent twice, it
 	// is answered the same and applied once.
 	amended, _, err := run(t, addr, "amend", "-f", "../../examples/amend.json")

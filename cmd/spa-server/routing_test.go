@@ -15,6 +15,7 @@ import (
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/referraltest"
+	"spa/internal/spa"
 )
 
 // clients bundles the API's services on one connection.
@@ -437,4 +438,51 @@ func TestAmendReferral(t *testing.T) {
 	if liveAssignment(got).GetStatus() != spav1.TaskStatus_TASK_STATUS_ACCEPTED || got.GetReferral().GetPathway() != spav1.Pathway_PATHWAY_P2_STEP_DOWN {
 		t.Fatalf("an amendment after acceptance changed the routing: %v", got.GetReferral())
 	}
+}
+
+// TestPolicySwitchedInTheLog: a coordinator switches the infection overlay
+// on from today: a care-home-bound patient without a test waits for one,
+// under the switched policy's version; the switch is listed and in the log
+// with its reason. Switched off again, the wait is released at once.
+func TestPolicySwitchedInTheLog(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--data-dir", t.TempDir())
+	c := clientsOf(s)
+	ctx := callCtx(t)
+	policies := spav1.NewPolicyServiceClient(s.conn)
+	today := spa.LocalDate(time.Now())
+	on, err := policies.SwitchPolicy(ctx, &spav1.SwitchPolicyRequest{Rule: spav1.PolicyRule_POLICY_RULE_INFECTION_OVERLAY, On: true,
+		EffectiveFrom: today, Reason: "outbreak in the borough", RequestId: "policy-on-today"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := policies.ListPolicies(ctx, &spav1.ListPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := list.GetVersions()[len(list.GetVersions())-1]
+	if last.GetVersion() != today+"-overlay-on" || !last.GetInfectionOverlay() || last.GetTestValidityHours() != 48 {
+		t.Fatalf("policies: %v", list.GetVersions())
+	}
+	d := referraltest.Details(31)
+	d.AdmittedFrom = spav1.AdmittedFrom_ADMITTED_FROM_CARE_HOME
+	sub, err := c.referrals.SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "policy-care-home", Referral: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitReferral(t, c, sub.GetReferralId(), "waiting for a test", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_HELD))
+	if r.GetReferral().GetPolicyVersion() != today+"-overlay-on" || r.GetReferral().GetDecisionRule() != "infection-overlay" {
+		t.Fatalf("held under %q by %q", r.GetReferral().GetPolicyVersion(), r.GetReferral().GetDecisionRule())
+	}
+	switched := replayAll(t, spav1.NewAuditServiceClient(s.conn), &spav1.ReplayEventsRequest{EventTypes: []string{"PolicySwitched"}, IncludeData: true})
+	if len(switched) != 1 || switched[0].GetSequence() != on.GetSequence() || switched[0].GetEnvelope().GetPolicySwitched().GetReason() != "outbreak in the borough" {
+		t.Fatalf("the switch in the log: %v", switched)
+	}
+	if _, err := policies.SwitchPolicy(ctx, &spav1.SwitchPolicyRequest{Rule: spav1.PolicyRule_POLICY_RULE_INFECTION_OVERLAY, On: false,
+		EffectiveFrom: today, Reason: "outbreak over", RequestId: "policy-off-today"}); err != nil {
+		t.Fatal(err)
+	}
+	waitReferral(t, c, sub.GetReferralId(), "released once the overlay is off", func(r *spav1.GetReferralResponse) bool {
+		return r.GetReferral().GetStatus() != spav1.ReferralStatus_REFERRAL_STATUS_HELD
+	})
 }

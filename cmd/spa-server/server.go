@@ -20,6 +20,7 @@ import (
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
 	"spa/internal/rpc"
+	"spa/internal/spa"
 	"spa/internal/worker"
 )
 
@@ -89,6 +90,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	srv := grpc.NewServer(rpc.Codec(), grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)), grpc.ChainStreamInterceptor(rpc.StreamErrorInterceptor(log)))
 	spav1.RegisterReferralServiceServer(srv, rpc.NewReferrals(application))
 	spav1.RegisterProviderServiceServer(srv, rpc.NewProviders(application))
+	spav1.RegisterPolicyServiceServer(srv, rpc.NewPolicies(application, spa.DefaultPolicies))
 	stopping := make(chan struct{})
 	spav1.RegisterAssignmentServiceServer(srv, rpc.NewAssignments(application, cfg.WatchHeartbeat, stopping))
 	spav1.RegisterAuditServiceServer(srv, rpc.NewAudit(application))
@@ -148,6 +150,7 @@ var services = []string{
 	spav1.ProviderService_ServiceDesc.ServiceName,
 	spav1.AssignmentService_ServiceDesc.ServiceName,
 	spav1.AuditService_ServiceDesc.ServiceName,
+	spav1.PolicyService_ServiceDesc.ServiceName,
 }
 
 // gracefulStop lets in-flight calls finish, up to grace, then cuts them.

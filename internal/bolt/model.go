@@ -36,13 +36,15 @@ var (
 	// bucketOffers indexes assignments by provider: ods, 0, sequence of
 	// the offer -> referral id, 0, assignment id.
 	bucketOffers = []byte("offers")
-	keyApplied   = []byte("applied")
-	keyLayout    = []byte("layout")
-	keyLog       = []byte("log")
+	// bucketPolicies holds each switchable rule's switches (spa.PolicyLog).
+	bucketPolicies = []byte("policies")
+	keyApplied     = []byte("applied")
+	keyLayout      = []byte("layout")
+	keyLog         = []byte("log")
 	// keyLastHash is the SHA-256 of the last applied event's stored
 	// bytes (empty for a sequence that holds none).
 	keyLastHash = []byte("last_hash")
-	allBuckets  = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketOffers, bucketProviders, bucketReferrals}
+	allBuckets  = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketOffers, bucketPolicies, bucketProviders, bucketReferrals}
 )
 
 // Entry is one event to apply: the decoded record and its stored bytes.
@@ -92,7 +94,7 @@ type Model struct {
 // layout names how this version lays the model out in its buckets; a file
 // laid out otherwise is emptied at Open and built again from the log (the
 // model is derived data).
-const layout = "6" // 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
+const layout = "7" // 7: policy switches; 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
 
 // options returns bbolt's options for the read model file at path. The
 // initial map is twice the file's size (at least minMap), so that a long
@@ -347,6 +349,8 @@ func applyOne(tx *bbolt.Tx, e Entry) error {
 		return applyReferral(tx, e)
 	case spa.AggregateProvider:
 		return applyProvider(tx, e.Record)
+	case spa.AggregatePolicy:
+		return applyState[spa.PolicyLog](tx.Bucket(bucketPolicies), e.Record)
 	}
 	return nil
 }
@@ -360,6 +364,8 @@ func stepOver(tx *bbolt.Tx, s Skipped, seq uint64) error {
 		return setVersion(tx.Bucket(bucketProviders), s.ID, func(p *spa.Provider) { p.Version = seq })
 	case spa.AggregateReferral:
 		return setVersion(tx.Bucket(bucketReferrals), s.ID, func(r *spa.Referral) { r.Version = seq })
+	case spa.AggregatePolicy:
+		return setVersion(tx.Bucket(bucketPolicies), s.ID, func(l *spa.PolicyLog) { l.Version = seq })
 	}
 	return nil
 }
@@ -383,15 +389,22 @@ func setVersion[S any](b *bbolt.Bucket, id string, set func(*S)) error {
 }
 
 func applyProvider(tx *bbolt.Tx, rec spa.Record) error {
-	b := tx.Bucket(bucketProviders)
-	var p spa.Provider
+	return applyState[spa.Provider](tx.Bucket(bucketProviders), rec)
+}
+
+// applyState applies rec to its aggregate's state stored in b as JSON.
+func applyState[S any, P interface {
+	*S
+	Apply(spa.Record)
+}](b *bbolt.Bucket, rec spa.Record) error {
+	var s S
 	if v := b.Get([]byte(rec.AggregateID)); v != nil {
-		if err := json.Unmarshal(v, &p); err != nil {
+		if err := json.Unmarshal(v, &s); err != nil {
 			return err
 		}
 	}
-	p.Apply(rec)
-	v, err := json.Marshal(p)
+	P(&s).Apply(rec)
+	v, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
@@ -522,6 +535,23 @@ func (m *Model) List(f Filter, after uint64, limit int) (rows []spa.Referral, ne
 type ProviderFilter struct {
 	Borough string
 	Service spa.Service
+}
+
+// Policies returns base with the policy switches applied: the policies in
+// force as the log has them.
+func (m *Model) Policies(base spa.Policies) (spa.Policies, error) {
+	var switches []spa.PolicySwitched
+	err := m.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketPolicies).ForEach(func(_, v []byte) error {
+			var l spa.PolicyLog
+			if err := json.Unmarshal(v, &l); err != nil {
+				return err
+			}
+			switches = append(switches, l.Switches...)
+			return nil
+		})
+	})
+	return base.WithSwitches(switches), err
 }
 
 // Providers returns every provider matching f, by ODS code.

@@ -87,6 +87,10 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		}}
 	case spa.PatientLeftHospital:
 		env.Payload = &spav1.Envelope_PatientLeftHospital{PatientLeftHospital: &spav1.PatientLeftHospital{LeftAt: timestamp(e.LeftAt)}}
+	case spa.PolicySwitched:
+		env.Payload = &spav1.Envelope_PolicySwitched{PolicySwitched: &spav1.PolicySwitched{
+			Rule: spav1.PolicyRule(e.Rule), On: e.On, EffectiveFrom: e.EffectiveFrom, Reason: e.Reason,
+		}}
 	case spa.ReferralAmended:
 		env.Payload = &spav1.Envelope_ReferralAmended{ReferralAmended: &spav1.ReferralAmended{
 			Details: DetailsToProto(e.Details), Paths: e.Paths, Reason: e.Reason, ProviderOds: e.ProviderODS,
@@ -194,6 +198,9 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		rec.Event = spa.AssignmentStatusChanged{AssignmentID: e.GetAssignmentId(), Status: spa.TaskStatus(e.GetStatus()), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}
 	case *spav1.Envelope_PatientLeftHospital:
 		rec.Event = spa.PatientLeftHospital{LeftAt: TimeFromProto(p.PatientLeftHospital.GetLeftAt())}
+	case *spav1.Envelope_PolicySwitched:
+		e := p.PolicySwitched
+		rec.Event = spa.PolicySwitched{Rule: spa.PolicyRule(e.GetRule()), On: e.GetOn(), EffectiveFrom: e.GetEffectiveFrom(), Reason: e.GetReason()}
 	case *spav1.Envelope_ReferralAmended:
 		e := p.ReferralAmended
 		rec.Event = spa.ReferralAmended{Details: DetailsFromProto(e.GetDetails()), Paths: e.GetPaths(), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}
@@ -615,4 +622,14 @@ func CheckSubject(rec spa.Record, subject string) error {
 		return fmt.Errorf("codec: a %s of %s stored on %s", spa.EventName(rec.Event), want, subject)
 	}
 	return nil
+}
+
+// PoliciesToProto lists policy versions.
+func PoliciesToProto(ps spa.Policies) *spav1.ListPoliciesResponse {
+	out := &spav1.ListPoliciesResponse{}
+	for _, p := range ps {
+		out.Versions = append(out.Versions, &spav1.PolicyVersion{Version: p.Version, EffectiveFrom: timestamp(p.From), InfectionOverlay: p.InfectionOverlay,
+			IsolationDays: p.IsolationDays, TestValidityHours: int32(p.TestValidity / time.Hour)})
+	}
+	return out
 }

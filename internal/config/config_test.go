@@ -19,7 +19,7 @@ func TestWorkerFlags(t *testing.T) {
 		return &w, Parse(fs, args, func(k string) string { return map[string]string{"SPA_OPERATING_HOURS": "07:30-21:00"}[k] })
 	}
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	w, err := parse("--worker-id", "w1", "--infection-overlay", "on", "--infection-overlay-from", "2026-12-01", "--skip-undecodable", "17, 42")
+	w, err := parse("--worker-id", "w1", "--skip-undecodable", "17, 42")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,8 +30,8 @@ func TestWorkerFlags(t *testing.T) {
 	if cfg.ID != "w1" || cfg.Scheduler.Hours != (spa.OperatingHours{Open: 450, Close: 1260}) || cfg.Scheduler.Disabled || len(cfg.Skip) != 2 || !cfg.Skip[17] || !cfg.Skip[42] {
 		t.Fatalf("config %+v", cfg)
 	}
-	if p := cfg.Policies.At(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)); !p.InfectionOverlay || p.Version != "2026-12-01-overlay-on" {
-		t.Fatalf("policy after the switch %+v", p)
+	if p := cfg.Policies.At(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)); p.Version != "2023.1" {
+		t.Fatalf("policy %+v; the flags seed only the built-in dated policies", p)
 	}
 	w, _ = parse("--operating-hours", "00:00-24:00", "--scheduler=false")
 	if cfg, err := w.Config("data", now); err != nil || cfg.Scheduler.Hours != (spa.OperatingHours{Open: 0, Close: 1440}) || !cfg.Scheduler.Disabled || cfg.ID == "" {
@@ -39,7 +39,7 @@ func TestWorkerFlags(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"--operating-hours", "20:00-08:00"}, {"--operating-hours", "8-20"}, {"--operating-hours", "08:00-24:01"},
-		{"--infection-overlay", "yes"}, {"--infection-overlay-from", "2026-12-01"}, {"--infection-overlay", "off", "--infection-overlay-from", "tomorrow"},
+		{"--infection-overlay", "on"}, {"--infection-overlay-from", "2026-12-01"},
 		{"--skip-undecodable", "12,x"}, {"--skip-undecodable", "0"}, {"--worker-id", "a b"},
 	} {
 		w, err := parse(args...)

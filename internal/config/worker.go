@@ -27,8 +27,8 @@ func (w *WorkerFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&w.ID, "worker-id", "", "name of this worker's durable consumer; default derived from host and data dir")
 	fs.BoolVar(&w.Scheduler, "scheduler", true, "take part in raising clock alerts (one worker at a time holds the lease)")
 	fs.StringVar(&w.Hours, "operating-hours", "08:00-20:00", "the SPA's hours each day, UK time, for clocks that count only them")
-	fs.StringVar(&w.Overlay, "infection-overlay", "", "switch the infection overlay 'on' or 'off' from --infection-overlay-from; empty follows the dated policies")
-	fs.StringVar(&w.From, "infection-overlay-from", "", "date (2026-12-01) the overlay switch takes effect; default today")
+	fs.StringVar(&w.Overlay, "infection-overlay", "", "no longer used: switch the overlay with `spa-ctl policy` (a switch recorded in the log)")
+	fs.StringVar(&w.From, "infection-overlay-from", "", "no longer used: see --infection-overlay")
 	fs.StringVar(&w.Skip, "skip-undecodable", "", "sequences of undecodable events to step over, comma separated (an operator's decision, for every worker alike: docs/operations.md)")
 }
 
@@ -65,23 +65,11 @@ func (w *WorkerFlags) Config(dataDir string, now time.Time) (worker.Config, erro
 	if err := cfg.Scheduler.Hours.Validate(); err != nil {
 		return cfg, fmt.Errorf("--operating-hours: %w", err)
 	}
-	switch w.Overlay {
-	case "":
-		if w.From != "" {
-			return cfg, fmt.Errorf("--infection-overlay-from needs --infection-overlay on or off")
-		}
-	case "on", "off":
-		from := spa.LocalDate(now)
-		if w.From != "" {
-			from = w.From
-		}
-		d, err := spa.ParseLocalDate(from)
-		if err != nil {
-			return cfg, fmt.Errorf("--infection-overlay-from %q: %w", from, err)
-		}
-		cfg.Policies = cfg.Policies.Switch(w.Overlay == "on", d)
-	default:
-		return cfg, fmt.Errorf("--infection-overlay %q: want on, off or empty", w.Overlay)
+	if w.Overlay != "" || w.From != "" {
+		// A flag read by one worker made workers route differently, and
+		// what it meant was not in the log.
+		return cfg, fmt.Errorf("--infection-overlay and --infection-overlay-from are no longer used: switch the overlay with " +
+			"`spa-ctl policy --rule infection-overlay --on|--off --from DATE --reason TEXT`, recorded in the log for every worker (ADR 20)")
 	}
 	return cfg, nil
 }

@@ -40,6 +40,7 @@ const (
 var Subjects = []string{
 	SubjectOf(spa.AggregateReferral, "*"),
 	SubjectOf(spa.AggregateProvider, "*"),
+	SubjectOf(spa.AggregatePolicy, "*"),
 }
 
 // Store appends and loads domain events. Safe for concurrent use.

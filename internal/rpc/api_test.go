@@ -63,6 +63,9 @@ func validRequests() map[protoreflect.FullName]proto.Message {
 		"spa.v1.ReferralService.AmendReferral": &spav1.AmendReferralRequest{ReferralId: fixtureReferral, Reason: "OT reassessment: two carers",
 			Changes:    &spav1.ReferralChanges{Needs: &spav1.Needs{Mobility: spav1.Mobility_MOBILITY_HOIST, CarersPerTransfer: 2, Equipment: []string{"hoist"}}},
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"needs"}}},
+		"spa.v1.PolicyService.SwitchPolicy": &spav1.SwitchPolicyRequest{Rule: spav1.PolicyRule_POLICY_RULE_INFECTION_OVERLAY, On: true,
+			EffectiveFrom: "2026-12-01", Reason: "guidance of 1 December"},
+		"spa.v1.PolicyService.ListPolicies":        &spav1.ListPoliciesRequest{},
 		"spa.v1.ReferralService.WithdrawReferral":  &spav1.WithdrawReferralRequest{ReferralId: fixtureReferral, Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DIED, Note: "peacefully"},
 		"spa.v1.ReferralService.HoldReferral":      &spav1.HoldReferralRequest{ReferralId: fixtureReferral, Reason: spav1.HoldReason_HOLD_REASON_HOUSING},
 		"spa.v1.ReferralService.ReleaseHold":       &spav1.ReleaseHoldRequest{ReferralId: fixtureReferral, Note: "flat found"},
@@ -143,6 +146,7 @@ func newAPI(tb testing.TB) *api {
 		{&spav1.ProviderService_ServiceDesc, rpc.NewProviders(a)},
 		{&spav1.AssignmentService_ServiceDesc, rpc.NewAssignments(a, time.Second, nil)},
 		{&spav1.AuditService_ServiceDesc, rpc.NewAudit(a)},
+		{&spav1.PolicyService_ServiceDesc, rpc.NewPolicies(a, spa.DefaultPolicies)},
 	} {
 		x.services[s.desc.ServiceName] = s
 	}

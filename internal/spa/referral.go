@@ -256,6 +256,12 @@ func ValidAggregateID(agg Aggregate, id string) bool {
 		return IsReferralID(id)
 	case AggregateProvider:
 		return IsODSCode(id)
+	case AggregatePolicy:
+		for _, p := range policyRuleIDs {
+			if p == id {
+				return true
+			}
+		}
 	}
 	return false
 }
@@ -270,7 +276,7 @@ func SubjectOf(agg Aggregate, id string) string { return "spa." + string(agg) + 
 // AggregateOfSubject returns the aggregate and id whose events a subject
 // holds.
 func AggregateOfSubject(subject string) (Aggregate, string, bool) {
-	for _, agg := range []Aggregate{AggregateReferral, AggregateProvider} {
+	for _, agg := range []Aggregate{AggregateReferral, AggregateProvider, AggregatePolicy} {
 		if id, ok := strings.CutPrefix(subject, SubjectOf(agg, "")); ok && id != "" {
 			return agg, id, true
 		}

@@ -174,11 +174,32 @@ func (rt *Router) handle(ctx context.Context, seq uint64, msg jetstream.Msg) err
 	switch e := rec.Event.(type) {
 	case spa.CapacityUpdated, spa.CapacityReleased, spa.ProviderRegistered:
 		return rt.routeWaiting(ctx, rec)
+	case spa.PolicySwitched:
+		return rt.routeHeld(ctx, rec)
 	case spa.CapacityReserved, spa.ClockAlerted:
 		return nil // nothing to route
 	default:
 		if spa.AggregateOf(e) == spa.AggregateReferral {
 			return rt.Route(ctx, rec.AggregateID, rec.OccurredAt)
+		}
+	}
+	return nil
+}
+
+// routeHeld routes, after a policy switch, every referral waiting for a
+// test: a switch in force now may release it (one from a later date is
+// the scheduler's, on that date).
+func (rt *Router) routeHeld(ctx context.Context, prompt spa.Record) error {
+	refs, err := rt.model.Referrals()
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if r.Hold != spa.HoldReasonAwaitingTest {
+			continue
+		}
+		if err := rt.Route(ctx, r.ID, prompt.OccurredAt); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -222,14 +243,20 @@ func (rt *Router) Route(ctx context.Context, id string, at time.Time) error {
 		if at.After(stepAt) {
 			stepAt = at
 		}
+		// The policies in force are the log's, read from the model, which
+		// has applied the prompt (and so every switch before it).
+		policies, err := rt.model.Policies(rt.policies)
+		if err != nil {
+			return nil, err
+		}
 		var providers []spa.Provider
-		if spa.NeedsProviders(r, rt.policies, stepAt) {
+		if spa.NeedsProviders(r, policies, stepAt) {
 			var err error
 			if providers, err = rt.model.Providers(bolt.ProviderFilter{Borough: r.Details.Patient.Borough}); err != nil {
 				return nil, err
 			}
 		}
-		step := spa.NextStep(r, providers, rt.policies, stepAt)
+		step := spa.NextStep(r, providers, policies, stepAt)
 		if step.Event == nil {
 			return nil, nil
 		}

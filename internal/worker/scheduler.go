@@ -36,7 +36,7 @@ type SchedulerConfig struct {
 	// into force since its last fact changes (an awaiting-test hold once
 	// the overlay ends) is routed at the instant that policy came into
 	// force. Without Route, the scheduler only raises alerts.
-	Policies spa.Policies
+	Policies func() (spa.Policies, error)
 	Route    func(ctx context.Context, id string, at time.Time) error
 }
 
@@ -183,10 +183,16 @@ func (s *Scheduler) pass(ctx context.Context, l *lease) error {
 	if err != nil {
 		return err
 	}
+	var policies spa.Policies
+	if s.cfg.Route != nil && s.cfg.Policies != nil {
+		if policies, err = s.cfg.Policies(); err != nil {
+			return err
+		}
+	}
 	for _, r := range refs {
 		turned, policyStep := time.Time{}, false
-		if s.cfg.Route != nil && s.cfg.Policies != nil {
-			turned, policyStep = spa.PolicyStep(r, s.cfg.Policies, now)
+		if policies != nil {
+			turned, policyStep = spa.PolicyStep(r, policies, now)
 		}
 		alerts := len(spa.DueAlerts(r, s.cfg.Hours, now)) > 0
 		if !alerts && !policyStep {

@@ -36,7 +36,8 @@ type Config struct {
 	// ID names this worker (its control subjects, its actor on routing
 	// steps); unique per read model. Letters, digits, '-' and '_'.
 	ID string
-	// Policies are the routing policies; nil means spa.DefaultPolicies.
+	// Policies are the built-in dated routing policies the switches in the
+	// log apply to; nil means spa.DefaultPolicies.
 	Policies spa.Policies
 	// Scheduler configures the clock scheduler.
 	Scheduler SchedulerConfig
@@ -134,7 +135,8 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 	})
 	if !cfg.Scheduler.Disabled {
 		sc := cfg.Scheduler
-		sc.Policies, sc.Route = policies, router.Route
+		sc.Policies = func() (spa.Policies, error) { return model.Policies(policies) }
+		sc.Route = router.Route
 		g.Go(func() error {
 			if !caughtUp() {
 				return nil

@@ -22,6 +22,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PolicyRule is a dated routing rule set that can be switched.
+type PolicyRule int32
+
+const (
+	PolicyRule_POLICY_RULE_UNSPECIFIED PolicyRule = 0
+	// The infection overlay: a patient bound for a care home needs a recent
+	// test; a positive one goes to a designated step-down bed first.
+	PolicyRule_POLICY_RULE_INFECTION_OVERLAY PolicyRule = 1
+)
+
+// Enum value maps for PolicyRule.
+var (
+	PolicyRule_name = map[int32]string{
+		0: "POLICY_RULE_UNSPECIFIED",
+		1: "POLICY_RULE_INFECTION_OVERLAY",
+	}
+	PolicyRule_value = map[string]int32{
+		"POLICY_RULE_UNSPECIFIED":       0,
+		"POLICY_RULE_INFECTION_OVERLAY": 1,
+	}
+)
+
+func (x PolicyRule) Enum() *PolicyRule {
+	p := new(PolicyRule)
+	*p = x
+	return p
+}
+
+func (x PolicyRule) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyRule) Descriptor() protoreflect.EnumDescriptor {
+	return file_spa_v1_events_proto_enumTypes[0].Descriptor()
+}
+
+func (PolicyRule) Type() protoreflect.EnumType {
+	return &file_spa_v1_events_proto_enumTypes[0]
+}
+
+func (x PolicyRule) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyRule.Descriptor instead.
+func (PolicyRule) EnumDescriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{0}
+}
+
 // Actor is who caused an event.
 type Actor struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -135,6 +184,7 @@ type Envelope struct {
 	//	*Envelope_ClockAlerted
 	//	*Envelope_CapacityOccupied
 	//	*Envelope_ReferralAmended
+	//	*Envelope_PolicySwitched
 	Payload       isEnvelope_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -423,6 +473,15 @@ func (x *Envelope) GetReferralAmended() *ReferralAmended {
 	return nil
 }
 
+func (x *Envelope) GetPolicySwitched() *PolicySwitched {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_PolicySwitched); ok {
+			return x.PolicySwitched
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Payload interface {
 	isEnvelope_Payload()
 }
@@ -499,6 +558,10 @@ type Envelope_ReferralAmended struct {
 	ReferralAmended *ReferralAmended `protobuf:"bytes,37,opt,name=referral_amended,json=referralAmended,proto3,oneof"`
 }
 
+type Envelope_PolicySwitched struct {
+	PolicySwitched *PolicySwitched `protobuf:"bytes,38,opt,name=policy_switched,json=policySwitched,proto3,oneof"`
+}
+
 func (*Envelope_ReferralSubmitted) isEnvelope_Payload() {}
 
 func (*Envelope_CriteriaToResideRecorded) isEnvelope_Payload() {}
@@ -534,6 +597,8 @@ func (*Envelope_ClockAlerted) isEnvelope_Payload() {}
 func (*Envelope_CapacityOccupied) isEnvelope_Payload() {}
 
 func (*Envelope_ReferralAmended) isEnvelope_Payload() {}
+
+func (*Envelope_PolicySwitched) isEnvelope_Payload() {}
 
 // StoredEvent is an envelope with its position in the log.
 type StoredEvent struct {
@@ -1505,6 +1570,77 @@ func (x *PatientLeftHospital) GetLeftAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PolicySwitched: a coordinator or admin switched a rule set on or off
+// from a date. Stored on spa.policy.<rule>.
+type PolicySwitched struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Rule  PolicyRule             `protobuf:"varint,1,opt,name=rule,proto3,enum=spa.v1.PolicyRule" json:"rule,omitempty"`
+	On    bool                   `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
+	// ISO date (UK): in force from its midnight.
+	EffectiveFrom string `protobuf:"bytes,3,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicySwitched) Reset() {
+	*x = PolicySwitched{}
+	mi := &file_spa_v1_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicySwitched) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicySwitched) ProtoMessage() {}
+
+func (x *PolicySwitched) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicySwitched.ProtoReflect.Descriptor instead.
+func (*PolicySwitched) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PolicySwitched) GetRule() PolicyRule {
+	if x != nil {
+		return x.Rule
+	}
+	return PolicyRule_POLICY_RULE_UNSPECIFIED
+}
+
+func (x *PolicySwitched) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+func (x *PolicySwitched) GetEffectiveFrom() string {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return ""
+}
+
+func (x *PolicySwitched) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // ReferralAmended: the ward changed some of the referral's details.
 type ReferralAmended struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1523,7 +1659,7 @@ type ReferralAmended struct {
 
 func (x *ReferralAmended) Reset() {
 	*x = ReferralAmended{}
-	mi := &file_spa_v1_events_proto_msgTypes[17]
+	mi := &file_spa_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1671,7 @@ func (x *ReferralAmended) String() string {
 func (*ReferralAmended) ProtoMessage() {}
 
 func (x *ReferralAmended) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[17]
+	mi := &file_spa_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1684,7 @@ func (x *ReferralAmended) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReferralAmended.ProtoReflect.Descriptor instead.
 func (*ReferralAmended) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReferralAmended) GetDetails() *ReferralDetails {
@@ -1599,7 +1735,7 @@ type CapacityReserved struct {
 
 func (x *CapacityReserved) Reset() {
 	*x = CapacityReserved{}
-	mi := &file_spa_v1_events_proto_msgTypes[18]
+	mi := &file_spa_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1611,7 +1747,7 @@ func (x *CapacityReserved) String() string {
 func (*CapacityReserved) ProtoMessage() {}
 
 func (x *CapacityReserved) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[18]
+	mi := &file_spa_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1624,7 +1760,7 @@ func (x *CapacityReserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityReserved.ProtoReflect.Descriptor instead.
 func (*CapacityReserved) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CapacityReserved) GetService() Service {
@@ -1668,7 +1804,7 @@ type CapacityOccupied struct {
 
 func (x *CapacityOccupied) Reset() {
 	*x = CapacityOccupied{}
-	mi := &file_spa_v1_events_proto_msgTypes[19]
+	mi := &file_spa_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1816,7 @@ func (x *CapacityOccupied) String() string {
 func (*CapacityOccupied) ProtoMessage() {}
 
 func (x *CapacityOccupied) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[19]
+	mi := &file_spa_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1829,7 @@ func (x *CapacityOccupied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityOccupied.ProtoReflect.Descriptor instead.
 func (*CapacityOccupied) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CapacityOccupied) GetService() Service {
@@ -1732,7 +1868,7 @@ type CapacityReleased struct {
 
 func (x *CapacityReleased) Reset() {
 	*x = CapacityReleased{}
-	mi := &file_spa_v1_events_proto_msgTypes[20]
+	mi := &file_spa_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1880,7 @@ func (x *CapacityReleased) String() string {
 func (*CapacityReleased) ProtoMessage() {}
 
 func (x *CapacityReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[20]
+	mi := &file_spa_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1893,7 @@ func (x *CapacityReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityReleased.ProtoReflect.Descriptor instead.
 func (*CapacityReleased) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CapacityReleased) GetService() Service {
@@ -1811,7 +1947,7 @@ type ClockAlerted struct {
 
 func (x *ClockAlerted) Reset() {
 	*x = ClockAlerted{}
-	mi := &file_spa_v1_events_proto_msgTypes[21]
+	mi := &file_spa_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1959,7 @@ func (x *ClockAlerted) String() string {
 func (*ClockAlerted) ProtoMessage() {}
 
 func (x *ClockAlerted) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[21]
+	mi := &file_spa_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1972,7 @@ func (x *ClockAlerted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockAlerted.ProtoReflect.Descriptor instead.
 func (*ClockAlerted) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClockAlerted) GetClock() string {
@@ -1889,7 +2025,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x10\n" +
 	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"\x9c\x0e\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\xdf\x0e\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\x05R\rschemaVersion\x12!\n" +
@@ -1925,7 +2061,8 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x11capacity_released\x18\" \x01(\v2\x18.spa.v1.CapacityReleasedH\x00R\x10capacityReleased\x12;\n" +
 	"\rclock_alerted\x18# \x01(\v2\x14.spa.v1.ClockAlertedH\x00R\fclockAlerted\x12G\n" +
 	"\x11capacity_occupied\x18$ \x01(\v2\x18.spa.v1.CapacityOccupiedH\x00R\x10capacityOccupied\x12D\n" +
-	"\x10referral_amended\x18% \x01(\v2\x17.spa.v1.ReferralAmendedH\x00R\x0freferralAmendedB\t\n" +
+	"\x10referral_amended\x18% \x01(\v2\x17.spa.v1.ReferralAmendedH\x00R\x0freferralAmended\x12A\n" +
+	"\x0fpolicy_switched\x18& \x01(\v2\x16.spa.v1.PolicySwitchedH\x00R\x0epolicySwitchedB\t\n" +
 	"\apayload\"\x89\x02\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
@@ -2000,7 +2137,12 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
 	"\fprovider_ods\x18\x04 \x01(\tR\vproviderOds\"J\n" +
 	"\x13PatientLeftHospital\x123\n" +
-	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\x95\x01\n" +
+	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\x87\x01\n" +
+	"\x0ePolicySwitched\x12&\n" +
+	"\x04rule\x18\x01 \x01(\x0e2\x12.spa.v1.PolicyRuleR\x04rule\x12\x0e\n" +
+	"\x02on\x18\x02 \x01(\bR\x02on\x12%\n" +
+	"\x0eeffective_from\x18\x03 \x01(\tR\reffectiveFrom\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x95\x01\n" +
 	"\x0fReferralAmended\x121\n" +
 	"\adetails\x18\x01 \x01(\v2\x17.spa.v1.ReferralDetailsR\adetails\x12\x14\n" +
 	"\x05paths\x18\x02 \x03(\tR\x05paths\x12\x16\n" +
@@ -2032,7 +2174,11 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12%\n" +
 	"\x0etarget_seconds\x18\x05 \x01(\x03R\rtargetSeconds\x12\x1f\n" +
 	"\vescalate_to\x18\x06 \x01(\tR\n" +
-	"escalateToBq\n" +
+	"escalateTo*L\n" +
+	"\n" +
+	"PolicyRule\x12\x1b\n" +
+	"\x17POLICY_RULE_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dPOLICY_RULE_INFECTION_OVERLAY\x10\x01Bq\n" +
 	"\n" +
 	"com.spa.v1B\vEventsProtoP\x01Z\x1dspa/internal/gen/spa/v1;spav1\xa2\x02\x03SXX\xaa\x02\x06Spa.V1\xca\x02\x06Spa\\V1\xe2\x02\x12Spa\\V1\\GPBMetadata\xea\x02\aSpa::V1b\x06proto3"
 
@@ -2048,101 +2194,106 @@ func file_spa_v1_events_proto_rawDescGZIP() []byte {
 	return file_spa_v1_events_proto_rawDescData
 }
 
-var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_spa_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_spa_v1_events_proto_goTypes = []any{
-	(*Actor)(nil),                    // 0: spa.v1.Actor
-	(*Envelope)(nil),                 // 1: spa.v1.Envelope
-	(*StoredEvent)(nil),              // 2: spa.v1.StoredEvent
-	(*ReferralSubmitted)(nil),        // 3: spa.v1.ReferralSubmitted
-	(*CriteriaToResideRecorded)(nil), // 4: spa.v1.CriteriaToResideRecorded
-	(*InfectionTestRecorded)(nil),    // 5: spa.v1.InfectionTestRecorded
-	(*ReferralWithdrawn)(nil),        // 6: spa.v1.ReferralWithdrawn
-	(*ProviderRegistered)(nil),       // 7: spa.v1.ProviderRegistered
-	(*CapacityUpdated)(nil),          // 8: spa.v1.CapacityUpdated
-	(*CapacityDeclaration)(nil),      // 9: spa.v1.CapacityDeclaration
-	(*PathwayDecided)(nil),           // 10: spa.v1.PathwayDecided
-	(*ReferralHeld)(nil),             // 11: spa.v1.ReferralHeld
-	(*HoldReleased)(nil),             // 12: spa.v1.HoldReleased
-	(*AwaitingCapacity)(nil),         // 13: spa.v1.AwaitingCapacity
-	(*OfferMade)(nil),                // 14: spa.v1.OfferMade
-	(*AssignmentStatusChanged)(nil),  // 15: spa.v1.AssignmentStatusChanged
-	(*PatientLeftHospital)(nil),      // 16: spa.v1.PatientLeftHospital
-	(*ReferralAmended)(nil),          // 17: spa.v1.ReferralAmended
-	(*CapacityReserved)(nil),         // 18: spa.v1.CapacityReserved
-	(*CapacityOccupied)(nil),         // 19: spa.v1.CapacityOccupied
-	(*CapacityReleased)(nil),         // 20: spa.v1.CapacityReleased
-	(*ClockAlerted)(nil),             // 21: spa.v1.ClockAlerted
-	nil,                              // 22: spa.v1.PathwayDecided.InputsEntry
-	nil,                              // 23: spa.v1.ReferralHeld.InputsEntry
-	nil,                              // 24: spa.v1.OfferMade.InputsEntry
-	(*timestamppb.Timestamp)(nil),    // 25: google.protobuf.Timestamp
-	(*ReferralDetails)(nil),          // 26: spa.v1.ReferralDetails
-	(CriterionToReside)(0),           // 27: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),            // 28: spa.v1.InfectionTest
-	(WithdrawalReason)(0),            // 29: spa.v1.WithdrawalReason
-	(*ProviderDetails)(nil),          // 30: spa.v1.ProviderDetails
-	(*Capacity)(nil),                 // 31: spa.v1.Capacity
-	(Service)(0),                     // 32: spa.v1.Service
-	(Pathway)(0),                     // 33: spa.v1.Pathway
-	(HoldReason)(0),                  // 34: spa.v1.HoldReason
-	(TaskStatus)(0),                  // 35: spa.v1.TaskStatus
-	(ClockLevel)(0),                  // 36: spa.v1.ClockLevel
+	(PolicyRule)(0),                  // 0: spa.v1.PolicyRule
+	(*Actor)(nil),                    // 1: spa.v1.Actor
+	(*Envelope)(nil),                 // 2: spa.v1.Envelope
+	(*StoredEvent)(nil),              // 3: spa.v1.StoredEvent
+	(*ReferralSubmitted)(nil),        // 4: spa.v1.ReferralSubmitted
+	(*CriteriaToResideRecorded)(nil), // 5: spa.v1.CriteriaToResideRecorded
+	(*InfectionTestRecorded)(nil),    // 6: spa.v1.InfectionTestRecorded
+	(*ReferralWithdrawn)(nil),        // 7: spa.v1.ReferralWithdrawn
+	(*ProviderRegistered)(nil),       // 8: spa.v1.ProviderRegistered
+	(*CapacityUpdated)(nil),          // 9: spa.v1.CapacityUpdated
+	(*CapacityDeclaration)(nil),      // 10: spa.v1.CapacityDeclaration
+	(*PathwayDecided)(nil),           // 11: spa.v1.PathwayDecided
+	(*ReferralHeld)(nil),             // 12: spa.v1.ReferralHeld
+	(*HoldReleased)(nil),             // 13: spa.v1.HoldReleased
+	(*AwaitingCapacity)(nil),         // 14: spa.v1.AwaitingCapacity
+	(*OfferMade)(nil),                // 15: spa.v1.OfferMade
+	(*AssignmentStatusChanged)(nil),  // 16: spa.v1.AssignmentStatusChanged
+	(*PatientLeftHospital)(nil),      // 17: spa.v1.PatientLeftHospital
+	(*PolicySwitched)(nil),           // 18: spa.v1.PolicySwitched
+	(*ReferralAmended)(nil),          // 19: spa.v1.ReferralAmended
+	(*CapacityReserved)(nil),         // 20: spa.v1.CapacityReserved
+	(*CapacityOccupied)(nil),         // 21: spa.v1.CapacityOccupied
+	(*CapacityReleased)(nil),         // 22: spa.v1.CapacityReleased
+	(*ClockAlerted)(nil),             // 23: spa.v1.ClockAlerted
+	nil,                              // 24: spa.v1.PathwayDecided.InputsEntry
+	nil,                              // 25: spa.v1.ReferralHeld.InputsEntry
+	nil,                              // 26: spa.v1.OfferMade.InputsEntry
+	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
+	(*ReferralDetails)(nil),          // 28: spa.v1.ReferralDetails
+	(CriterionToReside)(0),           // 29: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),            // 30: spa.v1.InfectionTest
+	(WithdrawalReason)(0),            // 31: spa.v1.WithdrawalReason
+	(*ProviderDetails)(nil),          // 32: spa.v1.ProviderDetails
+	(*Capacity)(nil),                 // 33: spa.v1.Capacity
+	(Service)(0),                     // 34: spa.v1.Service
+	(Pathway)(0),                     // 35: spa.v1.Pathway
+	(HoldReason)(0),                  // 36: spa.v1.HoldReason
+	(TaskStatus)(0),                  // 37: spa.v1.TaskStatus
+	(ClockLevel)(0),                  // 38: spa.v1.ClockLevel
 }
 var file_spa_v1_events_proto_depIdxs = []int32{
-	25, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	25, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
-	0,  // 2: spa.v1.Envelope.actor:type_name -> spa.v1.Actor
-	3,  // 3: spa.v1.Envelope.referral_submitted:type_name -> spa.v1.ReferralSubmitted
-	4,  // 4: spa.v1.Envelope.criteria_to_reside_recorded:type_name -> spa.v1.CriteriaToResideRecorded
-	5,  // 5: spa.v1.Envelope.infection_test_recorded:type_name -> spa.v1.InfectionTestRecorded
-	6,  // 6: spa.v1.Envelope.referral_withdrawn:type_name -> spa.v1.ReferralWithdrawn
-	7,  // 7: spa.v1.Envelope.provider_registered:type_name -> spa.v1.ProviderRegistered
-	8,  // 8: spa.v1.Envelope.capacity_updated:type_name -> spa.v1.CapacityUpdated
-	10, // 9: spa.v1.Envelope.pathway_decided:type_name -> spa.v1.PathwayDecided
-	11, // 10: spa.v1.Envelope.referral_held:type_name -> spa.v1.ReferralHeld
-	12, // 11: spa.v1.Envelope.hold_released:type_name -> spa.v1.HoldReleased
-	13, // 12: spa.v1.Envelope.awaiting_capacity:type_name -> spa.v1.AwaitingCapacity
-	14, // 13: spa.v1.Envelope.offer_made:type_name -> spa.v1.OfferMade
-	15, // 14: spa.v1.Envelope.assignment_status_changed:type_name -> spa.v1.AssignmentStatusChanged
-	16, // 15: spa.v1.Envelope.patient_left_hospital:type_name -> spa.v1.PatientLeftHospital
-	18, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
-	20, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
-	21, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
-	19, // 19: spa.v1.Envelope.capacity_occupied:type_name -> spa.v1.CapacityOccupied
-	17, // 20: spa.v1.Envelope.referral_amended:type_name -> spa.v1.ReferralAmended
-	1,  // 21: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
-	25, // 22: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
-	26, // 23: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
-	27, // 24: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
-	28, // 25: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
-	29, // 26: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
-	30, // 27: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
-	31, // 28: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
-	9,  // 29: spa.v1.CapacityUpdated.counts:type_name -> spa.v1.CapacityDeclaration
-	32, // 30: spa.v1.CapacityDeclaration.service:type_name -> spa.v1.Service
-	25, // 31: spa.v1.CapacityDeclaration.as_of:type_name -> google.protobuf.Timestamp
-	33, // 32: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
-	32, // 33: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
-	22, // 34: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
-	34, // 35: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
-	23, // 36: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
-	34, // 37: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
-	32, // 38: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
-	32, // 39: spa.v1.OfferMade.service:type_name -> spa.v1.Service
-	24, // 40: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
-	35, // 41: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
-	25, // 42: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
-	26, // 43: spa.v1.ReferralAmended.details:type_name -> spa.v1.ReferralDetails
-	32, // 44: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
-	32, // 45: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
-	32, // 46: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
-	36, // 47: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
-	25, // 48: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	27, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	27, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
+	1,  // 2: spa.v1.Envelope.actor:type_name -> spa.v1.Actor
+	4,  // 3: spa.v1.Envelope.referral_submitted:type_name -> spa.v1.ReferralSubmitted
+	5,  // 4: spa.v1.Envelope.criteria_to_reside_recorded:type_name -> spa.v1.CriteriaToResideRecorded
+	6,  // 5: spa.v1.Envelope.infection_test_recorded:type_name -> spa.v1.InfectionTestRecorded
+	7,  // 6: spa.v1.Envelope.referral_withdrawn:type_name -> spa.v1.ReferralWithdrawn
+	8,  // 7: spa.v1.Envelope.provider_registered:type_name -> spa.v1.ProviderRegistered
+	9,  // 8: spa.v1.Envelope.capacity_updated:type_name -> spa.v1.CapacityUpdated
+	11, // 9: spa.v1.Envelope.pathway_decided:type_name -> spa.v1.PathwayDecided
+	12, // 10: spa.v1.Envelope.referral_held:type_name -> spa.v1.ReferralHeld
+	13, // 11: spa.v1.Envelope.hold_released:type_name -> spa.v1.HoldReleased
+	14, // 12: spa.v1.Envelope.awaiting_capacity:type_name -> spa.v1.AwaitingCapacity
+	15, // 13: spa.v1.Envelope.offer_made:type_name -> spa.v1.OfferMade
+	16, // 14: spa.v1.Envelope.assignment_status_changed:type_name -> spa.v1.AssignmentStatusChanged
+	17, // 15: spa.v1.Envelope.patient_left_hospital:type_name -> spa.v1.PatientLeftHospital
+	20, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
+	22, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
+	23, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
+	21, // 19: spa.v1.Envelope.capacity_occupied:type_name -> spa.v1.CapacityOccupied
+	19, // 20: spa.v1.Envelope.referral_amended:type_name -> spa.v1.ReferralAmended
+	18, // 21: spa.v1.Envelope.policy_switched:type_name -> spa.v1.PolicySwitched
+	2,  // 22: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
+	27, // 23: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
+	28, // 24: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
+	29, // 25: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
+	30, // 26: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
+	31, // 27: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
+	32, // 28: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
+	33, // 29: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
+	10, // 30: spa.v1.CapacityUpdated.counts:type_name -> spa.v1.CapacityDeclaration
+	34, // 31: spa.v1.CapacityDeclaration.service:type_name -> spa.v1.Service
+	27, // 32: spa.v1.CapacityDeclaration.as_of:type_name -> google.protobuf.Timestamp
+	35, // 33: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
+	34, // 34: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
+	24, // 35: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
+	36, // 36: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
+	25, // 37: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
+	36, // 38: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
+	34, // 39: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
+	34, // 40: spa.v1.OfferMade.service:type_name -> spa.v1.Service
+	26, // 41: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
+	37, // 42: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
+	27, // 43: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
+	0,  // 44: spa.v1.PolicySwitched.rule:type_name -> spa.v1.PolicyRule
+	28, // 45: spa.v1.ReferralAmended.details:type_name -> spa.v1.ReferralDetails
+	34, // 46: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
+	34, // 47: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
+	34, // 48: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
+	38, // 49: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
+	27, // 50: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
@@ -2171,19 +2322,21 @@ func file_spa_v1_events_proto_init() {
 		(*Envelope_ClockAlerted)(nil),
 		(*Envelope_CapacityOccupied)(nil),
 		(*Envelope_ReferralAmended)(nil),
+		(*Envelope_PolicySwitched)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_events_proto_rawDesc), len(file_spa_v1_events_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   25,
+			NumEnums:      1,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_spa_v1_events_proto_goTypes,
 		DependencyIndexes: file_spa_v1_events_proto_depIdxs,
+		EnumInfos:         file_spa_v1_events_proto_enumTypes,
 		MessageInfos:      file_spa_v1_events_proto_msgTypes,
 	}.Build()
 	File_spa_v1_events_proto = out.File

@@ -1,0 +1,105 @@
+package spa
+
+import (
+	"slices"
+	"time"
+)
+
+// AggregatePolicy is the kind of aggregate a switchable rule set is: its
+// switches are stored on spa.policy.<rule>.
+const AggregatePolicy Aggregate = "policy"
+
+// PolicyRule is a dated rule set that can be switched on or off.
+type PolicyRule int32
+
+// The rules.
+const (
+	PolicyRuleUnspecified PolicyRule = iota
+	PolicyRuleInfectionOverlay
+	policyRuleEnd
+)
+
+// policyRuleIDs are the rules' aggregate ids. Persisted: never rename.
+var policyRuleIDs = map[PolicyRule]string{PolicyRuleInfectionOverlay: "infection-overlay"}
+
+// PolicyID returns the aggregate id of a rule ("" for none).
+func PolicyID(r PolicyRule) string { return policyRuleIDs[r] }
+
+// PolicySwitched: a rule set was switched on or off from a UK date.
+type PolicySwitched struct {
+	Rule PolicyRule
+	On   bool
+	// EffectiveFrom is an ISO date: in force from its UK midnight.
+	EffectiveFrom string
+	Reason        string
+}
+
+func (PolicySwitched) eventName() string    { return "PolicySwitched" }
+func (PolicySwitched) aggregate() Aggregate { return AggregatePolicy }
+
+// PolicyLog is a rule's switches, rebuilt from its events.
+type PolicyLog struct {
+	Switches []PolicySwitched
+	Version  uint64
+}
+
+// Apply evolves the log by one recorded event.
+func (l *PolicyLog) Apply(rec Record) {
+	l.Version = rec.Sequence
+	if e, ok := rec.Event.(PolicySwitched); ok {
+		l.Switches = append(l.Switches, e)
+	}
+}
+
+// SwitchPolicy switches a rule set on or off from a date.
+type SwitchPolicy struct {
+	Rule          PolicyRule
+	On            bool
+	EffectiveFrom string
+	Reason        string
+}
+
+// DecideSwitchPolicy decides a switch: a known rule, a reason, a date
+// today or later (UK) and not before the last switch's (the past is not
+// rewritten). The same switch as the last decides nothing.
+func DecideSwitchPolicy(l PolicyLog, c SwitchPolicy, now time.Time) (Event, error) {
+	var vs violations
+	checkEnum(&vs, "rule", c.Rule, policyRuleEnd, true)
+	checkText(&vs, "reason", c.Reason, true, MaxFreeTextLen)
+	if c.EffectiveFrom == "" {
+		vs.add("effective_from", "is required")
+	} else if _, err := time.ParseInLocation(DateLayout, c.EffectiveFrom, london()); err != nil {
+		vs.add("effective_from", "must be a date (YYYY-MM-DD)")
+	} else if today := LocalDate(now); c.EffectiveFrom < today {
+		vs.add("effective_from", "must be today (%s) or later: a switch does not rewrite the past", today)
+	}
+	if err := vs.err(); err != nil {
+		return nil, err
+	}
+	e := PolicySwitched{Rule: c.Rule, On: c.On, EffectiveFrom: c.EffectiveFrom, Reason: c.Reason}
+	if n := len(l.Switches); n > 0 {
+		last := l.Switches[n-1]
+		if last.On == c.On && last.EffectiveFrom == c.EffectiveFrom {
+			return nil, nil
+		}
+		if c.EffectiveFrom < last.EffectiveFrom {
+			return nil, Errorf(KindFailedPrecondition, "a switch from %s is recorded already; switch from that date or later", last.EffectiveFrom)
+		}
+	}
+	return e, nil
+}
+
+// WithSwitches returns the policies with the switches applied in the
+// order recorded: each switch from its date stays in force (the versions
+// after it are dropped, see Switch).
+func (ps Policies) WithSwitches(switches []PolicySwitched) Policies {
+	out := slices.Clone(ps)
+	for _, s := range switches {
+		from, err := time.ParseInLocation(DateLayout, s.EffectiveFrom, london())
+		if err != nil || s.Rule != PolicyRuleInfectionOverlay {
+			continue
+		}
+		out = out.Switch(s.On, from)
+	}
+	return out
+}
