@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -232,14 +233,16 @@ func requestIDFlag(fs *flag.FlagSet) *string {
 
 // command runs one command with request id id (a new one when id is
 // empty), under the configured deadline. When it fails, the error names
-// the id: sending the command again with it never applies it twice.
-func (c *ctl) command(ctx context.Context, id string, f func(ctx context.Context, requestID string) error) error {
+// the id, and again (flags that make the request the same, such as an
+// as-of the command chose): sending the command again with them never
+// applies it twice.
+func (c *ctl) command(ctx context.Context, id string, f func(ctx context.Context, requestID string) error, again ...string) error {
 	if id == "" {
 		id = "ctl-" + rand.Text()
 	}
 	err := c.call(ctx, func(ctx context.Context) error { return f(ctx, id) })
 	if err != nil {
-		return fmt.Errorf("%w (to retry, send it again with --request-id %s)", err, id)
+		return fmt.Errorf("%w (to retry, send it again with --request-id %s)", err, strings.Join(append([]string{id}, again...), " "))
 	}
 	return nil
 }

@@ -167,6 +167,15 @@ func TestCommands(t *testing.T) {
 	if _, _, err := run(t, addr, "capacity", "--provider", "HOS10", "--service", "hospice_bed"); err == nil || !strings.Contains(err.Error(), "--units") {
 		t.Fatalf("capacity without units: %v", err)
 	}
+	// A failed declaration names what makes its retry the same request:
+	// the request id and the as-of chosen for it.
+	_, _, err = run(t, addr, "capacity", "--provider", "NOPE1", "--service", "hospice_bed", "--units", "1")
+	if m := regexp.MustCompile(`--request-id (ctl-\S+) --as-of (\S+)\)`).FindStringSubmatch(fmt.Sprint(err)); m == nil {
+		t.Fatalf("a failed declaration: %v; want its request id and as-of", err)
+	} else if _, _, again := run(t, addr, "capacity", "--provider", "NOPE1", "--service", "hospice_bed", "--units", "1", "--request-id", m[1], "--as-of", m[2]); again == nil ||
+		!strings.Contains(again.Error(), "NotFound") {
+		t.Fatalf("sent again as the hint says: %v; want the same answer (not found)", again)
+	}
 	await.True(t, 30*time.Second, "the declaration on the board", func() bool {
 		providers, _, err = run(t, addr, "providers", "--service", "hospice_bed")
 		if err != nil {

@@ -84,7 +84,8 @@ func (c *ctl) declareCapacity(ctx context.Context, args []string) error {
 	if *provider == "" || s == 0 || *units < 0 || fs.NArg() != 0 {
 		return fmt.Errorf("capacity: give --provider, --service and --units (0 or more)")
 	}
-	at := time.Now()
+	// Whole seconds, so that the as-of the retry hint names is the one sent.
+	at := time.Now().Truncate(time.Second)
 	if *asOf != "" {
 		if at, err = time.Parse(time.RFC3339, *asOf); err != nil {
 			return fmt.Errorf("capacity: --as-of: %w", err)
@@ -92,6 +93,7 @@ func (c *ctl) declareCapacity(ctx context.Context, args []string) error {
 	}
 	req := &spav1.UpdateCapacityRequest{ProviderOds: *provider, Capacity: []*spav1.Capacity{{
 		Service: spav1.Service(s), AvailableUnits: int32(min(*units, math.MaxInt32)), Open: !*closed, AsOf: timestamppb.New(at)}}}
+	again := []string{"--as-of", at.UTC().Format(time.RFC3339Nano)}
 	return c.command(ctx, *requestID, func(ctx context.Context, id string) error {
 		req.RequestId = id
 		res, err := c.providers.UpdateCapacity(ctx, req)
@@ -103,7 +105,7 @@ func (c *ctl) declareCapacity(ctx context.Context, args []string) error {
 			fmt.Fprintf(c.stdout, "%s: declared (sequence %d)\n", *provider, res.GetSequence())
 		}
 		return err
-	})
+	}, again...)
 }
 
 func (c *ctl) listAssignments(ctx context.Context, args []string) error {

@@ -135,7 +135,9 @@ type state[S any] interface {
 // A command with a request id that an event of the aggregate already
 // carries is a retry: the same request is answered as the first time (the
 // state just after that event, and its sequence) and appends nothing;
-// another request with that id is KindAlreadyExists.
+// another request with that id is KindAlreadyExists. A command with a
+// request id that decides nothing appends NothingChanged, so that its
+// retry is answered so too.
 func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.Aggregate, id, causationID string, assumeNew bool,
 	decide func(s S, now time.Time) (spa.Change, error)) (S, uint64, error) {
 	// An id that is not one never reaches the store (it could be a
@@ -163,8 +165,16 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 		// request's bad fields, which are checked at the time recorded.
 		now, timeErr := spa.BusinessTime(meta.OccurredAt, recorded)
 		ch, err := decide(s, now)
-		if err = spa.JoinInvalid(err, timeErr, idErr); err != nil || ch.Event == nil {
+		if err = spa.JoinInvalid(err, timeErr, idErr); err != nil {
 			return s, 0, err
+		}
+		if ch.Event == nil {
+			if meta.Request.ID == "" || !valid {
+				return s, 0, nil
+			}
+			// Decided nothing: noted, so that a retry is answered so
+			// too, whatever happens to the state meanwhile.
+			ch.Event = spa.NothingChanged{Aggregate: agg}
 		}
 		if !valid {
 			return s, 0, fmt.Errorf("app: decided %s for the invalid %s id %q", spa.EventName(ch.Event), agg, id)
@@ -184,6 +194,9 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 		}
 		rec.Sequence = seqs[0]
 		P(&s).Apply(rec)
+		if _, noted := ch.Event.(spa.NothingChanged); noted {
+			return s, 0, nil
+		}
 		return s, seqs[0], nil
 	}
 }
@@ -208,6 +221,9 @@ func answered[S any, P state[S]](recs []spa.Record, req spa.Request, agg spa.Agg
 	}
 	for _, rec := range recs {
 		P(&s).Apply(rec)
+	}
+	if _, noted := first.Event.(spa.NothingChanged); noted {
+		return s, 0, nil // answered as the first time: nothing decided
 	}
 	return s, first.Sequence, nil
 }

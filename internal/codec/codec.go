@@ -87,6 +87,8 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		}}
 	case spa.PatientLeftHospital:
 		env.Payload = &spav1.Envelope_PatientLeftHospital{PatientLeftHospital: &spav1.PatientLeftHospital{LeftAt: timestamp(e.LeftAt)}}
+	case spa.NothingChanged:
+		env.Payload = &spav1.Envelope_NothingChanged{NothingChanged: &spav1.NothingChanged{Aggregate: string(e.Aggregate)}}
 	case spa.PolicySwitched:
 		env.Payload = &spav1.Envelope_PolicySwitched{PolicySwitched: &spav1.PolicySwitched{
 			Rule: spav1.PolicyRule(e.Rule), On: e.On, EffectiveFrom: e.EffectiveFrom, Reason: e.Reason,
@@ -198,6 +200,8 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		rec.Event = spa.AssignmentStatusChanged{AssignmentID: e.GetAssignmentId(), Status: spa.TaskStatus(e.GetStatus()), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}
 	case *spav1.Envelope_PatientLeftHospital:
 		rec.Event = spa.PatientLeftHospital{LeftAt: TimeFromProto(p.PatientLeftHospital.GetLeftAt())}
+	case *spav1.Envelope_NothingChanged:
+		rec.Event = spa.NothingChanged{Aggregate: spa.Aggregate(p.NothingChanged.GetAggregate())}
 	case *spav1.Envelope_PolicySwitched:
 		e := p.PolicySwitched
 		rec.Event = spa.PolicySwitched{Rule: spa.PolicyRule(e.GetRule()), On: e.GetOn(), EffectiveFrom: e.GetEffectiveFrom(), Reason: e.GetReason()}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"spa/internal/app"
 	"spa/internal/spa"
@@ -72,7 +73,9 @@ type retryable interface {
 
 // commandMeta is meta for a command: the caller, and req's request id
 // with the hash of the request (method and body without the id) that
-// tells a retry from another request with the same id.
+// tells a retry from another request with the same id. Fields this
+// version does not know are left out of the hash: they are not read, and
+// their order on the wire may differ between a request and its retry.
 func commandMeta(ctx context.Context, req retryable) (app.Meta, error) {
 	m, err := meta(ctx)
 	if err != nil || req.GetRequestId() == "" {
@@ -80,6 +83,7 @@ func commandMeta(ctx context.Context, req retryable) (app.Meta, error) {
 	}
 	body := proto.Clone(req).ProtoReflect()
 	body.Clear(body.Descriptor().Fields().ByName("request_id"))
+	discardUnknown(body)
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(body.Interface())
 	if err != nil {
 		return m, fmt.Errorf("rpc: hashing the request: %w", err)
@@ -90,6 +94,30 @@ func commandMeta(ctx context.Context, req retryable) (app.Meta, error) {
 	h.Write(b)
 	m.Request = spa.Request{ID: req.GetRequestId(), Hash: h.Sum(nil)}
 	return m, nil
+}
+
+// discardUnknown drops the unknown fields of m and of every message in it.
+func discardUnknown(m protoreflect.Message) {
+	m.SetUnknown(nil)
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Message() == nil:
+		case fd.IsList():
+			for i := range v.List().Len() {
+				discardUnknown(v.List().Get(i).Message())
+			}
+		case fd.IsMap():
+			if fd.MapValue().Message() != nil {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					discardUnknown(mv.Message())
+					return true
+				})
+			}
+		default:
+			discardUnknown(v.Message())
+		}
+		return true
+	})
 }
 
 var kindCodes = map[spa.Kind]codes.Code{

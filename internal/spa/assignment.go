@@ -412,6 +412,8 @@ func ProviderOf(rec Record) string {
 		return e.ProviderODS
 	case ReferralAmended:
 		return e.ProviderODS
+	case NothingChanged:
+		return ""
 	}
 	if AggregateOf(rec.Event) == AggregateProvider {
 		return rec.AggregateID

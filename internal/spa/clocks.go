@@ -1,6 +1,7 @@
 package spa
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -100,6 +101,8 @@ func hhmm(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
 type clock struct {
 	name   string
 	target time.Duration
+	// escalation is when it escalates, if not at twice the target.
+	escalation time.Duration
 	// operatingHours: counts only the SPA's operating hours. paused: a
 	// hold pauses it.
 	operatingHours, paused bool
@@ -116,7 +119,8 @@ func (r *Referral) clocks() []clock {
 	if from, to, ok := r.readyDay(); ok {
 		// Same day: by the end of the Discharge Ready Date's UK day (23
 		// or 25 hours on a clock-change day).
-		cs = append(cs, clock{name: ClockSameDayDischarge, target: to.Sub(from), paused: true, start: from, stop: first(r.LeftHospitalAt, stopAll)})
+		// It escalates at the end of the next UK day.
+		cs = append(cs, clock{name: ClockSameDayDischarge, target: to.Sub(from), escalation: to.AddDate(0, 0, 1).Sub(from), paused: true, start: from, stop: first(r.LeftHospitalAt, stopAll)})
 	}
 	var accepted, started, urgentVisit time.Time
 	for _, a := range r.Assignments {
@@ -125,7 +129,8 @@ func (r *Referral) clocks() []clock {
 			urgentVisit = first(urgentVisit, a.StartedAt)
 		}
 	}
-	if r.Details.Needs.UrgentCommunityResponse || r.Service == ServiceUrgentCommunityResponse {
+	if r.Service == ServiceUrgentCommunityResponse || !r.Decided && r.Details.Needs.UrgentCommunityResponse {
+		// Asked for and not (yet) routed elsewhere by an earlier rule.
 		// From the referral to the first visit, in operating hours.
 		cs = append(cs, clock{name: ClockUrgentResponse, target: 2 * time.Hour, operatingHours: true, paused: true, start: r.SubmittedAt, stop: first(urgentVisit, stopAll)})
 	}
@@ -136,8 +141,14 @@ func (r *Referral) clocks() []clock {
 		}
 	}
 	if r.Service == ServiceHomeCareReablement {
-		// From the referral to care in place (the domain's table).
-		cs = append(cs, clock{name: ClockReablement, target: 48 * time.Hour, paused: true, start: r.SubmittedAt, stop: first(started, stopAll)})
+		// From the referral to care in place (the domain's table). A
+		// referral whose clock a version before 0.3 ran from the decision
+		// (an alert of it raised) keeps that clock.
+		start := r.SubmittedAt
+		if slices.ContainsFunc(r.Alerts, func(a Alert) bool { return a.Clock == ClockReablement && a.StartedAt.Equal(r.DecidedAt) }) {
+			start = r.DecidedAt
+		}
+		cs = append(cs, clock{name: ClockReablement, target: 48 * time.Hour, paused: true, start: start, stop: first(started, stopAll)})
 	}
 	for _, w := range r.Waits {
 		// In the no-capacity queue until an offer.
@@ -203,7 +214,7 @@ func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
 		}
 		due(advance(c.start, c.target*3/4, pauses, c.operatingHours, hours), ClockWarning, 0, EscalateCoordinator)
 		due(advance(c.start, c.target, pauses, c.operatingHours, hours), ClockBreach, 0, EscalateLead)
-		due(advance(c.start, 2*c.target, pauses, c.operatingHours, hours), ClockEscalation, 0, EscalateSystem)
+		due(advance(c.start, cmp.Or(c.escalation, 2*c.target), pauses, c.operatingHours, hours), ClockEscalation, 0, EscalateSystem)
 		if c.name == ClockSameDayDischarge {
 			for i, d := range DelayFlagDays {
 				due(c.start.AddDate(0, 0, int(d)), ClockDelayFlag, d, []string{EscalateCoordinator, EscalateLead, EscalateSystem}[i])

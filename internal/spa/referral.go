@@ -409,6 +409,9 @@ func (r *Referral) Exists() bool { return r.SubmittedSequence != 0 }
 // never fails, and applying the same sequence twice is the caller's bug.
 func (r *Referral) Apply(rec Record) {
 	r.Version = rec.Sequence
+	if _, noted := rec.Event.(NothingChanged); noted {
+		return
+	}
 	r.UpdatedAt = rec.OccurredAt
 	if _, alert := rec.Event.(ClockAlerted); !alert {
 		r.FactsAt = rec.OccurredAt
@@ -430,6 +433,11 @@ func (r *Referral) Apply(rec Record) {
 	case CriteriaToResideRecorded:
 		r.CriteriaMet = slices.Clone(e.CriteriaMet)
 		r.DischargeReadyDate = e.DischargeReadyDate
+		if r.DischargeReadyDate == "" {
+			// Not ready: out of the no-capacity queue until it is again
+			// (the router queues it again then).
+			r.leaveQueue(rec.OccurredAt)
+		}
 	case InfectionTestRecorded:
 		t := e.Test
 		r.LatestTest = &t
@@ -440,10 +448,8 @@ func (r *Referral) Apply(rec Record) {
 	case PathwayDecided:
 		// A decision again (after an amendment) starts the search for a
 		// provider again.
-		if n := len(r.Waits); r.AwaitingCapacity && n > 0 {
-			r.Waits[n-1].To = rec.OccurredAt
-		}
-		r.AwaitingCapacity, r.Amended = false, false
+		r.leaveQueue(rec.OccurredAt)
+		r.Amended = false
 		r.Decided = true
 		r.Pathway, r.Service, r.DecisionRule = e.Pathway, e.Service, e.Rule
 		r.PolicyVersion = rec.PolicyVersion
@@ -469,10 +475,7 @@ func (r *Referral) Apply(rec Record) {
 		}
 		r.AwaitingCapacity = true
 	case OfferMade:
-		if n := len(r.Waits); r.AwaitingCapacity && n > 0 {
-			r.Waits[n-1].To = rec.OccurredAt
-		}
-		r.AwaitingCapacity = false
+		r.leaveQueue(rec.OccurredAt)
 		r.Assignments = append(r.Assignments, Assignment{ID: e.AssignmentID, ProviderODS: e.ProviderODS, Service: e.Service,
 			Status: TaskRequested, OfferedAt: rec.OccurredAt, UpdatedAt: rec.OccurredAt})
 	case AssignmentStatusChanged:
@@ -496,6 +499,15 @@ func (r *Referral) Apply(rec Record) {
 		r.Alerts = append(r.Alerts, Alert{Clock: e.Clock, Level: e.Level, DelayDays: e.DelayDays, StartedAt: e.StartedAt, At: rec.OccurredAt, EscalateTo: e.EscalateTo})
 	}
 	r.Status = r.status()
+}
+
+// leaveQueue takes the referral out of the no-capacity queue at t, ending
+// its wait.
+func (r *Referral) leaveQueue(t time.Time) {
+	if n := len(r.Waits); r.AwaitingCapacity && n > 0 {
+		r.Waits[n-1].To = t
+	}
+	r.AwaitingCapacity = false
 }
 
 // status derives where the referral stands from the rest of its state.

@@ -202,8 +202,13 @@ func (s *Scheduler) pass(ctx context.Context, l *lease) error {
 			return nil
 		}
 		if policyStep {
+			// One referral that cannot be routed now must not hold up
+			// the alerts of the others: the next pass tries it again.
 			if err := s.cfg.Route(ctx, r.ID, turned); err != nil {
-				return err
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				s.log.Warn("routing a referral a policy changed failed; trying again next pass", "referral", r.ID, "err", err)
 			}
 		}
 		if alerts {

@@ -185,6 +185,7 @@ type Envelope struct {
 	//	*Envelope_CapacityOccupied
 	//	*Envelope_ReferralAmended
 	//	*Envelope_PolicySwitched
+	//	*Envelope_NothingChanged
 	Payload       isEnvelope_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -482,6 +483,15 @@ func (x *Envelope) GetPolicySwitched() *PolicySwitched {
 	return nil
 }
 
+func (x *Envelope) GetNothingChanged() *NothingChanged {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_NothingChanged); ok {
+			return x.NothingChanged
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Payload interface {
 	isEnvelope_Payload()
 }
@@ -562,6 +572,10 @@ type Envelope_PolicySwitched struct {
 	PolicySwitched *PolicySwitched `protobuf:"bytes,38,opt,name=policy_switched,json=policySwitched,proto3,oneof"`
 }
 
+type Envelope_NothingChanged struct {
+	NothingChanged *NothingChanged `protobuf:"bytes,39,opt,name=nothing_changed,json=nothingChanged,proto3,oneof"`
+}
+
 func (*Envelope_ReferralSubmitted) isEnvelope_Payload() {}
 
 func (*Envelope_CriteriaToResideRecorded) isEnvelope_Payload() {}
@@ -599,6 +613,8 @@ func (*Envelope_CapacityOccupied) isEnvelope_Payload() {}
 func (*Envelope_ReferralAmended) isEnvelope_Payload() {}
 
 func (*Envelope_PolicySwitched) isEnvelope_Payload() {}
+
+func (*Envelope_NothingChanged) isEnvelope_Payload() {}
 
 // StoredEvent is an envelope with its position in the log.
 type StoredEvent struct {
@@ -1570,6 +1586,56 @@ func (x *PatientLeftHospital) GetLeftAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// NothingChanged: a command with a request id decided nothing (the state
+// was so already). Recorded, with the request id and hash in the
+// envelope, so that a retry of it is answered the same however the state
+// moves on. Changes no state.
+type NothingChanged struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kind of aggregate whose subject holds it: referral, provider or
+	// policy.
+	Aggregate     string `protobuf:"bytes,1,opt,name=aggregate,proto3" json:"aggregate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NothingChanged) Reset() {
+	*x = NothingChanged{}
+	mi := &file_spa_v1_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NothingChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NothingChanged) ProtoMessage() {}
+
+func (x *NothingChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NothingChanged.ProtoReflect.Descriptor instead.
+func (*NothingChanged) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *NothingChanged) GetAggregate() string {
+	if x != nil {
+		return x.Aggregate
+	}
+	return ""
+}
+
 // PolicySwitched: a coordinator or admin switched a rule set on or off
 // from a date. Stored on spa.policy.<rule>.
 type PolicySwitched struct {
@@ -1585,7 +1651,7 @@ type PolicySwitched struct {
 
 func (x *PolicySwitched) Reset() {
 	*x = PolicySwitched{}
-	mi := &file_spa_v1_events_proto_msgTypes[17]
+	mi := &file_spa_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1663,7 @@ func (x *PolicySwitched) String() string {
 func (*PolicySwitched) ProtoMessage() {}
 
 func (x *PolicySwitched) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[17]
+	mi := &file_spa_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1676,7 @@ func (x *PolicySwitched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySwitched.ProtoReflect.Descriptor instead.
 func (*PolicySwitched) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PolicySwitched) GetRule() PolicyRule {
@@ -1659,7 +1725,7 @@ type ReferralAmended struct {
 
 func (x *ReferralAmended) Reset() {
 	*x = ReferralAmended{}
-	mi := &file_spa_v1_events_proto_msgTypes[18]
+	mi := &file_spa_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1737,7 @@ func (x *ReferralAmended) String() string {
 func (*ReferralAmended) ProtoMessage() {}
 
 func (x *ReferralAmended) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[18]
+	mi := &file_spa_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1750,7 @@ func (x *ReferralAmended) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReferralAmended.ProtoReflect.Descriptor instead.
 func (*ReferralAmended) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReferralAmended) GetDetails() *ReferralDetails {
@@ -1735,7 +1801,7 @@ type CapacityReserved struct {
 
 func (x *CapacityReserved) Reset() {
 	*x = CapacityReserved{}
-	mi := &file_spa_v1_events_proto_msgTypes[19]
+	mi := &file_spa_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1813,7 @@ func (x *CapacityReserved) String() string {
 func (*CapacityReserved) ProtoMessage() {}
 
 func (x *CapacityReserved) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[19]
+	mi := &file_spa_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1826,7 @@ func (x *CapacityReserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityReserved.ProtoReflect.Descriptor instead.
 func (*CapacityReserved) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CapacityReserved) GetService() Service {
@@ -1804,7 +1870,7 @@ type CapacityOccupied struct {
 
 func (x *CapacityOccupied) Reset() {
 	*x = CapacityOccupied{}
-	mi := &file_spa_v1_events_proto_msgTypes[20]
+	mi := &file_spa_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1882,7 @@ func (x *CapacityOccupied) String() string {
 func (*CapacityOccupied) ProtoMessage() {}
 
 func (x *CapacityOccupied) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[20]
+	mi := &file_spa_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1895,7 @@ func (x *CapacityOccupied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityOccupied.ProtoReflect.Descriptor instead.
 func (*CapacityOccupied) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CapacityOccupied) GetService() Service {
@@ -1868,7 +1934,7 @@ type CapacityReleased struct {
 
 func (x *CapacityReleased) Reset() {
 	*x = CapacityReleased{}
-	mi := &file_spa_v1_events_proto_msgTypes[21]
+	mi := &file_spa_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +1946,7 @@ func (x *CapacityReleased) String() string {
 func (*CapacityReleased) ProtoMessage() {}
 
 func (x *CapacityReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[21]
+	mi := &file_spa_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +1959,7 @@ func (x *CapacityReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityReleased.ProtoReflect.Descriptor instead.
 func (*CapacityReleased) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CapacityReleased) GetService() Service {
@@ -1947,7 +2013,7 @@ type ClockAlerted struct {
 
 func (x *ClockAlerted) Reset() {
 	*x = ClockAlerted{}
-	mi := &file_spa_v1_events_proto_msgTypes[22]
+	mi := &file_spa_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2025,7 @@ func (x *ClockAlerted) String() string {
 func (*ClockAlerted) ProtoMessage() {}
 
 func (x *ClockAlerted) ProtoReflect() protoreflect.Message {
-	mi := &file_spa_v1_events_proto_msgTypes[22]
+	mi := &file_spa_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2038,7 @@ func (x *ClockAlerted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockAlerted.ProtoReflect.Descriptor instead.
 func (*ClockAlerted) Descriptor() ([]byte, []int) {
-	return file_spa_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClockAlerted) GetClock() string {
@@ -2025,7 +2091,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x10\n" +
 	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"\xdf\x0e\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\xa2\x0f\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\x05R\rschemaVersion\x12!\n" +
@@ -2062,7 +2128,8 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\rclock_alerted\x18# \x01(\v2\x14.spa.v1.ClockAlertedH\x00R\fclockAlerted\x12G\n" +
 	"\x11capacity_occupied\x18$ \x01(\v2\x18.spa.v1.CapacityOccupiedH\x00R\x10capacityOccupied\x12D\n" +
 	"\x10referral_amended\x18% \x01(\v2\x17.spa.v1.ReferralAmendedH\x00R\x0freferralAmended\x12A\n" +
-	"\x0fpolicy_switched\x18& \x01(\v2\x16.spa.v1.PolicySwitchedH\x00R\x0epolicySwitchedB\t\n" +
+	"\x0fpolicy_switched\x18& \x01(\v2\x16.spa.v1.PolicySwitchedH\x00R\x0epolicySwitched\x12A\n" +
+	"\x0fnothing_changed\x18' \x01(\v2\x16.spa.v1.NothingChangedH\x00R\x0enothingChangedB\t\n" +
 	"\apayload\"\x89\x02\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
@@ -2137,7 +2204,9 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
 	"\fprovider_ods\x18\x04 \x01(\tR\vproviderOds\"J\n" +
 	"\x13PatientLeftHospital\x123\n" +
-	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\x87\x01\n" +
+	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\".\n" +
+	"\x0eNothingChanged\x12\x1c\n" +
+	"\taggregate\x18\x01 \x01(\tR\taggregate\"\x87\x01\n" +
 	"\x0ePolicySwitched\x12&\n" +
 	"\x04rule\x18\x01 \x01(\x0e2\x12.spa.v1.PolicyRuleR\x04rule\x12\x0e\n" +
 	"\x02on\x18\x02 \x01(\bR\x02on\x12%\n" +
@@ -2195,7 +2264,7 @@ func file_spa_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_spa_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_spa_v1_events_proto_goTypes = []any{
 	(PolicyRule)(0),                  // 0: spa.v1.PolicyRule
 	(*Actor)(nil),                    // 1: spa.v1.Actor
@@ -2215,31 +2284,32 @@ var file_spa_v1_events_proto_goTypes = []any{
 	(*OfferMade)(nil),                // 15: spa.v1.OfferMade
 	(*AssignmentStatusChanged)(nil),  // 16: spa.v1.AssignmentStatusChanged
 	(*PatientLeftHospital)(nil),      // 17: spa.v1.PatientLeftHospital
-	(*PolicySwitched)(nil),           // 18: spa.v1.PolicySwitched
-	(*ReferralAmended)(nil),          // 19: spa.v1.ReferralAmended
-	(*CapacityReserved)(nil),         // 20: spa.v1.CapacityReserved
-	(*CapacityOccupied)(nil),         // 21: spa.v1.CapacityOccupied
-	(*CapacityReleased)(nil),         // 22: spa.v1.CapacityReleased
-	(*ClockAlerted)(nil),             // 23: spa.v1.ClockAlerted
-	nil,                              // 24: spa.v1.PathwayDecided.InputsEntry
-	nil,                              // 25: spa.v1.ReferralHeld.InputsEntry
-	nil,                              // 26: spa.v1.OfferMade.InputsEntry
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
-	(*ReferralDetails)(nil),          // 28: spa.v1.ReferralDetails
-	(CriterionToReside)(0),           // 29: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),            // 30: spa.v1.InfectionTest
-	(WithdrawalReason)(0),            // 31: spa.v1.WithdrawalReason
-	(*ProviderDetails)(nil),          // 32: spa.v1.ProviderDetails
-	(*Capacity)(nil),                 // 33: spa.v1.Capacity
-	(Service)(0),                     // 34: spa.v1.Service
-	(Pathway)(0),                     // 35: spa.v1.Pathway
-	(HoldReason)(0),                  // 36: spa.v1.HoldReason
-	(TaskStatus)(0),                  // 37: spa.v1.TaskStatus
-	(ClockLevel)(0),                  // 38: spa.v1.ClockLevel
+	(*NothingChanged)(nil),           // 18: spa.v1.NothingChanged
+	(*PolicySwitched)(nil),           // 19: spa.v1.PolicySwitched
+	(*ReferralAmended)(nil),          // 20: spa.v1.ReferralAmended
+	(*CapacityReserved)(nil),         // 21: spa.v1.CapacityReserved
+	(*CapacityOccupied)(nil),         // 22: spa.v1.CapacityOccupied
+	(*CapacityReleased)(nil),         // 23: spa.v1.CapacityReleased
+	(*ClockAlerted)(nil),             // 24: spa.v1.ClockAlerted
+	nil,                              // 25: spa.v1.PathwayDecided.InputsEntry
+	nil,                              // 26: spa.v1.ReferralHeld.InputsEntry
+	nil,                              // 27: spa.v1.OfferMade.InputsEntry
+	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
+	(*ReferralDetails)(nil),          // 29: spa.v1.ReferralDetails
+	(CriterionToReside)(0),           // 30: spa.v1.CriterionToReside
+	(*InfectionTest)(nil),            // 31: spa.v1.InfectionTest
+	(WithdrawalReason)(0),            // 32: spa.v1.WithdrawalReason
+	(*ProviderDetails)(nil),          // 33: spa.v1.ProviderDetails
+	(*Capacity)(nil),                 // 34: spa.v1.Capacity
+	(Service)(0),                     // 35: spa.v1.Service
+	(Pathway)(0),                     // 36: spa.v1.Pathway
+	(HoldReason)(0),                  // 37: spa.v1.HoldReason
+	(TaskStatus)(0),                  // 38: spa.v1.TaskStatus
+	(ClockLevel)(0),                  // 39: spa.v1.ClockLevel
 }
 var file_spa_v1_events_proto_depIdxs = []int32{
-	27, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	27, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
+	28, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	28, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: spa.v1.Envelope.actor:type_name -> spa.v1.Actor
 	4,  // 3: spa.v1.Envelope.referral_submitted:type_name -> spa.v1.ReferralSubmitted
 	5,  // 4: spa.v1.Envelope.criteria_to_reside_recorded:type_name -> spa.v1.CriteriaToResideRecorded
@@ -2254,46 +2324,47 @@ var file_spa_v1_events_proto_depIdxs = []int32{
 	15, // 13: spa.v1.Envelope.offer_made:type_name -> spa.v1.OfferMade
 	16, // 14: spa.v1.Envelope.assignment_status_changed:type_name -> spa.v1.AssignmentStatusChanged
 	17, // 15: spa.v1.Envelope.patient_left_hospital:type_name -> spa.v1.PatientLeftHospital
-	20, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
-	22, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
-	23, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
-	21, // 19: spa.v1.Envelope.capacity_occupied:type_name -> spa.v1.CapacityOccupied
-	19, // 20: spa.v1.Envelope.referral_amended:type_name -> spa.v1.ReferralAmended
-	18, // 21: spa.v1.Envelope.policy_switched:type_name -> spa.v1.PolicySwitched
-	2,  // 22: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
-	27, // 23: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
-	28, // 24: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
-	29, // 25: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
-	30, // 26: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
-	31, // 27: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
-	32, // 28: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
-	33, // 29: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
-	10, // 30: spa.v1.CapacityUpdated.counts:type_name -> spa.v1.CapacityDeclaration
-	34, // 31: spa.v1.CapacityDeclaration.service:type_name -> spa.v1.Service
-	27, // 32: spa.v1.CapacityDeclaration.as_of:type_name -> google.protobuf.Timestamp
-	35, // 33: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
-	34, // 34: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
-	24, // 35: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
-	36, // 36: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
-	25, // 37: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
-	36, // 38: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
-	34, // 39: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
-	34, // 40: spa.v1.OfferMade.service:type_name -> spa.v1.Service
-	26, // 41: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
-	37, // 42: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
-	27, // 43: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
-	0,  // 44: spa.v1.PolicySwitched.rule:type_name -> spa.v1.PolicyRule
-	28, // 45: spa.v1.ReferralAmended.details:type_name -> spa.v1.ReferralDetails
-	34, // 46: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
-	34, // 47: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
-	34, // 48: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
-	38, // 49: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
-	27, // 50: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	21, // 16: spa.v1.Envelope.capacity_reserved:type_name -> spa.v1.CapacityReserved
+	23, // 17: spa.v1.Envelope.capacity_released:type_name -> spa.v1.CapacityReleased
+	24, // 18: spa.v1.Envelope.clock_alerted:type_name -> spa.v1.ClockAlerted
+	22, // 19: spa.v1.Envelope.capacity_occupied:type_name -> spa.v1.CapacityOccupied
+	20, // 20: spa.v1.Envelope.referral_amended:type_name -> spa.v1.ReferralAmended
+	19, // 21: spa.v1.Envelope.policy_switched:type_name -> spa.v1.PolicySwitched
+	18, // 22: spa.v1.Envelope.nothing_changed:type_name -> spa.v1.NothingChanged
+	2,  // 23: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
+	28, // 24: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
+	29, // 25: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
+	30, // 26: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
+	31, // 27: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
+	32, // 28: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
+	33, // 29: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
+	34, // 30: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
+	10, // 31: spa.v1.CapacityUpdated.counts:type_name -> spa.v1.CapacityDeclaration
+	35, // 32: spa.v1.CapacityDeclaration.service:type_name -> spa.v1.Service
+	28, // 33: spa.v1.CapacityDeclaration.as_of:type_name -> google.protobuf.Timestamp
+	36, // 34: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
+	35, // 35: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
+	25, // 36: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
+	37, // 37: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
+	26, // 38: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
+	37, // 39: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
+	35, // 40: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
+	35, // 41: spa.v1.OfferMade.service:type_name -> spa.v1.Service
+	27, // 42: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
+	38, // 43: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
+	28, // 44: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
+	0,  // 45: spa.v1.PolicySwitched.rule:type_name -> spa.v1.PolicyRule
+	29, // 46: spa.v1.ReferralAmended.details:type_name -> spa.v1.ReferralDetails
+	35, // 47: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
+	35, // 48: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
+	35, // 49: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
+	39, // 50: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
+	28, // 51: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
@@ -2323,6 +2394,7 @@ func file_spa_v1_events_proto_init() {
 		(*Envelope_CapacityOccupied)(nil),
 		(*Envelope_ReferralAmended)(nil),
 		(*Envelope_PolicySwitched)(nil),
+		(*Envelope_NothingChanged)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2330,7 +2402,7 @@ func file_spa_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_events_proto_rawDesc), len(file_spa_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
