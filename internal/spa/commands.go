@@ -403,6 +403,13 @@ func DecideAmend(r Referral, c AmendReferral, now time.Time) (Event, error) {
 			d.Episode.ExpectedDischargeDate = c.Details.Episode.ExpectedDischargeDate
 		}
 	}
+	// Normalise works in place: on copies, never on the state's or the
+	// command's slices.
+	d.Needs.Equipment, d.CriteriaMet = slices.Clone(d.Needs.Equipment), slices.Clone(d.CriteriaMet)
+	if d.InfectionTest != nil {
+		t := *d.InfectionTest
+		d.InfectionTest = &t
+	}
 	n := SubmitReferral{Details: d}
 	n.Normalise()
 	d = n.Details
