@@ -12,11 +12,5 @@ import (
 // pathway again if the decision no longer fits.
 func (a *App) AmendReferral(ctx context.Context, meta Meta, c spa.AmendReferral) (uint64, bool, error) {
 	r, seq, err := update(ctx, a, meta, spa.AggregateReferral, c.ReferralID, "", false, one(spa.DecideAmend, c))
-	if err != nil {
-		return 0, false, err
-	}
-	if seq == 0 {
-		return r.Version, true, nil
-	}
-	return seq, false, nil
+	return answer(r.Version, seq, err)
 }

@@ -242,6 +242,19 @@ func record(meta Meta, id, causationID string, occurred, recorded time.Time, e s
 	}
 }
 
+// answer is the answer to a command that may decide nothing: the event's
+// sequence and false, or, when it decided nothing, the aggregate's version
+// and true (unchanged).
+func answer(version, seq uint64, err error) (uint64, bool, error) {
+	switch {
+	case err != nil:
+		return 0, false, err
+	case seq == 0:
+		return version, true, nil
+	}
+	return seq, false, nil
+}
+
 // one adapts a decision of a single event to update.
 func one[S, C any](decide func(S, C, time.Time) (spa.Event, error), c C) func(S, time.Time) (spa.Change, error) {
 	return func(s S, now time.Time) (spa.Change, error) {

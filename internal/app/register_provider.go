@@ -12,11 +12,5 @@ import (
 func (a *App) RegisterProvider(ctx context.Context, meta Meta, c spa.RegisterProvider) (uint64, bool, error) {
 	c.Normalise()
 	p, seq, err := update(ctx, a, meta, spa.AggregateProvider, c.Details.ODS, "", false, one(spa.DecideRegisterProvider, c))
-	if err != nil {
-		return 0, false, err
-	}
-	if seq == 0 {
-		return p.Version, true, nil
-	}
-	return seq, false, nil
+	return answer(p.Version, seq, err)
 }

@@ -12,13 +12,7 @@ import (
 // workers route by the switches in the log.
 func (a *App) SwitchPolicy(ctx context.Context, meta Meta, c spa.SwitchPolicy) (uint64, bool, error) {
 	l, seq, err := update(ctx, a, meta, spa.AggregatePolicy, spa.PolicyID(c.Rule), "", false, one(spa.DecideSwitchPolicy, c))
-	if err != nil {
-		return 0, false, err
-	}
-	if seq == 0 {
-		return l.Version, true, nil
-	}
-	return seq, false, nil
+	return answer(l.Version, seq, err)
 }
 
 // Policies returns the policy versions in force as the log has them: base

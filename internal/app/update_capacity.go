@@ -13,11 +13,5 @@ import (
 func (a *App) UpdateCapacity(ctx context.Context, meta Meta, c spa.UpdateCapacity) (uint64, bool, error) {
 	c.ProviderODS = strings.ToUpper(strings.TrimSpace(c.ProviderODS))
 	p, seq, err := update(ctx, a, meta, spa.AggregateProvider, c.ProviderODS, "", false, one(spa.DecideUpdateCapacity, c))
-	if err != nil {
-		return 0, false, err
-	}
-	if seq == 0 {
-		return p.Version, true, nil
-	}
-	return seq, false, nil
+	return answer(p.Version, seq, err)
 }
