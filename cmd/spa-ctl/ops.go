@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"spa/internal/jetstream"
-	"spa/internal/worker"
+	"spa/internal/query"
 )
 
 // natsCommand parses a command that talks to NATS directly (its
@@ -38,7 +38,7 @@ func (c *ctl) natsCommand(name string, args []string, extra func(fs *flag.FlagSe
 	if err != nil {
 		return nil, nil, err
 	}
-	return &natsConn{Conn: conn, client: worker.NewClient(conn)}, conn.Close, nil
+	return &natsConn{Conn: conn, client: query.NewClient(conn)}, conn.Close, nil
 }
 
 // initStreams creates SPA's JetStream assets on a cluster, or brings them
@@ -98,11 +98,11 @@ func (c *ctl) workers(ctx context.Context, args []string) error {
 	return nil
 }
 
-func rebuildSummary(r *worker.RebuildStatus) string {
+func rebuildSummary(r *query.RebuildStatus) string {
 	switch {
 	case r == nil:
 		return "-"
-	case r.State == worker.RebuildRunning:
+	case r.State == query.RebuildRunning:
 		return fmt.Sprintf("running: %s %d/%d", r.Phase, r.Applied, r.Target)
 	case r.Error != "":
 		return r.State + ": " + r.Error
@@ -171,7 +171,7 @@ func (c *ctl) rebuild(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.stderr, "rebuilding %d of %d workers' read models: %s\n", len(started), len(ids), strings.Join(started, ", "))
 
-	running := map[string]*worker.RebuildStatus{}
+	running := map[string]*query.RebuildStatus{}
 	lastSeen := map[string]time.Time{}
 	for _, id := range started {
 		running[id], lastSeen[id] = nil, time.Now()
@@ -191,9 +191,9 @@ func (c *ctl) rebuild(ctx context.Context, args []string) error {
 				results[id] = "cancelled (interrupted); the worker did not say how it ended"
 				deadline := time.Now().Add(10 * time.Second)
 				for time.Now().Before(deadline) {
-					var st worker.WorkerStatus
+					var st query.WorkerStatus
 					err := call(func(cctx context.Context) (err error) { st, err = nc.client.WorkerStatus(cctx, id); return err })
-					if err == nil && st.Rebuild != nil && st.Rebuild.State != worker.RebuildRunning {
+					if err == nil && st.Rebuild != nil && st.Rebuild.State != query.RebuildRunning {
 						results[id] = rebuildSummary(st.Rebuild)
 						break
 					}
@@ -205,7 +205,7 @@ func (c *ctl) rebuild(ctx context.Context, args []string) error {
 		case <-tick.C:
 		}
 		for id := range running {
-			var st worker.WorkerStatus
+			var st query.WorkerStatus
 			err := call(func(cctx context.Context) (err error) { st, err = nc.client.WorkerStatus(cctx, id); return err })
 			switch {
 			case err != nil && time.Since(lastSeen[id]) > 30*time.Second:
@@ -215,11 +215,11 @@ func (c *ctl) rebuild(ctx context.Context, args []string) error {
 			case st.Rebuild == nil:
 				results[id] = "failed: the worker has no rebuild (it restarted?)"
 				delete(running, id)
-			case st.Rebuild.State == worker.RebuildRunning:
+			case st.Rebuild.State == query.RebuildRunning:
 				lastSeen[id], running[id] = time.Now(), st.Rebuild
 			default:
 				results[id] = rebuildSummary(st.Rebuild)
-				if st.Rebuild.State == worker.RebuildSwapped {
+				if st.Rebuild.State == query.RebuildSwapped {
 					results[id] += fmt.Sprintf("\n  live    %s\n  rebuilt %s", st.Rebuild.Live, st.Rebuild.Rebuilt)
 				}
 				delete(running, id)
@@ -245,7 +245,7 @@ func (c *ctl) printRebuilds(ids []string, results map[string]string) error {
 	failed := 0
 	for _, id := range ids {
 		r := results[id]
-		if !strings.HasPrefix(r, worker.RebuildSwapped) {
+		if !strings.HasPrefix(r, query.RebuildSwapped) {
 			failed++
 		}
 		fmt.Fprintf(c.stdout, "%s: %s\n", id, r)
@@ -259,5 +259,5 @@ func (c *ctl) printRebuilds(ids []string, results map[string]string) error {
 // natsConn is a NATS connection and a worker client on it.
 type natsConn struct {
 	*nats.Conn
-	client *worker.Client
+	client *query.Client
 }

@@ -19,6 +19,7 @@ import (
 	"spa/internal/datadir"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
+	"spa/internal/query"
 	"spa/internal/rpc"
 	"spa/internal/spa"
 	"spa/internal/worker"
@@ -80,7 +81,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		}
 		return err
 	}
-	reads := worker.NewClient(nc)
+	reads := query.NewClient(nc)
 	application := app.New(store, reads, app.WithAudit(store, access))
 
 	lis, err := net.Listen("tcp", cfg.Listen)
@@ -170,7 +171,7 @@ func gracefulStop(srv *grpc.Server, grace time.Duration) {
 
 // watchHealth reports SERVING while NATS is connected, the event stream
 // answers and a read model answers; NOT_SERVING otherwise.
-func watchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, store *jetstream.Store, reads *worker.Client, log *slog.Logger) {
+func watchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, store *jetstream.Store, reads *query.Client, log *slog.Logger) {
 	serving := false
 	interval := 100 * time.Millisecond
 	for {

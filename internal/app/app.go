@@ -88,6 +88,10 @@ type App struct {
 	access      AccessLog
 	now         func() time.Time
 	maxAttempts int
+	// worker and routing: a worker's App takes routing steps and raises
+	// alerts (WithWorker).
+	worker  string
+	routing Routing
 }
 
 // Option adjusts an App.
@@ -121,16 +125,52 @@ type state[S any] interface {
 	Apply(spa.Record)
 }
 
-// update loads an aggregate, decides, and appends the change guarded by
-// the sequence it decided on (a provider event that comes with it, in the
-// same atomic batch). A lost race is decided again on the new state, up to
-// maxAttempts times, then answered with spa.ErrConcurrentChange. It returns
-// the state after the event and the event's sequence (0 when decide
-// returned no event: nothing to append).
+// change is the one load-decide-append loop of every use case that
+// changes the log: it loads an aggregate's events, decides, and appends
+// what was decided, atomically, each event under its guard. A lost race is
+// decided again on the events as they are then (after settle has let the
+// decider's other sources catch up, when given), up to maxAttempts times,
+// then answered with spa.ErrConcurrentChange. It returns the sequences
+// appended: none when decide had nothing to append.
 //
-// With assumeNew the first attempt decides on an empty aggregate without
-// loading it: right for a new submission, and one that exists after all
-// makes the append fail as a lost race, which loads it.
+// With fresh the first attempt decides on no events without loading:
+// right for a new aggregate, and one that exists after all makes the
+// append fail as a lost race, which loads it.
+func (a *App) change(ctx context.Context, agg spa.Aggregate, id string, fresh bool, settle func(context.Context) error,
+	decide func(recs []spa.Record, last uint64) ([]spa.Append, error)) ([]uint64, error) {
+	for attempt := 1; ; attempt++ {
+		var recs []spa.Record
+		var last uint64
+		if !fresh || attempt > 1 {
+			var err error
+			if recs, last, err = a.store.Load(ctx, agg, id); err != nil {
+				return nil, err
+			}
+		}
+		batch, err := decide(recs, last)
+		if err != nil || len(batch) == 0 {
+			return nil, err
+		}
+		seqs, err := a.store.AppendBatch(ctx, batch)
+		if errors.Is(err, spa.ErrConcurrentChange) && attempt < a.maxAttempts {
+			if settle != nil {
+				if err := settle(ctx); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		return seqs, err
+	}
+}
+
+// update runs a client's command on an aggregate through change: it
+// rebuilds the aggregate's state, decides, and appends the change guarded
+// by the sequence it decided on (a provider event that comes with it, in
+// the same atomic batch). It returns the state after the event and the
+// event's sequence (0 when decide returned no event: nothing to append).
+// With assumeNew the first attempt decides on an empty aggregate (a new
+// submission).
 //
 // A command with a request id that an event of the aggregate already
 // carries is a retry: the same request is answered as the first time (the
@@ -144,21 +184,22 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 	// wildcard subject); decide then reports it as a field violation.
 	valid := spa.ValidAggregateID(agg, id)
 	idErr := spa.CheckRequestID(meta.Request.ID)
-	for attempt := 1; ; attempt++ {
-		var s S
-		var last uint64
-		if valid && (!assumeNew || attempt > 1) {
-			recs, l, err := a.store.Load(ctx, agg, id)
-			if err != nil {
-				return s, 0, err
-			}
-			if first := retried(recs, meta.Request); idErr == nil && first >= 0 {
-				return answered[S, P](recs[:first+1], meta.Request, agg, id)
-			}
-			for _, rec := range recs {
-				P(&s).Apply(rec)
-			}
-			last = l
+	var (
+		s       S
+		retry   bool   // the command is a retry, answered from the log
+		seq     uint64 // a retry's answer
+		decided spa.Record
+	)
+	attempt := func(recs []spa.Record, last uint64) ([]spa.Append, error) {
+		if first := retried(recs, meta.Request); idErr == nil && first >= 0 {
+			var err error
+			retry = true
+			s, seq, err = answered[S, P](recs[:first+1], meta.Request, agg, id)
+			return nil, err
+		}
+		s = *new(S)
+		for _, rec := range recs {
+			P(&s).Apply(rec)
 		}
 		recorded := a.now()
 		// A bad occurred_at or request id is reported with the rest of the
@@ -166,39 +207,43 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 		now, timeErr := spa.BusinessTime(meta.OccurredAt, recorded)
 		ch, err := decide(s, now)
 		if err = spa.JoinInvalid(err, timeErr, idErr); err != nil {
-			return s, 0, err
+			return nil, err
 		}
 		if ch.Event == nil {
 			if meta.Request.ID == "" || !valid {
-				return s, 0, nil
+				return nil, nil
 			}
 			// Decided nothing: noted, so that a retry is answered so
 			// too, whatever happens to the state meanwhile.
 			ch.Event = spa.NothingChanged{Aggregate: agg}
 		}
 		if !valid {
-			return s, 0, fmt.Errorf("app: decided %s for the invalid %s id %q", spa.EventName(ch.Event), agg, id)
+			return nil, fmt.Errorf("app: decided %s for the invalid %s id %q", spa.EventName(ch.Event), agg, id)
 		}
-		rec := record(meta, id, causationID, now, recorded, ch.Event)
-		rec.Request = meta.Request
-		batch := []spa.Append{{Record: rec, Expected: last, Guard: true}}
+		decided = record(meta, id, causationID, now, recorded, ch.Event)
+		decided.Request = meta.Request
+		batch := []spa.Append{{Record: decided, Expected: last, Guard: true}}
 		if ch.Provider != nil {
-			batch = append(batch, spa.Append{Record: record(meta, ch.ProviderODS, rec.EventID, now, recorded, ch.Provider), Guard: ch.GuardProvider})
+			batch = append(batch, spa.Append{Record: record(meta, ch.ProviderODS, decided.EventID, now, recorded, ch.Provider), Guard: ch.GuardProvider})
 		}
-		seqs, err := a.store.AppendBatch(ctx, batch)
-		if errors.Is(err, spa.ErrConcurrentChange) && attempt < a.maxAttempts {
-			continue
-		}
-		if err != nil {
-			return s, 0, err
-		}
-		rec.Sequence = seqs[0]
-		P(&s).Apply(rec)
-		if _, noted := ch.Event.(spa.NothingChanged); noted {
-			return s, 0, nil
-		}
-		return s, seqs[0], nil
+		return batch, nil
 	}
+	var seqs []uint64
+	var err error
+	if valid {
+		seqs, err = a.change(ctx, agg, id, assumeNew, nil, attempt)
+	} else {
+		_, err = attempt(nil, 0) // decides, to report the bad id; appends nothing
+	}
+	if err != nil || retry || len(seqs) == 0 {
+		return s, seq, err
+	}
+	decided.Sequence = seqs[0]
+	P(&s).Apply(decided)
+	if _, noted := decided.Event.(spa.NothingChanged); noted {
+		return s, 0, nil
+	}
+	return s, seqs[0], nil
 }
 
 // retried returns the index of the record appended by the request with

@@ -649,6 +649,11 @@ func (m *Model) AwaitingCapacity() ([]spa.Referral, error) {
 	return m.referrals(func(r spa.Referral) bool { return r.Status == spa.StatusAwaitingCapacity })
 }
 
+// AwaitingTest returns the referrals held for an infection test.
+func (m *Model) AwaitingTest() ([]spa.Referral, error) {
+	return m.referrals(func(r spa.Referral) bool { return r.Hold == spa.HoldReasonAwaitingTest })
+}
+
 // Referrals returns every referral that is not withdrawn or completed,
 // oldest first.
 func (m *Model) Referrals() ([]spa.Referral, error) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"spa/internal/projection"
 	"spa/internal/spa"
 	"spa/internal/worker"
 )
@@ -51,7 +52,7 @@ func (w *WorkerFlags) Config(dataDir string, now time.Time) (worker.Config, erro
 			return cfg, fmt.Errorf("--skip-undecodable %q: want sequences (1234,5678)", w.Skip)
 		}
 		if cfg.Skip == nil {
-			cfg.Skip = worker.Skips{}
+			cfg.Skip = projection.Skips{}
 		}
 		cfg.Skip[seq] = true
 	}

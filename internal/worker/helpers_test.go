@@ -12,6 +12,8 @@ import (
 
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
+	"spa/internal/query"
+	"spa/internal/scheduler"
 	"spa/internal/worker"
 )
 
@@ -46,8 +48,8 @@ func TestDuplicateWorkerID(t *testing.T) {
 	srv := jetstreamtest.Start(t)
 	nc := jetstreamtest.Connect(t, srv)
 	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
-	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "twin", Scheduler: worker.SchedulerConfig{Disabled: true}})
-	reads := worker.NewClient(nc)
+	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "twin", Scheduler: scheduler.Config{Disabled: true}})
+	reads := query.NewClient(nc)
 	poll(t, "the first worker answers", func() bool {
 		_, err := reads.WorkerStatus(context.Background(), "twin")
 		return err == nil

@@ -14,6 +14,9 @@ import (
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
+	"spa/internal/projection"
+	"spa/internal/query"
+	"spa/internal/scheduler"
 	"spa/internal/spa"
 	"spa/internal/worker"
 )
@@ -39,14 +42,14 @@ func TestUndecodableEventHaltsTheProjection(t *testing.T) {
 	}
 	appendNotReady(t, store, "poison-03")
 
-	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
+	reads := query.NewClient(jetstreamtest.Connect(t, srv))
 	dir := t.TempDir()
-	run := func(skip worker.Skips) func() {
-		return runWorker(t, nc, store, worker.Config{DataDir: dir, ID: "poisoned", Skip: skip, Scheduler: worker.SchedulerConfig{Disabled: true}})
+	run := func(skip projection.Skips) func() {
+		return runWorker(t, nc, store, worker.Config{DataDir: dir, ID: "poisoned", Skip: skip, Scheduler: scheduler.Config{Disabled: true}})
 	}
-	halted := func() worker.WorkerStatus {
+	halted := func() query.WorkerStatus {
 		t.Helper()
-		var st worker.WorkerStatus
+		var st query.WorkerStatus
 		poll(t, "the projection halts at sequence 4", func() bool {
 			var err error
 			st, err = reads.WorkerStatus(ctx, "poisoned")
@@ -73,7 +76,7 @@ func TestUndecodableEventHaltsTheProjection(t *testing.T) {
 	halted()
 	stop()
 
-	stop = run(worker.Skips{4: true})
+	stop = run(projection.Skips{4: true})
 	defer stop()
 	poll(t, "serving past the skipped event", func() bool {
 		st, err := reads.WorkerStatus(ctx, "poisoned")
@@ -88,10 +91,10 @@ func TestUndecodableEventHaltsTheProjection(t *testing.T) {
 	}
 	poll(t, "rebuilt", func() bool {
 		st, err := reads.WorkerStatus(ctx, "poisoned")
-		return err == nil && st.Rebuild != nil && st.Rebuild.State != worker.RebuildRunning
+		return err == nil && st.Rebuild != nil && st.Rebuild.State != query.RebuildRunning
 	})
 	st, _ = reads.WorkerStatus(ctx, "poisoned")
-	if st.Rebuild.State != worker.RebuildSwapped || st.Rebuild.Live != st.Rebuild.Rebuilt {
+	if st.Rebuild.State != query.RebuildSwapped || st.Rebuild.Live != st.Rebuild.Rebuilt {
 		t.Fatalf("rebuild past the skipped event: %+v", st.Rebuild)
 	}
 }
@@ -125,13 +128,13 @@ func TestUndecodableProviderEventSteppedOver(t *testing.T) {
 	if err != nil || !strings.Contains(string(ack.Data), `"seq":3`) {
 		t.Fatalf("publish the bad message: %v %s", err, ack.Data)
 	}
-	skip := worker.Skips{3: true}
+	skip := projection.Skips{3: true}
 	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{Skip: skip})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a = app.New(store, nil)
-	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "provider-poison", Skip: skip, Scheduler: worker.SchedulerConfig{Disabled: true}})
+	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "provider-poison", Skip: skip, Scheduler: scheduler.Config{Disabled: true}})
 	res, err := a.SubmitReferral(ctx, app.Meta{}, spa.SubmitReferral{RequestID: "provider-poison-1", Details: spa.Details{
 		Patient:      spa.Patient{NHSNumber: "9434765919", GivenName: "Ann", FamilyName: "Patient", BirthDate: "1940-01-01", Postcode: "BR1 3JH", Borough: "Bromley"},
 		Episode:      spa.Episode{SiteODS: "RJZ30", Ward: "Darwin Ward", AdmissionDate: spa.LocalDate(now.AddDate(0, 0, -3))},
@@ -174,12 +177,12 @@ func TestSteppedOverLastEventKeepsTheModel(t *testing.T) {
 	if err != nil || !strings.Contains(string(ack.Data), `"seq":3`) {
 		t.Fatalf("publish the bad message: %v %s", err, ack.Data)
 	}
-	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
+	reads := query.NewClient(jetstreamtest.Connect(t, srv))
 	dir := t.TempDir()
-	skip := worker.Skips{3: true}
+	skip := projection.Skips{3: true}
 	for run := range 2 {
 		var logged lockedBuffer
-		stop := runWorker(t, nc, store, worker.Config{DataDir: dir, ID: "stepped", Skip: skip, Scheduler: worker.SchedulerConfig{Disabled: true},
+		stop := runWorker(t, nc, store, worker.Config{DataDir: dir, ID: "stepped", Skip: skip, Scheduler: scheduler.Config{Disabled: true},
 			Log: slog.New(slog.NewTextHandler(&logged, nil))})
 		poll(t, "serving past the skipped event", func() bool {
 			st, err := reads.WorkerStatus(ctx, "stepped")

@@ -11,6 +11,8 @@ import (
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
+	"spa/internal/query"
+	"spa/internal/scheduler"
 	"spa/internal/spa"
 	"spa/internal/worker"
 )
@@ -51,8 +53,8 @@ func TestRebuildFromTheLogWhileServing(t *testing.T) {
 		}
 	}
 
-	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "rebuilder", Scheduler: worker.SchedulerConfig{Disabled: true}})
-	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
+	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "rebuilder", Scheduler: scheduler.Config{Disabled: true}})
+	reads := query.NewClient(jetstreamtest.Connect(t, srv))
 	poll(t, "worker caught up", func() bool {
 		st, err := reads.Status(ctx)
 		return err == nil && st.Applied == uint64((perReferral-1)*referrals)
@@ -103,7 +105,7 @@ func TestRebuildFromTheLogWhileServing(t *testing.T) {
 	if st, err := reads.Rebuild(rctx, "rebuilder", false); spa.KindOf(err) != spa.KindFailedPrecondition {
 		t.Errorf("second rebuild: %+v, %v; want busy", st, err)
 	}
-	var res *worker.RebuildStatus
+	var res *query.RebuildStatus
 	var progress []string
 	poll(t, "rebuild finished", func() bool {
 		st, err := reads.WorkerStatus(rctx, "rebuilder")
@@ -111,15 +113,15 @@ func TestRebuildFromTheLogWhileServing(t *testing.T) {
 			return false
 		}
 		res = st.Rebuild
-		if res.State == worker.RebuildRunning {
+		if res.State == query.RebuildRunning {
 			progress = append(progress, fmt.Sprintf("%s %d/%d", res.Phase, res.Applied, res.Target))
 		}
-		return res.State != worker.RebuildRunning
+		return res.State != query.RebuildRunning
 	})
 	<-appended
 	stopQueries()
 	wg.Wait()
-	if res.State != worker.RebuildSwapped || res.Error != "" || res.Live != res.Rebuilt || res.ComparedAt < uint64((perReferral-1)*referrals) {
+	if res.State != query.RebuildSwapped || res.Error != "" || res.Live != res.Rebuilt || res.ComparedAt < uint64((perReferral-1)*referrals) {
 		t.Fatalf("rebuild: %+v", res)
 	}
 	poll(t, "all events applied after the swap", func() bool {

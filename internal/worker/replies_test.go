@@ -11,6 +11,8 @@ import (
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
+	"spa/internal/query"
+	"spa/internal/scheduler"
 	"spa/internal/spa"
 	"spa/internal/worker"
 )
@@ -55,8 +57,8 @@ func TestRepliesFit(t *testing.T) {
 		appendTo(id, id+"-offer", spa.OfferMade{AssignmentID: spa.AssignmentIDFor(id, 1), ProviderODS: "BUSY1", Service: spa.ServiceHomeCareReablement})
 	}
 
-	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "replies", Scheduler: worker.SchedulerConfig{Disabled: true}})
-	reads := worker.NewClient(jetstreamtest.Connect(t, srv))
+	runWorker(t, nc, store, worker.Config{DataDir: t.TempDir(), ID: "replies", Scheduler: scheduler.Config{Disabled: true}})
+	reads := query.NewClient(jetstreamtest.Connect(t, srv))
 	end := last[spa.ReferralIDFor(fmt.Sprintf("replies-%04d", offers))]
 	poll(t, "worker serving", func() bool {
 		st, err := reads.Status(ctx)

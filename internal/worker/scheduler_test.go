@@ -16,6 +16,7 @@ import (
 	"spa/internal/await"
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
+	"spa/internal/scheduler"
 	"spa/internal/spa"
 	"spa/internal/worker"
 )
@@ -58,7 +59,7 @@ func TestSchedulerFailover(t *testing.T) {
 		wctx, cancel := context.WithCancel(ctx)
 		w := &running{nc: nc, cancel: cancel, done: make(chan error, 1)}
 		cfg := worker.Config{DataDir: t.TempDir(), ID: id, Log: log,
-			Scheduler: worker.SchedulerConfig{Interval: 20 * time.Millisecond, Now: clock.Now}}
+			Scheduler: scheduler.Config{Interval: 20 * time.Millisecond, Now: clock.Now}}
 		go func() { w.done <- worker.Run(wctx, nc, store, cfg, nil) }()
 		workers[id] = w
 		t.Cleanup(func() { cancel(); <-w.done })

@@ -1,8 +1,9 @@
 // Package worker is what spa-worker runs, and what spa-server runs in the
-// all-in-one mode: it projects the event log into this worker's own bbolt
-// read model, answers queries from it over NATS request/reply, routes
-// referrals to providers, and (one worker at a time) raises the clocks'
-// alerts.
+// all-in-one mode: it puts together this worker's own bbolt read model and
+// the jobs that run on it: the projection of the event log into it
+// (package projection), the answers to queries and control requests over
+// NATS (queryserver), the routing (router) and, one worker at a time, the
+// clocks (scheduler); the steps those take are the application's (app).
 package worker
 
 import (
@@ -17,14 +18,17 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
+	"spa/internal/app"
 	"spa/internal/backoff"
 	"spa/internal/bolt"
 	ijs "spa/internal/jetstream"
+	"spa/internal/projection"
+	"spa/internal/query"
+	"spa/internal/queryserver"
+	"spa/internal/router"
+	"spa/internal/scheduler"
 	"spa/internal/spa"
 )
-
-// Version is the worker's version, reported by its query service.
-const Version = "0.2.0"
 
 // ReadModelFile is the read model's file name inside the data directory.
 const ReadModelFile = "readmodel.db"
@@ -40,9 +44,9 @@ type Config struct {
 	// log apply to; nil means spa.DefaultPolicies.
 	Policies spa.Policies
 	// Scheduler configures the clock scheduler.
-	Scheduler SchedulerConfig
-	// Skip are undecodable events to step over (see Skips).
-	Skip Skips
+	Scheduler scheduler.Config
+	// Skip are undecodable events to step over (see projection.Skips).
+	Skip projection.Skips
 	Log  *slog.Logger
 }
 
@@ -70,7 +74,7 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 	}
 	// Two workers of one name would answer each other's control requests.
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	st, err := NewClient(nc).WorkerStatus(pctx, cfg.ID)
+	st, err := query.NewClient(nc).WorkerStatus(pctx, cfg.ID)
 	cancel()
 	if err == nil {
 		return fmt.Errorf("worker id %q is in use by a running worker (applied %d): give each worker its own --worker-id", cfg.ID, st.Applied)
@@ -88,9 +92,10 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 		}
 		return err
 	}
-	proj := NewProjector(store, model, cfg.Skip, log)
+	proj := projection.New(store, model, cfg.Skip, log)
 	var serving atomic.Bool
-	stopControl, err := serveControl(nc, &control{id: cfg.ID, model: model, proj: proj, feed: feedFrom(store, cfg.Skip), log: log, serving: &serving})
+	stopControl, err := queryserver.ServeControl(nc, queryserver.Control{ID: cfg.ID, Model: model, Halted: proj.Halted,
+		Feed: projection.Feed(store, cfg.Skip), Serving: &serving, Log: log})
 	if err != nil {
 		return err
 	}
@@ -126,29 +131,26 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 		policies = spa.DefaultPolicies
 	}
 	caughtUp := func() bool { return waitCaughtUp(gctx, model, proj, target) }
-	router := NewRouter(cfg.ID, store, model, proj.Halted, cfg.Skip, policies, log)
+	steps := app.New(store, nil, app.WithWorker(cfg.ID, routing{store: store, model: model, defaults: policies}))
 	g.Go(func() error {
 		if !caughtUp() {
 			return nil
 		}
-		return router.Run(gctx)
+		return router.New(steps, store, model, proj.Halted, cfg.Skip, log).Run(gctx)
 	})
 	if !cfg.Scheduler.Disabled {
-		sc := cfg.Scheduler
-		sc.Policies = func() (spa.Policies, error) { return model.Policies(policies) }
-		sc.Route = router.Route
 		g.Go(func() error {
 			if !caughtUp() {
 				return nil
 			}
-			return NewScheduler(cfg.ID, store, model, proj.Halted, sc, log).Run(gctx)
+			return scheduler.New(cfg.ID, steps, store, model, proj.Halted, policies, cfg.Scheduler, log).Run(gctx)
 		})
 	}
 	g.Go(func() error {
 		if !caughtUp() {
 			return nil
 		}
-		stop, err := serveQueries(nc, model, store)
+		stop, err := queryserver.ServeQueries(nc, model, store)
 		if err != nil {
 			return err
 		}
@@ -175,7 +177,7 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 
 // waitCaughtUp waits until the model has applied target (true), the
 // projection halts or ctx ends.
-func waitCaughtUp(ctx context.Context, model *bolt.Model, proj *Projector, target uint64) bool {
+func waitCaughtUp(ctx context.Context, model *bolt.Model, proj *projection.Projector, target uint64) bool {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -188,41 +190,29 @@ func waitCaughtUp(ctx context.Context, model *bolt.Model, proj *Projector, targe
 	return model.WaitFor(ctx, target) == nil
 }
 
-// feedFrom feeds a read model from the event log, a thousand events per
-// transaction, as the projector would: deleted sequences and the skipped
-// undecodable events are stepped over, and any other event that cannot be
-// decoded fails the feed.
-func feedFrom(store *ijs.Store, skip Skips) bolt.Feed {
-	return func(ctx context.Context, m *bolt.Model, from, to uint64) error {
-		var batch []bolt.Entry
-		flush := func() error {
-			err := m.Apply(batch)
-			batch = batch[:0]
-			return err
-		}
-		next := from
-		err := store.Replay(ctx, spa.EventFilter{FromSeq: from, ToSeq: to}, func(e spa.StoredEvent) error {
-			if e.Sequence > next {
-				gap, err := holes(ctx, store, next, e.Sequence-1)
-				if err != nil {
-					return err
-				}
-				batch = append(batch, gap...)
-			}
-			entry, err := skip.entry(e)
-			if err != nil {
-				return fmt.Errorf("worker: sequence %d on %s: %w", e.Sequence, e.Subject, err)
-			}
-			batch = append(batch, entry)
-			next = e.Sequence + 1
-			if len(batch) >= fetchBatch {
-				return flush()
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return flush()
+// routing is the routing steps' view of this worker's read model.
+type routing struct {
+	store    *ijs.Store
+	model    *bolt.Model
+	defaults spa.Policies
+}
+
+func (r routing) Providers(borough string) ([]spa.Provider, error) {
+	return r.model.Providers(bolt.ProviderFilter{Borough: borough})
+}
+
+func (r routing) AwaitingCapacity() ([]spa.Referral, error) { return r.model.AwaitingCapacity() }
+
+func (r routing) AwaitingTest() ([]spa.Referral, error) { return r.model.AwaitingTest() }
+
+func (r routing) Policies() (spa.Policies, error) { return r.model.Policies(r.defaults) }
+
+func (r routing) CatchUp(ctx context.Context) error {
+	last, err := r.store.LastSequence(ctx)
+	if err != nil {
+		return err
 	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return r.model.WaitFor(wctx, last)
 }

@@ -21,9 +21,9 @@ import (
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 	ijs "spa/internal/jetstream"
+	"spa/internal/query"
 	"spa/internal/referraltest"
 	"spa/internal/spa"
-	"spa/internal/worker"
 )
 
 // retryable reports whether a call's failure passes with time: the server
@@ -492,7 +492,7 @@ func (e *events) settle(t testing.TB, applied func() ([]uint64, bool)) (uint64, 
 // workerApplied returns a function that reads the named workers' applied
 // sequences over their control subjects.
 func workerApplied(nc *nats.Conn, ids ...string) func() ([]uint64, bool) {
-	wc := worker.NewClient(nc)
+	wc := query.NewClient(nc)
 	return func() ([]uint64, bool) {
 		var out []uint64
 		for _, id := range ids {
@@ -550,7 +550,7 @@ func ctlRebuild(t testing.TB, natsURL string, ids ...string) map[string]rebuilt 
 		switch {
 		case !ok:
 			t.Errorf("spa-ctl rebuild did not report worker %s:\n%s", id, stdout)
-		case !strings.HasPrefix(r.state, worker.RebuildSwapped) || r.live == "" || r.live != r.rebuilt:
+		case !strings.HasPrefix(r.state, query.RebuildSwapped) || r.live == "" || r.live != r.rebuilt:
 			t.Errorf("worker %s rebuild: %s, live %q, rebuilt %q", id, r.state, r.live, r.rebuilt)
 		default:
 			t.Logf("spa-ctl rebuild: %s %s, digest %s", id, r.state, r.live)

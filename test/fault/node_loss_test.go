@@ -11,7 +11,7 @@ import (
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
-	"spa/internal/worker"
+	"spa/internal/query"
 )
 
 // electionWindow is how long after a node's loss the SPA processes' log
@@ -135,8 +135,8 @@ func TestNodeLoss(t *testing.T) {
 	// after their ack wait): both models at the log's last sequence, equal
 	// to each other and to a rebuild, and resubmitting appends nothing.
 	last, settled := ev.settle(t, applied)
-	wc := worker.NewClient(nc)
-	var digests []worker.Status
+	wc := query.NewClient(nc)
+	var digests []query.Status
 	for _, id := range ids {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		d, err := wc.WorkerDigest(ctx, id)

@@ -8,7 +8,7 @@ import (
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
-	"spa/internal/worker"
+	"spa/internal/query"
 )
 
 // TestWorkerKills runs a nats-server, a spa-server that takes commands
@@ -44,8 +44,8 @@ func TestWorkerKills(t *testing.T) {
 	conn := dial(t, addr)
 	waitServing(t, conn, s, time.Now())
 	client := spav1.NewReferralServiceClient(conn)
-	wc := worker.NewClient(nc)
-	status := func() (worker.WorkerStatus, error) {
+	wc := query.NewClient(nc)
+	status := func() (query.WorkerStatus, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		return wc.WorkerStatus(ctx, workerID)
@@ -59,7 +59,7 @@ func TestWorkerKills(t *testing.T) {
 	state := 0
 	// observe polls the worker's status until cond holds; it records when
 	// the worker first serves after its start.
-	observe := func(what string, cond func(st worker.WorkerStatus, err error) bool) {
+	observe := func(what string, cond func(st query.WorkerStatus, err error) bool) {
 		t.Helper()
 		await.True(t, startWithin, what, func() bool {
 			if !w.running() {
@@ -91,16 +91,16 @@ func TestWorkerKills(t *testing.T) {
 		switch mode {
 		case 0: // a random moment 100ms-1s after start: starting, catching up or serving
 			until := started.Add(100*time.Millisecond + randDur(rng, 900*time.Millisecond))
-			observe("kill moment", func(worker.WorkerStatus, error) bool { return time.Now().After(until) })
+			observe("kill moment", func(query.WorkerStatus, error) bool { return time.Now().After(until) })
 		case 1: // once it serves, 0-300ms later
-			observe("worker serving", func(st worker.WorkerStatus, err error) bool { return err == nil && st.Serving })
+			observe("worker serving", func(st query.WorkerStatus, err error) bool { return err == nil && st.Serving })
 			until := time.Now().Add(randDur(rng, 300*time.Millisecond))
-			observe("kill moment", func(worker.WorkerStatus, error) bool { return time.Now().After(until) })
+			observe("kill moment", func(query.WorkerStatus, error) bool { return time.Now().After(until) })
 		case 2: // as soon as it answers its status: catching up, if behind
-			observe("worker answers its status", func(_ worker.WorkerStatus, err error) bool { return err == nil })
+			observe("worker answers its status", func(_ query.WorkerStatus, err error) bool { return err == nil })
 		case 3: // very early: 0-200ms after start
 			until := started.Add(randDur(rng, 200*time.Millisecond))
-			observe("kill moment", func(worker.WorkerStatus, error) bool { return time.Now().After(until) })
+			observe("kill moment", func(query.WorkerStatus, error) bool { return time.Now().After(until) })
 		}
 		w.kill()
 		killedWhile[state]++
@@ -115,7 +115,7 @@ func TestWorkerKills(t *testing.T) {
 		w.start()
 		started, servedAt = time.Now(), -1
 	}
-	observe("worker serving after the last kill", func(st worker.WorkerStatus, err error) bool { return err == nil && st.Serving })
+	observe("worker serving after the last kill", func(st query.WorkerStatus, err error) bool { return err == nil && st.Serving })
 	l.end()
 	acks := l.check()
 	if len(acks) == 0 {

@@ -1,4 +1,6 @@
-package worker
+// Package projection feeds a worker's read model from the event log, in
+// sequence order, never skipping an event.
+package projection
 
 import (
 	"context"
@@ -37,9 +39,9 @@ type Projector struct {
 	halted chan struct{}
 }
 
-// NewProjector returns a projector of the event log into model that steps
-// over the undecodable events in skip.
-func NewProjector(store *ijs.Store, model *bolt.Model, skip Skips, log *slog.Logger) *Projector {
+// New returns a projector of the event log into model that steps over the
+// undecodable events in skip.
+func New(store *ijs.Store, model *bolt.Model, skip Skips, log *slog.Logger) *Projector {
 	return &Projector{store: store, model: model, skip: skip, log: log, halted: make(chan struct{})}
 }
 
@@ -122,7 +124,7 @@ func holes(ctx context.Context, store *ijs.Store, from, to uint64) ([]bolt.Entry
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("worker: events %d-%d missing from what was read", from, to)
+		return nil, fmt.Errorf("projection: events %d-%d missing from what was read", from, to)
 	}
 	entries := make([]bolt.Entry, 0, to-from+1)
 	for seq := from; seq <= to; seq++ {
@@ -183,4 +185,43 @@ func (s Skips) entry(e spa.StoredEvent) (bolt.Entry, error) {
 		return entry, nil
 	}
 	return bolt.Entry{}, err
+}
+
+// Feed feeds a read model from the event log, a thousand events per
+// transaction, as the projector would: deleted sequences and the skipped
+// undecodable events are stepped over, and any other event that cannot be
+// decoded fails the feed.
+func Feed(store *ijs.Store, skip Skips) bolt.Feed {
+	return func(ctx context.Context, m *bolt.Model, from, to uint64) error {
+		var batch []bolt.Entry
+		flush := func() error {
+			err := m.Apply(batch)
+			batch = batch[:0]
+			return err
+		}
+		next := from
+		err := store.Replay(ctx, spa.EventFilter{FromSeq: from, ToSeq: to}, func(e spa.StoredEvent) error {
+			if e.Sequence > next {
+				gap, err := holes(ctx, store, next, e.Sequence-1)
+				if err != nil {
+					return err
+				}
+				batch = append(batch, gap...)
+			}
+			entry, err := skip.entry(e)
+			if err != nil {
+				return fmt.Errorf("projection: sequence %d on %s: %w", e.Sequence, e.Subject, err)
+			}
+			batch = append(batch, entry)
+			next = e.Sequence + 1
+			if len(batch) >= fetchBatch {
+				return flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return flush()
+	}
 }

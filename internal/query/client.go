@@ -1,4 +1,4 @@
-package worker
+package query
 
 import (
 	"context"
@@ -67,7 +67,7 @@ func (c *Client) callJSON(ctx context.Context, subject string) (Status, error) {
 		return st, err
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
-		return st, fmt.Errorf("worker: decode %s reply: %w", subject, err)
+		return st, fmt.Errorf("query: decode %s reply: %w", subject, err)
 	}
 	return st, nil
 }
@@ -75,14 +75,14 @@ func (c *Client) callJSON(ctx context.Context, subject string) (Status, error) {
 func (c *Client) call(ctx context.Context, subject string, in, out proto.Message) error {
 	data, err := proto.Marshal(in)
 	if err != nil {
-		return fmt.Errorf("worker: encode %s: %w", subject, err)
+		return fmt.Errorf("query: encode %s: %w", subject, err)
 	}
 	reply, err := c.request(ctx, subject, data)
 	if err != nil {
 		return err
 	}
 	if err := proto.Unmarshal(reply, out); err != nil {
-		return fmt.Errorf("worker: decode %s reply: %w", subject, err)
+		return fmt.Errorf("query: decode %s reply: %w", subject, err)
 	}
 	return nil
 }
@@ -99,7 +99,7 @@ func (c *Client) request(ctx context.Context, subject string, data []byte) ([]by
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	margin := time.Until(deadline) / 10
-	msg.Header.Set(headerWaitUntil, strconv.FormatInt(deadline.Add(-margin).UnixNano(), 10))
+	msg.Header.Set(HeaderWaitUntil, strconv.FormatInt(deadline.Add(-margin).UnixNano(), 10))
 	reply, err := c.nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
@@ -109,7 +109,7 @@ func (c *Client) request(ctx context.Context, subject string, data []byte) ([]by
 	case ijs.Retryable(err):
 		return nil, &spa.Error{Kind: spa.KindUnavailable, Message: "the read models cannot be reached for the moment; retry", Cause: err}
 	case err != nil:
-		return nil, fmt.Errorf("worker: request %s: %w", subject, err)
+		return nil, fmt.Errorf("query: request %s: %w", subject, err)
 	}
 	return replyData(reply)
 }
@@ -122,12 +122,12 @@ func replyData(reply *nats.Msg) ([]byte, error) {
 		return reply.Data, nil
 	}
 	kind, ok := map[string]spa.Kind{
-		codeInvalid: spa.KindInvalid, codeNotFound: spa.KindNotFound, codeConflict: spa.KindFailedPrecondition,
-		codeTooLarge: spa.KindTooLarge, codeOutOfRange: spa.KindOutOfRange, codeUnavailable: spa.KindUnavailable,
-		codeDeadline: spa.KindDeadlineExceeded,
+		CodeInvalid: spa.KindInvalid, CodeNotFound: spa.KindNotFound, CodeConflict: spa.KindFailedPrecondition,
+		CodeTooLarge: spa.KindTooLarge, CodeOutOfRange: spa.KindOutOfRange, CodeUnavailable: spa.KindUnavailable,
+		CodeDeadline: spa.KindDeadlineExceeded,
 	}[code]
 	if !ok {
-		return nil, fmt.Errorf("worker: %s answered %s: %s", reply.Subject, code, reply.Header.Get(micro.ErrorHeader))
+		return nil, fmt.Errorf("query: %s answered %s: %s", reply.Subject, code, reply.Header.Get(micro.ErrorHeader))
 	}
 	return nil, spa.Errorf(kind, "%s", reply.Header.Get(micro.ErrorHeader))
 }
@@ -153,11 +153,11 @@ func (c *Client) collect(ctx context.Context, window time.Duration) ([]WorkerSta
 	inbox := c.nc.NewRespInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, fmt.Errorf("worker: status: %w", err)
+		return nil, fmt.Errorf("query: status: %w", err)
 	}
 	defer sub.Unsubscribe()
 	if err := c.nc.PublishRequest(SubjectStatuses, inbox, nil); err != nil {
-		return nil, fmt.Errorf("worker: status: %w", err)
+		return nil, fmt.Errorf("query: status: %w", err)
 	}
 	var out []WorkerStatus
 	wait := 2 * window
@@ -171,7 +171,7 @@ func (c *Client) collect(ctx context.Context, window time.Duration) ([]WorkerSta
 		}
 		var st WorkerStatus
 		if err := json.Unmarshal(msg.Data, &st); err != nil {
-			return out, fmt.Errorf("worker: status reply: %w", err)
+			return out, fmt.Errorf("query: status reply: %w", err)
 		}
 		out = append(out, st)
 		wait = window
@@ -210,7 +210,7 @@ func (c *Client) control(ctx context.Context, subject string, data []byte) (Work
 		return st, err
 	}
 	if err := json.Unmarshal(reply, &st); err != nil {
-		return st, fmt.Errorf("worker: decode %s reply: %w", subject, err)
+		return st, fmt.Errorf("query: decode %s reply: %w", subject, err)
 	}
 	return st, nil
 }

@@ -1,4 +1,7 @@
-package worker
+// Package queryserver answers a worker's NATS requests: queries of its
+// read model, in the read models' queue group, and its own status and
+// rebuild requests (package query has the protocol).
+package queryserver
 
 import (
 	"context"
@@ -18,32 +21,11 @@ import (
 	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
 	ijs "spa/internal/jetstream"
+	"spa/internal/query"
 	"spa/internal/spa"
 )
 
-// The read-model query protocol: NATS request/reply in a queue group, so
-// any worker that owns a read model may answer. Requests and replies are the
-// API's protobuf messages; errors use the micro error headers with the codes
-// below.
 const (
-	ServiceName        = "spa-readmodel"
-	SubjectGet         = "spa.readmodel.referral.get"
-	SubjectList        = "spa.readmodel.referral.list"
-	SubjectProviders   = "spa.readmodel.provider.list"
-	SubjectAssignments = "spa.readmodel.assignment.list"
-	SubjectStatus      = "spa.readmodel.status"
-	SubjectDigest      = "spa.readmodel.digest"
-	headerWaitUntil    = "Spa-Wait-Until"
-
-	codeInvalid     = "400"
-	codeNotFound    = "404"
-	codeConflict    = "409"
-	codeTooLarge    = "413"
-	codeOutOfRange  = "416"
-	codeInternal    = "500"
-	codeUnavailable = "503"
-	codeDeadline    = "504"
-
 	// maxWait caps how long a query waits for a consistency token.
 	maxWait = time.Minute
 	// quickWait is how long a query waits for its token before asking the
@@ -54,12 +36,6 @@ const (
 	// replyHeadroom is kept free of a reply's payload for its headers.
 	replyHeadroom = 8 << 10
 )
-
-// Status is a read model's answer on SubjectStatus and SubjectDigest.
-type Status struct {
-	Applied uint64 `json:"applied"`
-	Digest  string `json:"digest,omitempty"`
-}
 
 // queryService answers queries from one read model.
 type queryService struct {
@@ -101,7 +77,7 @@ func (a *admission) wrap(h func(micro.Request)) micro.HandlerFunc {
 		a.mu.Lock()
 		if a.closed {
 			a.mu.Unlock()
-			req.Error(codeUnavailable, "this worker is stopping; ask again", nil)
+			req.Error(query.CodeUnavailable, "this worker is stopping; ask again", nil)
 			return
 		}
 		if a.sem != nil {
@@ -109,7 +85,7 @@ func (a *admission) wrap(h func(micro.Request)) micro.HandlerFunc {
 			case a.sem <- struct{}{}:
 			default:
 				a.mu.Unlock()
-				req.Error(codeUnavailable, "this read model is busy; ask again", nil)
+				req.Error(query.CodeUnavailable, "this read model is busy; ask again", nil)
 				return
 			}
 		}
@@ -137,34 +113,35 @@ func (a *admission) close() {
 	a.wg.Wait()
 }
 
-// serveQueries registers the query endpoints on nc. stop unregisters them
-// and waits for queries in flight, so the model may then be closed.
-func serveQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func(), err error) {
+// ServeQueries registers the query endpoints of model on nc. stop
+// unregisters them and waits for queries in flight, so the model may then
+// be closed.
+func ServeQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func(), err error) {
 	q := &queryService{model: model, store: store, maxPayload: int(nc.MaxPayload()), admit: newAdmission(maxInFlight)}
 	svc, err := micro.AddService(nc, micro.Config{
-		Name:        ServiceName,
-		Version:     Version,
+		Name:        query.ServiceName,
+		Version:     query.Version,
 		Description: "SPA referral read model queries",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("worker: query service: %w", err)
+		return nil, fmt.Errorf("queryserver: query service: %w", err)
 	}
 	endpoints := []struct {
 		name, subject string
 		h             func(micro.Request)
 	}{
-		{"get", SubjectGet, serve(q, q.get)},
-		{"list", SubjectList, serve(q, q.list)},
-		{"providers", SubjectProviders, serve(q, q.providers)},
-		{"assignments", SubjectAssignments, serve(q, q.assignments)},
-		{"status", SubjectStatus, q.status},
-		{"digest", SubjectDigest, digestOf(model)},
+		{"get", query.SubjectGet, serve(q, q.get)},
+		{"list", query.SubjectList, serve(q, q.list)},
+		{"providers", query.SubjectProviders, serve(q, q.providers)},
+		{"assignments", query.SubjectAssignments, serve(q, q.assignments)},
+		{"status", query.SubjectStatus, q.status},
+		{"digest", query.SubjectDigest, digestOf(model)},
 	}
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, q.admit.wrap(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
 			q.admit.close()
 			svc.Stop()
-			return nil, fmt.Errorf("worker: endpoint %s: %w", e.name, err)
+			return nil, fmt.Errorf("queryserver: endpoint %s: %w", e.name, err)
 		}
 	}
 	return func() {
@@ -182,7 +159,7 @@ func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 		return nil
 	}
 	deadline := time.Now().Add(maxWait)
-	if v := req.Headers().Get(headerWaitUntil); v != "" {
+	if v := req.Headers().Get(query.HeaderWaitUntil); v != "" {
 		if ns, err := strconv.ParseInt(v, 10, 64); err == nil && time.Unix(0, ns).Before(deadline) {
 			deadline = time.Unix(0, ns)
 		}
@@ -245,7 +222,7 @@ func serve[T any, Q interface {
 	return func(req micro.Request) {
 		in := Q(new(T))
 		if err := proto.Unmarshal(req.Data(), in); err != nil {
-			req.Error(codeInvalid, "malformed request", nil)
+			req.Error(query.CodeInvalid, "malformed request", nil)
 			return
 		}
 		if err := q.waitFor(req, in.GetMinSequence()); err != nil {
@@ -265,11 +242,11 @@ func serve[T any, Q interface {
 // read model failure (its text stays here).
 func respondError(req micro.Request, err error) {
 	code := map[spa.Kind]string{
-		spa.KindInvalid: codeInvalid, spa.KindNotFound: codeNotFound, spa.KindOutOfRange: codeOutOfRange,
-		spa.KindTooLarge: codeTooLarge, spa.KindUnavailable: codeUnavailable, spa.KindDeadlineExceeded: codeDeadline,
+		spa.KindInvalid: query.CodeInvalid, spa.KindNotFound: query.CodeNotFound, spa.KindOutOfRange: query.CodeOutOfRange,
+		spa.KindTooLarge: query.CodeTooLarge, spa.KindUnavailable: query.CodeUnavailable, spa.KindDeadlineExceeded: query.CodeDeadline,
 	}[spa.KindOf(err)]
 	if code == "" {
-		req.Error(codeInternal, "read model failure", nil)
+		req.Error(query.CodeInternal, "read model failure", nil)
 		return
 	}
 	var de *spa.Error
@@ -308,16 +285,16 @@ func (q *queryService) get(in *spav1.GetReferralRequest, _ uint64) (proto.Messag
 }
 
 func (q *queryService) list(in *spav1.ListReferralsRequest, applied uint64) (proto.Message, error) {
-	query := codec.ListQueryFromProto(in)
-	size, after, err := query.Validate()
+	lq := codec.ListQueryFromProto(in)
+	size, after, err := lq.Validate()
 	if err != nil {
 		return nil, err
 	}
-	rows, next, err := q.model.List(bolt.Filter{Status: query.Status, Pathway: query.Pathway, SiteODS: query.SiteODS}, after, size)
+	rows, next, err := q.model.List(bolt.Filter{Status: lq.Status, Pathway: lq.Pathway, SiteODS: lq.SiteODS}, after, size)
 	if err != nil {
 		return nil, err
 	}
-	out := &spav1.ListReferralsResponse{NextPageToken: query.NextPageToken(next), Sequence: applied}
+	out := &spav1.ListReferralsResponse{NextPageToken: lq.NextPageToken(next), Sequence: applied}
 	now := time.Now()
 	for _, r := range rows {
 		out.Referrals = append(out.Referrals, codec.SummaryToProto(r, now))
@@ -326,16 +303,16 @@ func (q *queryService) list(in *spav1.ListReferralsRequest, applied uint64) (pro
 }
 
 func (q *queryService) providers(in *spav1.ListProvidersRequest, applied uint64) (proto.Message, error) {
-	query := codec.ProviderQueryFromProto(in)
-	size, after, err := query.Validate()
+	lq := codec.ProviderQueryFromProto(in)
+	size, after, err := lq.Validate()
 	if err != nil {
 		return nil, err
 	}
-	ps, next, err := q.model.ProvidersPage(bolt.ProviderFilter{Borough: query.Borough, Service: query.Service}, after, size)
+	ps, next, err := q.model.ProvidersPage(bolt.ProviderFilter{Borough: lq.Borough, Service: lq.Service}, after, size)
 	if err != nil {
 		return nil, err
 	}
-	out := &spav1.ListProvidersResponse{Sequence: applied, NextPageToken: query.NextPageToken(next)}
+	out := &spav1.ListProvidersResponse{Sequence: applied, NextPageToken: lq.NextPageToken(next)}
 	for _, p := range ps {
 		out.Providers = append(out.Providers, codec.ProviderToProto(p))
 	}
@@ -343,16 +320,16 @@ func (q *queryService) providers(in *spav1.ListProvidersRequest, applied uint64)
 }
 
 func (q *queryService) assignments(in *spav1.ListAssignmentsRequest, applied uint64) (proto.Message, error) {
-	query := codec.AssignmentQueryFromProto(in)
-	size, before, err := query.Validate()
+	lq := codec.AssignmentQueryFromProto(in)
+	size, before, err := lq.Validate()
 	if err != nil {
 		return nil, err
 	}
-	as, next, err := q.model.Assignments(query.ProviderODS, query.Status, before, size)
+	as, next, err := q.model.Assignments(lq.ProviderODS, lq.Status, before, size)
 	if err != nil {
 		return nil, err
 	}
-	out := &spav1.ListAssignmentsResponse{Sequence: applied, NextPageToken: query.NextPageToken(next)}
+	out := &spav1.ListAssignmentsResponse{Sequence: applied, NextPageToken: lq.NextPageToken(next)}
 	for _, a := range as {
 		out.Assignments = append(out.Assignments, codec.AssignmentToProto(a.Referral.ID, a.Assignment))
 	}
@@ -360,7 +337,7 @@ func (q *queryService) assignments(in *spav1.ListAssignmentsRequest, applied uin
 }
 
 func (q *queryService) status(req micro.Request) {
-	respondJSON(req, Status{Applied: q.model.Applied()})
+	respondJSON(req, query.Status{Applied: q.model.Applied()})
 }
 
 // digestOf answers with model's digest and applied sequence.
@@ -368,10 +345,10 @@ func digestOf(model *bolt.Model) micro.HandlerFunc {
 	return func(req micro.Request) {
 		d, applied, err := model.Digest()
 		if err != nil {
-			req.Error(codeInternal, "read model failure", nil)
+			req.Error(query.CodeInternal, "read model failure", nil)
 			return
 		}
-		respondJSON(req, Status{Applied: applied, Digest: d})
+		respondJSON(req, query.Status{Applied: applied, Digest: d})
 	}
 }
 
@@ -380,15 +357,15 @@ func digestOf(model *bolt.Model) micro.HandlerFunc {
 func (q *queryService) respond(req micro.Request, m proto.Message) {
 	data, err := proto.Marshal(m)
 	if err != nil {
-		req.Error(codeInternal, "encode failure", nil)
+		req.Error(query.CodeInternal, "encode failure", nil)
 		return
 	}
 	if len(data) > q.maxPayload-replyHeadroom {
-		req.Error(codeTooLarge, fmt.Sprintf("the reply (%d bytes) is larger than the transport allows (%d); ask for a smaller page", len(data), q.maxPayload-replyHeadroom), nil)
+		req.Error(query.CodeTooLarge, fmt.Sprintf("the reply (%d bytes) is larger than the transport allows (%d); ask for a smaller page", len(data), q.maxPayload-replyHeadroom), nil)
 		return
 	}
 	if err := req.Respond(data); err != nil {
-		req.Error(codeTooLarge, "the reply could not be sent; ask for a smaller page", nil)
+		req.Error(query.CodeTooLarge, "the reply could not be sent; ask for a smaller page", nil)
 	}
 }
 

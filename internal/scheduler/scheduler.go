@@ -1,4 +1,7 @@
-package worker
+// Package scheduler runs the clocks: one worker at a time, holding a lease,
+// has the application raise the alerts that fall due and take the routing
+// steps a policy coming into force prompts.
+package scheduler
 
 import (
 	"context"
@@ -9,9 +12,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"spa/internal/app"
 	"spa/internal/backoff"
 	"spa/internal/bolt"
 	ijs "spa/internal/jetstream"
+	"spa/internal/projection"
 	"spa/internal/spa"
 )
 
@@ -20,8 +25,8 @@ import (
 // loses it.
 const leaseKey = "lease"
 
-// SchedulerConfig configures the clock scheduler.
-type SchedulerConfig struct {
+// Config configures the clock scheduler.
+type Config struct {
 	// Disabled: this worker never takes the lease (other workers raise
 	// the alerts).
 	Disabled bool
@@ -32,33 +37,31 @@ type SchedulerConfig struct {
 	Interval time.Duration
 	// Now is the clock that decides what is due (default time.Now).
 	Now func() time.Time
-	// Policies and Route: a referral whose next step a policy that came
-	// into force since its last fact changes (an awaiting-test hold once
-	// the overlay ends) is routed at the instant that policy came into
-	// force. Without Route, the scheduler only raises alerts.
-	Policies func() (spa.Policies, error)
-	Route    func(ctx context.Context, id string, at time.Time) error
 }
 
 // Scheduler raises the clocks' alerts. Every worker runs one, but only the
 // holder of the lease works; when it dies another takes over once the lease
 // expires. Alerts are appended under the referral's sequence with ids fixed
-// by referral, clock and level, and a referral's state records the alerts
-// raised, so a takeover raises none twice and misses none.
+// by their identity, and a referral's state records the alerts raised, so
+// a takeover raises none twice and misses none (app.App.RaiseAlerts).
 type Scheduler struct {
 	id     string
+	app    *app.App
 	store  *ijs.Store
 	model  *bolt.Model
-	halted func() *Halt
-	cfg    SchedulerConfig
-	log    *slog.Logger
-	lease  *backoff.Gate
-	passes *backoff.Gate
+	halted func() *projection.Halt
+	// defaults are the built-in policies the switches in the log apply to.
+	defaults spa.Policies
+	cfg      Config
+	log      *slog.Logger
+	lease    *backoff.Gate
+	passes   *backoff.Gate
 }
 
-// NewScheduler returns the scheduler of worker id, which picks the
-// referrals to look at from model (whose projection reports halted).
-func NewScheduler(id string, store *ijs.Store, model *bolt.Model, halted func() *Halt, cfg SchedulerConfig, log *slog.Logger) *Scheduler {
+// New returns the scheduler of worker id, which picks the referrals to look
+// at from model (whose projection reports halted) and has a (the worker's
+// App) take the steps; defaults are the built-in policies.
+func New(id string, a *app.App, store *ijs.Store, model *bolt.Model, halted func() *projection.Halt, defaults spa.Policies, cfg Config, log *slog.Logger) *Scheduler {
 	if cfg.Hours == (spa.OperatingHours{}) {
 		cfg.Hours = spa.DefaultOperatingHours
 	}
@@ -68,7 +71,7 @@ func NewScheduler(id string, store *ijs.Store, model *bolt.Model, halted func() 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Scheduler{id: id, store: store, model: model, halted: halted, cfg: cfg, log: log,
+	return &Scheduler{id: id, app: a, store: store, model: model, halted: halted, defaults: defaults, cfg: cfg, log: log,
 		lease: backoff.NewGate("scheduler lease renewal", log), passes: backoff.NewGate("clock pass", log)}
 }
 
@@ -175,25 +178,22 @@ func (s *Scheduler) hold(ctx context.Context, l *lease) bool {
 	return false
 }
 
-// pass raises every alert due now, renewing the lease as it goes; it
-// stops if the lease is lost.
+// pass raises every alert due now, and routes every referral whose next
+// step a policy that came into force since its last fact changes (an
+// awaiting-test hold once the overlay ends) at the instant that policy
+// came into force; it renews the lease as it goes and stops if it is lost.
 func (s *Scheduler) pass(ctx context.Context, l *lease) error {
 	now := s.cfg.Now()
 	refs, err := s.model.Referrals()
 	if err != nil {
 		return err
 	}
-	var policies spa.Policies
-	if s.cfg.Route != nil && s.cfg.Policies != nil {
-		if policies, err = s.cfg.Policies(); err != nil {
-			return err
-		}
+	policies, err := s.model.Policies(s.defaults)
+	if err != nil {
+		return err
 	}
 	for _, r := range refs {
-		turned, policyStep := time.Time{}, false
-		if policies != nil {
-			turned, policyStep = spa.PolicyStep(r, policies, now)
-		}
+		turned, policyStep := spa.PolicyStep(r, policies, now)
 		alerts := len(spa.DueAlerts(r, s.cfg.Hours, now)) > 0
 		if !alerts && !policyStep {
 			continue
@@ -204,7 +204,7 @@ func (s *Scheduler) pass(ctx context.Context, l *lease) error {
 		if policyStep {
 			// One referral that cannot be routed now must not hold up
 			// the alerts of the others: the next pass tries it again.
-			if err := s.cfg.Route(ctx, r.ID, turned); err != nil {
+			if err := s.app.RouteReferral(ctx, r.ID, turned); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -212,26 +212,10 @@ func (s *Scheduler) pass(ctx context.Context, l *lease) error {
 			}
 		}
 		if alerts {
-			if err := s.raise(ctx, r.ID, now); err != nil {
+			if err := s.app.RaiseAlerts(ctx, r.ID, s.cfg.Hours, now); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// raise appends a referral's due alerts, earliest first, each under the
-// sequence it was decided on.
-func (s *Scheduler) raise(ctx context.Context, id string, now time.Time) error {
-	return steps(ctx, s.store, id, nil, func(recs []spa.Record, r spa.Referral, last uint64) ([]spa.Append, error) {
-		due := spa.DueAlerts(r, s.cfg.Hours, now)
-		if len(due) == 0 {
-			return nil, nil
-		}
-		d := due[0]
-		// Fixed by the alert's identity, its clock's start included.
-		id := fmt.Sprintf("clock-%s-%s-%d-%d-%d", id, d.Event.Clock, d.Event.Level, d.Event.DelayDays, d.Event.StartedAt.Unix())
-		rec := stepRecord(recs, id, d.At, spa.Actor{Role: "spa-scheduler", User: s.id}, "", d.Event)
-		return []spa.Append{{Record: rec, Expected: last, Guard: true}}, nil
-	})
 }
