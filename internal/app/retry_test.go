@@ -154,3 +154,25 @@ func hasField(e *spa.Error, field string) bool {
 	}
 	return false
 }
+
+// TestSubmissionRetriedAfterAnAmendment: a submission retried after the
+// ward amended the referral is the same submission (it is compared with
+// the details as submitted), not ALREADY_EXISTS.
+func TestSubmissionRetriedAfterAnAmendment(t *testing.T) {
+	t.Parallel()
+	a := app.New(&memStore{recs: map[string][]spa.Record{}}, nil, app.WithClock(func() time.Time { return now }))
+	ctx := context.Background()
+	sub, err := a.SubmitReferral(ctx, app.Meta{}, submit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := submit().Details
+	d.Risks.Falls = true
+	if _, _, err := a.AmendReferral(ctx, app.Meta{}, spa.AmendReferral{ReferralID: sub.ReferralID, Details: d, Paths: []string{"risks"}, Reason: "fell on the ward"}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := a.SubmitReferral(ctx, app.Meta{}, submit())
+	if err != nil || again.ReferralID != sub.ReferralID {
+		t.Fatalf("retried submission after an amendment: %+v, %v", again, err)
+	}
+}

@@ -98,7 +98,7 @@ func DecideSubmit(r Referral, c SubmitReferral, now time.Time) (Event, error) {
 		return nil, err
 	}
 	if r.Exists() {
-		if r.RequestID == c.RequestID && sameJSON(r.Details, c.Details) {
+		if r.RequestID == c.RequestID && sameJSON(r.Submitted, c.Details) {
 			return nil, nil
 		}
 		return nil, Errorf(KindAlreadyExists, "request_id %q was already used for referral %s with different details", c.RequestID, r.ID)
@@ -317,6 +317,10 @@ func sameJSON(a, b any) bool {
 // Amendable are the details a ward may amend, as paths of the API's
 // ReferralChanges. Who the patient is, where they are and what they
 // proposed stay as submitted.
+// RoutingPaths are the amendable paths the routing rules read: amending
+// one has the router ask them again.
+var RoutingPaths = []string{"admitted_from", "needs", "end_of_life"}
+
 var Amendable = []string{"admitted_from", "needs", "risks", "end_of_life", "consent", "hospital_lead", "expected_discharge_date"}
 
 // amendedField is where an amendable path's value lives in Details, as a
@@ -383,6 +387,10 @@ func DecideAmend(r Referral, c AmendReferral, now time.Time) (Event, error) {
 	}
 	if err := checkOpen(r, c.ReferralID); err != nil {
 		return nil, err
+	}
+	if now.Before(r.SubmittedAt) {
+		vs.add("occurred_at", "must not be before the referral was submitted (%s)", r.SubmittedAt.UTC().Format(time.RFC3339))
+		return nil, vs.err()
 	}
 	d := r.Details
 	for _, p := range paths {

@@ -354,10 +354,13 @@ type Record struct {
 type Referral struct {
 	ID string
 	// Status is derived from the rest of the state after every event.
-	Status             Status
-	Pathway            Pathway
-	RequestID          string
-	Details            Details
+	Status    Status
+	Pathway   Pathway
+	RequestID string
+	Details   Details
+	// Submitted are the details as submitted: what a retried submission
+	// is compared with, whatever was amended since.
+	Submitted          Details
 	CriteriaMet        []Criterion
 	DischargeReadyDate string
 	LatestTest         *InfectionTest
@@ -365,8 +368,10 @@ type Referral struct {
 	Withdrawn          bool
 	SubmittedAt        time.Time
 	UpdatedAt          time.Time
-	// FactsAt is the occurred-at of the last event other than a clock
-	// alert: the event time routing decides at.
+	// FactsAt is the latest occurred-at of the events other than clock
+	// alerts: the event time routing decides at. A fact dated earlier (a
+	// delayed record) never moves it back, so routing never decides in a
+	// past it has already moved beyond.
 	FactsAt time.Time
 	// SubmittedSequence is the sequence of the ReferralSubmitted event.
 	SubmittedSequence uint64
@@ -381,7 +386,9 @@ type Referral struct {
 	DecisionRule  string
 	PolicyVersion string
 	// Hold is the reason of the current hold; zero when not held.
-	Hold HoldReason
+	// HoldRule is the routing rule that placed it ("" for a person's).
+	Hold     HoldReason
+	HoldRule string
 	// ReleasedHolds lists reasons whose hold was lifted; a rule does not
 	// put the same hold back.
 	ReleasedHolds    []HoldReason
@@ -413,14 +420,14 @@ func (r *Referral) Apply(rec Record) {
 		return
 	}
 	r.UpdatedAt = rec.OccurredAt
-	if _, alert := rec.Event.(ClockAlerted); !alert {
+	if _, alert := rec.Event.(ClockAlerted); !alert && rec.OccurredAt.After(r.FactsAt) {
 		r.FactsAt = rec.OccurredAt
 	}
 	switch e := rec.Event.(type) {
 	case ReferralSubmitted:
 		r.ID = rec.AggregateID
 		r.RequestID = e.RequestID
-		r.Details = e.Details
+		r.Details, r.Submitted = e.Details, e.Details
 		r.Pathway = e.Details.ProposedPathway
 		r.CriteriaMet = slices.Clone(e.Details.CriteriaMet)
 		r.LatestTest = e.Details.InfectionTest
@@ -429,7 +436,9 @@ func (r *Referral) Apply(rec Record) {
 		r.DischargeReadyDate = e.DischargeReadyDate
 	case ReferralAmended:
 		r.Details = e.Details
-		r.Amended = true
+		// Only what the routing rules read makes the router ask them
+		// again.
+		r.Amended = r.Amended || slices.ContainsFunc(e.Paths, func(p string) bool { return slices.Contains(RoutingPaths, p) })
 	case CriteriaToResideRecorded:
 		r.CriteriaMet = slices.Clone(e.CriteriaMet)
 		r.DischargeReadyDate = e.DischargeReadyDate
@@ -456,13 +465,13 @@ func (r *Referral) Apply(rec Record) {
 		r.DecidedAt = rec.OccurredAt
 		r.OverlayApplied = e.Inputs["care_home_bound"] == "true"
 	case ReferralHeld:
-		r.Hold = e.Reason
+		r.Hold, r.HoldRule = e.Reason, e.Rule
 		r.Holds = append(r.Holds, Interval{From: rec.OccurredAt})
 		if e.Rule != "" {
 			r.DecisionRule, r.PolicyVersion = e.Rule, rec.PolicyVersion
 		}
 	case HoldReleased:
-		r.Hold = HoldReasonUnspecified
+		r.Hold, r.HoldRule = HoldReasonUnspecified, ""
 		if n := len(r.Holds); n > 0 && r.Holds[n-1].To.IsZero() {
 			r.Holds[n-1].To = rec.OccurredAt
 		}

@@ -126,12 +126,23 @@ func NeedsProviders(r Referral, policies Policies, at time.Time) bool {
 // awaiting-test hold the overlay no longer asks for): the instant it came
 // into force, the event time to route the referral at. Nothing prompts a
 // referral when a date passes, so the scheduler asks this.
+//
+// Every policy that came into force since the last fact is asked, earliest
+// first, so that one in force for a day only still has its step when the
+// scheduler first looks after that day.
 func PolicyStep(r Referral, policies Policies, now time.Time) (time.Time, bool) {
-	pol := policies.At(now)
-	if !r.Exists() || !pol.From.After(r.FactsAt) || NeedsProviders(r, policies, pol.From) {
+	if !r.Exists() {
 		return time.Time{}, false
 	}
-	return pol.From, NextStep(r, nil, policies, pol.From).Event != nil
+	for _, pol := range policies {
+		if !pol.From.After(r.FactsAt) || pol.From.After(now) || NeedsProviders(r, policies, pol.From) {
+			continue
+		}
+		if NextStep(r, nil, policies, pol.From).Event != nil {
+			return pol.From, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // nextStep is NextStep up to the offer: the step, or true when the next
@@ -151,6 +162,16 @@ func nextStep(r Referral, policies Policies, at time.Time) (Step, bool) {
 			}
 		}
 		return step, false
+	}
+	// 6a. Amended while a routing rule holds it (before the patient
+	// left): the hold is released once the rules, asked again, no longer
+	// hold it for that reason; the pathway is decided next.
+	if r.Amended && r.HoldRule != "" && r.LeftHospitalAt.IsZero() {
+		again := decidePathway(r, pol, at)
+		if h, held := again.Event.(ReferralHeld); !held || h.Reason != r.Hold {
+			step.Event, step.Rule = HoldReleased{Reason: r.Hold, Note: "the referral was amended: " + again.Rule + " fits it now"}, RuleAmended
+			return step, false
+		}
 	}
 	// 3. The wait for a test ends with a valid test or with the overlay,
 	// whether or not the patient is ready meanwhile.
@@ -183,7 +204,8 @@ func nextStep(r Referral, policies Policies, at time.Time) (Step, bool) {
 	// 6. Amended since the decision, and no provider has accepted: decide
 	// again if the decision no longer fits (an offer that no longer fits
 	// is cancelled first, its unit released).
-	if r.Decided && r.Amended && (live == nil || live.holdsUnit() && live.AcceptedAt.IsZero()) {
+	// Not once the patient has left: an amendment is then a record.
+	if r.Decided && r.Amended && r.LeftHospitalAt.IsZero() && (live == nil || live.holdsUnit() && live.AcceptedAt.IsZero()) {
 		if again := decidePathway(r, pol, at); !fits(r, again) {
 			if live == nil {
 				return again, false
