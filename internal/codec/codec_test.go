@@ -1,6 +1,10 @@
 package codec
 
 import (
+	"encoding/hex"
+	"flag"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,7 +70,12 @@ func TestRecordRoundTrip(t *testing.T) {
 		spa.CapacityOccupied{Service: spa.ServiceCareHomeBed, ReferralID: "ref-7btv6dkkq64y5tep", AssignmentID: "ref-7btv6dkkq64y5tep-a1"},
 		spa.ClockAlerted{Clock: spa.ClockSameDayDischarge, Level: spa.ClockDelayFlag, DelayDays: 7, StartedAt: at, Target: 24 * time.Hour, EscalateTo: spa.EscalateCoordinator},
 		spa.CapacityUpdated{Capacity: []spa.Capacity{{Service: spa.ServiceCareHomeBed, Available: 3, Open: true, AsOf: at}, {Service: spa.ServiceHospiceBed, AsOf: at}}},
+		spa.ReferralAmended{Details: fullDetails(), Paths: []string{"needs", "risks"}, Reason: "reassessed", ProviderODS: "VLAXL"},
+		spa.PolicySwitched{Rule: spa.PolicyRuleInfectionOverlay, On: true, EffectiveFrom: "2026-12-01", Reason: "outbreak"},
+		spa.NothingChanged{Aggregate: spa.AggregateReferral},
 	}
+	golden := readGolden(t)
+	var written []string
 	for _, e := range events {
 		rec := base
 		rec.Event = e
@@ -85,7 +94,36 @@ func TestRecordRoundTrip(t *testing.T) {
 		if string(again) != string(data) {
 			t.Errorf("%s: encoding is not deterministic", spa.EventName(e))
 		}
+		// What is stored never changes: the bytes are those this event
+		// was first stored as.
+		written = append(written, hex.EncodeToString(data))
+		if i := len(written) - 1; !*update && (i >= len(golden) || golden[i] != written[i]) {
+			t.Errorf("%s is stored differently from %s line %d: a change to the persisted schema", spa.EventName(e), goldenFile, i+1)
+		}
 	}
+	if *update {
+		if err := os.WriteFile(goldenFile, []byte(strings.Join(written, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// goldenFile holds the stored bytes of TestRecordRoundTrip's events, one
+// hex line each, as first written (go test -run TestRecordRoundTrip
+// -update writes them, for a new event only).
+const goldenFile = "testdata/records.golden"
+
+var update = flag.Bool("update", false, "write "+goldenFile)
+
+func readGolden(t *testing.T) []string {
+	data, err := os.ReadFile(goldenFile)
+	if err != nil {
+		if *update {
+			return nil
+		}
+		t.Fatal(err)
+	}
+	return strings.Fields(string(data))
 }
 
 // TestLegacyCapacityUpdated: a CapacityUpdated stored by an earlier
