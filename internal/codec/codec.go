@@ -42,7 +42,7 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 	switch e := rec.Event.(type) {
 	case spa.ReferralSubmitted:
 		env.Payload = &spav1.Envelope_ReferralSubmitted{ReferralSubmitted: &spav1.ReferralSubmitted{
-			RequestId: e.RequestID, Details: DetailsToProto(e.Details), DischargeReadyDate: e.DischargeReadyDate,
+			RequestId: e.RequestID, Details: storedDetails(e.Details), DischargeReadyDate: e.DischargeReadyDate,
 		}}
 	case spa.CriteriaToResideRecorded:
 		env.Payload = &spav1.Envelope_CriteriaToResideRecorded{CriteriaToResideRecorded: &spav1.CriteriaToResideRecorded{
@@ -50,7 +50,7 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		}}
 	case spa.InfectionTestRecorded:
 		env.Payload = &spav1.Envelope_InfectionTestRecorded{InfectionTestRecorded: &spav1.InfectionTestRecorded{
-			Test: TestToProto(&e.Test),
+			Test: storedTest(&e.Test),
 		}}
 	case spa.ReferralWithdrawn:
 		env.Payload = &spav1.Envelope_ReferralWithdrawn{ReferralWithdrawn: &spav1.ReferralWithdrawn{
@@ -58,7 +58,7 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		}}
 	case spa.ProviderRegistered:
 		env.Payload = &spav1.Envelope_ProviderRegistered{ProviderRegistered: &spav1.ProviderRegistered{
-			Details: ProviderDetailsToProto(e.Details),
+			Details: storedProvider(e.Details),
 		}}
 	case spa.CapacityUpdated:
 		env.Payload = &spav1.Envelope_CapacityUpdated{CapacityUpdated: &spav1.CapacityUpdated{
@@ -95,7 +95,7 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		}}
 	case spa.ReferralAmended:
 		env.Payload = &spav1.Envelope_ReferralAmended{ReferralAmended: &spav1.ReferralAmended{
-			Details: DetailsToProto(e.Details), Paths: e.Paths, Reason: e.Reason, ProviderOds: e.ProviderODS,
+			Details: storedDetails(e.Details), Paths: e.Paths, Reason: e.Reason, ProviderOds: e.ProviderODS,
 		}}
 	case spa.CapacityReserved:
 		env.Payload = &spav1.Envelope_CapacityReserved{CapacityReserved: &spav1.CapacityReserved{
@@ -164,12 +164,12 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 	switch p := env.GetPayload().(type) {
 	case *spav1.Envelope_ReferralSubmitted:
 		e := p.ReferralSubmitted
-		rec.Event = spa.ReferralSubmitted{RequestID: e.GetRequestId(), Details: DetailsFromProto(e.GetDetails()), DischargeReadyDate: e.GetDischargeReadyDate()}
+		rec.Event = spa.ReferralSubmitted{RequestID: e.GetRequestId(), Details: detailsFromStored(e.GetDetails()), DischargeReadyDate: e.GetDischargeReadyDate()}
 	case *spav1.Envelope_CriteriaToResideRecorded:
 		e := p.CriteriaToResideRecorded
 		rec.Event = spa.CriteriaToResideRecorded{CriteriaMet: CriteriaFromProto(e.GetCriteriaMet()), AssessedOn: e.GetAssessedOn(), DischargeReadyDate: e.GetDischargeReadyDate()}
 	case *spav1.Envelope_InfectionTestRecorded:
-		t := TestFromProto(p.InfectionTestRecorded.GetTest())
+		t := testFromStored(p.InfectionTestRecorded.GetTest())
 		if t == nil {
 			t = &spa.InfectionTest{}
 		}
@@ -178,7 +178,7 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		e := p.ReferralWithdrawn
 		rec.Event = spa.ReferralWithdrawn{Reason: spa.WithdrawalReason(e.GetReason()), Note: e.GetNote()}
 	case *spav1.Envelope_ProviderRegistered:
-		rec.Event = spa.ProviderRegistered{Details: ProviderDetailsFromProto(p.ProviderRegistered.GetDetails())}
+		rec.Event = spa.ProviderRegistered{Details: providerFromStored(p.ProviderRegistered.GetDetails())}
 	case *spav1.Envelope_CapacityUpdated:
 		rec.Event = spa.CapacityUpdated{Capacity: declarationsFromProto(p.CapacityUpdated)}
 	case *spav1.Envelope_PathwayDecided:
@@ -207,7 +207,7 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		rec.Event = spa.PolicySwitched{Rule: spa.PolicyRule(e.GetRule()), On: e.GetOn(), EffectiveFrom: e.GetEffectiveFrom(), Reason: e.GetReason()}
 	case *spav1.Envelope_ReferralAmended:
 		e := p.ReferralAmended
-		rec.Event = spa.ReferralAmended{Details: DetailsFromProto(e.GetDetails()), Paths: e.GetPaths(), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}
+		rec.Event = spa.ReferralAmended{Details: detailsFromStored(e.GetDetails()), Paths: e.GetPaths(), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}
 	case *spav1.Envelope_CapacityReserved:
 		e := p.CapacityReserved
 		rec.Event = spa.CapacityReserved{Service: spa.Service(e.GetService()), ReferralID: e.GetReferralId(), AssignmentID: e.GetAssignmentId(), Tracked: e.GetTracked()}
@@ -575,28 +575,6 @@ func capacitiesToProto(cs []spa.Capacity) []*spav1.Capacity {
 	for _, c := range cs {
 		out = append(out, &spav1.Capacity{Service: spav1.Service(c.Service), AvailableUnits: c.Available, Open: c.Open, AsOf: timestamp(c.AsOf),
 			DeclaredUnits: c.Declared, ReservedUnits: c.Reserved})
-	}
-	return out
-}
-
-// declarationsToProto and declarationsFromProto convert a CapacityUpdated
-// event's counts (Available is the declared count), stored apart from the
-// API's Capacity.
-func declarationsToProto(cs []spa.Capacity) []*spav1.CapacityDeclaration {
-	var out []*spav1.CapacityDeclaration
-	for _, c := range cs {
-		out = append(out, &spav1.CapacityDeclaration{Service: spav1.Service(c.Service), Units: c.Available, Open: c.Open, AsOf: timestamp(c.AsOf)})
-	}
-	return out
-}
-
-func declarationsFromProto(e *spav1.CapacityUpdated) []spa.Capacity {
-	if legacy := e.GetCapacity(); len(legacy) > 0 { // stored by versions before 0.3
-		return CapacitiesFromProto(legacy)
-	}
-	var out []spa.Capacity
-	for _, c := range e.GetCounts() {
-		out = append(out, spa.Capacity{Service: spa.Service(c.GetService()), Available: c.GetUnits(), Open: c.GetOpen(), AsOf: TimeFromProto(c.GetAsOf())})
 	}
 	return out
 }

@@ -135,7 +135,7 @@ func TestLegacyCapacityUpdated(t *testing.T) {
 	want := spa.CapacityUpdated{Capacity: []spa.Capacity{{Service: spa.ServiceCareHomeBed, Available: 3, Open: true, AsOf: at}}}
 	legacy, err := deterministic.Marshal(&spav1.Envelope{EventId: "e1", SchemaVersion: 1, OccurredAt: timestamp(at), RecordedAt: timestamp(at),
 		Payload: &spav1.Envelope_CapacityUpdated{CapacityUpdated: &spav1.CapacityUpdated{
-			Capacity: []*spav1.Capacity{{Service: spav1.Service_SERVICE_CARE_HOME_BED, AvailableUnits: 3, Open: true, AsOf: timestamp(at)}}}}})
+			Capacity: []*spav1.StoredCapacity{{Service: spav1.Service_SERVICE_CARE_HOME_BED, AvailableUnits: 3, Open: true, AsOf: timestamp(at)}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,10 +66,10 @@ func TestStoredInvalidValuesAreErrors(t *testing.T) {
 		})},
 		{"a referral's test", valid(func(e *spav1.Envelope) {
 			e.Payload = &spav1.Envelope_ReferralSubmitted{ReferralSubmitted: &spav1.ReferralSubmitted{
-				Details: &spav1.ReferralDetails{InfectionTest: &spav1.InfectionTest{TakenAt: bad}}}}
+				Details: &spav1.StoredReferralDetails{InfectionTest: &spav1.StoredInfectionTest{TakenAt: bad}}}}
 		})},
 		{"a test result", valid(func(e *spav1.Envelope) {
-			e.Payload = &spav1.Envelope_InfectionTestRecorded{InfectionTestRecorded: &spav1.InfectionTestRecorded{Test: &spav1.InfectionTest{TakenAt: bad}}}
+			e.Payload = &spav1.Envelope_InfectionTestRecorded{InfectionTestRecorded: &spav1.InfectionTestRecorded{Test: &spav1.StoredInfectionTest{TakenAt: bad}}}
 		})},
 		{"the second capacity count", valid(func(e *spav1.Envelope) {
 			e.Payload = &spav1.Envelope_CapacityUpdated{CapacityUpdated: &spav1.CapacityUpdated{Counts: []*spav1.CapacityDeclaration{{AsOf: at}, {AsOf: bad}}}}

@@ -731,8 +731,8 @@ type ReferralSubmitted struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The client's idempotency key; the referral id is derived from it. A
 	// reused key is told apart from a retry by comparing the details.
-	RequestId string           `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Details   *ReferralDetails `protobuf:"bytes,2,opt,name=details,proto3" json:"details,omitempty"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Details   *StoredReferralDetails `protobuf:"bytes,2,opt,name=details,proto3" json:"details,omitempty"`
 	// The Discharge Ready Date in force after submission; empty while the
 	// patient meets a criterion to reside.
 	DischargeReadyDate string `protobuf:"bytes,3,opt,name=discharge_ready_date,json=dischargeReadyDate,proto3" json:"discharge_ready_date,omitempty"`
@@ -777,7 +777,7 @@ func (x *ReferralSubmitted) GetRequestId() string {
 	return ""
 }
 
-func (x *ReferralSubmitted) GetDetails() *ReferralDetails {
+func (x *ReferralSubmitted) GetDetails() *StoredReferralDetails {
 	if x != nil {
 		return x.Details
 	}
@@ -859,7 +859,7 @@ func (x *CriteriaToResideRecorded) GetDischargeReadyDate() string {
 // InfectionTestRecorded: a test result was reported for the patient.
 type InfectionTestRecorded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Test          *InfectionTest         `protobuf:"bytes,1,opt,name=test,proto3" json:"test,omitempty"`
+	Test          *StoredInfectionTest   `protobuf:"bytes,1,opt,name=test,proto3" json:"test,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -894,7 +894,7 @@ func (*InfectionTestRecorded) Descriptor() ([]byte, []int) {
 	return file_spa_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *InfectionTestRecorded) GetTest() *InfectionTest {
+func (x *InfectionTestRecorded) GetTest() *StoredInfectionTest {
 	if x != nil {
 		return x.Test
 	}
@@ -958,7 +958,7 @@ func (x *ReferralWithdrawn) GetNote() string {
 // ProviderRegistered: a provider registered, or replaced its details.
 type ProviderRegistered struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Details       *ProviderDetails       `protobuf:"bytes,1,opt,name=details,proto3" json:"details,omitempty"`
+	Details       *StoredProviderDetails `protobuf:"bytes,1,opt,name=details,proto3" json:"details,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -993,7 +993,7 @@ func (*ProviderRegistered) Descriptor() ([]byte, []int) {
 	return file_spa_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *ProviderRegistered) GetDetails() *ProviderDetails {
+func (x *ProviderRegistered) GetDetails() *StoredProviderDetails {
 	if x != nil {
 		return x.Details
 	}
@@ -1007,7 +1007,7 @@ type CapacityUpdated struct {
 	// read, never written.
 	//
 	// Deprecated: Marked as deprecated in spa/v1/events.proto.
-	Capacity      []*Capacity            `protobuf:"bytes,1,rep,name=capacity,proto3" json:"capacity,omitempty"`
+	Capacity      []*StoredCapacity      `protobuf:"bytes,1,rep,name=capacity,proto3" json:"capacity,omitempty"`
 	Counts        []*CapacityDeclaration `protobuf:"bytes,2,rep,name=counts,proto3" json:"counts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1044,7 +1044,7 @@ func (*CapacityUpdated) Descriptor() ([]byte, []int) {
 }
 
 // Deprecated: Marked as deprecated in spa/v1/events.proto.
-func (x *CapacityUpdated) GetCapacity() []*Capacity {
+func (x *CapacityUpdated) GetCapacity() []*StoredCapacity {
 	if x != nil {
 		return x.Capacity
 	}
@@ -1712,7 +1712,7 @@ type ReferralAmended struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The referral's details after the change (whole, so that a replay needs
 	// no earlier amendment to read it).
-	Details *ReferralDetails `protobuf:"bytes,1,opt,name=details,proto3" json:"details,omitempty"`
+	Details *StoredReferralDetails `protobuf:"bytes,1,opt,name=details,proto3" json:"details,omitempty"`
 	// The paths that changed (AmendReferralRequest.update_mask).
 	Paths  []string `protobuf:"bytes,2,rep,name=paths,proto3" json:"paths,omitempty"`
 	Reason string   `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -1753,7 +1753,7 @@ func (*ReferralAmended) Descriptor() ([]byte, []int) {
 	return file_spa_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *ReferralAmended) GetDetails() *ReferralDetails {
+func (x *ReferralAmended) GetDetails() *StoredReferralDetails {
 	if x != nil {
 		return x.Details
 	}
@@ -2083,6 +2083,856 @@ func (x *ClockAlerted) GetEscalateTo() string {
 	return ""
 }
 
+// The referral details as stored: the shape ReferralDetails had when it
+// was first stored, field for field (internal/codec/testdata/records.golden
+// holds the bytes).
+type StoredReferralDetails struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Patient            *StoredPatient         `protobuf:"bytes,1,opt,name=patient,proto3" json:"patient,omitempty"`
+	Episode            *StoredEpisode         `protobuf:"bytes,2,opt,name=episode,proto3" json:"episode,omitempty"`
+	AdmittedFrom       AdmittedFrom           `protobuf:"varint,3,opt,name=admitted_from,json=admittedFrom,proto3,enum=spa.v1.AdmittedFrom" json:"admitted_from,omitempty"`
+	Needs              *StoredNeeds           `protobuf:"bytes,4,opt,name=needs,proto3" json:"needs,omitempty"`
+	Risks              *StoredRisks           `protobuf:"bytes,5,opt,name=risks,proto3" json:"risks,omitempty"`
+	InfectionTest      *StoredInfectionTest   `protobuf:"bytes,6,opt,name=infection_test,json=infectionTest,proto3" json:"infection_test,omitempty"`
+	EndOfLife          *StoredEndOfLife       `protobuf:"bytes,7,opt,name=end_of_life,json=endOfLife,proto3" json:"end_of_life,omitempty"`
+	Consent            *StoredConsent         `protobuf:"bytes,8,opt,name=consent,proto3" json:"consent,omitempty"`
+	HospitalLead       *StoredContact         `protobuf:"bytes,9,opt,name=hospital_lead,json=hospitalLead,proto3" json:"hospital_lead,omitempty"`
+	CriteriaMet        []CriterionToReside    `protobuf:"varint,10,rep,packed,name=criteria_met,json=criteriaMet,proto3,enum=spa.v1.CriterionToReside" json:"criteria_met,omitempty"`
+	DischargeReadyDate string                 `protobuf:"bytes,11,opt,name=discharge_ready_date,json=dischargeReadyDate,proto3" json:"discharge_ready_date,omitempty"`
+	ProposedPathway    Pathway                `protobuf:"varint,12,opt,name=proposed_pathway,json=proposedPathway,proto3,enum=spa.v1.Pathway" json:"proposed_pathway,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *StoredReferralDetails) Reset() {
+	*x = StoredReferralDetails{}
+	mi := &file_spa_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredReferralDetails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredReferralDetails) ProtoMessage() {}
+
+func (x *StoredReferralDetails) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredReferralDetails.ProtoReflect.Descriptor instead.
+func (*StoredReferralDetails) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StoredReferralDetails) GetPatient() *StoredPatient {
+	if x != nil {
+		return x.Patient
+	}
+	return nil
+}
+
+func (x *StoredReferralDetails) GetEpisode() *StoredEpisode {
+	if x != nil {
+		return x.Episode
+	}
+	return nil
+}
+
+func (x *StoredReferralDetails) GetAdmittedFrom() AdmittedFrom {
+	if x != nil {
+		return x.AdmittedFrom
+	}
+	return AdmittedFrom_ADMITTED_FROM_UNSPECIFIED
+}
+
+func (x *StoredReferralDetails) GetNeeds() *StoredNeeds {
+	if x != nil {
+		return x.Needs
+	}
+	return nil
+}
+
+func (x *StoredReferralDetails) GetRisks() *StoredRisks {
+	if x != nil {
+		return x.Risks
+	}
+	return nil
+}
+
+func (x *StoredReferralDetails) GetInfectionTest() *StoredInfectionTest {
+	if x != nil {
+		return x.InfectionTest
+	}
+	return nil
+}
+
+func (x *StoredReferralDetails) GetEndOfLife() *StoredEndOfLife {
+	if x != nil {
+		return x.EndOfLife
+	}
+	return nil
+}
+
+func (x *StoredReferralDetails) GetConsent() *StoredConsent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+func (x *StoredReferralDetails) GetHospitalLead() *StoredContact {
+	if x != nil {
+		return x.HospitalLead
+	}
+	return nil
+}
+
+func (x *StoredReferralDetails) GetCriteriaMet() []CriterionToReside {
+	if x != nil {
+		return x.CriteriaMet
+	}
+	return nil
+}
+
+func (x *StoredReferralDetails) GetDischargeReadyDate() string {
+	if x != nil {
+		return x.DischargeReadyDate
+	}
+	return ""
+}
+
+func (x *StoredReferralDetails) GetProposedPathway() Pathway {
+	if x != nil {
+		return x.ProposedPathway
+	}
+	return Pathway_PATHWAY_UNSPECIFIED
+}
+
+// StoredPatient: the patient as stored.
+type StoredPatient struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NhsNumber     string                 `protobuf:"bytes,1,opt,name=nhs_number,json=nhsNumber,proto3" json:"nhs_number,omitempty"`
+	GivenName     string                 `protobuf:"bytes,2,opt,name=given_name,json=givenName,proto3" json:"given_name,omitempty"`
+	FamilyName    string                 `protobuf:"bytes,3,opt,name=family_name,json=familyName,proto3" json:"family_name,omitempty"`
+	BirthDate     string                 `protobuf:"bytes,4,opt,name=birth_date,json=birthDate,proto3" json:"birth_date,omitempty"`
+	Postcode      string                 `protobuf:"bytes,5,opt,name=postcode,proto3" json:"postcode,omitempty"`
+	Borough       string                 `protobuf:"bytes,6,opt,name=borough,proto3" json:"borough,omitempty"`
+	GpPracticeOds string                 `protobuf:"bytes,7,opt,name=gp_practice_ods,json=gpPracticeOds,proto3" json:"gp_practice_ods,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredPatient) Reset() {
+	*x = StoredPatient{}
+	mi := &file_spa_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredPatient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredPatient) ProtoMessage() {}
+
+func (x *StoredPatient) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredPatient.ProtoReflect.Descriptor instead.
+func (*StoredPatient) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StoredPatient) GetNhsNumber() string {
+	if x != nil {
+		return x.NhsNumber
+	}
+	return ""
+}
+
+func (x *StoredPatient) GetGivenName() string {
+	if x != nil {
+		return x.GivenName
+	}
+	return ""
+}
+
+func (x *StoredPatient) GetFamilyName() string {
+	if x != nil {
+		return x.FamilyName
+	}
+	return ""
+}
+
+func (x *StoredPatient) GetBirthDate() string {
+	if x != nil {
+		return x.BirthDate
+	}
+	return ""
+}
+
+func (x *StoredPatient) GetPostcode() string {
+	if x != nil {
+		return x.Postcode
+	}
+	return ""
+}
+
+func (x *StoredPatient) GetBorough() string {
+	if x != nil {
+		return x.Borough
+	}
+	return ""
+}
+
+func (x *StoredPatient) GetGpPracticeOds() string {
+	if x != nil {
+		return x.GpPracticeOds
+	}
+	return ""
+}
+
+// StoredEpisode: the hospital stay as stored.
+type StoredEpisode struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	SiteOds               string                 `protobuf:"bytes,1,opt,name=site_ods,json=siteOds,proto3" json:"site_ods,omitempty"`
+	Ward                  string                 `protobuf:"bytes,2,opt,name=ward,proto3" json:"ward,omitempty"`
+	AdmissionDate         string                 `protobuf:"bytes,3,opt,name=admission_date,json=admissionDate,proto3" json:"admission_date,omitempty"`
+	ExpectedDischargeDate string                 `protobuf:"bytes,4,opt,name=expected_discharge_date,json=expectedDischargeDate,proto3" json:"expected_discharge_date,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *StoredEpisode) Reset() {
+	*x = StoredEpisode{}
+	mi := &file_spa_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredEpisode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredEpisode) ProtoMessage() {}
+
+func (x *StoredEpisode) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredEpisode.ProtoReflect.Descriptor instead.
+func (*StoredEpisode) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *StoredEpisode) GetSiteOds() string {
+	if x != nil {
+		return x.SiteOds
+	}
+	return ""
+}
+
+func (x *StoredEpisode) GetWard() string {
+	if x != nil {
+		return x.Ward
+	}
+	return ""
+}
+
+func (x *StoredEpisode) GetAdmissionDate() string {
+	if x != nil {
+		return x.AdmissionDate
+	}
+	return ""
+}
+
+func (x *StoredEpisode) GetExpectedDischargeDate() string {
+	if x != nil {
+		return x.ExpectedDischargeDate
+	}
+	return ""
+}
+
+// StoredNeeds: the care needs as stored.
+type StoredNeeds struct {
+	state                   protoimpl.MessageState `protogen:"open.v1"`
+	Mobility                Mobility               `protobuf:"varint,1,opt,name=mobility,proto3,enum=spa.v1.Mobility" json:"mobility,omitempty"`
+	CarersPerTransfer       int32                  `protobuf:"varint,2,opt,name=carers_per_transfer,json=carersPerTransfer,proto3" json:"carers_per_transfer,omitempty"`
+	CareCallsPerDay         int32                  `protobuf:"varint,3,opt,name=care_calls_per_day,json=careCallsPerDay,proto3" json:"care_calls_per_day,omitempty"`
+	SafeAloneOvernight      bool                   `protobuf:"varint,4,opt,name=safe_alone_overnight,json=safeAloneOvernight,proto3" json:"safe_alone_overnight,omitempty"`
+	Equipment               []string               `protobuf:"bytes,5,rep,name=equipment,proto3" json:"equipment,omitempty"`
+	ShortTermBedBasedCare   bool                   `protobuf:"varint,6,opt,name=short_term_bed_based_care,json=shortTermBedBasedCare,proto3" json:"short_term_bed_based_care,omitempty"`
+	OngoingBeddedCare       bool                   `protobuf:"varint,7,opt,name=ongoing_bedded_care,json=ongoingBeddedCare,proto3" json:"ongoing_bedded_care,omitempty"`
+	UrgentCommunityResponse bool                   `protobuf:"varint,8,opt,name=urgent_community_response,json=urgentCommunityResponse,proto3" json:"urgent_community_response,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *StoredNeeds) Reset() {
+	*x = StoredNeeds{}
+	mi := &file_spa_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredNeeds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredNeeds) ProtoMessage() {}
+
+func (x *StoredNeeds) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredNeeds.ProtoReflect.Descriptor instead.
+func (*StoredNeeds) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *StoredNeeds) GetMobility() Mobility {
+	if x != nil {
+		return x.Mobility
+	}
+	return Mobility_MOBILITY_UNSPECIFIED
+}
+
+func (x *StoredNeeds) GetCarersPerTransfer() int32 {
+	if x != nil {
+		return x.CarersPerTransfer
+	}
+	return 0
+}
+
+func (x *StoredNeeds) GetCareCallsPerDay() int32 {
+	if x != nil {
+		return x.CareCallsPerDay
+	}
+	return 0
+}
+
+func (x *StoredNeeds) GetSafeAloneOvernight() bool {
+	if x != nil {
+		return x.SafeAloneOvernight
+	}
+	return false
+}
+
+func (x *StoredNeeds) GetEquipment() []string {
+	if x != nil {
+		return x.Equipment
+	}
+	return nil
+}
+
+func (x *StoredNeeds) GetShortTermBedBasedCare() bool {
+	if x != nil {
+		return x.ShortTermBedBasedCare
+	}
+	return false
+}
+
+func (x *StoredNeeds) GetOngoingBeddedCare() bool {
+	if x != nil {
+		return x.OngoingBeddedCare
+	}
+	return false
+}
+
+func (x *StoredNeeds) GetUrgentCommunityResponse() bool {
+	if x != nil {
+		return x.UrgentCommunityResponse
+	}
+	return false
+}
+
+// StoredRisks: the risks as stored.
+type StoredRisks struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Falls               bool                   `protobuf:"varint,1,opt,name=falls,proto3" json:"falls,omitempty"`
+	PressureUlcers      bool                   `protobuf:"varint,2,opt,name=pressure_ulcers,json=pressureUlcers,proto3" json:"pressure_ulcers,omitempty"`
+	Safeguarding        bool                   `protobuf:"varint,3,opt,name=safeguarding,proto3" json:"safeguarding,omitempty"`
+	LacksMentalCapacity bool                   `protobuf:"varint,4,opt,name=lacks_mental_capacity,json=lacksMentalCapacity,proto3" json:"lacks_mental_capacity,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *StoredRisks) Reset() {
+	*x = StoredRisks{}
+	mi := &file_spa_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredRisks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredRisks) ProtoMessage() {}
+
+func (x *StoredRisks) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredRisks.ProtoReflect.Descriptor instead.
+func (*StoredRisks) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *StoredRisks) GetFalls() bool {
+	if x != nil {
+		return x.Falls
+	}
+	return false
+}
+
+func (x *StoredRisks) GetPressureUlcers() bool {
+	if x != nil {
+		return x.PressureUlcers
+	}
+	return false
+}
+
+func (x *StoredRisks) GetSafeguarding() bool {
+	if x != nil {
+		return x.Safeguarding
+	}
+	return false
+}
+
+func (x *StoredRisks) GetLacksMentalCapacity() bool {
+	if x != nil {
+		return x.LacksMentalCapacity
+	}
+	return false
+}
+
+// StoredInfectionTest: a test result as stored.
+type StoredInfectionTest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          InfectionTestType      `protobuf:"varint,1,opt,name=type,proto3,enum=spa.v1.InfectionTestType" json:"type,omitempty"`
+	TakenAt       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
+	Result        InfectionTestResult    `protobuf:"varint,3,opt,name=result,proto3,enum=spa.v1.InfectionTestResult" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredInfectionTest) Reset() {
+	*x = StoredInfectionTest{}
+	mi := &file_spa_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredInfectionTest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredInfectionTest) ProtoMessage() {}
+
+func (x *StoredInfectionTest) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredInfectionTest.ProtoReflect.Descriptor instead.
+func (*StoredInfectionTest) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *StoredInfectionTest) GetType() InfectionTestType {
+	if x != nil {
+		return x.Type
+	}
+	return InfectionTestType_INFECTION_TEST_TYPE_UNSPECIFIED
+}
+
+func (x *StoredInfectionTest) GetTakenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TakenAt
+	}
+	return nil
+}
+
+func (x *StoredInfectionTest) GetResult() InfectionTestResult {
+	if x != nil {
+		return x.Result
+	}
+	return InfectionTestResult_INFECTION_TEST_RESULT_UNSPECIFIED
+}
+
+// StoredEndOfLife: the fast-track decision as stored.
+type StoredEndOfLife struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	FastTrack      bool                   `protobuf:"varint,1,opt,name=fast_track,json=fastTrack,proto3" json:"fast_track,omitempty"`
+	PreferredPlace PlaceOfCare            `protobuf:"varint,2,opt,name=preferred_place,json=preferredPlace,proto3,enum=spa.v1.PlaceOfCare" json:"preferred_place,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StoredEndOfLife) Reset() {
+	*x = StoredEndOfLife{}
+	mi := &file_spa_v1_events_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredEndOfLife) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredEndOfLife) ProtoMessage() {}
+
+func (x *StoredEndOfLife) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredEndOfLife.ProtoReflect.Descriptor instead.
+func (*StoredEndOfLife) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *StoredEndOfLife) GetFastTrack() bool {
+	if x != nil {
+		return x.FastTrack
+	}
+	return false
+}
+
+func (x *StoredEndOfLife) GetPreferredPlace() PlaceOfCare {
+	if x != nil {
+		return x.PreferredPlace
+	}
+	return PlaceOfCare_PLACE_OF_CARE_UNSPECIFIED
+}
+
+// StoredConsent: consent and preferences as stored.
+type StoredConsent struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	ShareWithProviders bool                   `protobuf:"varint,1,opt,name=share_with_providers,json=shareWithProviders,proto3" json:"share_with_providers,omitempty"`
+	Preferences        string                 `protobuf:"bytes,2,opt,name=preferences,proto3" json:"preferences,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *StoredConsent) Reset() {
+	*x = StoredConsent{}
+	mi := &file_spa_v1_events_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredConsent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredConsent) ProtoMessage() {}
+
+func (x *StoredConsent) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredConsent.ProtoReflect.Descriptor instead.
+func (*StoredConsent) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *StoredConsent) GetShareWithProviders() bool {
+	if x != nil {
+		return x.ShareWithProviders
+	}
+	return false
+}
+
+func (x *StoredConsent) GetPreferences() string {
+	if x != nil {
+		return x.Preferences
+	}
+	return ""
+}
+
+// StoredContact: the hospital lead as stored.
+type StoredContact struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	Phone         string                 `protobuf:"bytes,3,opt,name=phone,proto3" json:"phone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredContact) Reset() {
+	*x = StoredContact{}
+	mi := &file_spa_v1_events_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredContact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredContact) ProtoMessage() {}
+
+func (x *StoredContact) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredContact.ProtoReflect.Descriptor instead.
+func (*StoredContact) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *StoredContact) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StoredContact) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *StoredContact) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+// StoredProviderDetails: a provider's registration as stored.
+type StoredProviderDetails struct {
+	state                    protoimpl.MessageState `protogen:"open.v1"`
+	Ods                      string                 `protobuf:"bytes,1,opt,name=ods,proto3" json:"ods,omitempty"`
+	Name                     string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Boroughs                 []string               `protobuf:"bytes,3,rep,name=boroughs,proto3" json:"boroughs,omitempty"`
+	Services                 []Service              `protobuf:"varint,4,rep,packed,name=services,proto3,enum=spa.v1.Service" json:"services,omitempty"`
+	TrustedAssessor          bool                   `protobuf:"varint,5,opt,name=trusted_assessor,json=trustedAssessor,proto3" json:"trusted_assessor,omitempty"`
+	AcceptsInfectionPositive bool                   `protobuf:"varint,6,opt,name=accepts_infection_positive,json=acceptsInfectionPositive,proto3" json:"accepts_infection_positive,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *StoredProviderDetails) Reset() {
+	*x = StoredProviderDetails{}
+	mi := &file_spa_v1_events_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredProviderDetails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredProviderDetails) ProtoMessage() {}
+
+func (x *StoredProviderDetails) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredProviderDetails.ProtoReflect.Descriptor instead.
+func (*StoredProviderDetails) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *StoredProviderDetails) GetOds() string {
+	if x != nil {
+		return x.Ods
+	}
+	return ""
+}
+
+func (x *StoredProviderDetails) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StoredProviderDetails) GetBoroughs() []string {
+	if x != nil {
+		return x.Boroughs
+	}
+	return nil
+}
+
+func (x *StoredProviderDetails) GetServices() []Service {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *StoredProviderDetails) GetTrustedAssessor() bool {
+	if x != nil {
+		return x.TrustedAssessor
+	}
+	return false
+}
+
+func (x *StoredProviderDetails) GetAcceptsInfectionPositive() bool {
+	if x != nil {
+		return x.AcceptsInfectionPositive
+	}
+	return false
+}
+
+// StoredCapacity: the counts as versions before 0.3 stored them; read,
+// never written (CapacityDeclaration replaced it).
+type StoredCapacity struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Service        Service                `protobuf:"varint,1,opt,name=service,proto3,enum=spa.v1.Service" json:"service,omitempty"`
+	AvailableUnits int32                  `protobuf:"varint,2,opt,name=available_units,json=availableUnits,proto3" json:"available_units,omitempty"`
+	Open           bool                   `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
+	AsOf           *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StoredCapacity) Reset() {
+	*x = StoredCapacity{}
+	mi := &file_spa_v1_events_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredCapacity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredCapacity) ProtoMessage() {}
+
+func (x *StoredCapacity) ProtoReflect() protoreflect.Message {
+	mi := &file_spa_v1_events_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredCapacity.ProtoReflect.Descriptor instead.
+func (*StoredCapacity) Descriptor() ([]byte, []int) {
+	return file_spa_v1_events_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *StoredCapacity) GetService() Service {
+	if x != nil {
+		return x.Service
+	}
+	return Service_SERVICE_UNSPECIFIED
+}
+
+func (x *StoredCapacity) GetAvailableUnits() int32 {
+	if x != nil {
+		return x.AvailableUnits
+	}
+	return 0
+}
+
+func (x *StoredCapacity) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *StoredCapacity) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
 var File_spa_v1_events_proto protoreflect.FileDescriptor
 
 const file_spa_v1_events_proto_rawDesc = "" +
@@ -2139,26 +2989,26 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x04hash\x18\x05 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04type\x18\x06 \x01(\tR\x04type\x127\n" +
 	"\tstored_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt\x12!\n" +
-	"\fdecode_error\x18\b \x01(\tR\vdecodeError\"\x97\x01\n" +
+	"\fdecode_error\x18\b \x01(\tR\vdecodeError\"\x9d\x01\n" +
 	"\x11ReferralSubmitted\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\x121\n" +
-	"\adetails\x18\x02 \x01(\v2\x17.spa.v1.ReferralDetailsR\adetails\x120\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x127\n" +
+	"\adetails\x18\x02 \x01(\v2\x1d.spa.v1.StoredReferralDetailsR\adetails\x120\n" +
 	"\x14discharge_ready_date\x18\x03 \x01(\tR\x12dischargeReadyDate\"\xab\x01\n" +
 	"\x18CriteriaToResideRecorded\x12<\n" +
 	"\fcriteria_met\x18\x01 \x03(\x0e2\x19.spa.v1.CriterionToResideR\vcriteriaMet\x12\x1f\n" +
 	"\vassessed_on\x18\x02 \x01(\tR\n" +
 	"assessedOn\x120\n" +
-	"\x14discharge_ready_date\x18\x03 \x01(\tR\x12dischargeReadyDate\"B\n" +
-	"\x15InfectionTestRecorded\x12)\n" +
-	"\x04test\x18\x01 \x01(\v2\x15.spa.v1.InfectionTestR\x04test\"Y\n" +
+	"\x14discharge_ready_date\x18\x03 \x01(\tR\x12dischargeReadyDate\"H\n" +
+	"\x15InfectionTestRecorded\x12/\n" +
+	"\x04test\x18\x01 \x01(\v2\x1b.spa.v1.StoredInfectionTestR\x04test\"Y\n" +
 	"\x11ReferralWithdrawn\x120\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x18.spa.v1.WithdrawalReasonR\x06reason\x12\x12\n" +
-	"\x04note\x18\x02 \x01(\tR\x04note\"G\n" +
-	"\x12ProviderRegistered\x121\n" +
-	"\adetails\x18\x01 \x01(\v2\x17.spa.v1.ProviderDetailsR\adetails\"x\n" +
-	"\x0fCapacityUpdated\x120\n" +
-	"\bcapacity\x18\x01 \x03(\v2\x10.spa.v1.CapacityB\x02\x18\x01R\bcapacity\x123\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\"M\n" +
+	"\x12ProviderRegistered\x127\n" +
+	"\adetails\x18\x01 \x01(\v2\x1d.spa.v1.StoredProviderDetailsR\adetails\"~\n" +
+	"\x0fCapacityUpdated\x126\n" +
+	"\bcapacity\x18\x01 \x03(\v2\x16.spa.v1.StoredCapacityB\x02\x18\x01R\bcapacity\x123\n" +
 	"\x06counts\x18\x02 \x03(\v2\x1b.spa.v1.CapacityDeclarationR\x06counts\"\x9b\x01\n" +
 	"\x13CapacityDeclaration\x12)\n" +
 	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12\x14\n" +
@@ -2211,9 +3061,9 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x04rule\x18\x01 \x01(\x0e2\x12.spa.v1.PolicyRuleR\x04rule\x12\x0e\n" +
 	"\x02on\x18\x02 \x01(\bR\x02on\x12%\n" +
 	"\x0eeffective_from\x18\x03 \x01(\tR\reffectiveFrom\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x95\x01\n" +
-	"\x0fReferralAmended\x121\n" +
-	"\adetails\x18\x01 \x01(\v2\x17.spa.v1.ReferralDetailsR\adetails\x12\x14\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x9b\x01\n" +
+	"\x0fReferralAmended\x127\n" +
+	"\adetails\x18\x01 \x01(\v2\x1d.spa.v1.StoredReferralDetailsR\adetails\x12\x14\n" +
 	"\x05paths\x18\x02 \x03(\tR\x05paths\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
 	"\fprovider_ods\x18\x04 \x01(\tR\vproviderOds\"\x9d\x01\n" +
@@ -2243,7 +3093,79 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12%\n" +
 	"\x0etarget_seconds\x18\x05 \x01(\x03R\rtargetSeconds\x12\x1f\n" +
 	"\vescalate_to\x18\x06 \x01(\tR\n" +
-	"escalateTo*L\n" +
+	"escalateTo\"\xa0\x05\n" +
+	"\x15StoredReferralDetails\x12/\n" +
+	"\apatient\x18\x01 \x01(\v2\x15.spa.v1.StoredPatientR\apatient\x12/\n" +
+	"\aepisode\x18\x02 \x01(\v2\x15.spa.v1.StoredEpisodeR\aepisode\x129\n" +
+	"\radmitted_from\x18\x03 \x01(\x0e2\x14.spa.v1.AdmittedFromR\fadmittedFrom\x12)\n" +
+	"\x05needs\x18\x04 \x01(\v2\x13.spa.v1.StoredNeedsR\x05needs\x12)\n" +
+	"\x05risks\x18\x05 \x01(\v2\x13.spa.v1.StoredRisksR\x05risks\x12B\n" +
+	"\x0einfection_test\x18\x06 \x01(\v2\x1b.spa.v1.StoredInfectionTestR\rinfectionTest\x127\n" +
+	"\vend_of_life\x18\a \x01(\v2\x17.spa.v1.StoredEndOfLifeR\tendOfLife\x12/\n" +
+	"\aconsent\x18\b \x01(\v2\x15.spa.v1.StoredConsentR\aconsent\x12:\n" +
+	"\rhospital_lead\x18\t \x01(\v2\x15.spa.v1.StoredContactR\fhospitalLead\x12<\n" +
+	"\fcriteria_met\x18\n" +
+	" \x03(\x0e2\x19.spa.v1.CriterionToResideR\vcriteriaMet\x120\n" +
+	"\x14discharge_ready_date\x18\v \x01(\tR\x12dischargeReadyDate\x12:\n" +
+	"\x10proposed_pathway\x18\f \x01(\x0e2\x0f.spa.v1.PathwayR\x0fproposedPathway\"\xeb\x01\n" +
+	"\rStoredPatient\x12\x1d\n" +
+	"\n" +
+	"nhs_number\x18\x01 \x01(\tR\tnhsNumber\x12\x1d\n" +
+	"\n" +
+	"given_name\x18\x02 \x01(\tR\tgivenName\x12\x1f\n" +
+	"\vfamily_name\x18\x03 \x01(\tR\n" +
+	"familyName\x12\x1d\n" +
+	"\n" +
+	"birth_date\x18\x04 \x01(\tR\tbirthDate\x12\x1a\n" +
+	"\bpostcode\x18\x05 \x01(\tR\bpostcode\x12\x18\n" +
+	"\aborough\x18\x06 \x01(\tR\aborough\x12&\n" +
+	"\x0fgp_practice_ods\x18\a \x01(\tR\rgpPracticeOds\"\x9d\x01\n" +
+	"\rStoredEpisode\x12\x19\n" +
+	"\bsite_ods\x18\x01 \x01(\tR\asiteOds\x12\x12\n" +
+	"\x04ward\x18\x02 \x01(\tR\x04ward\x12%\n" +
+	"\x0eadmission_date\x18\x03 \x01(\tR\radmissionDate\x126\n" +
+	"\x17expected_discharge_date\x18\x04 \x01(\tR\x15expectedDischargeDate\"\x8e\x03\n" +
+	"\vStoredNeeds\x12,\n" +
+	"\bmobility\x18\x01 \x01(\x0e2\x10.spa.v1.MobilityR\bmobility\x12.\n" +
+	"\x13carers_per_transfer\x18\x02 \x01(\x05R\x11carersPerTransfer\x12+\n" +
+	"\x12care_calls_per_day\x18\x03 \x01(\x05R\x0fcareCallsPerDay\x120\n" +
+	"\x14safe_alone_overnight\x18\x04 \x01(\bR\x12safeAloneOvernight\x12\x1c\n" +
+	"\tequipment\x18\x05 \x03(\tR\tequipment\x128\n" +
+	"\x19short_term_bed_based_care\x18\x06 \x01(\bR\x15shortTermBedBasedCare\x12.\n" +
+	"\x13ongoing_bedded_care\x18\a \x01(\bR\x11ongoingBeddedCare\x12:\n" +
+	"\x19urgent_community_response\x18\b \x01(\bR\x17urgentCommunityResponse\"\xa4\x01\n" +
+	"\vStoredRisks\x12\x14\n" +
+	"\x05falls\x18\x01 \x01(\bR\x05falls\x12'\n" +
+	"\x0fpressure_ulcers\x18\x02 \x01(\bR\x0epressureUlcers\x12\"\n" +
+	"\fsafeguarding\x18\x03 \x01(\bR\fsafeguarding\x122\n" +
+	"\x15lacks_mental_capacity\x18\x04 \x01(\bR\x13lacksMentalCapacity\"\xb0\x01\n" +
+	"\x13StoredInfectionTest\x12-\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x19.spa.v1.InfectionTestTypeR\x04type\x125\n" +
+	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\x123\n" +
+	"\x06result\x18\x03 \x01(\x0e2\x1b.spa.v1.InfectionTestResultR\x06result\"n\n" +
+	"\x0fStoredEndOfLife\x12\x1d\n" +
+	"\n" +
+	"fast_track\x18\x01 \x01(\bR\tfastTrack\x12<\n" +
+	"\x0fpreferred_place\x18\x02 \x01(\x0e2\x13.spa.v1.PlaceOfCareR\x0epreferredPlace\"c\n" +
+	"\rStoredConsent\x120\n" +
+	"\x14share_with_providers\x18\x01 \x01(\bR\x12shareWithProviders\x12 \n" +
+	"\vpreferences\x18\x02 \x01(\tR\vpreferences\"M\n" +
+	"\rStoredContact\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
+	"\x05phone\x18\x03 \x01(\tR\x05phone\"\xef\x01\n" +
+	"\x15StoredProviderDetails\x12\x10\n" +
+	"\x03ods\x18\x01 \x01(\tR\x03ods\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bboroughs\x18\x03 \x03(\tR\bboroughs\x12+\n" +
+	"\bservices\x18\x04 \x03(\x0e2\x0f.spa.v1.ServiceR\bservices\x12)\n" +
+	"\x10trusted_assessor\x18\x05 \x01(\bR\x0ftrustedAssessor\x12<\n" +
+	"\x1aaccepts_infection_positive\x18\x06 \x01(\bR\x18acceptsInfectionPositive\"\xa9\x01\n" +
+	"\x0eStoredCapacity\x12)\n" +
+	"\aservice\x18\x01 \x01(\x0e2\x0f.spa.v1.ServiceR\aservice\x12'\n" +
+	"\x0favailable_units\x18\x02 \x01(\x05R\x0eavailableUnits\x12\x12\n" +
+	"\x04open\x18\x03 \x01(\bR\x04open\x12/\n" +
+	"\x05as_of\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf*L\n" +
 	"\n" +
 	"PolicyRule\x12\x1b\n" +
 	"\x17POLICY_RULE_UNSPECIFIED\x10\x00\x12!\n" +
@@ -2264,7 +3186,7 @@ func file_spa_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_spa_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_spa_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_spa_v1_events_proto_goTypes = []any{
 	(PolicyRule)(0),                  // 0: spa.v1.PolicyRule
 	(*Actor)(nil),                    // 1: spa.v1.Actor
@@ -2291,25 +3213,37 @@ var file_spa_v1_events_proto_goTypes = []any{
 	(*CapacityOccupied)(nil),         // 22: spa.v1.CapacityOccupied
 	(*CapacityReleased)(nil),         // 23: spa.v1.CapacityReleased
 	(*ClockAlerted)(nil),             // 24: spa.v1.ClockAlerted
-	nil,                              // 25: spa.v1.PathwayDecided.InputsEntry
-	nil,                              // 26: spa.v1.ReferralHeld.InputsEntry
-	nil,                              // 27: spa.v1.OfferMade.InputsEntry
-	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
-	(*ReferralDetails)(nil),          // 29: spa.v1.ReferralDetails
-	(CriterionToReside)(0),           // 30: spa.v1.CriterionToReside
-	(*InfectionTest)(nil),            // 31: spa.v1.InfectionTest
-	(WithdrawalReason)(0),            // 32: spa.v1.WithdrawalReason
-	(*ProviderDetails)(nil),          // 33: spa.v1.ProviderDetails
-	(*Capacity)(nil),                 // 34: spa.v1.Capacity
-	(Service)(0),                     // 35: spa.v1.Service
-	(Pathway)(0),                     // 36: spa.v1.Pathway
-	(HoldReason)(0),                  // 37: spa.v1.HoldReason
-	(TaskStatus)(0),                  // 38: spa.v1.TaskStatus
-	(ClockLevel)(0),                  // 39: spa.v1.ClockLevel
+	(*StoredReferralDetails)(nil),    // 25: spa.v1.StoredReferralDetails
+	(*StoredPatient)(nil),            // 26: spa.v1.StoredPatient
+	(*StoredEpisode)(nil),            // 27: spa.v1.StoredEpisode
+	(*StoredNeeds)(nil),              // 28: spa.v1.StoredNeeds
+	(*StoredRisks)(nil),              // 29: spa.v1.StoredRisks
+	(*StoredInfectionTest)(nil),      // 30: spa.v1.StoredInfectionTest
+	(*StoredEndOfLife)(nil),          // 31: spa.v1.StoredEndOfLife
+	(*StoredConsent)(nil),            // 32: spa.v1.StoredConsent
+	(*StoredContact)(nil),            // 33: spa.v1.StoredContact
+	(*StoredProviderDetails)(nil),    // 34: spa.v1.StoredProviderDetails
+	(*StoredCapacity)(nil),           // 35: spa.v1.StoredCapacity
+	nil,                              // 36: spa.v1.PathwayDecided.InputsEntry
+	nil,                              // 37: spa.v1.ReferralHeld.InputsEntry
+	nil,                              // 38: spa.v1.OfferMade.InputsEntry
+	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
+	(CriterionToReside)(0),           // 40: spa.v1.CriterionToReside
+	(WithdrawalReason)(0),            // 41: spa.v1.WithdrawalReason
+	(Service)(0),                     // 42: spa.v1.Service
+	(Pathway)(0),                     // 43: spa.v1.Pathway
+	(HoldReason)(0),                  // 44: spa.v1.HoldReason
+	(TaskStatus)(0),                  // 45: spa.v1.TaskStatus
+	(ClockLevel)(0),                  // 46: spa.v1.ClockLevel
+	(AdmittedFrom)(0),                // 47: spa.v1.AdmittedFrom
+	(Mobility)(0),                    // 48: spa.v1.Mobility
+	(InfectionTestType)(0),           // 49: spa.v1.InfectionTestType
+	(InfectionTestResult)(0),         // 50: spa.v1.InfectionTestResult
+	(PlaceOfCare)(0),                 // 51: spa.v1.PlaceOfCare
 }
 var file_spa_v1_events_proto_depIdxs = []int32{
-	28, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	28, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
+	39, // 0: spa.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	39, // 1: spa.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
 	1,  // 2: spa.v1.Envelope.actor:type_name -> spa.v1.Actor
 	4,  // 3: spa.v1.Envelope.referral_submitted:type_name -> spa.v1.ReferralSubmitted
 	5,  // 4: spa.v1.Envelope.criteria_to_reside_recorded:type_name -> spa.v1.CriteriaToResideRecorded
@@ -2332,39 +3266,58 @@ var file_spa_v1_events_proto_depIdxs = []int32{
 	19, // 21: spa.v1.Envelope.policy_switched:type_name -> spa.v1.PolicySwitched
 	18, // 22: spa.v1.Envelope.nothing_changed:type_name -> spa.v1.NothingChanged
 	2,  // 23: spa.v1.StoredEvent.envelope:type_name -> spa.v1.Envelope
-	28, // 24: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
-	29, // 25: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.ReferralDetails
-	30, // 26: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
-	31, // 27: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.InfectionTest
-	32, // 28: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
-	33, // 29: spa.v1.ProviderRegistered.details:type_name -> spa.v1.ProviderDetails
-	34, // 30: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.Capacity
+	39, // 24: spa.v1.StoredEvent.stored_at:type_name -> google.protobuf.Timestamp
+	25, // 25: spa.v1.ReferralSubmitted.details:type_name -> spa.v1.StoredReferralDetails
+	40, // 26: spa.v1.CriteriaToResideRecorded.criteria_met:type_name -> spa.v1.CriterionToReside
+	30, // 27: spa.v1.InfectionTestRecorded.test:type_name -> spa.v1.StoredInfectionTest
+	41, // 28: spa.v1.ReferralWithdrawn.reason:type_name -> spa.v1.WithdrawalReason
+	34, // 29: spa.v1.ProviderRegistered.details:type_name -> spa.v1.StoredProviderDetails
+	35, // 30: spa.v1.CapacityUpdated.capacity:type_name -> spa.v1.StoredCapacity
 	10, // 31: spa.v1.CapacityUpdated.counts:type_name -> spa.v1.CapacityDeclaration
-	35, // 32: spa.v1.CapacityDeclaration.service:type_name -> spa.v1.Service
-	28, // 33: spa.v1.CapacityDeclaration.as_of:type_name -> google.protobuf.Timestamp
-	36, // 34: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
-	35, // 35: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
-	25, // 36: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
-	37, // 37: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
-	26, // 38: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
-	37, // 39: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
-	35, // 40: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
-	35, // 41: spa.v1.OfferMade.service:type_name -> spa.v1.Service
-	27, // 42: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
-	38, // 43: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
-	28, // 44: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
+	42, // 32: spa.v1.CapacityDeclaration.service:type_name -> spa.v1.Service
+	39, // 33: spa.v1.CapacityDeclaration.as_of:type_name -> google.protobuf.Timestamp
+	43, // 34: spa.v1.PathwayDecided.pathway:type_name -> spa.v1.Pathway
+	42, // 35: spa.v1.PathwayDecided.service:type_name -> spa.v1.Service
+	36, // 36: spa.v1.PathwayDecided.inputs:type_name -> spa.v1.PathwayDecided.InputsEntry
+	44, // 37: spa.v1.ReferralHeld.reason:type_name -> spa.v1.HoldReason
+	37, // 38: spa.v1.ReferralHeld.inputs:type_name -> spa.v1.ReferralHeld.InputsEntry
+	44, // 39: spa.v1.HoldReleased.reason:type_name -> spa.v1.HoldReason
+	42, // 40: spa.v1.AwaitingCapacity.service:type_name -> spa.v1.Service
+	42, // 41: spa.v1.OfferMade.service:type_name -> spa.v1.Service
+	38, // 42: spa.v1.OfferMade.inputs:type_name -> spa.v1.OfferMade.InputsEntry
+	45, // 43: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
+	39, // 44: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
 	0,  // 45: spa.v1.PolicySwitched.rule:type_name -> spa.v1.PolicyRule
-	29, // 46: spa.v1.ReferralAmended.details:type_name -> spa.v1.ReferralDetails
-	35, // 47: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
-	35, // 48: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
-	35, // 49: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
-	39, // 50: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
-	28, // 51: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	25, // 46: spa.v1.ReferralAmended.details:type_name -> spa.v1.StoredReferralDetails
+	42, // 47: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
+	42, // 48: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
+	42, // 49: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
+	46, // 50: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
+	39, // 51: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
+	26, // 52: spa.v1.StoredReferralDetails.patient:type_name -> spa.v1.StoredPatient
+	27, // 53: spa.v1.StoredReferralDetails.episode:type_name -> spa.v1.StoredEpisode
+	47, // 54: spa.v1.StoredReferralDetails.admitted_from:type_name -> spa.v1.AdmittedFrom
+	28, // 55: spa.v1.StoredReferralDetails.needs:type_name -> spa.v1.StoredNeeds
+	29, // 56: spa.v1.StoredReferralDetails.risks:type_name -> spa.v1.StoredRisks
+	30, // 57: spa.v1.StoredReferralDetails.infection_test:type_name -> spa.v1.StoredInfectionTest
+	31, // 58: spa.v1.StoredReferralDetails.end_of_life:type_name -> spa.v1.StoredEndOfLife
+	32, // 59: spa.v1.StoredReferralDetails.consent:type_name -> spa.v1.StoredConsent
+	33, // 60: spa.v1.StoredReferralDetails.hospital_lead:type_name -> spa.v1.StoredContact
+	40, // 61: spa.v1.StoredReferralDetails.criteria_met:type_name -> spa.v1.CriterionToReside
+	43, // 62: spa.v1.StoredReferralDetails.proposed_pathway:type_name -> spa.v1.Pathway
+	48, // 63: spa.v1.StoredNeeds.mobility:type_name -> spa.v1.Mobility
+	49, // 64: spa.v1.StoredInfectionTest.type:type_name -> spa.v1.InfectionTestType
+	39, // 65: spa.v1.StoredInfectionTest.taken_at:type_name -> google.protobuf.Timestamp
+	50, // 66: spa.v1.StoredInfectionTest.result:type_name -> spa.v1.InfectionTestResult
+	51, // 67: spa.v1.StoredEndOfLife.preferred_place:type_name -> spa.v1.PlaceOfCare
+	42, // 68: spa.v1.StoredProviderDetails.services:type_name -> spa.v1.Service
+	42, // 69: spa.v1.StoredCapacity.service:type_name -> spa.v1.Service
+	39, // 70: spa.v1.StoredCapacity.as_of:type_name -> google.protobuf.Timestamp
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
@@ -2402,7 +3355,7 @@ func file_spa_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spa_v1_events_proto_rawDesc), len(file_spa_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
