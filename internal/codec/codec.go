@@ -91,7 +91,7 @@ func MarshalRecord(rec spa.Record) ([]byte, error) {
 		env.Payload = &spav1.Envelope_NothingChanged{NothingChanged: &spav1.NothingChanged{Aggregate: string(e.Aggregate)}}
 	case spa.PolicySwitched:
 		env.Payload = &spav1.Envelope_PolicySwitched{PolicySwitched: &spav1.PolicySwitched{
-			Rule: spav1.PolicyRule(e.Rule), On: e.On, EffectiveFrom: e.EffectiveFrom, Reason: e.Reason,
+			Rule: spav1.PolicyRule(e.Rule), On: e.On, EffectiveFrom: e.EffectiveFrom, Reason: e.Reason, EffectiveAt: timestamp(e.EffectiveAt),
 		}}
 	case spa.ReferralAmended:
 		env.Payload = &spav1.Envelope_ReferralAmended{ReferralAmended: &spav1.ReferralAmended{
@@ -204,7 +204,8 @@ func RecordFromProto(seq uint64, env *spav1.Envelope) (spa.Record, error) {
 		rec.Event = spa.NothingChanged{Aggregate: spa.Aggregate(p.NothingChanged.GetAggregate())}
 	case *spav1.Envelope_PolicySwitched:
 		e := p.PolicySwitched
-		rec.Event = spa.PolicySwitched{Rule: spa.PolicyRule(e.GetRule()), On: e.GetOn(), EffectiveFrom: e.GetEffectiveFrom(), Reason: e.GetReason()}
+		rec.Event = spa.PolicySwitched{Rule: spa.PolicyRule(e.GetRule()), On: e.GetOn(), EffectiveFrom: e.GetEffectiveFrom(), Reason: e.GetReason(),
+			EffectiveAt: TimeFromProto(e.GetEffectiveAt())}
 	case *spav1.Envelope_ReferralAmended:
 		e := p.ReferralAmended
 		rec.Event = spa.ReferralAmended{Details: detailsFromStored(e.GetDetails()), Paths: e.GetPaths(), Reason: e.GetReason(), ProviderODS: e.GetProviderOds()}

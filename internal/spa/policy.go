@@ -29,9 +29,23 @@ func PolicyID(r PolicyRule) string { return policyRuleIDs[r] }
 type PolicySwitched struct {
 	Rule PolicyRule
 	On   bool
-	// EffectiveFrom is an ISO date: in force from its UK midnight.
+	// EffectiveFrom is an ISO date: in force from its UK midnight, or,
+	// when set, from EffectiveAt (a switch from the day it was recorded is
+	// in force from the instant it was recorded: what that day decided
+	// before it stands).
 	EffectiveFrom string
 	Reason        string
+	EffectiveAt   time.Time
+}
+
+// From is the instant the switch comes into force (the zero time for a
+// date that is not one).
+func (s PolicySwitched) From() time.Time {
+	if !s.EffectiveAt.IsZero() {
+		return s.EffectiveAt
+	}
+	from, _ := time.ParseInLocation(DateLayout, s.EffectiveFrom, london())
+	return from
 }
 
 func (PolicySwitched) eventName() string    { return "PolicySwitched" }
@@ -60,8 +74,10 @@ type SwitchPolicy struct {
 }
 
 // DecideSwitchPolicy decides a switch: a known rule, a reason, a date
-// today or later (UK) and not before the last switch's (the past is not
-// rewritten). The same switch as the last decides nothing.
+// today or later (UK): the past is not rewritten. A switch from today is
+// in force from now, not from midnight. A switch replaces the switches
+// recorded for later dates (a date mistyped can be put right before it
+// comes), and the same switch as the last decides nothing.
 func DecideSwitchPolicy(l PolicyLog, c SwitchPolicy, now time.Time) (Event, error) {
 	var vs violations
 	checkEnum(&vs, "rule", c.Rule, policyRuleEnd, true)
@@ -77,26 +93,27 @@ func DecideSwitchPolicy(l PolicyLog, c SwitchPolicy, now time.Time) (Event, erro
 		return nil, err
 	}
 	e := PolicySwitched{Rule: c.Rule, On: c.On, EffectiveFrom: c.EffectiveFrom, Reason: c.Reason}
+	if c.EffectiveFrom == LocalDate(now) {
+		e.EffectiveAt = now.UTC()
+	}
 	if n := len(l.Switches); n > 0 {
 		last := l.Switches[n-1]
 		if last.On == c.On && last.EffectiveFrom == c.EffectiveFrom {
 			return nil, nil
-		}
-		if c.EffectiveFrom < last.EffectiveFrom {
-			return nil, Errorf(KindFailedPrecondition, "a switch from %s is recorded already; switch from that date or later", last.EffectiveFrom)
 		}
 	}
 	return e, nil
 }
 
 // WithSwitches returns the policies with the switches applied in the
-// order recorded: each switch from its date stays in force (the versions
-// after it are dropped, see Switch).
+// order recorded: each switch from its instant stays in force (the
+// versions after it, a switch recorded earlier for a later date among
+// them, are dropped, see Switch).
 func (ps Policies) WithSwitches(switches []PolicySwitched) Policies {
 	out := slices.Clone(ps)
 	for _, s := range switches {
-		from, err := time.ParseInLocation(DateLayout, s.EffectiveFrom, london())
-		if err != nil || s.Rule != PolicyRuleInfectionOverlay {
+		from := s.From()
+		if from.IsZero() || s.Rule != PolicyRuleInfectionOverlay {
 			continue
 		}
 		out = out.Switch(s.On, from)

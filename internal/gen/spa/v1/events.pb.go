@@ -1642,9 +1642,13 @@ type PolicySwitched struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Rule  PolicyRule             `protobuf:"varint,1,opt,name=rule,proto3,enum=spa.v1.PolicyRule" json:"rule,omitempty"`
 	On    bool                   `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
-	// ISO date (UK): in force from its midnight.
+	// ISO date (UK): in force from its midnight, or from effective_at.
 	EffectiveFrom string `protobuf:"bytes,3,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
 	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The instant it came into force, when that is not the date's midnight:
+	// a switch from the day it is recorded is in force from the instant it
+	// was recorded, so that what that day already decided stands.
+	EffectiveAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1705,6 +1709,13 @@ func (x *PolicySwitched) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *PolicySwitched) GetEffectiveAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveAt
+	}
+	return nil
 }
 
 // ReferralAmended: the ward changed some of the referral's details.
@@ -3056,12 +3067,13 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x13PatientLeftHospital\x123\n" +
 	"\aleft_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\".\n" +
 	"\x0eNothingChanged\x12\x1c\n" +
-	"\taggregate\x18\x01 \x01(\tR\taggregate\"\x87\x01\n" +
+	"\taggregate\x18\x01 \x01(\tR\taggregate\"\xc6\x01\n" +
 	"\x0ePolicySwitched\x12&\n" +
 	"\x04rule\x18\x01 \x01(\x0e2\x12.spa.v1.PolicyRuleR\x04rule\x12\x0e\n" +
 	"\x02on\x18\x02 \x01(\bR\x02on\x12%\n" +
 	"\x0eeffective_from\x18\x03 \x01(\tR\reffectiveFrom\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x9b\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12=\n" +
+	"\feffective_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\"\x9b\x01\n" +
 	"\x0fReferralAmended\x127\n" +
 	"\adetails\x18\x01 \x01(\v2\x1d.spa.v1.StoredReferralDetailsR\adetails\x12\x14\n" +
 	"\x05paths\x18\x02 \x03(\tR\x05paths\x12\x16\n" +
@@ -3288,36 +3300,37 @@ var file_spa_v1_events_proto_depIdxs = []int32{
 	45, // 43: spa.v1.AssignmentStatusChanged.status:type_name -> spa.v1.TaskStatus
 	39, // 44: spa.v1.PatientLeftHospital.left_at:type_name -> google.protobuf.Timestamp
 	0,  // 45: spa.v1.PolicySwitched.rule:type_name -> spa.v1.PolicyRule
-	25, // 46: spa.v1.ReferralAmended.details:type_name -> spa.v1.StoredReferralDetails
-	42, // 47: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
-	42, // 48: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
-	42, // 49: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
-	46, // 50: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
-	39, // 51: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
-	26, // 52: spa.v1.StoredReferralDetails.patient:type_name -> spa.v1.StoredPatient
-	27, // 53: spa.v1.StoredReferralDetails.episode:type_name -> spa.v1.StoredEpisode
-	47, // 54: spa.v1.StoredReferralDetails.admitted_from:type_name -> spa.v1.AdmittedFrom
-	28, // 55: spa.v1.StoredReferralDetails.needs:type_name -> spa.v1.StoredNeeds
-	29, // 56: spa.v1.StoredReferralDetails.risks:type_name -> spa.v1.StoredRisks
-	30, // 57: spa.v1.StoredReferralDetails.infection_test:type_name -> spa.v1.StoredInfectionTest
-	31, // 58: spa.v1.StoredReferralDetails.end_of_life:type_name -> spa.v1.StoredEndOfLife
-	32, // 59: spa.v1.StoredReferralDetails.consent:type_name -> spa.v1.StoredConsent
-	33, // 60: spa.v1.StoredReferralDetails.hospital_lead:type_name -> spa.v1.StoredContact
-	40, // 61: spa.v1.StoredReferralDetails.criteria_met:type_name -> spa.v1.CriterionToReside
-	43, // 62: spa.v1.StoredReferralDetails.proposed_pathway:type_name -> spa.v1.Pathway
-	48, // 63: spa.v1.StoredNeeds.mobility:type_name -> spa.v1.Mobility
-	49, // 64: spa.v1.StoredInfectionTest.type:type_name -> spa.v1.InfectionTestType
-	39, // 65: spa.v1.StoredInfectionTest.taken_at:type_name -> google.protobuf.Timestamp
-	50, // 66: spa.v1.StoredInfectionTest.result:type_name -> spa.v1.InfectionTestResult
-	51, // 67: spa.v1.StoredEndOfLife.preferred_place:type_name -> spa.v1.PlaceOfCare
-	42, // 68: spa.v1.StoredProviderDetails.services:type_name -> spa.v1.Service
-	42, // 69: spa.v1.StoredCapacity.service:type_name -> spa.v1.Service
-	39, // 70: spa.v1.StoredCapacity.as_of:type_name -> google.protobuf.Timestamp
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	39, // 46: spa.v1.PolicySwitched.effective_at:type_name -> google.protobuf.Timestamp
+	25, // 47: spa.v1.ReferralAmended.details:type_name -> spa.v1.StoredReferralDetails
+	42, // 48: spa.v1.CapacityReserved.service:type_name -> spa.v1.Service
+	42, // 49: spa.v1.CapacityOccupied.service:type_name -> spa.v1.Service
+	42, // 50: spa.v1.CapacityReleased.service:type_name -> spa.v1.Service
+	46, // 51: spa.v1.ClockAlerted.level:type_name -> spa.v1.ClockLevel
+	39, // 52: spa.v1.ClockAlerted.started_at:type_name -> google.protobuf.Timestamp
+	26, // 53: spa.v1.StoredReferralDetails.patient:type_name -> spa.v1.StoredPatient
+	27, // 54: spa.v1.StoredReferralDetails.episode:type_name -> spa.v1.StoredEpisode
+	47, // 55: spa.v1.StoredReferralDetails.admitted_from:type_name -> spa.v1.AdmittedFrom
+	28, // 56: spa.v1.StoredReferralDetails.needs:type_name -> spa.v1.StoredNeeds
+	29, // 57: spa.v1.StoredReferralDetails.risks:type_name -> spa.v1.StoredRisks
+	30, // 58: spa.v1.StoredReferralDetails.infection_test:type_name -> spa.v1.StoredInfectionTest
+	31, // 59: spa.v1.StoredReferralDetails.end_of_life:type_name -> spa.v1.StoredEndOfLife
+	32, // 60: spa.v1.StoredReferralDetails.consent:type_name -> spa.v1.StoredConsent
+	33, // 61: spa.v1.StoredReferralDetails.hospital_lead:type_name -> spa.v1.StoredContact
+	40, // 62: spa.v1.StoredReferralDetails.criteria_met:type_name -> spa.v1.CriterionToReside
+	43, // 63: spa.v1.StoredReferralDetails.proposed_pathway:type_name -> spa.v1.Pathway
+	48, // 64: spa.v1.StoredNeeds.mobility:type_name -> spa.v1.Mobility
+	49, // 65: spa.v1.StoredInfectionTest.type:type_name -> spa.v1.InfectionTestType
+	39, // 66: spa.v1.StoredInfectionTest.taken_at:type_name -> google.protobuf.Timestamp
+	50, // 67: spa.v1.StoredInfectionTest.result:type_name -> spa.v1.InfectionTestResult
+	51, // 68: spa.v1.StoredEndOfLife.preferred_place:type_name -> spa.v1.PlaceOfCare
+	42, // 69: spa.v1.StoredProviderDetails.services:type_name -> spa.v1.Service
+	42, // 70: spa.v1.StoredCapacity.service:type_name -> spa.v1.Service
+	39, // 71: spa.v1.StoredCapacity.as_of:type_name -> google.protobuf.Timestamp
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_spa_v1_events_proto_init() }
