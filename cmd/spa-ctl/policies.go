@@ -64,6 +64,9 @@ func (c *ctl) switchPolicy(ctx context.Context, args []string) error {
 			fmt.Fprintf(c.stdout, "%s: already switched so (sequence %d)\n", *rule, res.GetSequence())
 		default:
 			fmt.Fprintf(c.stdout, "%s: switched %s from %s (sequence %d)\n", *rule, map[bool]string{true: "on", false: "off"}[*on], *from, res.GetSequence())
+			for _, s := range res.GetSuperseded() {
+				fmt.Fprintf(c.stdout, "  replaces the switch recorded for %s\n", s)
+			}
 		}
 		return err
 	})

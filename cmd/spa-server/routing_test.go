@@ -460,8 +460,10 @@ func TestPolicySwitchedInTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// From today: in force from the instant it was recorded, and named so.
 	last := list.GetVersions()[len(list.GetVersions())-1]
-	if last.GetVersion() != today+"-overlay-on" || !last.GetInfectionOverlay() || last.GetTestValidityHours() != 48 {
+	version := last.GetVersion()
+	if !strings.HasPrefix(version, today+"T") || !strings.HasSuffix(version, "-overlay-on") || !last.GetInfectionOverlay() || last.GetTestValidityHours() != 48 {
 		t.Fatalf("policies: %v", list.GetVersions())
 	}
 	d := referraltest.Details(31)
@@ -471,7 +473,7 @@ func TestPolicySwitchedInTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := waitReferral(t, c, sub.GetReferralId(), "waiting for a test", hasStatus(spav1.ReferralStatus_REFERRAL_STATUS_HELD))
-	if r.GetReferral().GetPolicyVersion() != today+"-overlay-on" || r.GetReferral().GetDecisionRule() != "infection-overlay" {
+	if r.GetReferral().GetPolicyVersion() != version || r.GetReferral().GetDecisionRule() != "infection-overlay" {
 		t.Fatalf("held under %q by %q", r.GetReferral().GetPolicyVersion(), r.GetReferral().GetDecisionRule())
 	}
 	switched := replayAll(t, spav1.NewAuditServiceClient(s.conn), &spav1.ReplayEventsRequest{EventTypes: []string{"PolicySwitched"}, IncludeData: true})

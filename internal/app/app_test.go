@@ -159,3 +159,10 @@ func TestSubmitRetryAppendsNothing(t *testing.T) {
 		})
 	}
 }
+
+// last returns the sequence of the last event appended.
+func (m *memStore) last() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seq
+}

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -81,7 +82,7 @@ var (
 
 func newModel(t *rapid.T) *model {
 	m := &model{ctx: context.Background(), store: &memStore{recs: map[string][]spa.Record{}}, now: modelStart, policies: spa.DefaultPolicies}
-	m.app = app.New(m.store, nil, app.WithClock(func() time.Time { return m.now }))
+	m.app = app.New(m.store, nil, app.WithClock(func() time.Time { return m.now }), app.WithWorker("model", modelRouting{m: m, t: t}))
 	if rapid.Bool().Draw(t, "overlay") {
 		// The infection overlay in force from the day before, ended some
 		// hours into the run.
@@ -370,15 +371,18 @@ func (m *model) tick(t *rapid.T) {
 	m.settle(t)
 }
 
-// settle runs the router on every referral until it has nothing to do,
-// then the scheduler, as the workers would.
+// settle has the application take every referral's routing steps (as
+// the router does) until none moves, then raise the alerts due (as the
+// scheduler does).
 func (m *model) settle(t *rapid.T) {
 	for range 20 {
 		moved := false
 		for _, id := range m.referrals {
-			if m.route(t, id) {
-				moved = true
+			before := m.store.last()
+			if err := m.app.RouteReferral(m.ctx, id, m.now); err != nil {
+				t.Fatalf("routing %s: %v", id, err)
 			}
+			moved = moved || m.store.last() != before
 		}
 		if !moved {
 			m.schedule(t)
@@ -388,66 +392,43 @@ func (m *model) settle(t *rapid.T) {
 	t.Fatal("routing does not settle")
 }
 
-// route takes one routing step of a referral, as the router does, and
-// reports whether it took one.
-func (m *model) route(t *rapid.T, id string) bool {
-	recs, last, err := m.store.Load(m.ctx, spa.AggregateReferral, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := spa.Replay(recs)
-	at := r.FactsAt
-	if m.now.After(at) {
-		at = m.now
-	}
-	var providers []spa.Provider
-	for _, p := range m.providers {
-		providers = append(providers, m.provider(t, p.ods))
-	}
-	step := spa.NextStep(r, providers, m.policies, at)
-	if step.Event == nil {
-		return false
-	}
-	router := spa.Actor{Role: spa.ActorRouter, User: "model"}
-	rec := spa.Record{EventID: rand.Text(), AggregateID: id, OccurredAt: at, RecordedAt: m.now, Actor: router, PolicyVersion: step.Policy.Version, Event: step.Event}
-	batch := []spa.Append{{Record: rec, Expected: last, Guard: true}}
-	if step.Provider != nil {
-		p := m.provider(t, step.ProviderODS)
-		pr := spa.Record{EventID: rand.Text(), AggregateID: step.ProviderODS, OccurredAt: at, RecordedAt: m.now, Actor: router, PolicyVersion: step.Policy.Version, Event: step.Provider}
-		batch = append(batch, spa.Append{Record: pr, Expected: p.Version, Guard: step.GuardProvider})
-	}
-	if _, err := m.store.AppendBatch(m.ctx, batch); err != nil {
-		t.Fatalf("routing step %s: %v", spa.EventName(step.Event), err)
-	}
-	return true
-}
-
-// schedule raises every alert due, one at a time, as the scheduler does.
+// schedule has the application raise every alert due, as the scheduler
+// does; none may be dated after now.
 func (m *model) schedule(t *rapid.T) {
 	for _, id := range m.referrals {
-		for i := 0; ; i++ {
-			recs, last, err := m.store.Load(m.ctx, spa.AggregateReferral, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			due := spa.DueAlerts(spa.Replay(recs), spa.DefaultOperatingHours, m.now)
-			if len(due) == 0 {
-				break
-			}
-			if i > 50 {
-				t.Fatalf("%s: alerts keep falling due: %+v", id, due)
-			}
-			d := due[0]
-			if d.At.After(m.now) {
-				t.Fatalf("%s: alert %+v due in the future (now %s)", id, d.Event, m.now)
-			}
-			rec := spa.Record{EventID: rand.Text(), AggregateID: id, OccurredAt: d.At, RecordedAt: m.now, Event: d.Event}
-			if _, err := m.store.AppendBatch(m.ctx, []spa.Append{{Record: rec, Expected: last, Guard: true}}); err != nil {
-				t.Fatal(err)
+		if err := m.app.RaiseAlerts(m.ctx, id, spa.DefaultOperatingHours, m.now); err != nil {
+			t.Fatalf("raising %s's alerts: %v", id, err)
+		}
+		for _, a := range m.referral(t, id).Alerts {
+			if a.At.After(m.now) {
+				t.Fatalf("%s: alert %+v raised for a time after now (%s)", id, a, m.now)
 			}
 		}
 	}
 }
+
+// modelRouting is what the routing steps read in the model: the providers
+// and the policies as the model has them now.
+type modelRouting struct {
+	m *model
+	t *rapid.T
+}
+
+func (r modelRouting) Providers(string) ([]spa.Provider, error) {
+	var out []spa.Provider
+	for _, p := range r.m.providers {
+		out = append(out, r.m.provider(r.t, p.ods))
+	}
+	return out, nil
+}
+
+func (r modelRouting) AwaitingCapacity() ([]spa.Referral, error) { return nil, errNotModelled }
+func (r modelRouting) AwaitingTest() ([]spa.Referral, error)     { return nil, errNotModelled }
+func (r modelRouting) Policies() (spa.Policies, error)           { return r.m.policies, nil }
+func (r modelRouting) CatchUp(context.Context) error             { return nil }
+
+// errNotModelled: the model routes each referral itself (settle).
+var errNotModelled = errors.New("not in the model")
 
 // inCare counts the patients in a provider's care for a service.
 func (m *model) inCare(t *rapid.T, ods string, s spa.Service) int {

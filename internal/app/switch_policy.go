@@ -8,11 +8,16 @@ import (
 
 // SwitchPolicy records a switch of a dated rule set. It returns the
 // event's sequence and false, or, when the same switch is the last one
-// recorded, the policy's version and true (nothing appended). The
-// workers route by the switches in the log.
-func (a *App) SwitchPolicy(ctx context.Context, meta Meta, c spa.SwitchPolicy) (uint64, bool, error) {
+// recorded, the policy's version and true (nothing appended); and the
+// switches recorded earlier that it replaces. The workers route by the
+// switches in the log.
+func (a *App) SwitchPolicy(ctx context.Context, meta Meta, c spa.SwitchPolicy) (uint64, bool, []spa.PolicySwitched, error) {
 	l, seq, err := update(ctx, a, meta, spa.AggregatePolicy, spa.PolicyID(c.Rule), "", false, one(spa.DecideSwitchPolicy, c))
-	return answer(l.Version, seq, err)
+	version, unchanged, err := answer(l.Version, seq, err)
+	if err != nil || unchanged {
+		return version, unchanged, nil, err
+	}
+	return version, false, l.Superseded(), nil
 }
 
 // Policies returns the policy versions in force as the log has them: base

@@ -101,6 +101,9 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Errorf("%s is stored differently from %s line %d: a change to the persisted schema", spa.EventName(e), goldenFile, i+1)
 		}
 	}
+	if !*update && len(golden) != len(written) {
+		t.Errorf("%s has %d lines for %d events", goldenFile, len(golden), len(written))
+	}
 	if *update {
 		if err := os.WriteFile(goldenFile, []byte(strings.Join(written, "\n")+"\n"), 0o644); err != nil {
 			t.Fatal(err)

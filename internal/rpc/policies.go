@@ -29,13 +29,17 @@ func (s *Policies) SwitchPolicy(ctx context.Context, req *spav1.SwitchPolicyRequ
 	if err != nil {
 		return nil, err
 	}
-	seq, unchanged, err := s.app.SwitchPolicy(ctx, m, spa.SwitchPolicy{
+	seq, unchanged, superseded, err := s.app.SwitchPolicy(ctx, m, spa.SwitchPolicy{
 		Rule: spa.PolicyRule(req.GetRule()), On: req.GetOn(), EffectiveFrom: req.GetEffectiveFrom(), Reason: req.GetReason(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &spav1.SwitchPolicyResponse{Sequence: seq, Unchanged: unchanged}, nil
+	res := &spav1.SwitchPolicyResponse{Sequence: seq, Unchanged: unchanged}
+	for _, sw := range superseded {
+		res.Superseded = append(res.Superseded, sw.EffectiveFrom+" "+map[bool]string{true: "on", false: "off"}[sw.On])
+	}
+	return res, nil
 }
 
 // ListPolicies implements spav1.PolicyServiceServer.

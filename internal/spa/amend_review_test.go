@@ -116,3 +116,92 @@ func TestPolicyStepAfterADayMissed(t *testing.T) {
 		t.Fatalf("first look on the 23rd: %v %v, want the 22nd's step", got, ok)
 	}
 }
+
+// TestAmendedHoldsKeepTheirMeaning: a housing hold an amendment made moot
+// does not count as housing found, and an amendment the rules held the
+// referral on does not claim the hold's later release.
+func TestAmendedHoldsKeepTheirMeaning(t *testing.T) {
+	t.Parallel()
+	router := Actor{Role: ActorRouter}
+	var r Referral
+	seq := uint64(0)
+	apply := func(actor Actor, e Event) {
+		seq++
+		r.Apply(Record{Sequence: seq, AggregateID: referralID, OccurredAt: at(2024, 1, 10).Add(time.Duration(seq) * time.Minute), Actor: actor, Event: e})
+	}
+	sub := submitted(func(d *Details) { d.AdmittedFrom = AdmittedFromOther })
+	apply(Actor{}, sub)
+	step := NextStep(r, nil, DefaultPolicies, r.FactsAt)
+	if h, ok := step.Event.(ReferralHeld); !ok || h.Reason != HoldReasonHousing {
+		t.Fatalf("not admitted from a home: %#v", step.Event)
+	}
+	apply(router, step.Event)
+	d := sub.Details
+	d.AdmittedFrom = AdmittedFromCareHome
+	apply(Actor{}, ReferralAmended{Details: d, Paths: []string{"admitted_from"}, Reason: "lives in a care home"})
+	step = NextStep(r, nil, DefaultPolicies, r.FactsAt)
+	if _, ok := step.Event.(HoldReleased); !ok || step.Rule != RuleAmended {
+		t.Fatalf("amended to a care home: %#v (%s)", step.Event, step.Rule)
+	}
+	apply(router, step.Event)
+	step = NextStep(r, nil, DefaultPolicies, r.FactsAt)
+	if pd, ok := step.Event.(PathwayDecided); !ok || pd.Rule != RuleWardLed || pd.ReasonCode != "back-to-same-care-home" {
+		t.Fatalf("after the moot housing hold: %#v, want back to the same care home", step.Event)
+	}
+
+	// Amended before the overlay held it for a test: the test's arrival
+	// releases it under the overlay's rule.
+	r, seq = Referral{}, 0
+	sub = submitted(func(d *Details) {
+		fromCareHome(d)
+		d.InfectionTest = nil
+	})
+	apply(Actor{}, sub)
+	d = sub.Details
+	d.Needs.CareCallsPerDay = 1
+	apply(Actor{}, ReferralAmended{Details: d, Paths: []string{"needs"}, Reason: "reassessed"})
+	step = NextStep(r, nil, DefaultPolicies, at(2021, 3, 1))
+	if h, ok := step.Event.(ReferralHeld); !ok || h.Reason != HoldReasonAwaitingTest {
+		t.Fatalf("under the overlay: %#v", step.Event)
+	}
+	apply(router, step.Event)
+	apply(Actor{}, InfectionTestRecorded{Test: InfectionTest{Type: TestTypePCR, TakenAt: r.FactsAt, Result: TestResultNegative}})
+	step = NextStep(r, nil, DefaultPolicies, r.FactsAt)
+	if _, ok := step.Event.(HoldReleased); !ok || step.Rule != RuleInfectionOverlay {
+		t.Fatalf("a valid test: %#v (%s), want released by the overlay's rule", step.Event, step.Rule)
+	}
+}
+
+// TestSwitchesOnOneDay: switches from the same day are versions of their
+// own, and a switch reports the later ones it replaces.
+func TestSwitchesOnOneDay(t *testing.T) {
+	t.Parallel()
+	var l PolicyLog
+	day := time.Date(2026, 12, 4, 0, 0, 0, 0, london())
+	for i, s := range []struct {
+		on   bool
+		from string
+		at   time.Time
+	}{{false, "2026-12-20", day.Add(8 * time.Hour)}, {true, "2026-12-04", day.Add(9 * time.Hour)}, {false, "2026-12-04", day.Add(11 * time.Hour)}, {true, "2026-12-04", day.Add(14 * time.Hour)}} {
+		e, err := DecideSwitchPolicy(l, SwitchPolicy{Rule: PolicyRuleInfectionOverlay, On: s.on, EffectiveFrom: s.from, Reason: "guidance"}, s.at)
+		if err != nil || e == nil {
+			t.Fatalf("switch %d: %v %v", i, e, err)
+		}
+		l.Apply(Record{Sequence: uint64(i + 1), Event: e})
+		if i == 1 {
+			if sup := l.Superseded(); len(sup) != 1 || sup[0].EffectiveFrom != "2026-12-20" {
+				t.Fatalf("the switch from today replaces the one for the 20th: %+v", sup)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range DefaultPolicies.WithSwitches(l.Switches) {
+		if seen[p.Version] {
+			t.Fatalf("version %s twice", p.Version)
+		}
+		seen[p.Version] = true
+	}
+	if p := DefaultPolicies.WithSwitches(l.Switches).At(day.Add(10 * time.Hour)); p.Version != "2026-12-04T09:00:00-overlay-on" {
+		t.Fatalf("in force at 10:00: %+v", p)
+	}
+}

@@ -314,13 +314,13 @@ func sameJSON(a, b any) bool {
 	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
-// Amendable are the details a ward may amend, as paths of the API's
-// ReferralChanges. Who the patient is, where they are and what they
-// proposed stay as submitted.
 // RoutingPaths are the amendable paths the routing rules read: amending
 // one has the router ask them again.
 var RoutingPaths = []string{"admitted_from", "needs", "end_of_life"}
 
+// Amendable are the details a ward may amend, as paths of the API's
+// ReferralChanges. Who the patient is, where they are and what they
+// proposed stay as submitted.
 var Amendable = []string{"admitted_from", "needs", "risks", "end_of_life", "consent", "hospital_lead", "expected_discharge_date"}
 
 // amendedField is where an amendable path's value lives in Details, as a

@@ -65,6 +65,23 @@ func (l *PolicyLog) Apply(rec Record) {
 	}
 }
 
+// Superseded returns the switches recorded before the last one that it
+// replaces: those from its instant or later (see Policies.Switch).
+func (l PolicyLog) Superseded() []PolicySwitched {
+	n := len(l.Switches)
+	if n == 0 {
+		return nil
+	}
+	last := l.Switches[n-1]
+	var out []PolicySwitched
+	for _, s := range l.Switches[:n-1] {
+		if s.Rule == last.Rule && !s.From().Before(last.From()) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // SwitchPolicy switches a rule set on or off from a date.
 type SwitchPolicy struct {
 	Rule          PolicyRule

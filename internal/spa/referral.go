@@ -469,13 +469,18 @@ func (r *Referral) Apply(rec Record) {
 		r.Holds = append(r.Holds, Interval{From: rec.OccurredAt})
 		if e.Rule != "" {
 			r.DecisionRule, r.PolicyVersion = e.Rule, rec.PolicyVersion
+			// The rules held it on the details as amended.
+			r.Amended = false
 		}
 	case HoldReleased:
 		r.Hold, r.HoldRule = HoldReasonUnspecified, ""
 		if n := len(r.Holds); n > 0 && r.Holds[n-1].To.IsZero() {
 			r.Holds[n-1].To = rec.OccurredAt
 		}
-		if !slices.Contains(r.ReleasedHolds, e.Reason) {
+		// A housing hold the router released (an amendment made it moot)
+		// says nothing of housing found.
+		moot := e.Reason == HoldReasonHousing && rec.Actor.Role == ActorRouter
+		if !moot && !slices.Contains(r.ReleasedHolds, e.Reason) {
 			r.ReleasedHolds = append(r.ReleasedHolds, e.Reason)
 		}
 	case AwaitingCapacity:

@@ -80,9 +80,15 @@ func (ps Policies) Switch(on bool, from time.Time) Policies {
 	base := ps.At(from)
 	out := slices.Clone(slices.DeleteFunc(slices.Clone(ps), func(p Policy) bool { return !p.From.Before(from) }))
 	base.From, base.InfectionOverlay = from, on
-	base.Version = from.In(london()).Format(DateLayout) + "-overlay-off"
+	// Named by its date, or by the instant when it is not the date's
+	// midnight (two switches on one day are two versions).
+	name := from.In(london()).Format(DateLayout)
+	if local := from.In(london()); local.Hour()+local.Minute()+local.Second()+local.Nanosecond() != 0 {
+		name = local.Format("2006-01-02T15:04:05")
+	}
+	base.Version = name + "-overlay-off"
 	if on {
-		base.Version = from.In(london()).Format(DateLayout) + "-overlay-on"
+		base.Version = name + "-overlay-on"
 		base.IsolationDays = cmp.Or(base.IsolationDays, 10)
 		base.TestValidity = cmp.Or(base.TestValidity, 48*time.Hour)
 	}

@@ -131,7 +131,9 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 		policies = spa.DefaultPolicies
 	}
 	caughtUp := func() bool { return waitCaughtUp(gctx, model, proj, target) }
-	steps := app.New(store, nil, app.WithWorker(cfg.ID, routing{store: store, model: model, defaults: policies}))
+	// A step that loses a race is decided again after the model caught
+	// up, up to 20 times (a busy provider's reservations race often).
+	steps := app.New(store, nil, app.WithWorker(cfg.ID, routing{store: store, model: model, defaults: policies}), app.WithMaxAttempts(20))
 	g.Go(func() error {
 		if !caughtUp() {
 			return nil

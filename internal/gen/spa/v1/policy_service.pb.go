@@ -27,7 +27,10 @@ type SwitchPolicyRequest struct {
 	Rule  PolicyRule             `protobuf:"varint,1,opt,name=rule,proto3,enum=spa.v1.PolicyRule" json:"rule,omitempty"`
 	// On or off.
 	On bool `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
-	// ISO date (UK) the switch takes effect at midnight; today or later.
+	// ISO date (UK), today or later: the switch takes effect at its
+	// midnight, or, for today, at the instant it is recorded. A switch
+	// replaces those recorded earlier for this date or later (see
+	// SwitchPolicyResponse.superseded).
 	EffectiveFrom string `protobuf:"bytes,3,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
 	// Why, e.g. "UKHSA guidance of 1 December". Required.
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -106,8 +109,12 @@ type SwitchPolicyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The PolicySwitched event's sequence, or the policy's version when the
 	// same switch is recorded already (unchanged).
-	Sequence      uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Unchanged     bool   `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	Sequence  uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Unchanged bool   `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// The switches recorded earlier that this one replaces (from this date or
+	// later, not yet in force), as "<effective_from> on|off"; empty when it
+	// replaces none.
+	Superseded    []string `protobuf:"bytes,3,rep,name=superseded,proto3" json:"superseded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -154,6 +161,13 @@ func (x *SwitchPolicyResponse) GetUnchanged() bool {
 		return x.Unchanged
 	}
 	return false
+}
+
+func (x *SwitchPolicyResponse) GetSuperseded() []string {
+	if x != nil {
+		return x.Superseded
+	}
+	return nil
 }
 
 type ListPoliciesRequest struct {
@@ -324,10 +338,13 @@ const file_spa_v1_policy_service_proto_rawDesc = "" +
 	"\x0eeffective_from\x18\x03 \x01(\tR\reffectiveFrom\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\"P\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"p\n" +
 	"\x14SwitchPolicyResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1c\n" +
-	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"\x15\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\x12\x1e\n" +
+	"\n" +
+	"superseded\x18\x03 \x03(\tR\n" +
+	"superseded\"\x15\n" +
 	"\x13ListPoliciesRequest\"I\n" +
 	"\x14ListPoliciesResponse\x121\n" +
 	"\bversions\x18\x01 \x03(\v2\x15.spa.v1.PolicyVersionR\bversions\"\xf0\x01\n" +
