@@ -1,6 +1,6 @@
-// Package audit verifies the event log's tamper evidence: every event's
-// bytes against the hash recorded when it was appended, and every event's
-// link to the previous event on its subject.
+// Package audit verifies the event log's tamper evidence: every sequence
+// from 1 present, every event's bytes against the hash recorded when it was
+// appended, and every event's link to the previous event on its subject.
 package audit
 
 import (
@@ -29,19 +29,36 @@ type Chains struct {
 	last   map[string][]byte // subject -> hash of its last event's bytes
 	lastAt map[string]uint64 // subject -> that event's sequence
 	events int
+	seq    uint64 // the last sequence checked
 }
 
-// Check checks the next event of the log and returns the break it shows,
-// or nil: its bytes must match the hash recorded with it, it must decode,
-// and its link must be the hash of the previous event on its subject (none
-// for the first).
+// Check checks the next event of the log, read from its first sequence,
+// and returns the break it shows, or nil: it must follow the last one
+// checked (the log's sequences are never deleted: a missing one is an
+// event taken out), carry the hash recorded when it was appended and
+// match it, decode, and link to the hash of the previous event on its
+// subject (none for the first).
 func (c *Chains) Check(e spa.StoredEvent) *Break {
 	if c.last == nil {
 		c.last, c.lastAt = map[string][]byte{}, map[string]uint64{}
 	}
+	if e.Sequence <= c.seq {
+		return &Break{e.Sequence, e.Subject, fmt.Sprintf("it comes after sequence %d: the log is out of order", c.seq)}
+	}
+	if e.Sequence != c.seq+1 {
+		missing := fmt.Sprintf("sequences %d-%d are", c.seq+1, e.Sequence-1)
+		if e.Sequence == c.seq+2 {
+			missing = fmt.Sprintf("sequence %d is", c.seq+1)
+		}
+		return &Break{e.Sequence, e.Subject, missing + " missing before it"}
+	}
+	c.seq = e.Sequence
 	c.events++
 	own := sha256.Sum256(e.Data)
-	if len(e.Hash) > 0 && !bytes.Equal(own[:], e.Hash) {
+	if len(e.Hash) == 0 {
+		return &Break{e.Sequence, e.Subject, "it carries no recorded hash"}
+	}
+	if !bytes.Equal(own[:], e.Hash) {
 		return &Break{e.Sequence, e.Subject, "its bytes do not match the hash recorded when it was appended"}
 	}
 	env, err := codec.UnmarshalEnvelope(e.Data)

@@ -60,6 +60,14 @@ func TestChains(t *testing.T) {
 		}, 7, "previous event on its subject (sequence 5)"},
 		{"an event removed", func(es []spa.StoredEvent) { es[6] = es[5]; es[6].Sequence = 7 }, 7, "previous event"},
 		{"the last event of a subject", func(es []spa.StoredEvent) { es[9].Data[2] ^= 0x40 }, 10, "do not match the hash"},
+		{"an event's recorded hash", func(es []spa.StoredEvent) { es[3].Hash = nil }, 4, "no recorded hash"},
+		{"an event taken out, the chains still linked", func(es []spa.StoredEvent) {
+			// Sequence 9 is the last of its subject: only the sequence
+			// shows it is gone.
+			es[8] = es[9]
+		}, 10, "sequence 9 is missing"},
+		{"an event repeated", func(es []spa.StoredEvent) { es[5] = es[4] }, 5, "out of order"},
+		{"the log's first events", func(es []spa.StoredEvent) { es[0].Sequence, es[1].Sequence = 3, 4 }, 3, "sequences 1-2 are missing"},
 	}
 	for _, tt := range tests {
 		es := chain(t, 10)
