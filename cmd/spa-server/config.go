@@ -10,6 +10,7 @@ import (
 
 	"spa/internal/config"
 	"spa/internal/jetstream"
+	"spa/internal/rpc"
 	"spa/internal/worker"
 )
 
@@ -26,6 +27,7 @@ type serverConfig struct {
 	MinReplicas    int
 	ShutdownGrace  time.Duration
 	WatchHeartbeat time.Duration
+	Limits         rpc.Limits
 }
 
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (serverConfig, error) {
@@ -44,6 +46,11 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	fs.IntVar(&c.MinReplicas, "min-replicas", 1, "external NATS: refuse to start unless SPA's streams have at least this many replicas (spa-ctl init creates them)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "how long in-flight calls may run after SIGTERM")
 	fs.DurationVar(&c.WatchHeartbeat, "watch-heartbeat", 10*time.Second, "how often an idle WatchAssignments stream gets a heartbeat")
+	c.Limits = rpc.DefaultLimits
+	fs.Float64Var(&c.Limits.Rate, "limit-rate", c.Limits.Rate, "calls a second one caller may make; more are answered RESOURCE_EXHAUSTED")
+	fs.IntVar(&c.Limits.Burst, "limit-burst", c.Limits.Burst, "calls one caller may make at once above --limit-rate")
+	fs.IntVar(&c.Limits.Streams, "limit-streams", c.Limits.Streams, "streams (watch, replay) one caller may have open")
+	fs.DurationVar(&c.Limits.MaxDeadline, "max-call-duration", c.Limits.MaxDeadline, "the longest a unary call may run, whatever its deadline")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return c, err
 	}
@@ -71,6 +78,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	}
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("--shutdown-grace must be positive"))
+	}
+	if c.Limits.Rate <= 0 || c.Limits.Burst < 1 || c.Limits.Streams < 1 || c.Limits.MaxDeadline <= 0 {
+		errs = append(errs, errors.New("--limit-rate, --limit-burst, --limit-streams and --max-call-duration must be positive"))
 	}
 	if c.WatchHeartbeat <= 0 {
 		errs = append(errs, errors.New("--watch-heartbeat must be positive"))

@@ -88,7 +88,9 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	srv := grpc.NewServer(rpc.Codec(), grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)), grpc.ChainStreamInterceptor(rpc.StreamErrorInterceptor(log)))
+	// Limits first: a call over them reaches nothing else.
+	opts := append(cfg.Limits.ServerOptions(), rpc.Codec(), grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)), grpc.ChainStreamInterceptor(rpc.StreamErrorInterceptor(log)))
+	srv := grpc.NewServer(opts...)
 	spav1.RegisterReferralServiceServer(srv, rpc.NewReferrals(application))
 	spav1.RegisterProviderServiceServer(srv, rpc.NewProviders(application))
 	spav1.RegisterPolicyServiceServer(srv, rpc.NewPolicies(application, spa.DefaultPolicies))
