@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,9 @@ var DefaultLimits = Limits{Rate: 1000, Burst: 2000, Streams: 256, MaxDeadline: t
 
 // ServerOptions returns the grpc server options that enforce l.
 func (l Limits) ServerOptions() []grpc.ServerOption {
+	if l.MaxMessage <= 0 {
+		l.MaxMessage = DefaultLimits.MaxMessage
+	}
 	lim := &limiter{l: l, callers: map[string]*caller{}, now: time.Now}
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(l.MaxMessage),
@@ -58,6 +62,7 @@ type limiter struct {
 	now     func() time.Time
 	mu      sync.Mutex
 	callers map[string]*caller
+	swept   time.Time // when forget last ran
 }
 
 type caller struct {
@@ -66,19 +71,20 @@ type caller struct {
 	seen    time.Time
 }
 
-// maxCallers bounds the callers remembered; idle ones are forgotten first.
+// maxCallers is how many callers are remembered before those with nothing
+// left to remember are forgotten (see forget).
 const maxCallers = 10_000
 
 // admit takes one call of ctx's caller, and a stream too when stream; it
 // returns the release of the stream.
 func (lim *limiter) admit(ctx context.Context, stream bool) (release func(), err error) {
 	key := callerKey(ctx)
-	now := lim.now()
 	lim.mu.Lock()
 	defer lim.mu.Unlock()
+	now := lim.now() // under the lock: the buckets see time move forward only
 	c := lim.callers[key]
 	if c == nil {
-		if len(lim.callers) >= maxCallers {
+		if len(lim.callers) >= maxCallers && now.Sub(lim.swept) >= time.Second {
 			lim.forget(now)
 		}
 		c = &caller{calls: rate.NewLimiter(rate.Limit(lim.l.Rate), lim.l.Burst)}
@@ -88,9 +94,9 @@ func (lim *limiter) admit(ctx context.Context, stream bool) (release func(), err
 	if stream && c.streams >= lim.l.Streams {
 		return nil, exhausted(fmt.Sprintf("%d streams are open from this caller, the most allowed; close one", c.streams), 5*time.Second)
 	}
-	if r := c.calls.ReserveN(now, 1); !r.OK() || r.DelayFrom(now) > 0 {
+	if !c.calls.AllowN(now, 1) {
 		wait := time.Second
-		if r.OK() {
+		if r := c.calls.ReserveN(now, 1); r.OK() {
 			wait = r.DelayFrom(now)
 			r.CancelAt(now)
 		}
@@ -107,26 +113,29 @@ func (lim *limiter) admit(ctx context.Context, stream bool) (release func(), err
 	}, nil
 }
 
-// forget drops callers idle for a minute with no stream open, or, if none
-// is, every caller without a stream.
+// forget drops the callers there is nothing to remember of: no stream
+// open and a full bucket (a new caller would get the same). A caller being
+// held back is never forgotten, so new addresses cannot reset it; when
+// every caller is busy, the map grows with them. It runs at most once a
+// second.
 func (lim *limiter) forget(now time.Time) {
-	n := len(lim.callers)
+	lim.swept = now
 	for k, c := range lim.callers {
-		if c.streams == 0 && now.Sub(c.seen) > time.Minute {
-			delete(lim.callers, k)
-		}
-	}
-	if len(lim.callers) < n {
-		return
-	}
-	for k, c := range lim.callers {
-		if c.streams == 0 {
+		if c.streams == 0 && c.calls.TokensAt(now) >= float64(lim.l.Burst) {
 			delete(lim.callers, k)
 		}
 	}
 }
 
+// exempt are the methods no limit applies to: health checks, which a
+// load balancer behind the same address as clients must always get
+// answered.
+func exempt(method string) bool { return strings.HasPrefix(method, "/grpc.health.v1.Health/") }
+
 func (lim *limiter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if exempt(info.FullMethod) {
+		return handler(ctx, req)
+	}
 	if _, err := lim.admit(ctx, false); err != nil {
 		return nil, err
 	}
@@ -139,6 +148,9 @@ func (lim *limiter) unary(ctx context.Context, req any, info *grpc.UnaryServerIn
 }
 
 func (lim *limiter) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if exempt(info.FullMethod) {
+		return handler(srv, ss)
+	}
 	release, err := lim.admit(ss.Context(), true)
 	if err != nil {
 		return err
@@ -147,16 +159,21 @@ func (lim *limiter) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	return handler(srv, ss)
 }
 
-// callerKey names ctx's caller: its network host.
+// callerKey names ctx's caller: its network host, or for IPv6 its /64
+// (one machine's share of addresses).
 func callerKey(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return ""
 	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
-		return host
+	host, _, err := net.SplitHostPort(p.Addr.String())
+	if err != nil {
+		return p.Addr.String()
 	}
-	return p.Addr.String()
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return host
 }
 
 // exhausted is RESOURCE_EXHAUSTED with a retry delay.

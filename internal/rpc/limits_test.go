@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -87,25 +88,66 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-// TestForgetIdleCallers: the callers remembered stay bounded; one with a
-// stream open is kept.
+// TestForgetIdleCallers: callers with nothing to remember are forgotten
+// once many are remembered; one with a stream open, or one being held
+// back, is not, so new addresses never reset a caller's allowance.
 func TestForgetIdleCallers(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
-	lim := &limiter{l: DefaultLimits, callers: map[string]*caller{}, now: func() time.Time { return now }}
+	lim := &limiter{l: Limits{Rate: 1, Burst: 1, Streams: 5, MaxDeadline: time.Second}, callers: map[string]*caller{}, now: func() time.Time { return now }}
 	if _, err := lim.admit(from("10.9.9.9"), true); err != nil {
 		t.Fatal(err)
 	}
-	for i := range maxCallers + 10 {
-		ip := net.IPv4(10, byte(i>>16), byte(i>>8), byte(i)).String()
-		if _, err := lim.admit(from(ip), false); err != nil {
-			t.Fatal(err)
+	// The victim of its own rate: its token spent.
+	if _, err := lim.admit(from("10.8.8.8"), false); err != nil {
+		t.Fatal(err)
+	}
+	flood := func() {
+		for i := range maxCallers + 10 {
+			ip := fmt.Sprintf("2001:db8:%x::1", i)
+			if _, err := lim.admit(from(ip), false); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if n := len(lim.callers); n > maxCallers {
-		t.Fatalf("%d callers remembered, want at most %d", n, maxCallers)
+	flood()
+	if _, err := lim.admit(from("10.8.8.8"), false); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a held-back caller after %d new addresses: %v", maxCallers+10, err)
+	}
+	// A while later every flooding caller's bucket is full again: they are
+	// forgotten when the next new caller comes.
+	now = now.Add(10 * time.Second)
+	if _, err := lim.admit(from("10.7.7.7"), false); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(lim.callers); n > 10 {
+		t.Fatalf("%d callers remembered after the flood went quiet", n)
 	}
 	if c := lim.callers["10.9.9.9"]; c == nil || c.streams != 1 {
 		t.Fatal("a caller with a stream open was forgotten")
+	}
+}
+
+// TestCallerKey: an IPv6 caller is its /64, an IPv4 caller its address.
+func TestCallerKey(t *testing.T) {
+	t.Parallel()
+	if a, b := callerKey(from("2001:db8:1:2::1")), callerKey(from("2001:db8:1:2::ffff")); a != b || a != "2001:db8:1:2::/64" {
+		t.Fatalf("one /64: %q and %q", a, b)
+	}
+	if k := callerKey(from("10.0.0.1")); k != "10.0.0.1" {
+		t.Fatalf("IPv4: %q", k)
+	}
+}
+
+// TestHealthIsNotLimited: a load balancer's health checks are answered
+// whatever the callers at its address did.
+func TestHealthIsNotLimited(t *testing.T) {
+	t.Parallel()
+	lim := &limiter{l: Limits{Rate: 1, Burst: 1, Streams: 1, MaxDeadline: time.Second}, callers: map[string]*caller{}, now: time.Now}
+	health := &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"}
+	for i := range 5 {
+		if _, err := lim.unary(from("10.0.0.1"), nil, health, func(context.Context, any) (any, error) { return nil, nil }); err != nil {
+			t.Fatalf("health check %d: %v", i+1, err)
+		}
 	}
 }
