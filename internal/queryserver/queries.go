@@ -187,9 +187,12 @@ func (q *queryService) waitFor(req micro.Request, seq uint64) error {
 		return stopping()
 	}
 	if seq > q.last.Load() {
+		left := time.Until(deadline)
 		last, err := q.store.LastSequence(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			// The store gives up with a tenth of the caller's time left
+			// (so that its answer arrives): that is the deadline too.
+			if ctx.Err() != nil || time.Until(deadline) <= left/5 {
 				return stopping()
 			}
 			return err
