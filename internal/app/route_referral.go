@@ -54,12 +54,15 @@ func (a *App) Route(ctx context.Context, prompt spa.Record) error {
 			return a.RouteReferral(ctx, prompt.AggregateID, prompt.OccurredAt)
 		}
 	}
+	if err != nil {
+		return err
+	}
 	for _, r := range refs {
-		if err == nil {
-			err = a.RouteReferral(ctx, r.ID, prompt.OccurredAt)
+		if err := a.RouteReferral(ctx, r.ID, prompt.OccurredAt); err != nil {
+			return err
 		}
 	}
-	return err
+	return nil
 }
 
 // waitingFor returns the referrals waiting for capacity that provider ods
