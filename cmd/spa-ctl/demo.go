@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"spa/internal/authz"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/identity"
 	"spa/internal/spa"
 )
 
@@ -110,6 +113,10 @@ func (c *ctl) demo(ctx context.Context, args []string) error {
 	if err := c.flags("demo").Parse(args); err != nil {
 		return errUsage
 	}
+	if !c.dev {
+		// It acts for many organisations; a certificate is one.
+		return errors.New("demo runs against a development-mode server only: it acts as each sample provider and hospital site")
+	}
 	now := time.Now()
 	realToday := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.Local)
 	if err := c.demoProviders(ctx, now); err != nil {
@@ -146,7 +153,8 @@ func (c *ctl) demo(ctx context.Context, args []string) error {
 		}
 		req := &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("demo-%s-%03d", realToday.Format("20060102"), i+1), Referral: d, OccurredAt: occurred}
 		var res *spav1.SubmitReferralResponse
-		if err := c.call(ctx, func(ctx context.Context) (err error) {
+		team := c.actingAs(ctx, identity.Identity{ODS: site, Role: authz.DischargeTeam, User: "demo"})
+		if err := c.call(team, func(ctx context.Context) (err error) {
 			res, err = c.client.SubmitReferral(ctx, req)
 			return err
 		}); err != nil {
@@ -177,6 +185,7 @@ func (c *ctl) demoProviders(ctx context.Context, now time.Time) error {
 				caps = append(caps, &spav1.Capacity{Service: s, AvailableUnits: n, Open: true, AsOf: timestamppb.New(now)})
 			}
 		}
+		ctx := c.actingAs(ctx, identity.Identity{ODS: p.ods, Role: authz.Provider, User: "demo"})
 		var reg *spav1.RegisterProviderResponse
 		if err := c.command(ctx, "", func(ctx context.Context, id string) (err error) {
 			reg, err = c.providers.RegisterProvider(ctx, &spav1.RegisterProviderRequest{Provider: d, RequestId: id})

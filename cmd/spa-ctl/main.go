@@ -29,11 +29,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"spa/internal/config"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/identity"
+	"spa/internal/pki"
 	"spa/internal/rpc"
 )
 
@@ -62,9 +65,18 @@ type ctl struct {
 	stdout      io.Writer
 	stderr      io.Writer
 	getenv      func(string) string
+	// dev: the server runs in the development mode, and calls state who
+	// they are (as); otherwise the client certificate says.
+	dev bool
+	as  identity.Identity
 }
 
-const usage = `usage: spa-ctl [--addr HOST:PORT] [--timeout D] [--as-ods ODS] [--purpose P] COMMAND [ARGS]
+const usage = `usage: spa-ctl [--addr HOST:PORT] [--timeout D] [--purpose P]
+               [--tls-ca FILE --tls-cert FILE --tls-key FILE | --as ODS/ROLE[/USER]] COMMAND [ARGS]
+
+Who you are: with TLS, your client certificate (spa-ctl certs makes them);
+against a development-mode server, --as (default SPA/coordinator): ROLE is
+discharge-team, provider, coordinator, auditor or admin.
 
 commands:
   submit -f FILE [--request-id ID]   submit a referral; FILE is a SubmitReferralRequest in JSON
@@ -103,7 +115,12 @@ commands:
                                      written by replay --data); names the first break
   access-log --referral ID           who read a referral's data, when and why (every page)
   demo                               register a sample borough's providers and submit
-                                     referrals that exercise every pathway (idempotent)
+                                     referrals that exercise every pathway (idempotent;
+                                     development mode: it acts as each provider and site)
+  certs --out DIR [--host H,...] [--client ODS/ROLE[/USER] ...] [--days N]
+                                     make a local CA (or use the one in DIR), a server
+                                     certificate for the hosts and client certificates
+                                     (ODS-ROLE.crt/.key), for demos, tests and small sites
   init --nats-url URL [--replicas N] [--duplicate-window D] [--lease-ttl D]
                                      create SPA's streams, lease bucket and router consumer
                                      on a NATS cluster, or bring them to these settings
@@ -128,8 +145,11 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	addr := fs.String("addr", "127.0.0.1:50051", "spa-server gRPC address")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of each call")
-	asODS := fs.String("as-ods", "", "ODS code of the organisation you act for (recorded on events and in the access log)")
+	as := fs.String("as", "SPA/coordinator", "development mode only: ODS/ROLE[/USER] you act as (recorded on events and in the access log)")
 	purpose := fs.String("purpose", "", "why you read patient data, e.g. direct-care or audit (recorded in the access log)")
+	tlsCA := fs.String("tls-ca", "", "the CA certificate (PEM) the server's certificate is checked against; with --tls-cert and --tls-key: TLS 1.3 with your client certificate")
+	tlsCert := fs.String("tls-cert", "", "your client certificate (PEM): it says who you are")
+	tlsKey := fs.String("tls-key", "", "the key of --tls-cert (PEM)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -151,8 +171,27 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return c.digest(ctx, rest)
 	case "rebuild":
 		return c.rebuild(ctx, rest)
+	case "certs":
+		return c.certs(rest)
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(retryUnavailable))
+	creds := insecure.NewCredentials()
+	if *tlsCA != "" || *tlsCert != "" || *tlsKey != "" {
+		if *tlsCA == "" || *tlsCert == "" || *tlsKey == "" {
+			return errors.New("TLS needs all three of --tls-ca, --tls-cert and --tls-key")
+		}
+		cfg, err := pki.ClientTLS(*tlsCA, *tlsCert, *tlsKey)
+		if err != nil {
+			return err
+		}
+		creds = credentials.NewTLS(cfg)
+	} else {
+		c.dev = true
+		var err error
+		if c.as, err = identity.Parse(*as); err != nil {
+			return fmt.Errorf("--as: %w", err)
+		}
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultServiceConfig(retryUnavailable))
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", *addr, err)
 	}
@@ -162,9 +201,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	c.policies = spav1.NewPolicyServiceClient(conn)
 	c.assignments = spav1.NewAssignmentServiceClient(conn)
 	c.audit = spav1.NewAuditServiceClient(conn)
-	ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorRole, "spa-ctl")
-	if *asODS != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, *asODS)
+	if c.dev {
+		ctx = stateIdentity(ctx, c.as)
 	}
 	if *purpose != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataPurpose, *purpose)
@@ -252,6 +290,30 @@ func (c *ctl) call(ctx context.Context, f func(ctx context.Context) error) error
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	return describe(f(ctx))
+}
+
+// actingAs returns ctx for calls made as id: in the development mode the
+// calls state it; with TLS the certificate decides and id is not used.
+func (c *ctl) actingAs(ctx context.Context, id identity.Identity) context.Context {
+	if !c.dev {
+		return ctx
+	}
+	return stateIdentity(ctx, id)
+}
+
+// stateIdentity puts id in ctx's outgoing metadata, as the development
+// mode reads it.
+func stateIdentity(ctx context.Context, id identity.Identity) context.Context {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	md = md.Copy()
+	md.Set(rpc.MetadataActorODS, id.ODS)
+	md.Set(rpc.MetadataActorRole, string(id.Role))
+	if id.User != "" {
+		md.Set(rpc.MetadataActorUser, id.User)
+	} else {
+		md.Delete(rpc.MetadataActorUser)
+	}
+	return metadata.NewOutgoingContext(ctx, md)
 }
 
 // pages calls fetch with each page token in turn, from the first page,

@@ -128,7 +128,7 @@ func TestCommands(t *testing.T) {
 	if err := <-watched; err != nil {
 		t.Fatalf("watch: %v", err)
 	}
-	accept := []string{"accept", "--request-id", "ctl-test-accept-1", offers[0]}
+	accept := []string{"--as", "HOS10/provider", "accept", "--request-id", "ctl-test-accept-1", offers[0]}
 	if out, _, err := run(t, addr, accept...); err != nil || !strings.Contains(out, "accepted") {
 		t.Fatalf("accept: %v %s", err, out)
 	}
@@ -137,17 +137,17 @@ func TestCommands(t *testing.T) {
 	if out, _, err := run(t, addr, accept...); err != nil || !strings.Contains(out, "accepted") {
 		t.Fatalf("accept again: %v %s", err, out)
 	}
-	if _, _, err := run(t, addr, "start", "--request-id", "ctl-test-accept-1", offers[0]); err == nil ||
+	if _, _, err := run(t, addr, "--as", "HOS10/provider", "start", "--request-id", "ctl-test-accept-1", offers[0]); err == nil ||
 		!strings.Contains(err.Error(), "AlreadyExists") || !strings.Contains(err.Error(), "--request-id ctl-test-accept-1") {
 		t.Fatalf("start with the accept's request id: %v", err)
 	}
-	if _, _, err := run(t, addr, "decline", offers[1]); err == nil || !strings.Contains(err.Error(), "reason:") {
+	if _, _, err := run(t, addr, "--as", "HOS10/provider", "decline", offers[1]); err == nil || !strings.Contains(err.Error(), "reason:") {
 		t.Fatalf("decline without a reason: %v", err)
 	}
-	if _, _, err := run(t, addr, "decline", "--reason", "no bed until Friday", offers[1]); err != nil {
+	if _, _, err := run(t, addr, "--as", "HOS10/provider", "decline", "--reason", "no bed until Friday", offers[1]); err != nil {
 		t.Fatalf("decline: %v", err)
 	}
-	if _, _, err := run(t, addr, "start", offers[1]); err == nil || !strings.Contains(err.Error(), "rejected") {
+	if _, _, err := run(t, addr, "--as", "HOS10/provider", "start", offers[1]); err == nil || !strings.Contains(err.Error(), "rejected") {
 		t.Fatalf("starting a declined offer: %v", err)
 	}
 	providers, _, err := run(t, addr, "providers", "--service", "hospice_bed")
@@ -157,22 +157,22 @@ func TestCommands(t *testing.T) {
 	// The hospice declares three beds free; the bed of the accepted offer
 	// stays promised. The same declaration sent again changes nothing.
 	asOf := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
-	declare := []string{"capacity", "--provider", "HOS10", "--service", "hospice_bed", "--units", "3", "--as-of", asOf}
+	declare := []string{"--as", "HOS10/provider", "capacity", "--provider", "HOS10", "--service", "hospice_bed", "--units", "3", "--as-of", asOf}
 	if out, _, err := run(t, addr, declare...); err != nil || !strings.Contains(out, "HOS10: declared") {
 		t.Fatalf("capacity: %v %s", err, out)
 	}
 	if out, _, err := run(t, addr, declare...); err != nil || !strings.Contains(out, "already declared") {
 		t.Fatalf("capacity again: %v %s", err, out)
 	}
-	if _, _, err := run(t, addr, "capacity", "--provider", "HOS10", "--service", "hospice_bed"); err == nil || !strings.Contains(err.Error(), "--units") {
+	if _, _, err := run(t, addr, "--as", "HOS10/provider", "capacity", "--provider", "HOS10", "--service", "hospice_bed"); err == nil || !strings.Contains(err.Error(), "--units") {
 		t.Fatalf("capacity without units: %v", err)
 	}
 	// A failed declaration names what makes its retry the same request:
 	// the request id and the as-of chosen for it.
-	_, _, err = run(t, addr, "capacity", "--provider", "NOPE1", "--service", "hospice_bed", "--units", "1")
+	_, _, err = run(t, addr, "--as", "NOPE1/provider", "capacity", "--provider", "NOPE1", "--service", "hospice_bed", "--units", "1")
 	if m := regexp.MustCompile(`--request-id (ctl-\S+) --as-of (\S+)\)`).FindStringSubmatch(fmt.Sprint(err)); m == nil {
 		t.Fatalf("a failed declaration: %v; want its request id and as-of", err)
-	} else if _, _, again := run(t, addr, "capacity", "--provider", "NOPE1", "--service", "hospice_bed", "--units", "1", "--request-id", m[1], "--as-of", m[2]); again == nil ||
+	} else if _, _, again := run(t, addr, "--as", "NOPE1/provider", "capacity", "--provider", "NOPE1", "--service", "hospice_bed", "--units", "1", "--request-id", m[1], "--as-of", m[2]); again == nil ||
 		!strings.Contains(again.Error(), "NotFound") {
 		t.Fatalf("sent again as the hint says: %v; want the same answer (not found)", again)
 	}
@@ -188,10 +188,10 @@ func TestCommands(t *testing.T) {
 
 	// Tamper evidence: the live log verifies, so does a copy, and a copy
 	// with one byte altered fails at that event.
-	if out, _, err := run(t, addr, "verify"); err != nil || !strings.Contains(out, "every hash and link intact") {
+	if out, _, err := run(t, addr, "--as", "SPA/auditor", "verify"); err != nil || !strings.Contains(out, "every hash and link intact") {
 		t.Fatalf("verify: %v %s", err, out)
 	}
-	dump, _, err := run(t, addr, "replay", "--data")
+	dump, _, err := run(t, addr, "--as", "SPA/auditor", "replay", "--data")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestCommands(t *testing.T) {
 	if err := os.WriteFile(file, []byte(dump), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, _, err := run(t, addr, "verify", "--file", file); err != nil || !strings.Contains(out, fmt.Sprintf("verified %d events", len(lines))) {
+	if out, _, err := run(t, addr, "--as", "SPA/auditor", "verify", "--file", file); err != nil || !strings.Contains(out, fmt.Sprintf("verified %d events", len(lines))) {
 		t.Fatalf("verify a copy: %v %s", err, out)
 	}
 	victim := new(spav1.StoredEvent)
@@ -213,14 +213,14 @@ func TestCommands(t *testing.T) {
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := run(t, addr, "verify", "--file", file); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("broken at sequence %d ", victim.GetSequence())) {
+	if _, _, err := run(t, addr, "--as", "SPA/auditor", "verify", "--file", file); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("broken at sequence %d ", victim.GetSequence())) {
 		t.Fatalf("verify an altered copy: %v, want a break at sequence %d", err, victim.GetSequence())
 	}
-	timeline, _, err := run(t, addr, "timeline", offers[0][:len(offers[0])-3])
+	timeline, _, err := run(t, addr, "--as", "SPA/auditor", "timeline", offers[0][:len(offers[0])-3])
 	if err != nil || !strings.Contains(timeline, "ReferralSubmitted") || !strings.Contains(timeline, "OfferMade") || !strings.Contains(timeline, "status=task_status_accepted") {
 		t.Fatalf("timeline: %v\n%s", err, timeline)
 	}
-	who, _, err := run(t, addr, "--as-ods", "RJZ30", "--purpose", "direct-care", "access-log", "--referral", offers[0][:len(offers[0])-3])
+	who, _, err := run(t, addr, "--as", "SPA/auditor/jane.auditor", "--purpose", "audit", "access-log", "--referral", offers[0][:len(offers[0])-3])
 	if err != nil || !strings.Contains(who, "ReplayEvents") {
 		t.Fatalf("access log: %v\n%s", err, who)
 	}
@@ -244,7 +244,7 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("filtered board: %v\n%s%s", err, ready, summary)
 	}
 
-	sub, _, err := run(t, addr, "submit", "-f", "../../examples/referral.json")
+	sub, _, err := run(t, addr, "--as", "RJZ30/discharge-team", "submit", "-f", "../../examples/referral.json")
 	if err != nil {
 		t.Fatalf("submit: %v", err)
 	}
@@ -261,10 +261,10 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("get printed %s", out)
 	}
 
-	// A coordinator switches the overlay on from a date; the policies
+	// An admin switches the overlay on from a date; the policies
 	// list it, and the same switch again changes nothing.
 	from := time.Now().AddDate(0, 0, 3).Format("2006-01-02")
-	policy := []string{"policy", "--rule", "infection-overlay", "--on", "--from", from, "--reason", "outbreak"}
+	policy := []string{"--as", "SPA/admin", "policy", "--rule", "infection-overlay", "--on", "--from", from, "--reason", "outbreak"}
 	if out, _, err := run(t, addr, policy...); err != nil || !strings.Contains(out, "infection-overlay: switched on from "+from) {
 		t.Fatalf("policy: %v %s", err, out)
 	}
@@ -274,21 +274,21 @@ func TestCommands(t *testing.T) {
 	if out, _, err := run(t, addr, "policies"); err != nil || !strings.Contains(out, from+"  "+from+"-overlay-on") {
 		t.Fatalf("policies: %v %s", err, out)
 	}
-	if _, _, err := run(t, addr, "policy", "--rule", "infection-overlay", "--on", "--off", "--from", from, "--reason", "x"); err == nil {
+	if _, _, err := run(t, addr, "--as", "SPA/admin", "policy", "--rule", "infection-overlay", "--on", "--off", "--from", from, "--reason", "x"); err == nil {
 		t.Fatal("--on and --off accepted")
 	}
 
 	// The example amendment is of the example referral; sent twice, it
 	// is answered the same and applied once.
-	amended, _, err := run(t, addr, "amend", "-f", "../../examples/amend.json")
+	amended, _, err := run(t, addr, "--as", "RJZ30/discharge-team", "amend", "-f", "../../examples/amend.json")
 	if err != nil || !strings.Contains(amended, res.GetReferralId()+": amended (sequence ") {
 		t.Fatalf("amend: %v %s", err, amended)
 	}
-	if again, _, err := run(t, addr, "amend", "-f", "../../examples/amend.json"); err != nil || again != amended {
+	if again, _, err := run(t, addr, "--as", "RJZ30/discharge-team", "amend", "-f", "../../examples/amend.json"); err != nil || again != amended {
 		t.Fatalf("amend again: %v %q, first %q", err, again, amended)
 	}
 
-	_, _, err = run(t, addr, "submit", "-f", "../../examples/referral.json", "--request-id", "bad")
+	_, _, err = run(t, addr, "--as", "RJZ30/discharge-team", "submit", "-f", "../../examples/referral.json", "--request-id", "bad")
 	if err == nil || !strings.Contains(err.Error(), "InvalidArgument") || !strings.Contains(err.Error(), "request_id:") {
 		t.Fatalf("invalid submit: %v", err)
 	}

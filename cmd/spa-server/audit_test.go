@@ -200,7 +200,7 @@ func TestReplayAndAccessLog(t *testing.T) {
 		t.Fatalf("one sequence: %v", ranged)
 	}
 
-	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-actor-ods", "RJZ30", "spa-actor-role", "discharge-coordinator", "spa-purpose", "direct-care")
+	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-actor-ods", "RJZ30", "spa-actor-role", "coordinator", "spa-purpose", "direct-care")
 	if _, err := c.referrals.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: sub.GetReferralId()}); err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,14 @@ type serverConfig struct {
 	ShutdownGrace  time.Duration
 	WatchHeartbeat time.Duration
 	Limits         rpc.Limits
+	// TLS: the server's certificate and key, and the CA(s) that sign
+	// client certificates. None of them is the development mode.
+	TLSCert, TLSKey, TLSClientCA string
 }
+
+// Dev reports whether the server runs in the development mode:
+// plaintext, on loopback only, callers stating who they are.
+func (c serverConfig) Dev() bool { return c.TLSCert == "" && c.TLSKey == "" && c.TLSClientCA == "" }
 
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (serverConfig, error) {
 	var c serverConfig
@@ -51,6 +58,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	fs.IntVar(&c.Limits.Burst, "limit-burst", c.Limits.Burst, "calls one caller may make at once above --limit-rate")
 	fs.IntVar(&c.Limits.Streams, "limit-streams", c.Limits.Streams, "streams (watch, replay) one caller may have open")
 	fs.DurationVar(&c.Limits.MaxDeadline, "max-call-duration", c.Limits.MaxDeadline, "the longest a unary call may run, whatever its deadline")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "the server's TLS certificate (PEM); with --tls-key and --tls-client-ca it serves TLS 1.3 and requires client certificates (spa-ctl certs makes them); without, the development mode: plaintext on loopback only")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "the key of --tls-cert (PEM)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "the CA certificate(s) (PEM) that sign client certificates; a caller's organisation and role come from its certificate (docs/adr/0024)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return c, err
 	}
@@ -58,8 +68,14 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	var errs []error
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+	if host, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: %w", c.Listen, err))
+	} else if c.Dev() && !loopback(host) {
+		errs = append(errs, fmt.Errorf("--listen %s: without TLS the server runs in the development mode, on loopback only (127.0.0.1, ::1 or localhost); "+
+			"give --tls-cert, --tls-key and --tls-client-ca to serve other hosts (spa-ctl certs makes them)", c.Listen))
+	}
+	if !c.Dev() && (c.TLSCert == "" || c.TLSKey == "" || c.TLSClientCA == "") {
+		errs = append(errs, errors.New("TLS needs all three of --tls-cert, --tls-key and --tls-client-ca"))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
@@ -90,4 +106,13 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)
+}
+
+// loopback reports whether host names only this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -58,7 +58,7 @@ func startServer(t testing.TB, args ...string) *server {
 		cancel()
 		t.Fatal("server did not start in 30s")
 	}
-	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr.String(), append(newOwner().dialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestInvalidInput(t *testing.T) {
 			mctx := metadata.AppendToOutgoingContext(ctx, "spa-actor-ods", "not an ods", "spa-actor-user", strings.Repeat("u", 65))
 			_, err := s.client.WithdrawReferral(mctx, &spav1.WithdrawReferralRequest{ReferralId: ok.GetReferralId(), Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DIED})
 			return err
-		}, []string{"metadata.spa-actor-ods", "metadata.spa-actor-user"}},
+		}, []string{"metadata.spa-actor-ods", "metadata.spa-actor-role", "metadata.spa-actor-user"}},
 		{"hold: no reason", func() error {
 			_, err := s.client.HoldReferral(ctx, &spav1.HoldReferralRequest{ReferralId: ok.GetReferralId()})
 			return err

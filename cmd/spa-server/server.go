@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -19,6 +20,7 @@ import (
 	"spa/internal/datadir"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
+	"spa/internal/pki"
 	"spa/internal/query"
 	"spa/internal/rpc"
 	"spa/internal/spa"
@@ -84,12 +86,26 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	reads := query.NewClient(nc)
 	application := app.New(store, reads, app.WithAudit(store, access))
 
+	var creds []grpc.ServerOption
+	if cfg.Dev() {
+		log.Warn("DEVELOPMENT MODE: plaintext gRPC on loopback, and callers state their own organisation and role in metadata; " +
+			"run with --tls-cert, --tls-key and --tls-client-ca for anything but development (README, Production)")
+	} else {
+		tlsCfg, err := pki.ServerTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
+		if err != nil {
+			return err
+		}
+		creds = append(creds, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	// Limits first: a call over them reaches nothing else.
-	opts := append(cfg.Limits.ServerOptions(), rpc.Codec(), grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)), grpc.ChainStreamInterceptor(rpc.StreamErrorInterceptor(log)))
+	// Limits first: a call over them reaches nothing else. Then who calls,
+	// and whether their role may call the method.
+	opts := append(creds, cfg.Limits.ServerOptions()...)
+	opts = append(opts, rpc.Auth{Dev: cfg.Dev(), App: application, Log: log}.ServerOptions()...)
+	opts = append(opts, rpc.Codec(), grpc.ChainUnaryInterceptor(rpc.ErrorInterceptor(log)), grpc.ChainStreamInterceptor(rpc.StreamErrorInterceptor(log)))
 	srv := grpc.NewServer(opts...)
 	spav1.RegisterReferralServiceServer(srv, rpc.NewReferrals(application))
 	spav1.RegisterProviderServiceServer(srv, rpc.NewProviders(application))
@@ -124,7 +140,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		return nil
 	})
 	g.Go(func() error {
-		log.Info("serving gRPC", "addr", lis.Addr().String(), "worker", cfg.Worker, "reflection", cfg.Reflection)
+		log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", !cfg.Dev(), "worker", cfg.Worker, "reflection", cfg.Reflection)
 		if serving != nil {
 			serving(lis.Addr())
 		}

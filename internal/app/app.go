@@ -53,7 +53,7 @@ type EventLog interface {
 // AccessLog records who read which referral's data.
 type AccessLog interface {
 	// Record appends one record per referral, durably, before returning.
-	Record(ctx context.Context, actor spa.Actor, purpose, method string, at time.Time, referralIDs []string) error
+	Record(ctx context.Context, access spa.Access, referralIDs []string) error
 	// List returns up to limit of a referral's access records, oldest
 	// first, from after the access log position after, and the position
 	// of the next page (0 when there is none).
@@ -195,11 +195,20 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 			var err error
 			retry = true
 			s, seq, err = answered[S, P](recs[:first+1], meta.Request, agg, id)
+			if err == nil && valid {
+				err = authorize(meta, id, P(&s))
+			}
 			return nil, err
 		}
 		s = *new(S)
 		for _, rec := range recs {
 			P(&s).Apply(rec)
+		}
+		if valid {
+			// An invalid id is left for decide to report with the rest.
+			if err := authorize(meta, id, P(&s)); err != nil {
+				return nil, err
+			}
 		}
 		recorded := a.now()
 		// A bad occurred_at or request id is reported with the rest of the
@@ -314,5 +323,20 @@ func (a *App) recordAccess(ctx context.Context, meta Meta, referralIDs ...string
 	if a.access == nil || len(referralIDs) == 0 {
 		return nil
 	}
-	return a.access.Record(ctx, meta.Actor, meta.Purpose, meta.Method, a.now(), referralIDs)
+	return a.access.Record(ctx, a.accessOf(meta), referralIDs)
+}
+
+// RecordRefusedRead records that meta's caller tried to read a referral's
+// data and was refused: the access log lists attempts as well as reads.
+func (a *App) RecordRefusedRead(ctx context.Context, meta Meta, referralID string) error {
+	if a.access == nil || !spa.ValidAggregateID(spa.AggregateReferral, referralID) {
+		return nil
+	}
+	acc := a.accessOf(meta)
+	acc.Refused = true
+	return a.access.Record(ctx, acc, []string{referralID})
+}
+
+func (a *App) accessOf(meta Meta) spa.Access {
+	return spa.Access{Actor: meta.Actor, Purpose: meta.Purpose, Method: meta.Method, At: a.now(), CorrelationID: meta.CorrelationID}
 }

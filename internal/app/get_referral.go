@@ -2,13 +2,14 @@ package app
 
 import (
 	"context"
+	"errors"
 
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/spa"
 )
 
 // GetReferral returns a referral's state and history from the read model.
-// The read is recorded in the access log.
+// The read is recorded in the access log; so is a refused one.
 func (a *App) GetReferral(ctx context.Context, meta Meta, req *spav1.GetReferralRequest) (*spav1.GetReferralResponse, error) {
 	if err := spa.ValidateGet(req.GetReferralId()); err != nil {
 		return nil, err
@@ -16,6 +17,9 @@ func (a *App) GetReferral(ctx context.Context, meta Meta, req *spav1.GetReferral
 	res, err := a.reads.GetReferral(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if err := authorizeRead(meta, res); err != nil {
+		return nil, errors.Join(err, a.RecordRefusedRead(ctx, meta, req.GetReferralId()))
 	}
 	return res, a.recordAccess(ctx, meta, req.GetReferralId())
 }

@@ -4,15 +4,26 @@ import (
 	"context"
 	"slices"
 
+	"google.golang.org/protobuf/proto"
+
 	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
 )
 
 // ListAssignments returns a provider's assignments from the read model;
-// the referrals they belong to are recorded in the access log.
+// the referrals they belong to are recorded in the access log. A provider
+// sees only its own.
 func (a *App) ListAssignments(ctx context.Context, meta Meta, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error) {
 	if _, _, err := codec.AssignmentQueryFromProto(req).Validate(); err != nil {
 		return nil, err
+	}
+	ods, err := provider(meta, req.GetProviderOds())
+	if err != nil {
+		return nil, err
+	}
+	if ods != req.GetProviderOds() {
+		req = proto.Clone(req).(*spav1.ListAssignmentsRequest)
+		req.ProviderOds = ods
 	}
 	res, err := a.reads.ListAssignments(ctx, req)
 	if err != nil {

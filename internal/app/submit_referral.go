@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 
+	"spa/internal/authz"
+
 	"spa/internal/spa"
 )
 
@@ -21,6 +23,12 @@ type Submitted struct {
 // with KindAlreadyExists.
 func (a *App) SubmitReferral(ctx context.Context, meta Meta, c spa.SubmitReferral) (Submitted, error) {
 	c.Normalise()
+	if cl, ok := authz.Of(meta.Actor); ok && spa.IsODSCode(c.Details.Episode.SiteODS) {
+		// (A bad or missing site is reported with the other bad fields.)
+		if err := cl.Site(c.Details.Episode.SiteODS); err != nil {
+			return Submitted{}, err
+		}
+	}
 	id := spa.ReferralIDFor(c.RequestID)
 	r, seq, err := update(ctx, a, meta, spa.AggregateReferral, id, c.RequestID, true, one(spa.DecideSubmit, c))
 	if err != nil {

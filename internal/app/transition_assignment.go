@@ -4,18 +4,29 @@ import (
 	"context"
 	"time"
 
+	"spa/internal/authz"
 	"spa/internal/spa"
 )
 
 // TransitionAssignment moves an assignment to a new FHIR Task status (a
 // provider accepting, declining, starting, completing ...) and returns the
 // event's sequence, or the referral's version when the assignment is in
-// that status already for the same reason (nothing appended). A decline,
+// that status already for the same reason (nothing appended). Only the
+// provider an assignment is addressed to may move it. A decline,
 // failure or cancellation before care started gives the reserved unit back
 // in the same atomic batch; the router then offers the next provider.
 func (a *App) TransitionAssignment(ctx context.Context, meta Meta, c spa.TransitionAssignment) (uint64, error) {
 	r, seq, err := update(ctx, a, meta, spa.AggregateReferral, spa.ReferralOfAssignment(c.AssignmentID), "", false,
-		func(r spa.Referral, now time.Time) (spa.Change, error) { return spa.DecideTransition(r, c, now) })
+		func(r spa.Referral, now time.Time) (spa.Change, error) {
+			if as, caller := r.Assignment(c.AssignmentID), meta.Actor; as != nil {
+				if cl, ok := authz.Of(caller); ok {
+					if err := cl.Assignment(as.ProviderODS); err != nil {
+						return spa.Change{}, err
+					}
+				}
+			}
+			return spa.DecideTransition(r, c, now)
+		})
 	if err == nil && seq == 0 {
 		return r.Version, nil
 	}

@@ -4,16 +4,22 @@ import (
 	"context"
 	"time"
 
+	"spa/internal/authz"
 	"spa/internal/spa"
 )
 
 // WatchAssignments calls fn with every event addressed to a provider after
 // sequence after, as it is appended, and with a heartbeat (an empty event
 // carrying the last sequence seen) every interval without one, until ctx
-// ends. Each delivery is recorded in the access log before fn sees it.
+// ends. A provider watches only its own. Each delivery is recorded in the access log before fn sees it.
 func (a *App) WatchAssignments(ctx context.Context, meta Meta, provider string, after uint64, interval time.Duration, fn func(spa.StoredEvent) error) error {
 	if _, _, err := (spa.AssignmentQuery{ProviderODS: provider}).Validate(); err != nil {
 		return err
+	}
+	if c, ok := authz.Of(meta.Actor); ok && c.Role == authz.Provider {
+		if err := c.ProviderOrg(provider); err != nil {
+			return err
+		}
 	}
 	return a.log.Watch(ctx, provider, after, interval, func(e spa.StoredEvent) error {
 		if id := referralOfSubject(e.Subject); id != "" {

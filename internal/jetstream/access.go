@@ -3,7 +3,6 @@ package jetstream
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -40,12 +39,12 @@ func (s *Store) OpenAccessLog(ctx context.Context, req Requirements) (*AccessLog
 // JetStream has acknowledged them all. Records are sent again while
 // JetStream does not answer (so a record may be stored twice, never
 // lost); a failure that lasts is KindUnavailable.
-func (l *AccessLog) Record(ctx context.Context, actor spa.Actor, purpose, method string, at time.Time, referralIDs []string) error {
+func (l *AccessLog) Record(ctx context.Context, acc spa.Access, referralIDs []string) error {
 	msgs := make([][]byte, len(referralIDs))
 	for i, id := range referralIDs {
 		data, err := proto.Marshal(&spav1.AccessRecord{
-			ReferralId: id, Actor: &spav1.Actor{Ods: actor.ODS, Role: actor.Role, User: actor.User},
-			Purpose: purpose, Method: method, At: timestamppb.New(at),
+			ReferralId: id, Actor: &spav1.Actor{Ods: acc.Actor.ODS, Role: acc.Actor.Role, User: acc.Actor.User},
+			Purpose: acc.Purpose, Method: acc.Method, At: timestamppb.New(acc.At), Refused: acc.Refused, CorrelationId: acc.CorrelationID,
 		})
 		if err != nil {
 			return err

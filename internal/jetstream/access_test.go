@@ -26,7 +26,7 @@ func TestAccessLogPages(t *testing.T) {
 	id, other := spa.ReferralIDFor("access-pages"), spa.ReferralIDFor("access-other")
 	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	for i := range 200 {
-		if err := access.Record(ctx, spa.Actor{ODS: "RJZ30", User: fmt.Sprint("user-", i)}, "direct-care", "GetReferral", at, []string{id, other}); err != nil {
+		if err := access.Record(ctx, spa.Access{Actor: spa.Actor{ODS: "RJZ30", User: fmt.Sprint("user-", i)}, Purpose: "direct-care", Method: "GetReferral", At: at}, []string{id, other}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -377,7 +377,7 @@ func (emptyLog) Watch(context.Context, string, uint64, time.Duration, func(spa.S
 	return nil
 }
 
-func (emptyLog) Record(context.Context, spa.Actor, string, string, time.Time, []string) error {
+func (emptyLog) Record(context.Context, spa.Access, []string) error {
 	return nil
 }
 

@@ -12,15 +12,19 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"spa/internal/identity"
 )
 
 // Limits bound what one caller may ask of a server. A call over a limit is
 // answered RESOURCE_EXHAUSTED, with the wait after which a retry may pass
-// (RetryInfo), before its handler runs: it changes nothing. Until callers
-// have verified identities a caller is its network address (host).
+// (RetryInfo), before its handler runs: it changes nothing. A caller is
+// its verified organisation (every certificate of one organisation shares
+// its allowance), or in the development mode its network address.
 type Limits struct {
 	// Rate and Burst: the calls (and stream openings) per second a caller
 	// may make, and how many at once above that rate.
@@ -159,12 +163,18 @@ func (lim *limiter) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	return handler(srv, ss)
 }
 
-// callerKey names ctx's caller: its network host, or for IPv6 its /64
-// (one machine's share of addresses).
+// callerKey names ctx's caller: the organisation of its verified client
+// certificate; without one (the development mode) its network host, or for
+// IPv6 its /64 (one machine's share of addresses).
 func callerKey(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return ""
+	}
+	if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 && len(info.State.VerifiedChains[0]) > 0 {
+		if id, err := identity.FromCertificate(info.State.VerifiedChains[0][0]); err == nil {
+			return "org " + id.ODS
+		}
 	}
 	host, _, err := net.SplitHostPort(p.Addr.String())
 	if err != nil {

@@ -49,5 +49,9 @@ func (s *Providers) UpdateCapacity(ctx context.Context, req *spav1.UpdateCapacit
 
 // ListProviders implements spav1.ProviderServiceServer.
 func (s *Providers) ListProviders(ctx context.Context, req *spav1.ListProvidersRequest) (*spav1.ListProvidersResponse, error) {
-	return s.app.ListProviders(ctx, req)
+	m, err := meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.app.ListProviders(ctx, m, req)
 }

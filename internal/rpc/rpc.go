@@ -22,8 +22,9 @@ import (
 	"spa/internal/spa"
 )
 
-// Request metadata keys naming the caller. Authentication is not yet in
-// place: until it is, these are recorded as stated.
+// Request metadata keys. The actor keys state the caller in the
+// development mode only (Auth.Dev); otherwise the caller is its client
+// certificate and these keys are refused.
 const (
 	MetadataActorODS      = "spa-actor-ods"
 	MetadataActorRole     = "spa-actor-role"
@@ -34,7 +35,9 @@ const (
 	MetadataPurpose = "spa-purpose"
 )
 
-// meta reads the caller and correlation id from the request metadata.
+// meta reads the caller (as Auth verified it; none when the handler runs
+// without Auth, as in tests of the handlers alone) and the correlation id
+// and purpose from the request metadata.
 func meta(ctx context.Context) (app.Meta, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	get := func(k string) string {
@@ -45,16 +48,15 @@ func meta(ctx context.Context) (app.Meta, error) {
 	}
 	method, _ := grpc.Method(ctx)
 	m := app.Meta{
-		Actor:         spa.Actor{ODS: get(MetadataActorODS), Role: get(MetadataActorRole), User: get(MetadataActorUser)},
 		CorrelationID: get(MetadataCorrelationID),
 		Purpose:       get(MetadataPurpose),
 		Method:        method,
 	}
-	var vs []spa.Violation
-	if m.Actor.ODS != "" && !spa.IsODSCode(m.Actor.ODS) {
-		vs = append(vs, spa.Violation{Field: "metadata." + MetadataActorODS, Description: "must be an ODS code: 1-9 upper-case letters or digits"})
+	if id, ok := Identity(ctx); ok {
+		m.Actor = id.Actor()
 	}
-	for _, kv := range [][2]string{{MetadataActorRole, m.Actor.Role}, {MetadataActorUser, m.Actor.User}, {MetadataCorrelationID, m.CorrelationID}, {MetadataPurpose, m.Purpose}} {
+	var vs []spa.Violation
+	for _, kv := range [][2]string{{MetadataCorrelationID, m.CorrelationID}, {MetadataPurpose, m.Purpose}} {
 		if len(kv[1]) > spa.MaxShortTextLen {
 			vs = append(vs, spa.Violation{Field: "metadata." + kv[0], Description: fmt.Sprintf("must be at most %d bytes", spa.MaxShortTextLen)})
 		}
@@ -130,6 +132,8 @@ var kindCodes = map[spa.Kind]codes.Code{
 	spa.KindDeadlineExceeded:   codes.DeadlineExceeded,
 	spa.KindOutOfRange:         codes.OutOfRange,
 	spa.KindTooLarge:           codes.ResourceExhausted,
+	spa.KindPermissionDenied:   codes.PermissionDenied,
+	spa.KindUnauthenticated:    codes.Unauthenticated,
 }
 
 // Status maps an error to a gRPC status error: domain errors by kind, with

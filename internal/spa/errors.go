@@ -33,6 +33,11 @@ const (
 	KindOutOfRange
 	// KindTooLarge: the answer would be larger than the transport allows.
 	KindTooLarge
+	// KindPermissionDenied: the caller's role or organisation may not do
+	// this, or not to this object.
+	KindPermissionDenied
+	// KindUnauthenticated: the caller has no verified identity.
+	KindUnauthenticated
 )
 
 // Violation names one bad field, by its path in the API request

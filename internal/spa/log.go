@@ -88,3 +88,16 @@ type NothingChanged struct {
 
 func (NothingChanged) eventName() string      { return "NothingChanged" }
 func (e NothingChanged) aggregate() Aggregate { return e.Aggregate }
+
+// Access is one read of patient data as the access log keeps it: who,
+// why, by which call, when, and whether it was refused.
+type Access struct {
+	Actor         Actor
+	Purpose       string
+	Method        string
+	At            time.Time
+	CorrelationID string
+	// Refused: the caller was not allowed to read (PERMISSION_DENIED); an
+	// attempt is recorded as well as a read.
+	Refused bool
+}

@@ -21,9 +21,11 @@ import (
 	gbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/rpc"
 )
 
 // The programs the tests run.
@@ -380,6 +382,7 @@ func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(party), grpc.WithChainStreamInterceptor(partyStream),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           gbackoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
 			MinConnectTimeout: 5 * time.Second,
@@ -389,6 +392,21 @@ func dial(t testing.TB, addr string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// party states who calls, as the development-mode servers these tests
+// run read it: a submission as its site's discharge team, anything else
+// as a coordinator.
+func party(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	ods, role := "SPA", "coordinator"
+	if r, ok := req.(*spav1.SubmitReferralRequest); ok {
+		ods, role = r.GetReferral().GetEpisode().GetSiteOds(), "discharge-team"
+	}
+	return invoker(metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, ods, rpc.MetadataActorRole, role), method, req, reply, cc, opts...)
+}
+
+func partyStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, "SPA", rpc.MetadataActorRole, "auditor"), desc, cc, method, opts...)
 }
 
 // health asks a spa-server for the ReferralService's health.

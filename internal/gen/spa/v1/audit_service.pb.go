@@ -182,8 +182,14 @@ type AccessRecord struct {
 	// Why, as the caller stated it (metadata spa-purpose), e.g. "direct-care".
 	Purpose string `protobuf:"bytes,3,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	// The gRPC method that read it, e.g. "/spa.v1.ReferralService/GetReferral".
-	Method        string                 `protobuf:"bytes,4,opt,name=method,proto3" json:"method,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	Method string                 `protobuf:"bytes,4,opt,name=method,proto3" json:"method,omitempty"`
+	At     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	// The read was refused (PERMISSION_DENIED): recorded all the same, so
+	// that attempts to read a record are known too.
+	Refused bool `protobuf:"varint,6,opt,name=refused,proto3" json:"refused,omitempty"`
+	// The caller's correlation id (metadata x-correlation-id), if it sent
+	// one: ties the read to the caller's own logs.
+	CorrelationId string `protobuf:"bytes,7,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,6 +257,20 @@ func (x *AccessRecord) GetAt() *timestamppb.Timestamp {
 		return x.At
 	}
 	return nil
+}
+
+func (x *AccessRecord) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
+}
+
+func (x *AccessRecord) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
 }
 
 type ListAccessRequest struct {
@@ -386,14 +406,16 @@ const file_spa_v1_audit_service_proto_rawDesc = "" +
 	"toSequence\x12!\n" +
 	"\finclude_data\x18\b \x01(\bR\vincludeData\"A\n" +
 	"\x14ReplayEventsResponse\x12)\n" +
-	"\x05event\x18\x01 \x01(\v2\x13.spa.v1.StoredEventR\x05event\"\xb2\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x13.spa.v1.StoredEventR\x05event\"\xf3\x01\n" +
 	"\fAccessRecord\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12#\n" +
 	"\x05actor\x18\x02 \x01(\v2\r.spa.v1.ActorR\x05actor\x12\x18\n" +
 	"\apurpose\x18\x03 \x01(\tR\apurpose\x12\x16\n" +
 	"\x06method\x18\x04 \x01(\tR\x06method\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"p\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x18\n" +
+	"\arefused\x18\x06 \x01(\bR\arefused\x12%\n" +
+	"\x0ecorrelation_id\x18\a \x01(\tR\rcorrelationId\"p\n" +
 	"\x11ListAccessRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12\x1b\n" +
