@@ -32,14 +32,22 @@ import (
 
 // server is a running realMain.
 type server struct {
+	addr   string
 	conn   *grpc.ClientConn
 	client spav1.ReferralServiceClient
 	stop   func() error
 }
 
-// startServer runs the real main with args (plus --listen 127.0.0.1:0) and
-// returns once it serves gRPC and reports SERVING.
+// startServer runs the real main in the development mode with args (plus
+// --listen 127.0.0.1:0) and returns once it serves gRPC and reports
+// SERVING. Its connection calls as each call's party (owner).
 func startServer(t testing.TB, args ...string) *server {
+	t.Helper()
+	return startServerWith(t, append(newOwner().dialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials())), args...)
+}
+
+// startServerWith is startServer with the connection's dial options.
+func startServerWith(t testing.TB, dial []grpc.DialOption, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan net.Addr, 1)
@@ -58,11 +66,11 @@ func startServer(t testing.TB, args ...string) *server {
 		cancel()
 		t.Fatal("server did not start in 30s")
 	}
-	conn, err := grpc.NewClient(addr.String(), append(newOwner().dialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(addr.String(), dial...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{conn: conn, client: spav1.NewReferralServiceClient(conn)}
+	s := &server{addr: addr.String(), conn: conn, client: spav1.NewReferralServiceClient(conn)}
 	var once sync.Once
 	var stopErr error
 	s.stop = func() error {
@@ -447,10 +455,21 @@ func TestConfigErrors(t *testing.T) {
 		{"--infection-overlay-from", "2026-12-01"},
 		{"--infection-overlay", "on", "--infection-overlay-from", "01/12/2026"},
 		{"stray"},
+		{"--listen", "0.0.0.0:50051"},   // plaintext beyond loopback
+		{"--listen", "192.0.2.10:50051"}, // so too
+		{"--tls-cert", "server.crt"},     // TLS needs the key and client CA too
 	} {
 		if _, err := parseConfig(args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("parseConfig(%v) accepted", args)
 		}
+	}
+	for _, listen := range []string{"127.0.0.1:50051", "[::1]:50051", "localhost:50051"} {
+		if c, err := parseConfig([]string{"--listen", listen}, func(string) string { return "" }, io.Discard); err != nil || !c.Dev() {
+			t.Errorf("development mode on %s: %v", listen, err)
+		}
+	}
+	if c, err := parseConfig([]string{"--listen", "0.0.0.0:50051", "--tls-cert", "a", "--tls-key", "b", "--tls-client-ca", "c"}, func(string) string { return "" }, io.Discard); err != nil || c.Dev() {
+		t.Errorf("TLS on every interface: %v", err)
 	}
 }
 

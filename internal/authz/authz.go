@@ -80,10 +80,14 @@ var methods = map[string][]Role{
 	policies + "ListPolicies": {DischargeTeam, Provider, Coordinator, Auditor, Admin},
 }
 
-// Known reports whether method is in the table.
-func Known(method string) bool {
-	_, ok := methods[method]
-	return ok
+// Methods lists the methods in the table, sorted.
+func Methods() []string {
+	out := make([]string, 0, len(methods))
+	for m := range methods {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Method returns nil when role may call method, and a KindPermissionDenied

@@ -149,6 +149,10 @@ func Status(log *slog.Logger, method string, err error) error {
 	}
 	var de *spa.Error
 	if errors.As(err, &de) {
+		if de.Kind == spa.KindPermissionDenied || de.Kind == spa.KindUnauthenticated {
+			// Security events: an operator should see them.
+			log.Warn("call refused", "method", method, "reason", de.Message)
+		}
 		if code, ok := kindCodes[de.Kind]; ok {
 			st := status.New(code, de.Message)
 			if len(de.Violations) > 0 {
