@@ -239,17 +239,27 @@ func ukTime() *time.Location {
 // accessLog lists who read a referral's data.
 func (c *ctl) accessLog(ctx context.Context, args []string) error {
 	fs := c.flags("access-log")
-	id := fs.String("referral", "", "the referral (required)")
+	id := fs.String("referral", "", "the referral")
+	patient := fs.String("patient", "", "or the patient's NHS number: every read of any of their referrals")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
+	if (*id == "") == (*patient == "") {
+		return errors.New("access-log: give --referral ID or --patient NHS_NUMBER")
+	}
+	nhs := strings.ReplaceAll(*patient, " ", "")
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WHEN (UK)\tORGANISATION\tROLE\tUSER\tPURPOSE\tHOW")
+	fmt.Fprintln(tw, "WHEN (UK)\tREFERRAL\tORGANISATION\tROLE\tUSER\tPURPOSE\tHOW\tOUTCOME\tREQUEST")
 	err := c.pages(ctx, func(ctx context.Context, token string) (string, error) {
-		res, err := c.audit.ListAccess(ctx, &spav1.ListAccessRequest{ReferralId: *id, PageToken: token})
+		res, err := c.audit.ListAccess(ctx, &spav1.ListAccessRequest{ReferralId: *id, NhsNumber: nhs, PageToken: token})
 		for _, r := range res.GetRecords() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.GetAt().AsTime().In(ukTime()).Format("2006-01-02 15:04:05"),
-				or(r.GetActor().GetOds(), "-"), or(r.GetActor().GetRole(), "-"), or(r.GetActor().GetUser(), "-"), or(r.GetPurpose(), "-"), r.GetMethod())
+			outcome := "read"
+			if r.GetRefused() {
+				outcome = "REFUSED"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetAt().AsTime().In(ukTime()).Format("2006-01-02 15:04:05"), r.GetReferralId(),
+				or(r.GetActor().GetOds(), "-"), or(r.GetActor().GetRole(), "-"), or(r.GetActor().GetUser(), "-"), or(r.GetPurpose(), "-"), r.GetMethod(),
+				outcome, or(r.GetRequestId(), "-"))
 		}
 		return res.GetNextPageToken(), err
 	})

@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +39,7 @@ import (
 	"spa/internal/identity"
 	"spa/internal/pki"
 	"spa/internal/rpc"
+	"spa/internal/spa"
 )
 
 func main() {
@@ -113,7 +115,9 @@ commands:
   timeline REFERRAL_ID               one referral's history, for a person to read
   verify [--file FILE]               check the log's hashes and links (or a file
                                      written by replay --data); names the first break
-  access-log --referral ID           who read a referral's data, when and why (every page)
+  access-log --referral ID | --patient NHS_NUMBER
+                                     who read (or tried to read) a referral's or a patient's
+                                     data, when, why and by which call (every page)
   demo                               register a sample borough's providers and submit
                                      referrals that exercise every pathway (idempotent;
                                      development mode: it acts as each provider and site)
@@ -146,7 +150,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	addr := fs.String("addr", "127.0.0.1:50051", "spa-server gRPC address")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of each call")
 	as := fs.String("as", "SPA/coordinator", "development mode only: ODS/ROLE[/USER] you act as (recorded on events and in the access log)")
-	purpose := fs.String("purpose", "", "why you read patient data, e.g. direct-care or audit (recorded in the access log)")
+	purpose := fs.String("purpose", "", "why you read patient data: "+strings.Join(spa.Purposes, ", ")+" (recorded in the access log; default audit for replay, timeline, verify and access-log, direct-care otherwise)")
 	tlsCA := fs.String("tls-ca", "", "the CA certificate (PEM) the server's certificate is checked against; with --tls-cert and --tls-key: TLS 1.3 with your client certificate")
 	tlsCert := fs.String("tls-cert", "", "your client certificate (PEM): it says who you are")
 	tlsKey := fs.String("tls-key", "", "the key of --tls-cert (PEM)")
@@ -204,9 +208,13 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	if c.dev {
 		ctx = stateIdentity(ctx, c.as)
 	}
-	if *purpose != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataPurpose, *purpose)
+	if *purpose == "" {
+		*purpose = "direct-care"
+		if slices.Contains([]string{"replay", "timeline", "verify", "access-log"}, cmd) {
+			*purpose = "audit"
+		}
 	}
+	ctx = metadata.AppendToOutgoingContext(ctx, rpc.MetadataPurpose, *purpose)
 	switch cmd {
 	case "submit":
 		return c.submit(ctx, rest)

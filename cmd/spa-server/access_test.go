@@ -160,8 +160,9 @@ func TestAccessTable(t *testing.T) {
 	}
 
 	// The fixture: both providers registered by themselves, a referral of
-	// the own site offered to the own provider.
-	ctx := callCtx(t)
+	// the own site offered to the own provider. Every read states its
+	// purpose.
+	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-purpose", "direct-care")
 	for _, ods := range []string{ownProvider, otherProvider} {
 		c := clients{providers: spav1.NewProviderServiceClient(as(authz.Provider, ods == ownProvider))}
 		if ods == otherProvider {
@@ -201,7 +202,7 @@ func TestAccessTable(t *testing.T) {
 			return &spav1.RecordCriteriaToResideRequest{ReferralId: ref, RequestId: rid, AssessedOn: time.Now().Format("2006-01-02")}
 		case "ReferralService.AmendReferral":
 			return &spav1.AmendReferralRequest{ReferralId: ref, RequestId: rid, Reason: "reassessed",
-				Changes: &spav1.ReferralChanges{Needs: &spav1.Needs{Mobility: spav1.Mobility_MOBILITY_WALKING_AID, ShortTermBedBasedCare: true, CareCallsPerDay: int32(cell % 4)}},
+				Changes:    &spav1.ReferralChanges{Needs: &spav1.Needs{Mobility: spav1.Mobility_MOBILITY_WALKING_AID, ShortTermBedBasedCare: true, CareCallsPerDay: int32(cell % 4)}},
 				UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"needs"}}}
 		case "ReferralService.RecordInfectionTest":
 			return &spav1.RecordInfectionTestRequest{ReferralId: ref, RequestId: rid, Test: &spav1.InfectionTest{Type: spav1.InfectionTestType_INFECTION_TEST_TYPE_PCR,
@@ -374,7 +375,7 @@ func TestIdentityFromCertificate(t *testing.T) {
 	t.Parallel()
 	team := identity.Identity{ODS: ownSite, Role: authz.DischargeTeam, User: "jane"}
 	s := startTLSServer(t, []identity.Identity{team}, "--data-dir", t.TempDir(), "--scheduler=false")
-	ctx := callCtx(t)
+	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-purpose", "direct-care")
 	get := func(conn *grpc.ClientConn, ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -387,6 +388,9 @@ func TestIdentityFromCertificate(t *testing.T) {
 	claim := metadata.AppendToOutgoingContext(ctx, "spa-actor-ods", "X26", "spa-actor-role", "auditor")
 	if err := get(s.dial(t, team), claim); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("an identity claimed in metadata: %v; want INVALID_ARGUMENT", err)
+	}
+	if err := get(s.dial(t, team), callCtx(t)); status.Code(err) != codes.InvalidArgument || !strings.Contains(fmt.Sprint(err), "purpose") {
+		t.Errorf("a read that states no purpose: %v; want INVALID_ARGUMENT", err)
 	}
 
 	// No certificate, a certificate of another CA, a certificate of the

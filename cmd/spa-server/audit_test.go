@@ -200,8 +200,10 @@ func TestReplayAndAccessLog(t *testing.T) {
 		t.Fatalf("one sequence: %v", ranged)
 	}
 
-	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-actor-ods", "RJZ30", "spa-actor-role", "coordinator", "spa-purpose", "direct-care")
-	if _, err := c.referrals.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: sub.GetReferralId()}); err != nil {
+	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-actor-ods", "RJZ30", "spa-actor-role", "coordinator", "spa-purpose", "direct-care",
+		"x-request-id", "ward-round-42")
+	got1, err := c.referrals.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: sub.GetReferralId()})
+	if err != nil {
 		t.Fatal(err)
 	}
 	access, err := audit.ListAccess(callCtx(t), &spav1.ListAccessRequest{ReferralId: sub.GetReferralId()})
@@ -214,8 +216,17 @@ func TestReplayAndAccessLog(t *testing.T) {
 	}
 	last := access.GetRecords()[len(access.GetRecords())-1]
 	if !slices.Contains(methods, "/spa.v1.AuditService/ReplayEvents") || last.GetMethod() != "/spa.v1.ReferralService/GetReferral" ||
-		last.GetActor().GetOds() != "RJZ30" || last.GetPurpose() != "direct-care" {
+		last.GetActor().GetOds() != "RJZ30" || last.GetPurpose() != "direct-care" || last.GetRequestId() != "ward-round-42" ||
+		last.GetNhsNumber() != got1.GetReferral().GetDetails().GetPatient().GetNhsNumber() {
 		t.Fatalf("access log %v", access.GetRecords())
+	}
+	// The patient's reads, by NHS number: the same records.
+	byPatient, err := audit.ListAccess(callCtx(t), &spav1.ListAccessRequest{NhsNumber: last.GetNhsNumber()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byPatient.GetRecords()) != len(access.GetRecords()) {
+		t.Fatalf("by patient: %d records, by referral %d", len(byPatient.GetRecords()), len(access.GetRecords()))
 	}
 }
 

@@ -455,7 +455,7 @@ func TestConfigErrors(t *testing.T) {
 		{"--infection-overlay-from", "2026-12-01"},
 		{"--infection-overlay", "on", "--infection-overlay-from", "01/12/2026"},
 		{"stray"},
-		{"--listen", "0.0.0.0:50051"},   // plaintext beyond loopback
+		{"--listen", "0.0.0.0:50051"},    // plaintext beyond loopback
 		{"--listen", "192.0.2.10:50051"}, // so too
 		{"--tls-cert", "server.crt"},     // TLS needs the key and client CA too
 	} {

@@ -138,7 +138,12 @@ func stated(ctx context.Context) bool {
 	return len(md.Get(rpc.MetadataActorRole)) > 0 || len(md.Get(rpc.MetadataActorODS)) > 0
 }
 
-// as returns ctx stating an identity to a development-mode server.
+// as returns ctx stating an identity to a development-mode server, and a
+// purpose for reads: direct care, or audit for an auditor.
 func as(ctx context.Context, ods string, role authz.Role) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, ods, rpc.MetadataActorRole, string(role))
+	purpose := "direct-care"
+	if role == authz.Auditor {
+		purpose = "audit"
+	}
+	return metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, ods, rpc.MetadataActorRole, string(role), rpc.MetadataPurpose, purpose)
 }

@@ -52,12 +52,14 @@ type EventLog interface {
 
 // AccessLog records who read which referral's data.
 type AccessLog interface {
-	// Record appends one record per referral, durably, before returning.
-	Record(ctx context.Context, access spa.Access, referralIDs []string) error
-	// List returns up to limit of a referral's access records, oldest
-	// first, from after the access log position after, and the position
-	// of the next page (0 when there is none).
-	List(ctx context.Context, referralID string, after uint64, limit int) ([]*spav1.AccessRecord, uint64, error)
+	// Record appends one record per referral read, durably, before
+	// returning.
+	Record(ctx context.Context, access spa.Access, read []spa.Accessed) error
+	// List returns up to limit access records of a referral or of a
+	// patient (q's ReferralID or NHSNumber), oldest first, from after the
+	// access log position after, and the position of the next page (0
+	// when there is none).
+	List(ctx context.Context, q spa.AccessQuery, after uint64, limit int) ([]*spav1.AccessRecord, uint64, error)
 }
 
 // Meta is who sent a command or query, the piece of work it belongs to,
@@ -65,10 +67,12 @@ type AccessLog interface {
 type Meta struct {
 	Actor         spa.Actor
 	CorrelationID string
-	// Purpose is why patient data is read ("direct-care", "audit"), and
-	// Method the call that reads it; both go in the access log.
+	// Purpose is why patient data is read (one of spa.Purposes), Method
+	// the call that reads it, and CallID the call's request id
+	// (x-request-id); all go in the access log.
 	Purpose string
 	Method  string
+	CallID  string
 	// Request is the client's request id for a command and the hash of
 	// what it asked (zero when it sent none): update answers a retry from
 	// the log.
@@ -92,6 +96,8 @@ type App struct {
 	// alerts (WithWorker).
 	worker  string
 	routing Routing
+	// patients remembers each referral's NHS number for the access log.
+	patients patients
 }
 
 // Option adjusts an App.
@@ -319,11 +325,29 @@ func one[S, C any](decide func(S, C, time.Time) (spa.Event, error), c C) func(S,
 
 // recordAccess records that meta's caller read these referrals' data. It
 // is called before the data is returned, so that no read goes unrecorded.
-func (a *App) recordAccess(ctx context.Context, meta Meta, referralIDs ...string) error {
-	if a.access == nil || len(referralIDs) == 0 {
+func (a *App) recordAccess(ctx context.Context, meta Meta, read ...spa.Accessed) error {
+	if a.access == nil || len(read) == 0 {
 		return nil
 	}
-	return a.access.Record(ctx, a.accessOf(meta), referralIDs)
+	return a.access.Record(ctx, a.accessOf(meta), read)
+}
+
+// recordReads is recordAccess of referrals known by id: their patients
+// are looked up (patients), the read model answering once it has applied
+// sequence seen.
+func (a *App) recordReads(ctx context.Context, meta Meta, seen uint64, ids ...string) error {
+	if a.access == nil || len(ids) == 0 {
+		return nil
+	}
+	read := make([]spa.Accessed, len(ids))
+	for i, id := range ids {
+		nhs, err := a.patients.of(ctx, a.reads, id, seen)
+		if err != nil {
+			return err
+		}
+		read[i] = spa.Accessed{ReferralID: id, NHSNumber: nhs}
+	}
+	return a.access.Record(ctx, a.accessOf(meta), read)
 }
 
 // RecordRefusedRead records that meta's caller tried to read a referral's
@@ -334,9 +358,13 @@ func (a *App) RecordRefusedRead(ctx context.Context, meta Meta, referralID strin
 	}
 	acc := a.accessOf(meta)
 	acc.Refused = true
-	return a.access.Record(ctx, acc, []string{referralID})
+	nhs, err := a.patients.of(ctx, a.reads, referralID, 0)
+	if err != nil {
+		return err
+	}
+	return a.access.Record(ctx, acc, []spa.Accessed{{ReferralID: referralID, NHSNumber: nhs}})
 }
 
 func (a *App) accessOf(meta Meta) spa.Access {
-	return spa.Access{Actor: meta.Actor, Purpose: meta.Purpose, Method: meta.Method, At: a.now(), CorrelationID: meta.CorrelationID}
+	return spa.Access{Actor: meta.Actor, Purpose: meta.Purpose, Method: meta.Method, At: a.now(), CorrelationID: meta.CorrelationID, RequestID: meta.CallID}
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"slices"
+	"strings"
 
 	"spa/internal/authz"
 	spav1 "spa/internal/gen/spa/v1"
@@ -87,4 +88,14 @@ func provider(meta Meta, ods string) (string, error) {
 		ods = c.ODS
 	}
 	return ods, c.ProviderOrg(ods)
+}
+
+// purpose checks that a caller reading patient data says why, with one of
+// spa.Purposes (the system itself reads for its own work).
+func purpose(meta Meta) error {
+	if _, ok := authz.Of(meta.Actor); !ok || slices.Contains(spa.Purposes, meta.Purpose) {
+		return nil
+	}
+	return &spa.Error{Kind: spa.KindInvalid, Message: "a read of patient data must state its purpose", Violations: []spa.Violation{{
+		Field: "metadata.spa-purpose", Description: "must be one of " + strings.Join(spa.Purposes, ", ")}}}
 }

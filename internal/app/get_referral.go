@@ -11,7 +11,7 @@ import (
 // GetReferral returns a referral's state and history from the read model.
 // The read is recorded in the access log; so is a refused one.
 func (a *App) GetReferral(ctx context.Context, meta Meta, req *spav1.GetReferralRequest) (*spav1.GetReferralResponse, error) {
-	if err := spa.ValidateGet(req.GetReferralId()); err != nil {
+	if err := spa.JoinInvalid(spa.ValidateGet(req.GetReferralId()), purpose(meta)); err != nil {
 		return nil, err
 	}
 	res, err := a.reads.GetReferral(ctx, req)
@@ -21,5 +21,7 @@ func (a *App) GetReferral(ctx context.Context, meta Meta, req *spav1.GetReferral
 	if err := authorizeRead(meta, res); err != nil {
 		return nil, errors.Join(err, a.RecordRefusedRead(ctx, meta, req.GetReferralId()))
 	}
-	return res, a.recordAccess(ctx, meta, req.GetReferralId())
+	nhs := res.GetReferral().GetDetails().GetPatient().GetNhsNumber()
+	a.patients.remember(req.GetReferralId(), nhs)
+	return res, a.recordAccess(ctx, meta, spa.Accessed{ReferralID: req.GetReferralId(), NHSNumber: nhs})
 }

@@ -8,14 +8,15 @@ import (
 
 	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
 )
 
 // ListAssignments returns a provider's assignments from the read model;
 // the referrals they belong to are recorded in the access log. A provider
 // sees only its own.
 func (a *App) ListAssignments(ctx context.Context, meta Meta, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error) {
-	if _, _, err := codec.AssignmentQueryFromProto(req).Validate(); err != nil {
-		return nil, err
+	if _, _, err := codec.AssignmentQueryFromProto(req).Validate(); err != nil || purpose(meta) != nil {
+		return nil, spa.JoinInvalid(err, purpose(meta))
 	}
 	ods, err := provider(meta, req.GetProviderOds())
 	if err != nil {
@@ -35,5 +36,5 @@ func (a *App) ListAssignments(ctx context.Context, meta Meta, req *spav1.ListAss
 			ids = append(ids, as.GetReferralId())
 		}
 	}
-	return res, a.recordAccess(ctx, meta, ids...)
+	return res, a.recordReads(ctx, meta, res.GetSequence(), ids...)
 }

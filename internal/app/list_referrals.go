@@ -7,14 +7,15 @@ import (
 
 	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/spa"
 )
 
 // ListReferrals returns a page of the board from the read model; each row
 // read is recorded in the access log. A discharge team sees only its own
 // site's referrals.
 func (a *App) ListReferrals(ctx context.Context, meta Meta, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error) {
-	if _, _, err := codec.ListQueryFromProto(req).Validate(); err != nil {
-		return nil, err
+	if _, _, err := codec.ListQueryFromProto(req).Validate(); err != nil || purpose(meta) != nil {
+		return nil, spa.JoinInvalid(err, purpose(meta))
 	}
 	site, err := site(meta, req.GetSiteOds())
 	if err != nil {
@@ -28,9 +29,10 @@ func (a *App) ListReferrals(ctx context.Context, meta Meta, req *spav1.ListRefer
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(res.GetReferrals()))
+	read := make([]spa.Accessed, len(res.GetReferrals()))
 	for i, r := range res.GetReferrals() {
-		ids[i] = r.GetReferralId()
+		read[i] = spa.Accessed{ReferralID: r.GetReferralId(), NHSNumber: r.GetNhsNumber()}
+		a.patients.remember(r.GetReferralId(), r.GetNhsNumber())
 	}
-	return res, a.recordAccess(ctx, meta, ids...)
+	return res, a.recordAccess(ctx, meta, read...)
 }

@@ -12,14 +12,14 @@ import (
 // Before the first event of each referral reaches fn, the read is recorded
 // in the access log.
 func (a *App) ReplayEvents(ctx context.Context, meta Meta, f spa.EventFilter, fn func(spa.StoredEvent) error) error {
-	if err := f.Validate(); err != nil {
+	if err := spa.JoinInvalid(f.Validate(), purpose(meta)); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
 	return a.log.Replay(ctx, f, func(e spa.StoredEvent) error {
 		if id := referralOfSubject(e.Subject); id != "" && !seen[id] {
 			seen[id] = true
-			if err := a.recordAccess(ctx, meta, id); err != nil {
+			if err := a.recordReads(ctx, meta, e.Sequence, id); err != nil {
 				return err
 			}
 		}
@@ -27,13 +27,14 @@ func (a *App) ReplayEvents(ctx context.Context, meta Meta, f spa.EventFilter, fn
 	})
 }
 
-// ListAccess returns a page of who read a referral's data, oldest first.
-func (a *App) ListAccess(ctx context.Context, q spa.AccessQuery) (*spav1.ListAccessResponse, error) {
+// ListAccess returns a page of who read a referral's data, or any of a
+// patient's referrals, oldest first.
+func (a *App) ListAccess(ctx context.Context, meta Meta, q spa.AccessQuery) (*spav1.ListAccessResponse, error) {
 	size, after, err := q.Validate()
-	if err != nil {
-		return nil, err
+	if err != nil || purpose(meta) != nil {
+		return nil, spa.JoinInvalid(err, purpose(meta))
 	}
-	records, next, err := a.access.List(ctx, q.ReferralID, after, size)
+	records, next, err := a.access.List(ctx, q, after, size)
 	if err != nil {
 		return nil, err
 	}

@@ -13,8 +13,8 @@ import (
 // carrying the last sequence seen) every interval without one, until ctx
 // ends. A provider watches only its own. Each delivery is recorded in the access log before fn sees it.
 func (a *App) WatchAssignments(ctx context.Context, meta Meta, provider string, after uint64, interval time.Duration, fn func(spa.StoredEvent) error) error {
-	if _, _, err := (spa.AssignmentQuery{ProviderODS: provider}).Validate(); err != nil {
-		return err
+	if _, _, err := (spa.AssignmentQuery{ProviderODS: provider}).Validate(); err != nil || purpose(meta) != nil {
+		return spa.JoinInvalid(err, purpose(meta))
 	}
 	if c, ok := authz.Of(meta.Actor); ok && c.Role == authz.Provider {
 		if err := c.ProviderOrg(provider); err != nil {
@@ -23,7 +23,7 @@ func (a *App) WatchAssignments(ctx context.Context, meta Meta, provider string, 
 	}
 	return a.log.Watch(ctx, provider, after, interval, func(e spa.StoredEvent) error {
 		if id := referralOfSubject(e.Subject); id != "" {
-			if err := a.recordAccess(ctx, meta, id); err != nil {
+			if err := a.recordReads(ctx, meta, e.Sequence, id); err != nil {
 				return err
 			}
 		}

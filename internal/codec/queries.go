@@ -17,5 +17,5 @@ func AssignmentQueryFromProto(req *spav1.ListAssignmentsRequest) spa.AssignmentQ
 
 // AccessQueryFromProto converts an access log query.
 func AccessQueryFromProto(req *spav1.ListAccessRequest) spa.AccessQuery {
-	return spa.AccessQuery{ReferralID: req.GetReferralId(), PageSize: req.GetPageSize(), PageToken: req.GetPageToken()}
+	return spa.AccessQuery{ReferralID: req.GetReferralId(), NHSNumber: req.GetNhsNumber(), PageSize: req.GetPageSize(), PageToken: req.GetPageToken()}
 }

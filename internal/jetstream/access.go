@@ -13,12 +13,20 @@ import (
 	"spa/internal/spa"
 )
 
-// The access log: its own stream, one subject per referral, so that the
-// reads of one referral's data are found without scanning the rest.
+// The access log: its own stream, one subject per referral and patient
+// (spa.access.<referral id>.<NHS number>), so that the reads of one
+// referral, or of one patient's referrals, are found without scanning the
+// rest. Records written before the patient was in the subject are on
+// spa.access.<referral id>.
 const (
 	AccessStreamName = "SPA_ACCESS"
 	accessSubject    = "spa.access."
+	// unknownPatient stands for an NHS number that could not be known.
+	unknownPatient = "unknown"
 )
+
+// AccessSubjects are the subjects the access log stream captures.
+var AccessSubjects = []string{accessSubject + "*", accessSubject + "*.*"}
 
 // AccessLog records every read of patient data. Safe for concurrent use.
 type AccessLog struct {
@@ -39,22 +47,28 @@ func (s *Store) OpenAccessLog(ctx context.Context, req Requirements) (*AccessLog
 // JetStream has acknowledged them all. Records are sent again while
 // JetStream does not answer (so a record may be stored twice, never
 // lost); a failure that lasts is KindUnavailable.
-func (l *AccessLog) Record(ctx context.Context, acc spa.Access, referralIDs []string) error {
-	msgs := make([][]byte, len(referralIDs))
-	for i, id := range referralIDs {
+func (l *AccessLog) Record(ctx context.Context, acc spa.Access, read []spa.Accessed) error {
+	msgs := make([][]byte, len(read))
+	subjects := make([]string, len(read))
+	for i, r := range read {
 		data, err := proto.Marshal(&spav1.AccessRecord{
-			ReferralId: id, Actor: &spav1.Actor{Ods: acc.Actor.ODS, Role: acc.Actor.Role, User: acc.Actor.User},
-			Purpose: acc.Purpose, Method: acc.Method, At: timestamppb.New(acc.At), Refused: acc.Refused, CorrelationId: acc.CorrelationID,
+			ReferralId: r.ReferralID, NhsNumber: r.NHSNumber, Actor: &spav1.Actor{Ods: acc.Actor.ODS, Role: acc.Actor.Role, User: acc.Actor.User},
+			Purpose: acc.Purpose, Method: acc.Method, At: timestamppb.New(acc.At), Refused: acc.Refused,
+			CorrelationId: acc.CorrelationID, RequestId: acc.RequestID,
 		})
 		if err != nil {
 			return err
 		}
-		msgs[i] = data
+		patient := r.NHSNumber
+		if patient == "" {
+			patient = unknownPatient
+		}
+		msgs[i], subjects[i] = data, accessSubject+r.ReferralID+"."+patient
 	}
 	return l.store.do(ctx, l.gate, func(ctx context.Context) error {
 		futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 		for i, data := range msgs {
-			f, err := l.store.js.PublishAsync(accessSubject+referralIDs[i], data, jetstream.WithExpectStream(AccessStreamName))
+			f, err := l.store.js.PublishAsync(subjects[i], data, jetstream.WithExpectStream(AccessStreamName))
 			if err != nil {
 				return fmt.Errorf("jetstream: access log: %w", err)
 			}
@@ -73,13 +87,18 @@ func (l *AccessLog) Record(ctx context.Context, acc spa.Access, referralIDs []st
 	})
 }
 
-// List returns up to limit access records of a referral, oldest first,
-// starting after the access log position after (0: from the first), and
-// the position to pass for the next page (0 when there is none).
-func (l *AccessLog) List(ctx context.Context, referralID string, after uint64, limit int) ([]*spav1.AccessRecord, uint64, error) {
+// List returns up to limit access records of a referral (or of every
+// referral of a patient: q.NHSNumber), oldest first, starting after the
+// access log position after (0: from the first), and the position to pass
+// for the next page (0 when there is none).
+func (l *AccessLog) List(ctx context.Context, q spa.AccessQuery, after uint64, limit int) ([]*spav1.AccessRecord, uint64, error) {
 	var out []*spav1.AccessRecord
 	var next uint64
-	opts := FollowOptions{From: after + 1, Subjects: []string{accessSubject + referralID}, Batch: limit, What: "access log read"}
+	subjects := []string{accessSubject + q.ReferralID, accessSubject + q.ReferralID + ".*"}
+	if q.NHSNumber != "" {
+		subjects = []string{accessSubject + "*." + q.NHSNumber}
+	}
+	opts := FollowOptions{From: after + 1, Subjects: subjects, Batch: limit, What: "access log read"}
 	err := l.store.followStream(ctx, AccessStreamName, opts, func(b Batch) error {
 		for _, e := range b.Events {
 			r := new(spav1.AccessRecord)

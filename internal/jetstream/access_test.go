@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -26,7 +27,8 @@ func TestAccessLogPages(t *testing.T) {
 	id, other := spa.ReferralIDFor("access-pages"), spa.ReferralIDFor("access-other")
 	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	for i := range 200 {
-		if err := access.Record(ctx, spa.Access{Actor: spa.Actor{ODS: "RJZ30", User: fmt.Sprint("user-", i)}, Purpose: "direct-care", Method: "GetReferral", At: at}, []string{id, other}); err != nil {
+		if err := access.Record(ctx, spa.Access{Actor: spa.Actor{ODS: "RJZ30", User: fmt.Sprint("user-", i)}, Purpose: "direct-care", Method: "GetReferral", At: at},
+			[]spa.Accessed{{ReferralID: id, NHSNumber: "9434765919"}, {ReferralID: other, NHSNumber: "9434765870"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -35,7 +37,7 @@ func TestAccessLogPages(t *testing.T) {
 		var after uint64
 		pages := 0
 		for {
-			recs, next, err := access.List(ctx, id, after, size)
+			recs, next, err := access.List(ctx, spa.AccessQuery{ReferralID: id}, after, size)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,5 +61,47 @@ func TestAccessLogPages(t *testing.T) {
 				t.Fatalf("page size %d: record %d is %s", size, i, u)
 			}
 		}
+	}
+}
+
+// TestAccessByPatient: the reads of every referral of one patient are
+// listed together, and only theirs, oldest first; a referral's own list
+// still finds them.
+func TestAccessByPatient(t *testing.T) {
+	t.Parallel()
+	nc := jetstreamtest.Connect(t, jetstreamtest.Start(t))
+	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
+	ctx := context.Background()
+	access, err := store.OpenAccessLog(ctx, jetstream.Requirements{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second, stranger := spa.ReferralIDFor("patient-1st"), spa.ReferralIDFor("patient-2nd"), spa.ReferralIDFor("stranger")
+	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	reads := [][]spa.Accessed{
+		{{ReferralID: first, NHSNumber: "9434765919"}},
+		{{ReferralID: stranger, NHSNumber: "9434765870"}, {ReferralID: second, NHSNumber: "9434765919"}},
+		{{ReferralID: stranger, NHSNumber: "9434765870"}},
+		{{ReferralID: first, NHSNumber: "9434765919"}},
+	}
+	for i, r := range reads {
+		if err := access.Record(ctx, spa.Access{Actor: spa.Actor{ODS: "RJZ30", User: fmt.Sprint("user-", i)}, Purpose: "direct-care", Method: "GetReferral", At: at}, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, next, err := access.List(ctx, spa.AccessQuery{NHSNumber: "9434765919"}, 0, 100)
+	if err != nil || next != 0 {
+		t.Fatal(next, err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.GetActor().GetUser()+" "+r.GetReferralId()+" "+r.GetNhsNumber())
+	}
+	want := []string{"user-0 " + first + " 9434765919", "user-1 " + second + " 9434765919", "user-3 " + first + " 9434765919"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the patient's reads: %q, want %q", got, want)
+	}
+	if recs, _, err := access.List(ctx, spa.AccessQuery{ReferralID: first}, 0, 100); err != nil || len(recs) != 2 {
+		t.Fatalf("the referral's reads: %v %v", recs, err)
 	}
 }

@@ -377,10 +377,10 @@ func (emptyLog) Watch(context.Context, string, uint64, time.Duration, func(spa.S
 	return nil
 }
 
-func (emptyLog) Record(context.Context, spa.Access, []string) error {
+func (emptyLog) Record(context.Context, spa.Access, []spa.Accessed) error {
 	return nil
 }
 
-func (emptyLog) List(context.Context, string, uint64, int) ([]*spav1.AccessRecord, uint64, error) {
+func (emptyLog) List(context.Context, spa.AccessQuery, uint64, int) ([]*spav1.AccessRecord, uint64, error) {
 	return nil, 0, nil
 }

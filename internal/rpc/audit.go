@@ -43,7 +43,11 @@ func (s *Audit) ReplayEvents(req *spav1.ReplayEventsRequest, stream grpc.ServerS
 
 // ListAccess implements spav1.AuditServiceServer.
 func (s *Audit) ListAccess(ctx context.Context, req *spav1.ListAccessRequest) (*spav1.ListAccessResponse, error) {
-	return s.app.ListAccess(ctx, codec.AccessQueryFromProto(req))
+	m, err := meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.app.ListAccess(ctx, m, codec.AccessQueryFromProto(req))
 }
 
 // storedEvent converts a stored event for the API, with its bytes and hash

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -75,15 +76,29 @@ func (a Auth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo,
 	return handler(srv, &identifiedStream{ServerStream: ss, ctx: ctx})
 }
 
-// admit authenticates the call and checks its method against the
-// caller's role. A refused GetReferral is recorded in the access log.
+type callIDKey struct{}
+
+// callID returns the call's request id: the caller's, or a new one.
+func callID(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(MetadataRequestID); len(v) > 0 && v[0] != "" && len(v[0]) <= spa.MaxShortTextLen {
+		return v[0]
+	}
+	return "call-" + rand.Text()
+}
+
+// admit names the call, authenticates it and checks its method against
+// the caller's role. A refused GetReferral is recorded in the access log.
 func (a Auth) admit(ctx context.Context, method string, req any) (context.Context, error) {
-	id, err := a.authenticate(ctx)
+	id := callID(ctx)
+	ctx = context.WithValue(ctx, callIDKey{}, id)
+	_ = grpc.SetHeader(ctx, metadata.Pairs(MetadataRequestID, id))
+	caller, err := a.authenticate(ctx)
 	if err != nil {
 		return ctx, err
 	}
-	ctx = withIdentity(ctx, id)
-	if err := authz.Method(id.Role, method); err != nil {
+	ctx = withIdentity(ctx, caller)
+	if err := authz.Method(caller.Role, method); err != nil {
 		if r, ok := req.(interface{ GetReferralId() string }); ok && a.App != nil && method == "/spa.v1.ReferralService/GetReferral" {
 			m, merr := meta(ctx)
 			if merr == nil {

@@ -30,9 +30,13 @@ const (
 	MetadataActorRole     = "spa-actor-role"
 	MetadataActorUser     = "spa-actor-user"
 	MetadataCorrelationID = "x-correlation-id"
-	// MetadataPurpose says why patient data is read ("direct-care",
-	// "audit"); it goes in the access log.
+	// MetadataPurpose says why patient data is read (one of
+	// spa.Purposes); required on every read of patient data, it goes in
+	// the access log.
 	MetadataPurpose = "spa-purpose"
+	// MetadataRequestID names a call; the server makes one when the caller
+	// sends none, and returns it in the response header of that name.
+	MetadataRequestID = "x-request-id"
 )
 
 // meta reads the caller (as Auth verified it; none when the handler runs
@@ -55,6 +59,7 @@ func meta(ctx context.Context) (app.Meta, error) {
 	if id, ok := Identity(ctx); ok {
 		m.Actor = id.Actor()
 	}
+	m.CallID, _ = ctx.Value(callIDKey{}).(string)
 	var vs []spa.Violation
 	for _, kv := range [][2]string{{MetadataCorrelationID, m.CorrelationID}, {MetadataPurpose, m.Purpose}} {
 		if len(kv[1]) > spa.MaxShortTextLen {

@@ -97,7 +97,19 @@ type Access struct {
 	Method        string
 	At            time.Time
 	CorrelationID string
+	// RequestID names the call (x-request-id).
+	RequestID string
 	// Refused: the caller was not allowed to read (PERMISSION_DENIED); an
 	// attempt is recorded as well as a read.
 	Refused bool
 }
+
+// Accessed is a referral whose data a call read, and its patient's NHS
+// number ("" when it could not be known).
+type Accessed struct {
+	ReferralID string
+	NHSNumber  string
+}
+
+// The purposes of use a caller states when it reads patient data.
+var Purposes = []string{"direct-care", "care-coordination", "safeguarding", "audit", "subject-access-request", "legal"}

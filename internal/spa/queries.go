@@ -103,7 +103,9 @@ func (q AssignmentQuery) key() string {
 
 // AccessQuery lists who read a referral's data.
 type AccessQuery struct {
+	// One of ReferralID and NHSNumber.
 	ReferralID string
+	NHSNumber  string
 	PageSize   int32
 	PageToken  string
 }
@@ -112,7 +114,16 @@ type AccessQuery struct {
 // access log position to start after.
 func (q AccessQuery) Validate() (size int, after uint64, err error) {
 	var vs violations
-	checkReferralID(&vs, q.ReferralID)
+	switch {
+	case q.ReferralID != "" && q.NHSNumber != "":
+		vs.add("nhs_number", "give referral_id or nhs_number, not both")
+	case q.NHSNumber != "":
+		if why := CheckNHSNumber(q.NHSNumber); why != "" {
+			vs.add("nhs_number", "%s", why)
+		}
+	default:
+		checkReferralID(&vs, q.ReferralID)
+	}
 	size = pageSize(&vs, q.PageSize, DefaultListPageSize)
 	after = parseSeqPageToken(&vs, q.PageToken, q.key())
 	return size, after, vs.err()
@@ -121,4 +132,9 @@ func (q AccessQuery) Validate() (size int, after uint64, err error) {
 // NextPageToken returns the token of the page after position next.
 func (q AccessQuery) NextPageToken(next uint64) string { return seqPageToken(q.key(), next) }
 
-func (q AccessQuery) key() string { return "access/" + q.ReferralID }
+func (q AccessQuery) key() string {
+	if q.NHSNumber != "" {
+		return "access/patient/" + q.NHSNumber
+	}
+	return "access/" + q.ReferralID
+}

@@ -402,11 +402,11 @@ func party(ctx context.Context, method string, req, reply any, cc *grpc.ClientCo
 	if r, ok := req.(*spav1.SubmitReferralRequest); ok {
 		ods, role = r.GetReferral().GetEpisode().GetSiteOds(), "discharge-team"
 	}
-	return invoker(metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, ods, rpc.MetadataActorRole, role), method, req, reply, cc, opts...)
+	return invoker(metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, ods, rpc.MetadataActorRole, role, rpc.MetadataPurpose, "direct-care"), method, req, reply, cc, opts...)
 }
 
 func partyStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return streamer(metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, "SPA", rpc.MetadataActorRole, "auditor"), desc, cc, method, opts...)
+	return streamer(metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, "SPA", rpc.MetadataActorRole, "auditor", rpc.MetadataPurpose, "audit"), desc, cc, method, opts...)
 }
 
 // health asks a spa-server for the ReferralService's health.

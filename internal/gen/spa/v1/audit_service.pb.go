@@ -190,6 +190,11 @@ type AccessRecord struct {
 	// The caller's correlation id (metadata x-correlation-id), if it sent
 	// one: ties the read to the caller's own logs.
 	CorrelationId string `protobuf:"bytes,7,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// The call's request id: the caller's x-request-id metadata, or one the
+	// server made, returned in the x-request-id response header.
+	RequestId string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The patient whose record was read, when known.
+	NhsNumber     string `protobuf:"bytes,9,opt,name=nhs_number,json=nhsNumber,proto3" json:"nhs_number,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -273,12 +278,31 @@ func (x *AccessRecord) GetCorrelationId() string {
 	return ""
 }
 
+func (x *AccessRecord) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AccessRecord) GetNhsNumber() string {
+	if x != nil {
+		return x.NhsNumber
+	}
+	return ""
+}
+
 type ListAccessRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of referral_id and nhs_number: every read of one referral, or of
+	// every referral of one patient (NHS Care Record Guarantee, commitment
+	// 11: a patient may be told who accessed their record).
+	ReferralId string `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
+	NhsNumber  string `protobuf:"bytes,4,opt,name=nhs_number,json=nhsNumber,proto3" json:"nhs_number,omitempty"`
 	// Records per page: 0 means 100; more than 500 is read as 500.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// From a previous response's next_page_token, for the same referral.
+	// From a previous response's next_page_token, for the same referral or
+	// patient.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -317,6 +341,13 @@ func (*ListAccessRequest) Descriptor() ([]byte, []int) {
 func (x *ListAccessRequest) GetReferralId() string {
 	if x != nil {
 		return x.ReferralId
+	}
+	return ""
+}
+
+func (x *ListAccessRequest) GetNhsNumber() string {
+	if x != nil {
+		return x.NhsNumber
 	}
 	return ""
 }
@@ -406,7 +437,7 @@ const file_spa_v1_audit_service_proto_rawDesc = "" +
 	"toSequence\x12!\n" +
 	"\finclude_data\x18\b \x01(\bR\vincludeData\"A\n" +
 	"\x14ReplayEventsResponse\x12)\n" +
-	"\x05event\x18\x01 \x01(\v2\x13.spa.v1.StoredEventR\x05event\"\xf3\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x13.spa.v1.StoredEventR\x05event\"\xb1\x02\n" +
 	"\fAccessRecord\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
 	"referralId\x12#\n" +
@@ -415,10 +446,16 @@ const file_spa_v1_audit_service_proto_rawDesc = "" +
 	"\x06method\x18\x04 \x01(\tR\x06method\x12*\n" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x18\n" +
 	"\arefused\x18\x06 \x01(\bR\arefused\x12%\n" +
-	"\x0ecorrelation_id\x18\a \x01(\tR\rcorrelationId\"p\n" +
+	"\x0ecorrelation_id\x18\a \x01(\tR\rcorrelationId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\b \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"nhs_number\x18\t \x01(\tR\tnhsNumber\"\x8f\x01\n" +
 	"\x11ListAccessRequest\x12\x1f\n" +
 	"\vreferral_id\x18\x01 \x01(\tR\n" +
-	"referralId\x12\x1b\n" +
+	"referralId\x12\x1d\n" +
+	"\n" +
+	"nhs_number\x18\x04 \x01(\tR\tnhsNumber\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"l\n" +
