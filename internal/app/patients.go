@@ -2,11 +2,10 @@ package app
 
 import (
 	"context"
-	"errors"
 	"sync"
+	"time"
 
 	spav1 "spa/internal/gen/spa/v1"
-	"spa/internal/spa"
 )
 
 // patients remembers the NHS number of each referral it was asked about,
@@ -35,10 +34,15 @@ func (p *patients) remember(referralID, nhs string) {
 	p.m[referralID] = nhs
 }
 
+// lookupWait bounds the wait for a read model to name a patient.
+const lookupWait = 5 * time.Second
+
 // of returns a referral's NHS number: remembered, or read from reads once
-// it has applied sequence seen. A referral the read model does not know
-// is "": its reads are filed under an unknown patient rather than not
-// recorded.
+// it has applied sequence seen. When no read model can say within
+// lookupWait (none knows the referral, all are halted or behind) it is
+// "": the read is filed under an unknown patient, still under its
+// referral, rather than held up: replaying the log for audit must not
+// depend on a read model. Only ctx ending is an error.
 func (p *patients) of(ctx context.Context, reads ReadModel, referralID string, seen uint64) (string, error) {
 	p.mu.Lock()
 	nhs, ok := p.m[referralID]
@@ -46,13 +50,11 @@ func (p *patients) of(ctx context.Context, reads ReadModel, referralID string, s
 	if ok {
 		return nhs, nil
 	}
-	res, err := reads.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: referralID, MinSequence: seen})
-	var de *spa.Error
-	if errors.As(err, &de) && de.Kind == spa.KindNotFound {
-		return "", nil
-	}
+	lctx, cancel := context.WithTimeout(ctx, lookupWait)
+	defer cancel()
+	res, err := reads.GetReferral(lctx, &spav1.GetReferralRequest{ReferralId: referralID, MinSequence: seen})
 	if err != nil {
-		return "", err
+		return "", ctx.Err()
 	}
 	nhs = res.GetReferral().GetDetails().GetPatient().GetNhsNumber()
 	p.remember(referralID, nhs)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/spa"
 )
@@ -19,6 +20,10 @@ func (a *App) ReplayEvents(ctx context.Context, meta Meta, f spa.EventFilter, fn
 	return a.log.Replay(ctx, f, func(e spa.StoredEvent) error {
 		if id := referralOfSubject(e.Subject); id != "" && !seen[id] {
 			seen[id] = true
+			if env, err := codec.UnmarshalEnvelope(e.Data); err == nil && env.GetReferralSubmitted() != nil {
+				// The log names the patient itself: no read model needed.
+				a.patients.remember(id, env.GetReferralSubmitted().GetDetails().GetPatient().GetNhsNumber())
+			}
 			if err := a.recordReads(ctx, meta, e.Sequence, id); err != nil {
 				return err
 			}
