@@ -8,6 +8,7 @@
 //	spa-ctl accept|decline|start|complete ASSIGNMENT_ID
 //	spa-ctl demo                      load a sample borough: providers and referrals
 //	spa-ctl replay / timeline / verify / access-log   audit the log
+//	spa-ctl signing-key / checkpoint / checkpoints    sign the log (docs/audit.md)
 //	spa-ctl init --nats-url URL       create SPA's streams on a NATS cluster
 //	spa-ctl workers / rebuild         every worker's state; rebuild read models
 //	spa-ctl digest --nats-url URL     show a read model's digest
@@ -99,8 +100,16 @@ commands:
          [--from-seq N] [--to-seq N] [--data]
                                      write the matching events as JSON lines
   timeline REFERRAL_ID               one referral's history, for a person to read
-  verify [--file FILE]               check the log's hashes and links (or a file
-                                     written by replay --data); names the first break
+  verify [--public-key KEY|FILE]... [--checkpoints FILE]... [--nats-url URL] [--file FILE] [--partial]
+                                     check the log's hashes and links (or a file written
+                                     by replay --data); with public keys, every event's
+                                     signature, and the log against the signed checkpoints
+                                     (a file, the live stream); names the first break
+  signing-key --out DIR [--name N]   make the key pair events and checkpoints are signed with
+  checkpoint --nats-url URL          ask a spa-server to sign a checkpoint of the log now
+  checkpoints --nats-url URL [--out FILE]
+                                     every signed checkpoint; --out adds them to an auditor's
+                                     file and fails if ones kept there are gone
   access-log --referral ID           who read a referral's data, when and why (every page)
   demo                               register a sample borough's providers and submit
                                      referrals that exercise every pathway (idempotent)
@@ -151,6 +160,12 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return c.digest(ctx, rest)
 	case "rebuild":
 		return c.rebuild(ctx, rest)
+	case "signing-key":
+		return c.signingKey(rest)
+	case "checkpoint":
+		return c.makeCheckpoint(ctx, rest)
+	case "checkpoints":
+		return c.checkpoints(ctx, rest)
 	}
 	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(retryUnavailable))
 	if err != nil {

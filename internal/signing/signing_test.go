@@ -152,3 +152,45 @@ func TestKeyFiles(t *testing.T) {
 		t.Error("a name with a space accepted")
 	}
 }
+
+// BenchmarkSignEvent is the cost signing adds to every append.
+func BenchmarkSignEvent(b *testing.B) {
+	private, _, err := GenerateKey("spa-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := ParseKey(private)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.Sum256([]byte("event bytes"))
+	for b.Loop() {
+		if _, err := k.SignEvent("spa.referral.ref-aaaaaaaaaaaaaaaa", h[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyEvent is the cost per event of a checkpoint and of
+// verify.
+func BenchmarkVerifyEvent(b *testing.B) {
+	private, _, err := GenerateKey("spa-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := ParseKey(private)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.Sum256([]byte("event bytes"))
+	sig, err := k.SignEvent("spa.referral.ref-aaaaaaaaaaaaaaaa", h[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := k.Verifiers()
+	for b.Loop() {
+		if err := v.VerifyEvent("spa.referral.ref-aaaaaaaaaaaaaaaa", h[:], sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
