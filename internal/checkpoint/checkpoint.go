@@ -70,6 +70,10 @@ type Result struct {
 	Made bool
 }
 
+// maxAttempts bounds how many races one Make may lose: a few signers
+// lose one or two; more means something else publishes checkpoints.
+const maxAttempts = 8
+
 // Make signs a checkpoint of the log as it stands, unless the last
 // checkpoint stored already covers it, and returns the last checkpoint
 // (its Checkpoint zero when the log is empty). It extends the last one
@@ -83,7 +87,7 @@ type Result struct {
 func (s *Signer) Make(ctx context.Context) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for {
+	for attempt := 1; ; attempt++ {
 		note, at, err := s.store.Last(ctx)
 		if err != nil {
 			return Result{}, err
@@ -120,8 +124,11 @@ func (s *Signer) Make(ctx context.Context) (Result, error) {
 			return Result{}, err
 		}
 		err = s.store.Append(ctx, signed, end, at)
-		if errors.Is(err, spa.ErrConcurrentChange) {
+		if errors.Is(err, spa.ErrConcurrentChange) && attempt < maxAttempts {
 			continue // another signer stored one first: extend that
+		}
+		if errors.Is(err, spa.ErrConcurrentChange) {
+			return Result{}, fmt.Errorf("checkpoint: lost the race to store one %d times in a row: does something else publish checkpoints? %w", attempt, err)
 		}
 		if err != nil {
 			return Result{}, err

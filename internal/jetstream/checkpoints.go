@@ -68,15 +68,16 @@ func (c *Checkpoints) Last(ctx context.Context) ([]byte, uint64, error) {
 // the checkpoint stream's last sequence is still expectedLast (0: it must
 // be empty): so that each event log sequence is checkpointed once however
 // many signers race. A lost race is spa.ErrConcurrentChange: read Last
-// again. A retry of an append that succeeded (or a checkpoint of the same
-// sequence appended by another signer within the duplicate window)
-// appends nothing and succeeds.
+// again. So is a checkpoint of the same sequence already stored within
+// the duplicate window (by another signer, or by this append's own first
+// sending whose acknowledgement was lost): nothing is appended, and Last
+// has the stored one.
 func (c *Checkpoints) Append(ctx context.Context, note []byte, sequence, expectedLast uint64) error {
 	msg := nats.NewMsg(CheckpointSubject)
 	msg.Data = note
 	msg.Header.Set(HeaderCheckpointSequence, strconv.FormatUint(sequence, 10))
 	return c.store.do(ctx, c.gate, func(ctx context.Context) error {
-		_, err := c.store.js.PublishMsg(ctx, msg,
+		ack, err := c.store.js.PublishMsg(ctx, msg,
 			jetstream.WithMsgID("spa-checkpoint-"+strconv.FormatUint(sequence, 10)),
 			jetstream.WithExpectLastSequence(expectedLast),
 			jetstream.WithExpectStream(CheckpointStreamName))
@@ -86,6 +87,9 @@ func (c *Checkpoints) Append(ctx context.Context, note []byte, sequence, expecte
 		}
 		if err != nil {
 			return fmt.Errorf("jetstream: append checkpoint: %w", err)
+		}
+		if ack.Duplicate {
+			return spa.ErrConcurrentChange
 		}
 		return nil
 	})
