@@ -76,7 +76,9 @@ const maxAttempts = 8
 
 // Make signs a checkpoint of the log as it stands, unless the last
 // checkpoint stored already covers it, and returns the last checkpoint
-// (its Checkpoint zero when the log is empty). It extends the last one
+// (its Checkpoint zero when the log is empty); one stored by another
+// signer meanwhile that covers the log as it stood when Make was called
+// is returned as it is. It extends the last one
 // stored when that one verifies with its key; otherwise (none yet,
 // another key, or a forgery) it hashes the log from sequence 1 and says
 // why in the log. A checkpoint stored by another signer meanwhile is read
@@ -87,6 +89,7 @@ const maxAttempts = 8
 func (s *Signer) Make(ctx context.Context) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var target uint64 // the log's end when Make started
 	for attempt := 1; ; attempt++ {
 		note, at, err := s.store.Last(ctx)
 		if err != nil {
@@ -106,7 +109,12 @@ func (s *Signer) Make(ctx context.Context) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+		if attempt == 1 {
+			target = end
+		}
 		switch {
+		case last != nil && attempt > 1 && from.Sequence >= target:
+			return *last, nil // the signer that won covers the log as it was asked
 		case last != nil && end < from.Sequence:
 			return *last, fmt.Errorf("checkpoint: the log ends at sequence %d, before the last checkpoint (sequence %d): events were removed", end, from.Sequence)
 		case last != nil && end == from.Sequence:
