@@ -340,3 +340,40 @@ func TestRequest(t *testing.T) {
 		t.Fatalf("again: %s %v %v, want the same checkpoint", note2, made, err)
 	}
 }
+
+// TestLostRace: a signer that loses the race (another stores a
+// checkpoint between its read and its append) stores nothing and returns
+// the winner's, so the sequence is checkpointed once.
+func TestLostRace(t *testing.T) {
+	t.Parallel()
+	l := newLogs(t)
+	submit(t, l.store, "ref-aaaaaaaaaaaaaaaa", 4)
+	winner := checkpoint.New(l.store, l.checkpoints, l.key, nil)
+	var won checkpoint.Result
+	loser := checkpoint.New(l.store, &racing{Checkpoints: l.checkpoints, before: func() {
+		var err error
+		if won, err = winner.Make(ctx(t)); err != nil || !won.Made {
+			t.Errorf("the winner: %+v %v", won, err)
+		}
+	}}, l.key, nil)
+	res, err := loser.Make(ctx(t))
+	if err != nil || res.Made || !bytes.Equal(res.Note, won.Note) || res.Checkpoint.Sequence != 4 {
+		t.Fatalf("the loser: %+v %v, want the winner's checkpoint of sequence 4", res, err)
+	}
+	n := 0
+	if err := l.checkpoints.All(ctx(t), func([]byte) error { n++; return nil }); err != nil || n != 1 {
+		t.Fatalf("%d checkpoints stored (%v), want 1", n, err)
+	}
+}
+
+// racing runs before ahead of its first append.
+type racing struct {
+	*jetstream.Checkpoints
+	before func()
+	once   sync.Once
+}
+
+func (r *racing) Append(ctx context.Context, note []byte, sequence, expectedLast uint64) error {
+	r.once.Do(r.before)
+	return r.Checkpoints.Append(ctx, note, sequence, expectedLast)
+}
