@@ -175,7 +175,6 @@ func (k *Key) SignEvent(subject string, hash []byte) (string, error) {
 // Verifiers are the public keys an auditor trusts.
 type Verifiers struct {
 	list note.Verifiers
-	keys []string
 }
 
 // ParseVerifiers reads public keys ("name+hash+base64").
@@ -194,7 +193,7 @@ func ParseVerifiers(keys ...string) (Verifiers, error) {
 	if len(keys) == 0 {
 		errs = append(errs, errors.New("no public key given"))
 	}
-	return Verifiers{list: note.VerifierList(vs...), keys: keys}, errors.Join(errs...)
+	return Verifiers{list: note.VerifierList(vs...)}, errors.Join(errs...)
 }
 
 // Empty reports whether no key is known (the zero Verifiers).
