@@ -3,8 +3,9 @@
 # with the nats-server version pinned in go.mod. Ctrl-C stops it.
 #
 #   deploy/local-cluster.sh
-#   go run ./cmd/spa-server --nats-url nats://127.0.0.1:4222,nats://127.0.0.1:4223 --replicas 3 --worker=false --data-dir ./data/server
-#   go run ./cmd/spa-worker --nats-url nats://127.0.0.1:4222,nats://127.0.0.1:4224 --data-dir ./data/worker-1
+#   go run ./cmd/spa-ctl signing-key --out ./data/keys
+#   go run ./cmd/spa-server --nats-url nats://127.0.0.1:4222,nats://127.0.0.1:4223 --replicas 3 --worker=false --data-dir ./data/server --signing-key ./data/keys/signing.key
+#   go run ./cmd/spa-worker --nats-url nats://127.0.0.1:4222,nats://127.0.0.1:4224 --data-dir ./data/worker-1 --signing-key ./data/keys/signing.key
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin

@@ -18,6 +18,8 @@ import (
 
 	"spa/internal/audit"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/jetstream"
+	"spa/internal/signing"
 	"spa/internal/spa"
 )
 
@@ -96,25 +98,67 @@ func (c *ctl) replay(ctx context.Context, args []string) error {
 }
 
 // verify checks the hash chains of the live log, or of a file written by
-// replay --data.
+// replay --data; given public keys, every event's signature too, and the
+// log against the signed checkpoints given (a file, the live stream, or
+// both).
 func (c *ctl) verify(ctx context.Context, args []string) error {
 	fs := c.flags("verify")
 	file := fs.String("file", "", "check this JSON lines file (spa-ctl replay --data) instead of the live log")
 	partial := fs.Bool("partial", false, "with --file: a filtered export (replay --referral, --provider, --type or --from-seq): check its chains, not that every sequence is there")
+	var keys publicKeys
+	fs.Var(&keys, "public-key", "a public key events and checkpoints must be signed with (name+hash+base64), or a file of them such as signing.pub; repeatable")
+	var files []string
+	fs.Func("checkpoints", "check the log against the signed checkpoints in this file (spa-ctl checkpoints --out); repeatable", func(v string) error {
+		files = append(files, v)
+		return nil
+	})
+	natsURL := fs.String("nats-url", c.getenv("SPA_NATS_URL"), "with --public-key: also check against every checkpoint in the live checkpoint stream (env SPA_NATS_URL)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("verify: unexpected arguments %v", fs.Args())
 	}
 	if *partial && *file == "" {
 		return fmt.Errorf("verify: --partial applies to --file only: the live log is checked whole")
 	}
-	chains := audit.Chains{Partial: *partial}
+	var verifiers signing.Verifiers
+	if len(keys) > 0 {
+		var err error
+		if verifiers, err = signing.ParseVerifiers(keys...); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
+	var notes [][]byte
+	for _, f := range files {
+		n, err := readCheckpoints(f)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		notes = append(notes, n...)
+	}
+	if *natsURL != "" && !*partial && len(keys) > 0 {
+		conn, err := jetstream.DialNow(*natsURL, "spa-ctl")
+		if err != nil {
+			return err
+		}
+		live, err := c.liveCheckpoints(ctx, conn)
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("verify: the live checkpoints: %w", err)
+		}
+		notes = append(notes, live...)
+	}
+	signed, err := audit.NewSigned(verifiers, notes, *partial)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
 	check := func(e *spav1.StoredEvent) error {
-		if b := chains.Check(spa.StoredEvent{Sequence: e.GetSequence(), Subject: e.GetSubject(), Data: e.GetData(), Hash: e.GetHash()}); b != nil {
+		if b := signed.Check(spa.StoredEvent{Sequence: e.GetSequence(), Subject: e.GetSubject(), Data: e.GetData(), Hash: e.GetHash(), Signature: e.GetSignature()}); b != nil {
 			return fmt.Errorf("verify: broken at %w", b)
 		}
 		return nil
 	}
-	var err error
 	if *file != "" {
 		err = eachLine(*file, check)
 	} else {
@@ -123,12 +167,32 @@ func (c *ctl) verify(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	events, subjects := chains.Counts()
+	if b := signed.Finish(); b != nil {
+		return fmt.Errorf("verify: broken at %w", b)
+	}
+	r := signed.Report()
 	what := "every sequence present, every hash and link intact"
 	if *partial {
 		what = "every hash and link intact (a partial export: sequences not checked)"
 	}
-	fmt.Fprintf(c.stdout, "verified %d events on %d subjects: %s\n", events, subjects, what)
+	fmt.Fprintf(c.stdout, "verified %d events on %d subjects: %s\n", r.Events, r.Subjects, what)
+	switch {
+	case !r.Authorship:
+		fmt.Fprintln(c.stdout, "authorship NOT checked: anyone able to publish to NATS could have appended these events; give --public-key")
+		return nil
+	default:
+		fmt.Fprintln(c.stdout, "every event signed by a key given")
+	}
+	switch {
+	case *partial:
+	case len(notes) == 0:
+		fmt.Fprintln(c.stdout, "no checkpoint given: events cut from the end would not show; give --checkpoints or --nats-url")
+	case r.Last > r.Covered:
+		fmt.Fprintf(c.stdout, "matches %d signed checkpoints up to sequence %d; sequences %d-%d are newer than the last checkpoint: signed, but a cut there shows only once a checkpoint covers them\n",
+			r.Checkpoints, r.Covered, r.Covered+1, r.Last)
+	default:
+		fmt.Fprintf(c.stdout, "matches %d signed checkpoints, the last at sequence %d, the log's end\n", r.Checkpoints, r.Covered)
+	}
 	return nil
 }
 

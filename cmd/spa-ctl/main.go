@@ -8,6 +8,7 @@
 //	spa-ctl accept|decline|start|complete ASSIGNMENT_ID
 //	spa-ctl demo                      load a sample borough: providers and referrals
 //	spa-ctl replay / timeline / verify / access-log   audit the log
+//	spa-ctl signing-key / checkpoint / checkpoints    sign the log (docs/audit.md)
 //	spa-ctl init --nats-url URL       create SPA's streams on a NATS cluster
 //	spa-ctl workers / rebuild         every worker's state; rebuild read models
 //	spa-ctl digest --nats-url URL     show a read model's digest
@@ -113,8 +114,16 @@ commands:
          [--from-seq N] [--to-seq N] [--data]
                                      write the matching events as JSON lines
   timeline REFERRAL_ID               one referral's history, for a person to read
-  verify [--file FILE]               check the log's hashes and links (or a file
-                                     written by replay --data); names the first break
+  verify [--public-key KEY|FILE]... [--checkpoints FILE]... [--nats-url URL] [--file FILE] [--partial]
+                                     check the log's hashes and links (or a file written
+                                     by replay --data); with public keys, every event's
+                                     signature, and the log against the signed checkpoints
+                                     (a file, the live stream); names the first break
+  signing-key --out DIR [--name N]   make the key pair events and checkpoints are signed with
+  checkpoint --nats-url URL          ask a spa-server to sign a checkpoint of the log now
+  checkpoints --nats-url URL [--out FILE]
+                                     every signed checkpoint; --out adds them to an auditor's
+                                     file and fails if ones kept there are gone
   access-log --referral ID | --patient NHS_NUMBER
                                      who read (or tried to read) a referral's or a patient's
                                      data, when, why and by which call (every page)
@@ -177,6 +186,12 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		return c.rebuild(ctx, rest)
 	case "certs":
 		return c.certs(rest)
+	case "signing-key":
+		return c.signingKey(rest)
+	case "checkpoint":
+		return c.makeCheckpoint(ctx, rest)
+	case "checkpoints":
+		return c.checkpoints(ctx, rest)
 	}
 	creds := insecure.NewCredentials()
 	if *tlsCA != "" || *tlsCert != "" || *tlsKey != "" {

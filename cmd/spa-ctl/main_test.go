@@ -26,12 +26,18 @@ import (
 // when the test ends. It returns both addresses.
 func startServer(t *testing.T) (string, string) {
 	t.Helper()
+	return startServerIn(t, t.TempDir())
+}
+
+// startServerIn is startServer with the data directory given.
+func startServerIn(t *testing.T, dataDir string) (string, string) {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "spa-server")
 	if out, err := exec.Command("go", "build", "-o", bin, "spa/cmd/spa-server").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	addr, natsAddr := freeAddr(t), freeAddr(t)
-	srv := exec.Command(bin, "--listen", addr, "--data-dir", t.TempDir(), "--nats-listen", natsAddr)
+	srv := exec.Command(bin, "--listen", addr, "--data-dir", dataDir, "--nats-listen", natsAddr)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"spa/internal/jetstream"
 	"spa/internal/jetstream/jetstreamtest"
 	"spa/internal/referraltest"
+	"spa/internal/signing"
 	"spa/internal/spa"
 	"spa/internal/worker"
 )
@@ -32,7 +34,11 @@ func TestTwoWorkersNeverOverAllocate(t *testing.T) {
 	url := srv.ClientURL()
 	nc := jetstreamtest.Connect(t, srv)
 	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
-	s := startServer(t, "--nats-url", url, "--data-dir", t.TempDir(), "--worker-id", "worker-1")
+	keys := t.TempDir()
+	if _, err := signing.WriteKeyPair(keys, "spa-test"); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, "--nats-url", url, "--data-dir", t.TempDir(), "--worker-id", "worker-1", "--signing-key", filepath.Join(keys, signing.KeyFile))
 
 	// The second worker runs the very code spa-worker runs.
 	ctx, cancel := context.WithCancel(context.Background())

@@ -31,6 +31,10 @@ type serverConfig struct {
 	// TLS: the server's certificate and key, and the CA(s) that sign
 	// client certificates. None of them is the development mode.
 	TLSCert, TLSKey, TLSClientCA string
+	// SigningKey is the key file events and checkpoints are signed with;
+	// empty in the all-in-one mode: DataDir's, made on first start.
+	SigningKey      string
+	CheckpointEvery time.Duration
 }
 
 // Dev reports whether the server runs in the development mode:
@@ -53,6 +57,8 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	fs.IntVar(&c.MinReplicas, "min-replicas", 1, "external NATS: refuse to start unless SPA's streams have at least this many replicas (spa-ctl init creates them)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 15*time.Second, "how long in-flight calls may run after SIGTERM")
 	fs.DurationVar(&c.WatchHeartbeat, "watch-heartbeat", 10*time.Second, "how often an idle WatchAssignments stream gets a heartbeat")
+	fs.StringVar(&c.SigningKey, "signing-key", "", "file of the Ed25519 key this server signs events and checkpoints with (spa-ctl signing-key makes one); required with --nats-url; default in the all-in-one mode: signing.key in the data directory, made on first start")
+	fs.DurationVar(&c.CheckpointEvery, "checkpoint-every", time.Minute, "how often to sign a checkpoint of the event log when it has grown (0: only at shutdown and when spa-ctl checkpoint asks)")
 	c.Limits = rpc.DefaultLimits
 	fs.Float64Var(&c.Limits.Rate, "limit-rate", c.Limits.Rate, "calls a second one caller may make; more are answered RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.Limits.Burst, "limit-burst", c.Limits.Burst, "calls one caller may make at once above --limit-rate")
@@ -97,6 +103,12 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	}
 	if c.Limits.Rate <= 0 || c.Limits.Burst < 1 || c.Limits.Streams < 1 || c.Limits.MaxDeadline <= 0 {
 		errs = append(errs, errors.New("--limit-rate, --limit-burst, --limit-streams and --max-call-duration must be positive"))
+	}
+	if c.NATSURL != "" && c.SigningKey == "" {
+		errs = append(errs, errors.New("--signing-key is required with --nats-url: every process that appends signs its events with the deployment's key (make one with `spa-ctl signing-key --out DIR`; docs/audit.md)"))
+	}
+	if c.CheckpointEvery < 0 {
+		errs = append(errs, errors.New("--checkpoint-every must not be negative"))
 	}
 	if c.WatchHeartbeat <= 0 {
 		errs = append(errs, errors.New("--watch-heartbeat must be positive"))

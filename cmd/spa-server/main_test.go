@@ -432,7 +432,7 @@ func TestHealthReflectionAndShutdown(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"SPA_LISTEN": "127.0.0.1:6000", "SPA_WORKER": "false", "SPA_NATS_URL": "nats://127.0.0.1:4222"}
+	env := map[string]string{"SPA_LISTEN": "127.0.0.1:6000", "SPA_WORKER": "false", "SPA_NATS_URL": "nats://127.0.0.1:4222", "SPA_SIGNING_KEY": "k"}
 	c, err := parseConfig([]string{"--data-dir", "x"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil || c.Listen != "127.0.0.1:6000" || c.Worker || c.DataDir != "x" {
 		t.Fatalf("env fallbacks: %+v, %v", c, err)
@@ -447,6 +447,8 @@ func TestConfigErrors(t *testing.T) {
 		{"--min-replicas", "3"},
 		{"--worker-id", "has.a.dot"},
 		{"--nats-url", "nats://127.0.0.1:4222", "--no-sync"},
+		{"--nats-url", "nats://127.0.0.1:4222"},
+		{"--checkpoint-every", "-1s"},
 		{"--data-dir", ""},
 		{"--worker=false"},
 		{"--operating-hours", "20:00-08:00"},

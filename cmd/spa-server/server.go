@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,12 +18,14 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"spa/internal/app"
+	"spa/internal/checkpoint"
 	"spa/internal/datadir"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
 	"spa/internal/pki"
 	"spa/internal/query"
 	"spa/internal/rpc"
+	"spa/internal/signing"
 	"spa/internal/spa"
 	"spa/internal/worker"
 )
@@ -68,7 +71,11 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 			return err
 		}
 	}
-	req := jetstream.Requirements{MinReplicas: cfg.MinReplicas, Log: log, Skip: cfg.WorkerConfig.Skip}
+	key, err := signingKey(cfg, log)
+	if err != nil {
+		return err
+	}
+	req := jetstream.Requirements{MinReplicas: cfg.MinReplicas, Log: log, Skip: cfg.WorkerConfig.Skip, Signer: key}
 	store, err := jetstream.Open(ctx, nc, req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -83,6 +90,14 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		}
 		return err
 	}
+	checkpoints, err := store.OpenCheckpoints(ctx, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	signer := checkpoint.New(store, checkpoints, key, log)
 	reads := query.NewClient(nc)
 	application := app.New(store, reads, app.WithAudit(store, access))
 
@@ -139,6 +154,13 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		watchHealth(gctx, healthSrv, nc, store, reads, log)
 		return nil
 	})
+	if cfg.CheckpointEvery > 0 {
+		g.Go(func() error {
+			signer.Run(gctx, cfg.CheckpointEvery)
+			return nil
+		})
+	}
+	g.Go(func() error { return signer.Serve(gctx, nc) })
 	g.Go(func() error {
 		log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", !cfg.Dev(), "worker", cfg.Worker, "reflection", cfg.Reflection)
 		if serving != nil {
@@ -156,11 +178,39 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		return nil
 	})
 	err = g.Wait()
+	// A last checkpoint, once this process appends no more.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	if res, cerr := signer.Make(cctx); cerr != nil {
+		log.Warn("checkpoint at shutdown", "err", cerr)
+	} else if res.Made {
+		log.Info("checkpoint signed at shutdown", "sequence", res.Checkpoint.Sequence)
+	}
+	cancel()
 	if derr := jetstream.Drain(nc, 5*time.Second); derr != nil && err == nil {
 		log.Warn("nats drain", "err", derr)
 	}
 	log.Info("stopped")
 	return err
+}
+
+// signingKey loads the key events and checkpoints are signed with: the
+// --signing-key file, or in the all-in-one mode the data directory's,
+// made on first start. Its public key is logged: what an auditor keeps.
+func signingKey(cfg serverConfig, log *slog.Logger) (*signing.Key, error) {
+	if cfg.SigningKey != "" {
+		key, err := signing.LoadKey(cfg.SigningKey)
+		if err == nil {
+			log.Info("signing events and checkpoints", "public_key", key.PublicKey(), "key_file", cfg.SigningKey)
+		}
+		return key, err
+	}
+	key, created, err := signing.LoadOrCreate(cfg.DataDir, "spa-server")
+	if err != nil {
+		return nil, err
+	}
+	log.Info("signing events and checkpoints", "public_key", key.PublicKey(), "key_file", filepath.Join(cfg.DataDir, signing.KeyFile),
+		"public_key_file", filepath.Join(cfg.DataDir, signing.PublicKeyFile), "created", created)
+	return key, nil
 }
 
 // services are the API's services, each with a health status.

@@ -2,7 +2,7 @@
 // model and answers queries from it. Run any number, each with its own
 // --data-dir, against the NATS server or cluster that spa-server uses:
 //
-//	go run ./cmd/spa-worker --nats-url nats://127.0.0.1:4222 --data-dir ./worker-data
+//	go run ./cmd/spa-worker --nats-url nats://127.0.0.1:4222 --data-dir ./worker-data --signing-key ./keys/signing.key
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"spa/internal/config"
 	"spa/internal/datadir"
 	"spa/internal/jetstream"
+	"spa/internal/signing"
 	"spa/internal/worker"
 )
 
@@ -36,19 +37,27 @@ func main() {
 }
 
 func realMain(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
-	var natsURL, dataDir string
+	var natsURL, dataDir, keyFile string
 	var minReplicas int
 	var wf config.WorkerFlags
 	fs := flag.NewFlagSet("spa-worker", flag.ContinueOnError)
 	fs.StringVar(&natsURL, "nats-url", "", "NATS server or cluster URL(s), comma separated (required)")
 	fs.StringVar(&dataDir, "data-dir", "./worker-data", "directory of this worker's read model; one worker per directory")
 	wf.Register(fs)
+	fs.StringVar(&keyFile, "signing-key", "", "file of the Ed25519 key the router's and the clocks' events are signed with, the deployment's (spa-ctl signing-key makes one; required)")
 	fs.IntVar(&minReplicas, "min-replicas", 1, "refuse to start unless the event stream has at least this many replicas (spa-ctl init creates it)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
 	}
 	if natsURL == "" {
 		return errors.New("--nats-url is required (spa-server runs a worker itself in the all-in-one mode)")
+	}
+	if keyFile == "" {
+		return errors.New("--signing-key is required: the router and the clocks append events, and every event is signed with the deployment's key (make one with `spa-ctl signing-key --out DIR`; docs/audit.md)")
+	}
+	key, err := signing.LoadKey(keyFile)
+	if err != nil {
+		return err
 	}
 	cfg, err := wf.Config(dataDir, time.Now())
 	if err != nil {
@@ -65,7 +74,8 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		return err
 	}
 	defer nc.Close()
-	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{MinReplicas: minReplicas, Log: log, Skip: cfg.Skip})
+	log.Info("signing events", "public_key", key.PublicKey(), "key_file", keyFile)
+	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{MinReplicas: minReplicas, Log: log, Skip: cfg.Skip, Signer: key})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the stream

@@ -1,6 +1,8 @@
 // Package audit verifies the event log's tamper evidence: every sequence
 // from 1 present, every event's bytes against the hash recorded when it was
-// appended, and every event's link to the previous event on its subject.
+// appended, and every event's link to the previous event on its subject;
+// and who wrote it (Signed): every event's signature, and the log's hash
+// at each signed checkpoint.
 package audit
 
 import (
@@ -20,6 +22,9 @@ type Break struct {
 }
 
 func (b *Break) Error() string {
+	if b.Subject == "" {
+		return fmt.Sprintf("sequence %d: %s", b.Sequence, b.Reason)
+	}
 	return fmt.Sprintf("sequence %d (%s): %s", b.Sequence, b.Subject, b.Reason)
 }
 

@@ -242,5 +242,6 @@ func storedOf(msg jetstream.Msg) (spa.StoredEvent, uint64, error) {
 	return spa.StoredEvent{
 		Sequence: md.Sequence.Stream, Subject: msg.Subject(), Time: md.Timestamp,
 		Type: h.Get(HeaderEventType), Provider: h.Get(HeaderProvider), Data: msg.Data(), Hash: hash,
+		Signature: h.Get(HeaderSignature),
 	}, md.NumPending, nil
 }

@@ -15,7 +15,7 @@ import (
 	"spa/internal/backoff"
 )
 
-// The other JetStream assets SPA uses besides its two streams. Persisted:
+// The other JetStream assets SPA uses besides its streams. Persisted:
 // never rename.
 const (
 	// LeaseBucket is the key-value bucket of the clock scheduler's lease.
@@ -27,7 +27,7 @@ const (
 
 // Setup is what the owner of SPA's JetStream assets states about them.
 type Setup struct {
-	// Replicas of both streams, the lease bucket and the router's
+	// Replicas of every stream, the lease bucket and the router's
 	// consumer: 1 on one server, 3 on a cluster.
 	Replicas int
 	// DuplicateWindow is how long the event stream remembers Nats-Msg-Id
@@ -76,7 +76,7 @@ func (s Setup) Validate() error {
 }
 
 // keptStream is a stream that keeps every message on file, delete and
-// purge denied: what both of SPA's streams are.
+// purge denied: what each of SPA's streams is.
 func keptStream(name, description string, subjects []string, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name: name, Description: description, Subjects: subjects,
@@ -132,7 +132,8 @@ func routerConfig(s Setup) jetstream.ConsumerConfig {
 }
 
 // Provision creates SPA's JetStream assets (the event stream, the access
-// log stream, the scheduler's lease bucket and the router's consumer), or
+// log stream, the checkpoint stream, the scheduler's lease bucket and the
+// router's consumer), or
 // brings existing ones to setup. It is the one place that creates or
 // changes them: spa-ctl init on a cluster, spa-server at start in the
 // all-in-one mode; every other process only looks them up (Open). A
@@ -156,7 +157,7 @@ func Provision(ctx context.Context, nc *nats.Conn, setup Setup) ([]string, error
 	}
 	lease := "KV_" + LeaseBucket
 	existing := map[string]*jetstream.StreamConfig{}
-	for _, name := range []string{StreamName, AccessStreamName, lease} {
+	for _, name := range []string{StreamName, AccessStreamName, CheckpointStreamName, lease} {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
@@ -188,7 +189,7 @@ func Provision(ctx context.Context, nc *nats.Conn, setup Setup) ([]string, error
 		return s.withDefaults()
 	}
 	var report []string
-	for _, want := range []jetstream.StreamConfig{eventsConfig(keep(StreamName)), accessConfig(keep(AccessStreamName))} {
+	for _, want := range []jetstream.StreamConfig{eventsConfig(keep(StreamName)), accessConfig(keep(AccessStreamName)), checkpointsConfig(keep(CheckpointStreamName))} {
 		line, err := provisionStream(ctx, js, existing[want.Name], want)
 		if err != nil {
 			return report, err
@@ -322,6 +323,10 @@ type Requirements struct {
 	// Skip are the sequences of undecodable events an operator decided to
 	// step over (--skip-undecodable): loading an aggregate leaves them out.
 	Skip map[uint64]bool
+	// Signer signs every event the store appends (ADR 26); nil appends
+	// unsigned events, which verify reports as forged: for tests and
+	// for processes that only read.
+	Signer Signer
 }
 
 // ErrNotProvisioned is returned (wrapped) while an asset does not exist

@@ -28,7 +28,7 @@ func TestProvision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"stream SPA_EVENTS created", "stream SPA_ACCESS created", "bucket spa_scheduler created", "consumer spa-router"} {
+	for _, want := range []string{"stream SPA_EVENTS created", "stream SPA_ACCESS created", "stream SPA_CHECKPOINTS created", "bucket spa_scheduler created", "consumer spa-router"} {
 		if !strings.Contains(strings.Join(report, "\n"), want) {
 			t.Errorf("report lacks %q:\n%s", want, strings.Join(report, "\n"))
 		}
@@ -45,7 +45,8 @@ func TestProvision(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := strings.Join(report, "\n")
-	if !strings.Contains(all, "SPA_EVENTS unchanged") || !strings.Contains(all, "SPA_ACCESS unchanged") || !strings.Contains(all, "spa_scheduler unchanged") ||
+	if !strings.Contains(all, "SPA_EVENTS unchanged") || !strings.Contains(all, "SPA_ACCESS unchanged") || !strings.Contains(all, "SPA_CHECKPOINTS unchanged") ||
+		!strings.Contains(all, "spa_scheduler unchanged") ||
 		!strings.Contains(all, "removed 1 projection consumers") || !strings.Contains(all, "duplicate window 5m0s") {
 		t.Errorf("second provision:\n%s", all)
 	}

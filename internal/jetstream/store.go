@@ -56,6 +56,15 @@ type Store struct {
 	minReplicas int
 	// skip are undecodable events an aggregate's load steps over.
 	skip map[uint64]bool
+	// signer signs every event appended (nil: unsigned).
+	signer Signer
+}
+
+// Signer signs an event about to be appended: its subject and the SHA-256
+// of its stored bytes; the signature is stored in the HeaderSignature
+// header (ADR 26). signing.Key is one.
+type Signer interface {
+	SignEvent(subject string, hash []byte) (string, error)
 }
 
 // Open returns a store on the event stream once it exists and is as
@@ -77,7 +86,7 @@ func Open(ctx context.Context, nc *nats.Conn, req Requirements) (*Store, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{nc: nc, js: js, stream: stream, log: log, minReplicas: max(req.MinReplicas, 1), skip: req.Skip,
+	return &Store{nc: nc, js: js, stream: stream, log: log, minReplicas: max(req.MinReplicas, 1), skip: req.Skip, signer: req.Signer,
 		reads: backoff.NewGate("event log reads", log), appends: backoff.NewGate("event log appends", log)}, nil
 }
 
@@ -222,6 +231,11 @@ func (s *Store) Append(ctx context.Context, rec spa.Record, expectedLast uint64)
 // is detected too.
 const HeaderHash = "Spa-Hash"
 
+// HeaderSignature carries the appending process's signature of the event
+// (its subject and its Spa-Hash), "name base64(keyhash || signature)":
+// an event without a valid one was not appended by SPA (ADR 26).
+const HeaderSignature = "Spa-Sig"
+
 // message encodes an append: it links the event into its subject's hash
 // chain and turns an unguarded append into one guarded by the subject's
 // current last sequence, so that every subject's chain stays a line.
@@ -269,6 +283,13 @@ func (s *Store) message(ctx context.Context, a *spa.Append) (*nats.Msg, error) {
 	}
 	h := sha256.Sum256(data)
 	msg.Header.Set(HeaderHash, hex.EncodeToString(h[:]))
+	if s.signer != nil {
+		sig, err := s.signer.SignEvent(subject, h[:])
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: sign event on %s: %w", subject, err)
+		}
+		msg.Header.Set(HeaderSignature, sig)
+	}
 	return msg, nil
 }
 
@@ -291,7 +312,7 @@ func (s *Store) ownAppend(ctx context.Context, subject, eventID string) (uint64,
 // lastOnLeader returns the sequence and message id of the last event on
 // subject as the stream's leader has it (0 when there is none).
 func (s *Store) lastOnLeader(ctx context.Context, subject string) (uint64, string, error) {
-	msg, err := s.onLeader(ctx, apiGet{LastBySubject: subject})
+	msg, err := s.onLeader(ctx, StreamName, apiGet{LastBySubject: subject})
 	if err != nil || msg == nil {
 		return 0, "", err
 	}
@@ -315,14 +336,14 @@ type storedMsg struct {
 	Data    []byte `json:"data"`
 }
 
-// onLeader gets a message from the stream's leader (a direct get may be
+// onLeader gets a message from a stream's leader (a direct get may be
 // answered by a replica that is behind), or nil when there is none.
-func (s *Store) onLeader(ctx context.Context, get apiGet) (*storedMsg, error) {
+func (s *Store) onLeader(ctx context.Context, stream string, get apiGet) (*storedMsg, error) {
 	req, err := json.Marshal(get)
 	if err != nil {
 		return nil, err
 	}
-	reply, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+StreamName, req)
+	reply, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: get %+v: %w", get, err)
 	}
@@ -503,7 +524,7 @@ func (s *Store) Holes(ctx context.Context, from, to uint64) (bool, error) {
 func (s *Store) HashAt(ctx context.Context, seq uint64) ([]byte, error) {
 	var hash []byte
 	err := s.do(ctx, s.reads, func(ctx context.Context) error {
-		data, err := s.onLeader(ctx, apiGet{Seq: seq})
+		data, err := s.onLeader(ctx, StreamName, apiGet{Seq: seq})
 		if err != nil || data == nil {
 			hash = nil
 			return err

@@ -68,7 +68,7 @@ func storedEvent(e spa.StoredEvent, withData bool) *spav1.StoredEvent {
 		withData = true
 	}
 	if withData {
-		out.Data, out.Hash = e.Data, e.Hash
+		out.Data, out.Hash, out.Signature = e.Data, e.Hash, e.Signature
 	}
 	return out
 }

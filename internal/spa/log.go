@@ -15,6 +15,9 @@ type StoredEvent struct {
 	Data []byte
 	// Hash is the SHA-256 of Data recorded when it was appended.
 	Hash []byte
+	// Signature is the appending process's signature of Subject and Hash
+	// (the Spa-Sig header), empty when unsigned.
+	Signature string
 }
 
 // MaxEventTypes is the most names an event filter's event_types may list.

@@ -635,7 +635,11 @@ type StoredEvent struct {
 	StoredAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=stored_at,json=storedAt,proto3" json:"stored_at,omitempty"`
 	// Set when this version cannot decode the stored bytes (a corrupt or
 	// unknown event): envelope is then empty and data holds the bytes.
-	DecodeError   string `protobuf:"bytes,8,opt,name=decode_error,json=decodeError,proto3" json:"decode_error,omitempty"`
+	DecodeError string `protobuf:"bytes,8,opt,name=decode_error,json=decodeError,proto3" json:"decode_error,omitempty"`
+	// The appending process's Ed25519 signature of subject and hash (its
+	// Spa-Sig header, "name base64(keyhash || signature)"), sent with data:
+	// spa-ctl verify checks it against the public keys it is given.
+	Signature     string `protobuf:"bytes,9,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -722,6 +726,13 @@ func (x *StoredEvent) GetStoredAt() *timestamppb.Timestamp {
 func (x *StoredEvent) GetDecodeError() string {
 	if x != nil {
 		return x.DecodeError
+	}
+	return ""
+}
+
+func (x *StoredEvent) GetSignature() string {
+	if x != nil {
+		return x.Signature
 	}
 	return ""
 }
@@ -2991,7 +3002,7 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x10referral_amended\x18% \x01(\v2\x17.spa.v1.ReferralAmendedH\x00R\x0freferralAmended\x12A\n" +
 	"\x0fpolicy_switched\x18& \x01(\v2\x16.spa.v1.PolicySwitchedH\x00R\x0epolicySwitched\x12A\n" +
 	"\x0fnothing_changed\x18' \x01(\v2\x16.spa.v1.NothingChangedH\x00R\x0enothingChangedB\t\n" +
-	"\apayload\"\x89\x02\n" +
+	"\apayload\"\xa7\x02\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
 	"\benvelope\x18\x02 \x01(\v2\x10.spa.v1.EnvelopeR\benvelope\x12\x18\n" +
@@ -3000,7 +3011,8 @@ const file_spa_v1_events_proto_rawDesc = "" +
 	"\x04hash\x18\x05 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04type\x18\x06 \x01(\tR\x04type\x127\n" +
 	"\tstored_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt\x12!\n" +
-	"\fdecode_error\x18\b \x01(\tR\vdecodeError\"\x9d\x01\n" +
+	"\fdecode_error\x18\b \x01(\tR\vdecodeError\x12\x1c\n" +
+	"\tsignature\x18\t \x01(\tR\tsignature\"\x9d\x01\n" +
 	"\x11ReferralSubmitted\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x127\n" +
