@@ -26,6 +26,7 @@ import (
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/rpc"
+	"spa/internal/signing"
 )
 
 // The programs the tests run.
@@ -407,6 +408,17 @@ func party(ctx context.Context, method string, req, reply any, cc *grpc.ClientCo
 
 func partyStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	return streamer(metadata.AppendToOutgoingContext(ctx, rpc.MetadataActorODS, "SPA", rpc.MetadataActorRole, "auditor", rpc.MetadataPurpose, "audit"), desc, cc, method, opts...)
+}
+
+// signingKey makes the key a test's processes sign their events with and
+// returns its file.
+func signingKey(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := signing.WriteKeyPair(dir, "spa-fault-test"); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, signing.KeyFile)
 }
 
 // health asks a spa-server for the ReferralService's health.

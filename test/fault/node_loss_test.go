@@ -47,12 +47,13 @@ func TestNodeLoss(t *testing.T) {
 	addr := localAddr(grpcPort)
 	serverDir, w1Dir, w2Dir := t.TempDir(), t.TempDir(), t.TempDir()
 	ids := []string{"fault-w1", "fault-w2"}
+	key := signingKey(t)
 	workers := []*proc{
-		newProc(t, "spa-worker-1", program(t, spaWorker), "--nats-url", urls, "--min-replicas", "3", "--data-dir", w1Dir, "--worker-id", ids[0], "--scheduler=false"),
-		newProc(t, "spa-worker-2", program(t, spaWorker), "--nats-url", urls, "--min-replicas", "3", "--data-dir", w2Dir, "--worker-id", ids[1], "--scheduler=false"),
+		newProc(t, "spa-worker-1", program(t, spaWorker), "--nats-url", urls, "--min-replicas", "3", "--data-dir", w1Dir, "--worker-id", ids[0], "--scheduler=false", "--signing-key", key),
+		newProc(t, "spa-worker-2", program(t, spaWorker), "--nats-url", urls, "--min-replicas", "3", "--data-dir", w2Dir, "--worker-id", ids[1], "--scheduler=false", "--signing-key", key),
 	}
 	s := newProc(t, "spa-server", program(t, spaServer), "--nats-url", urls, "--min-replicas", "3", "--worker=false",
-		"--listen", addr, "--data-dir", serverDir)
+		"--listen", addr, "--data-dir", serverDir, "--signing-key", key)
 	s.start()
 	for _, w := range workers {
 		w.start()

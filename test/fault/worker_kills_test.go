@@ -35,10 +35,11 @@ func TestWorkerKills(t *testing.T) {
 	initStreams(t, url, 1)
 
 	const workerID = "fault-worker"
+	key := signingKey(t)
 	w := newProc(t, "spa-worker", program(t, spaWorker), "--nats-url", url, "--data-dir", workerDir,
-		"--worker-id", workerID, "--scheduler=false")
+		"--worker-id", workerID, "--scheduler=false", "--signing-key", key)
 	s := newProc(t, "spa-server", program(t, spaServer), "--listen", addr, "--nats-url", url,
-		"--worker=false", "--data-dir", serverDir)
+		"--worker=false", "--data-dir", serverDir, "--signing-key", key)
 	w.start()
 	s.start()
 	conn := dial(t, addr)
