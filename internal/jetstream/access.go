@@ -21,6 +21,9 @@ const (
 	accessSubject    = "spa.access."
 )
 
+// AccessSubjects lists the subjects the access log stream captures.
+var AccessSubjects = []string{accessSubject + "*"}
+
 // AccessLog records every read of patient data. Safe for concurrent use.
 type AccessLog struct {
 	store *Store

@@ -98,7 +98,7 @@ func eventsConfig(s Setup) jetstream.StreamConfig {
 
 // accessConfig is the access log stream, a kept stream.
 func accessConfig(s Setup) jetstream.StreamConfig {
-	return keptStream(AccessStreamName, "SPA access log: who read which referral's data, when and why", []string{accessSubject + "*"}, s.Replicas)
+	return keptStream(AccessStreamName, "SPA access log: who read which referral's data, when and why", AccessSubjects, s.Replicas)
 }
 
 func leaseConfig(s Setup) jetstream.KeyValueConfig {
