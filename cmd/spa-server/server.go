@@ -174,26 +174,33 @@ func startEmbedded(ctx context.Context, cfg serverConfig, log *slog.Logger) (emb
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	emb, err = jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: cfg.DataDir, Listen: cfg.NATSListen, NoSync: cfg.NoSync,
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: cfg.DataDir, Listen: cfg.NATSListen, NoSync: cfg.NoSync,
 		Users: users, EncryptionKey: cfg.EncryptionKey, PreviousKey: cfg.PreviousKey})
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	defer func() {
+		if err != nil {
+			e.Shutdown()
+		}
+	}()
+	var opened []*nats.Conn
 	connect := func(id natsauth.Identity) (*nats.Conn, error) {
 		opts, err := natsauth.Client{Identity: id, NkeyFile: natsauth.SeedFile(dir, id)}.Options()
 		if err != nil {
 			return nil, err
 		}
-		return emb.Connect("spa-"+string(id), opts...)
+		c, err := e.Connect("spa-"+string(id), opts...)
+		if err == nil {
+			opened = append(opened, c)
+		}
+		return c, err
 	}
 	defer func() {
 		if err != nil {
-			for _, c := range []*nats.Conn{nc, wnc} {
-				if c != nil {
-					c.Close()
-				}
+			for _, c := range opened {
+				c.Close()
 			}
-			emb.Shutdown()
 		}
 	}()
 	admin, err := connect(natsauth.Admin)
@@ -214,8 +221,8 @@ func startEmbedded(ctx context.Context, cfg serverConfig, log *slog.Logger) (emb
 		}
 	}
 	log.Info("embedded nats-server started", "data_dir", cfg.DataDir, "fsync_every_write", !cfg.NoSync, "encrypted", cfg.EncryptionKey != "",
-		"client_url", emb.ClientURL(), "identities", dir)
-	return emb, nc, wnc, nil
+		"client_url", e.ClientURL(), "identities", dir)
+	return e, nc, wnc, nil
 }
 
 // services are the API's services, each with a health status.

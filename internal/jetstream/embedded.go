@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // EmbeddedConfig configures the in-process nats-server of the all-in-one
@@ -61,6 +63,11 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.PreviousKey != "" && cfg.EncryptionKey == "" {
 		return nil, errors.New("embedded nats: a previous encryption key is for rotating to a new one: give the new key too")
 	}
+	if cfg.PreviousKey != "" {
+		if err := dropDurableConsumers(*opts); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.EncryptionKey == "" {
 		encrypted, err := encryptedStore(opts.StoreDir)
 		if err != nil {
@@ -102,6 +109,66 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, err
 	}
 	return &Embedded{srv: srv}, nil
+}
+
+// dropDurableConsumers removes, with the store still on the previous key,
+// every durable consumer: nats-server re-encrypts streams written with
+// the previous key but cannot reopen a consumer's state written with it.
+// Provision makes the router's consumer again, which then offers every
+// event to the routers once more (routing a routed event decides nothing
+// new, docs/adr/0028).
+func dropDurableConsumers(opts server.Options) error {
+	opts.JetStreamKey, opts.JetStreamOldKey = opts.JetStreamOldKey, ""
+	opts.DontListen, opts.Nkeys = true, nil
+	srv, err := server.NewServer(&opts)
+	if err != nil {
+		return fmt.Errorf("embedded nats, on the previous key: %w", err)
+	}
+	srv.Start()
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		return errors.New("embedded nats, on the previous key: not ready after 30s")
+	}
+	if err := allStreamsLoaded(srv, opts.StoreDir); err != nil {
+		return fmt.Errorf("%w (the previous key opens none of them)", err)
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		return fmt.Errorf("embedded nats, on the previous key: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		stream, err := js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("embedded nats, rotating the key: %w", err)
+		}
+		var durable []string
+		consumers := stream.ListConsumers(ctx)
+		for c := range consumers.Info() {
+			if c.Config.Durable != "" {
+				durable = append(durable, c.Name)
+			}
+		}
+		if err := consumers.Err(); err != nil {
+			return fmt.Errorf("embedded nats, rotating the key: consumers of %s: %w", name, err)
+		}
+		for _, c := range durable {
+			if err := stream.DeleteConsumer(ctx, c); err != nil {
+				return fmt.Errorf("embedded nats, rotating the key: remove consumer %s of %s: %w", c, name, err)
+			}
+		}
+	}
+	return names.Err()
 }
 
 // encryptionKeyFile is the file JetStream writes beside each encrypted
