@@ -84,7 +84,9 @@ func setUp(t *testing.T, url string, replicas int, tls []nats.Option, as func(na
 	admin := mustConnect(t, url, as(natsauth.Admin))
 	var perr error
 	await.True(t, time.Minute, "provisioned", func() bool {
-		_, perr = jetstream.Provision(ctx, admin.nc, jetstream.Setup{Replicas: replicas})
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, perr = jetstream.Provision(actx, admin.nc, jetstream.Setup{Replicas: replicas})
 		return perr == nil
 	})
 	srv := mustConnect(t, url, as(natsauth.Server))
