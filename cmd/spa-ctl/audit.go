@@ -19,6 +19,7 @@ import (
 	"spa/internal/audit"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
+	"spa/internal/natsauth"
 	"spa/internal/signing"
 	"spa/internal/spa"
 )
@@ -113,6 +114,10 @@ func (c *ctl) verify(ctx context.Context, args []string) error {
 		return nil
 	})
 	natsURL := fs.String("nats-url", c.getenv("SPA_NATS_URL"), "with --public-key: also check against every checkpoint in the live checkpoint stream (env SPA_NATS_URL)")
+	// Reading the checkpoint stream is the auditor's part on NATS.
+	auth := natsauth.Client{Identity: natsauth.Auditor, NkeyFile: c.getenv("SPA_NATS_NKEY"), CredsFile: c.getenv("SPA_NATS_CREDS"),
+		CAFile: c.getenv("SPA_NATS_CA"), CertFile: c.getenv("SPA_NATS_CERT"), KeyFile: c.getenv("SPA_NATS_KEY")}
+	auth.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -138,7 +143,11 @@ func (c *ctl) verify(ctx context.Context, args []string) error {
 		notes = append(notes, n...)
 	}
 	if *natsURL != "" && !*partial && len(keys) > 0 {
-		conn, err := jetstream.DialNow(*natsURL, "spa-ctl")
+		opts, err := auth.Options()
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		conn, err := jetstream.DialNow(*natsURL, "spa-ctl", opts...)
 		if err != nil {
 			return err
 		}

@@ -147,6 +147,11 @@ commands:
                                      sequence 1 while it serves, and swap it in if the
                                      digests agree; reports progress, fails if any failed
 
+The NATS commands (init, workers, digest, rebuild) connect as the admin identity:
+--nats-nkey FILE or --nats-creds FILE (all-in-one: DATA_DIR/nats/admin.nk), and
+--nats-ca FILE (--nats-cert, --nats-key) for a cluster with TLS; env SPA_NATS_NKEY,
+SPA_NATS_CREDS, SPA_NATS_CA, SPA_NATS_CERT, SPA_NATS_KEY.
+
 Every command that changes something sends a request id (--request-id, default a
 new one; a failed command prints it). Sent again with the same id, a command that
 took effect is answered as the first time and never applied twice.

@@ -23,14 +23,15 @@ import (
 
 // startServer builds spa-server and runs it all-in-one on a free port in a
 // temporary data directory, its NATS also on a free port; it is stopped
-// when the test ends. It returns both addresses.
-func startServer(t *testing.T) (string, string) {
+// when the test ends. It returns both addresses and the admin identity's
+// nkey seed file for that NATS.
+func startServer(t *testing.T) (string, string, string) {
 	t.Helper()
 	return startServerIn(t, t.TempDir())
 }
 
 // startServerIn is startServer with the data directory given.
-func startServerIn(t *testing.T, dataDir string) (string, string) {
+func startServerIn(t *testing.T, dataDir string) (string, string, string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "spa-server")
 	if out, err := exec.Command("go", "build", "-o", bin, "spa/cmd/spa-server").CombinedOutput(); err != nil {
@@ -46,7 +47,7 @@ func startServerIn(t *testing.T, dataDir string) (string, string) {
 		_, _, err := run(t, addr, "board")
 		return err == nil
 	})
-	return addr, "nats://" + natsAddr
+	return addr, "nats://" + natsAddr, filepath.Join(dataDir, "nats", "admin.nk")
 }
 
 // lockedBuffer is a buffer one goroutine writes while another reads.
@@ -90,7 +91,7 @@ func TestCommands(t *testing.T) {
 		t.Skip("builds and runs spa-server")
 	}
 	t.Parallel()
-	addr, natsURL := startServer(t)
+	addr, natsURL, adminNkey := startServer(t)
 
 	out, _, err := run(t, addr, "demo")
 	if err != nil {
@@ -232,7 +233,7 @@ func TestCommands(t *testing.T) {
 	}
 
 	// Rebuild while serving: the digests agree and the swap happens.
-	rebuilt, _, err := run(t, addr, "rebuild", "--nats-url", natsURL)
+	rebuilt, _, err := run(t, addr, "rebuild", "--nats-url", natsURL, "--nats-nkey", adminNkey)
 	if err != nil || !strings.Contains(rebuilt, ": swapped at sequence") {
 		t.Fatalf("rebuild: %v\n%s", err, rebuilt)
 	}
@@ -240,7 +241,7 @@ func TestCommands(t *testing.T) {
 	if len(lines) < 3 || strings.Fields(lines[1])[1] != strings.Fields(lines[2])[1] {
 		t.Fatalf("rebuild digests differ:\n%s", rebuilt)
 	}
-	workers, _, err := run(t, addr, "workers", "--nats-url", natsURL)
+	workers, _, err := run(t, addr, "workers", "--nats-url", natsURL, "--nats-nkey", adminNkey)
 	if err != nil || !strings.Contains(workers, "true") || !strings.Contains(workers, "swapped at sequence") {
 		t.Fatalf("workers: %v\n%s", err, workers)
 	}

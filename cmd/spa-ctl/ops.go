@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"spa/internal/jetstream"
+	"spa/internal/natsauth"
 	"spa/internal/query"
 )
 
@@ -22,6 +23,10 @@ import (
 func (c *ctl) natsCommand(name string, args []string, extra func(fs *flag.FlagSet)) (nc *natsConn, done func(), err error) {
 	fs := c.flags(name)
 	url := fs.String("nats-url", c.getenv("SPA_NATS_URL"), "NATS URL (env SPA_NATS_URL); in the all-in-one mode start spa-server with --nats-listen")
+	// spa-ctl's NATS commands are the operator's: the admin identity.
+	auth := natsauth.Client{Identity: natsauth.Admin, NkeyFile: c.getenv("SPA_NATS_NKEY"), CredsFile: c.getenv("SPA_NATS_CREDS"),
+		CAFile: c.getenv("SPA_NATS_CA"), CertFile: c.getenv("SPA_NATS_CERT"), KeyFile: c.getenv("SPA_NATS_KEY")}
+	auth.Register(fs)
 	if extra != nil {
 		extra(fs)
 	}
@@ -34,7 +39,11 @@ func (c *ctl) natsCommand(name string, args []string, extra func(fs *flag.FlagSe
 	if *url == "" {
 		return nil, nil, fmt.Errorf("%s: --nats-url is required", name)
 	}
-	conn, err := jetstream.DialNow(*url, "spa-ctl")
+	opts, err := auth.Options()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	conn, err := jetstream.DialNow(*url, "spa-ctl", opts...)
 	if err != nil {
 		return nil, nil, err
 	}

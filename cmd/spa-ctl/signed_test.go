@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"spa/internal/jetstream"
+	"spa/internal/natsauth"
 	"spa/internal/signing"
 	"spa/internal/spa"
 )
@@ -28,13 +29,14 @@ func TestSignedAudit(t *testing.T) {
 	}
 	t.Parallel()
 	dataDir := t.TempDir()
-	addr, natsURL := startServerIn(t, dataDir)
+	addr, natsURL, adminNkey := startServerIn(t, dataDir)
+	auditorNkey := filepath.Join(dataDir, "nats", "auditor.nk")
 	pub := filepath.Join(dataDir, signing.PublicKeyFile)
 	if _, _, err := run(t, addr, "demo"); err != nil {
 		t.Fatalf("demo: %v", err)
 	}
 
-	out, _, err := run(t, addr, "checkpoint", "--nats-url", natsURL)
+	out, _, err := run(t, addr, "checkpoint", "--nats-url", natsURL, "--nats-nkey", adminNkey)
 	m := regexp.MustCompile(`sequence (\d+)\n`).FindStringSubmatch(out)
 	if err != nil || m == nil {
 		t.Fatalf("checkpoint: %v\n%s", err, out)
@@ -42,7 +44,7 @@ func TestSignedAudit(t *testing.T) {
 	covered, _ := strconv.Atoi(m[1])
 
 	// The live log, against the live checkpoints.
-	out, _, err = run(t, addr, "--as", "SPA/auditor", "verify", "--public-key", pub, "--nats-url", natsURL)
+	out, _, err = run(t, addr, "--as", "SPA/auditor", "verify", "--public-key", pub, "--nats-url", natsURL, "--nats-nkey", auditorNkey)
 	if err != nil || !strings.Contains(out, "every event signed by a key given") || !strings.Contains(out, "signed checkpoints") {
 		t.Fatalf("verify the live log: %v\n%s", err, out)
 	}
@@ -54,7 +56,7 @@ func TestSignedAudit(t *testing.T) {
 	// An auditor's copies: the checkpoints and an export.
 	dir := t.TempDir()
 	cps := filepath.Join(dir, "checkpoints.jsonl")
-	if out, _, err := run(t, addr, "checkpoints", "--nats-url", natsURL, "--out", cps); err != nil || !strings.Contains(out, "new, added to") {
+	if out, _, err := run(t, addr, "checkpoints", "--nats-url", natsURL, "--nats-nkey", adminNkey, "--out", cps); err != nil || !strings.Contains(out, "new, added to") {
 		t.Fatalf("checkpoints: %v\n%s", err, out)
 	}
 	dump, _, err := run(t, addr, "--as", "SPA/auditor", "replay", "--data")
@@ -89,11 +91,16 @@ func TestSignedAudit(t *testing.T) {
 		t.Fatalf("verify with an altered checkpoint: %v", err)
 	}
 
-	// A forged withdrawal, correctly hash-chained, published by someone
-	// with raw NATS access: SPA's own store code, without the key.
+	// A forged withdrawal, correctly hash-chained, published by an insider
+	// with the API server's NATS credentials (the bus lets it append:
+	// ADR 27) but not the signing key: SPA's own store code, unsigned.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nc, err := jetstream.DialNow(natsURL, "forger")
+	creds, err := natsauth.Client{Identity: natsauth.Server, NkeyFile: filepath.Join(dataDir, "nats", "server.nk")}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := jetstream.DialNow(natsURL, "forger", creds...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +128,7 @@ func TestSignedAudit(t *testing.T) {
 	if out, _, err := run(t, addr, "--as", "SPA/auditor", "verify"); err != nil {
 		t.Fatalf("verify without a key: %v\n%s", err, out)
 	}
-	_, _, err = run(t, addr, "--as", "SPA/auditor", "verify", "--public-key", pub, "--nats-url", natsURL)
+	_, _, err = run(t, addr, "--as", "SPA/auditor", "verify", "--public-key", pub, "--nats-url", natsURL, "--nats-nkey", auditorNkey)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("broken at sequence %d ", seq)) || !strings.Contains(err.Error(), "forged") {
 		t.Fatalf("verify after a forgery: %v, want the forged event at sequence %d", err, seq)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/natsauth"
 	"spa/internal/referraltest"
 )
 
@@ -236,9 +238,14 @@ func TestReplayAndAccessLog(t *testing.T) {
 func TestWatchesCleanUp(t *testing.T) {
 	t.Parallel()
 	natsURL := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	s := startServer(t, "--data-dir", t.TempDir(), "--watch-heartbeat", "50ms", "--scheduler=false", "--nats-listen", natsURL)
+	dir := t.TempDir()
+	s := startServer(t, "--data-dir", dir, "--watch-heartbeat", "50ms", "--scheduler=false", "--nats-listen", natsURL)
 	c := clientsOf(s)
-	nc, err := nats.Connect("nats://" + natsURL)
+	opts, err := natsauth.Client{Identity: natsauth.Auditor, NkeyFile: natsauth.SeedFile(filepath.Join(dir, "nats"), natsauth.Auditor)}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("nats://"+natsURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

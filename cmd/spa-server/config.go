@@ -6,28 +6,37 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"time"
 
 	"spa/internal/config"
 	"spa/internal/jetstream"
+	"spa/internal/natsauth"
 	"spa/internal/rpc"
 	"spa/internal/worker"
 )
 
 // serverConfig is spa-server's validated configuration.
 type serverConfig struct {
-	Listen         string
-	DataDir        string
-	NATSURL        string
-	NATSListen     string
-	Worker         bool
-	WorkerConfig   worker.Config
-	NoSync         bool
-	Reflection     bool
-	MinReplicas    int
-	ShutdownGrace  time.Duration
-	WatchHeartbeat time.Duration
-	Limits         rpc.Limits
+	Listen     string
+	DataDir    string
+	NATSURL    string
+	NATSListen string
+	// NATS is how the server connects to an external NATS: its identity
+	// is natsauth.Server.
+	NATS natsauth.Client
+	// EncryptionKey and PreviousKey encrypt the embedded server's files
+	// (docs/adr/0028).
+	EncryptionKey, PreviousKey string
+	Worker                     bool
+	WorkerConfig               worker.Config
+	NoSync                     bool
+	Reflection                 bool
+	MinReplicas                int
+	ShutdownGrace              time.Duration
+	WatchHeartbeat             time.Duration
+	Limits                     rpc.Limits
 	// TLS: the server's certificate and key, and the CA(s) that sign
 	// client certificates. None of them is the development mode.
 	TLSCert, TLSKey, TLSClientCA string
@@ -49,6 +58,11 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the embedded JetStream files and the read model")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server or cluster URL(s), comma separated; empty starts an embedded nats-server")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "embedded mode: also serve NATS clients on this host:port (e.g. 127.0.0.1:4222); empty serves this process only")
+	c.NATS.Identity = natsauth.Server
+	c.NATS.Register(fs)
+	var keyFile, previousKeyFile string
+	fs.StringVar(&keyFile, "nats-encryption-key-file", "", "embedded mode: encrypt JetStream's files with the key in this file (or env SPA_NATS_ENCRYPTION_KEY, the key itself); once set, always needed")
+	fs.StringVar(&previousKeyFile, "nats-encryption-previous-key-file", "", "embedded mode, rotating the key: the key the files were written with; they are encrypted again with the new one")
 	fs.BoolVar(&c.Worker, "worker", true, "run a worker (projection and read model) in this process")
 	var wf config.WorkerFlags
 	wf.Register(fs)
@@ -86,8 +100,27 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
 	}
-	if c.NATSURL != "" && (c.NATSListen != "" || c.NoSync) {
-		errs = append(errs, errors.New("--nats-listen and --no-sync apply to the embedded server only; configure an external server in its own config"))
+	if c.NATSURL != "" && (c.NATSListen != "" || c.NoSync || keyFile != "" || previousKeyFile != "" || getenv(envEncryptionKey) != "") {
+		errs = append(errs, errors.New("--nats-listen, --no-sync and the encryption key apply to the embedded server only; configure an external server in its own config"))
+	}
+	if c.NATSURL == "" && c.NATS.Given() {
+		errs = append(errs, errors.New("--nats-nkey, --nats-creds and the NATS TLS flags are for an external server (--nats-url); the embedded server makes its own identities under DATA_DIR/nats"))
+	}
+	if c.NATSURL != "" && c.Worker && (c.NATS.NkeyFile != "" || c.NATS.CredsFile != "") {
+		errs = append(errs, errors.New("with NATS credentials, run the worker as spa-worker and this server with --worker=false: the server's identity may not answer queries"))
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	var err error
+	if c.EncryptionKey, err = readKey(keyFile, getenv(envEncryptionKey)); err != nil {
+		errs = append(errs, err)
+	}
+	if c.PreviousKey, err = readKey(previousKeyFile, ""); err != nil {
+		errs = append(errs, fmt.Errorf("previous key: %w", err))
+	}
+	if c.PreviousKey != "" && c.EncryptionKey == "" {
+		errs = append(errs, errors.New("--nats-encryption-previous-key-file rotates to a new key: give the new one too"))
 	}
 	if c.NATSURL == "" && !c.Worker && c.NATSListen == "" {
 		errs = append(errs, errors.New("--worker=false with the embedded server needs --nats-listen, or no worker could ever answer queries"))
@@ -113,7 +146,6 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	if c.WatchHeartbeat <= 0 {
 		errs = append(errs, errors.New("--watch-heartbeat must be positive"))
 	}
-	var err error
 	if c.WorkerConfig, err = wf.Config(c.DataDir, time.Now()); err != nil {
 		errs = append(errs, err)
 	}
@@ -127,4 +159,32 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// envEncryptionKey holds the embedded server's encryption key itself, for
+// platforms that hand secrets over in the environment.
+const envEncryptionKey = "SPA_NATS_ENCRYPTION_KEY"
+
+// minKeyLength is the shortest encryption key taken: 32 random bytes in
+// base64 are 44 characters.
+const minKeyLength = 32
+
+// readKey returns the key in file, or else fromEnv; empty when neither is
+// given, an error when both are or the key is too short to be random.
+func readKey(file, fromEnv string) (string, error) {
+	key := fromEnv
+	if file != "" {
+		if fromEnv != "" {
+			return "", fmt.Errorf("--nats-encryption-key-file and %s: give one", envEncryptionKey)
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("encryption key: %w", err)
+		}
+		key = strings.TrimSpace(string(data))
+	}
+	if key != "" && len(key) < minKeyLength {
+		return "", fmt.Errorf("encryption key: %d characters, fewer than %d (make one with: head -c 32 /dev/urandom | base64)", len(key), minKeyLength)
+	}
+	return key, nil
 }

@@ -22,6 +22,7 @@ import (
 	"spa/internal/datadir"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/jetstream"
+	"spa/internal/natsauth"
 	"spa/internal/pki"
 	"spa/internal/query"
 	"spa/internal/rpc"
@@ -48,28 +49,28 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		}
 		defer unlock()
 	}
-	var nc *nats.Conn
+	// nc is the server's connection; wnc the in-process worker's, which
+	// has an identity of its own on the embedded server.
+	var nc, wnc *nats.Conn
 	if cfg.NATSURL == "" {
-		emb, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: cfg.DataDir, Listen: cfg.NATSListen, NoSync: cfg.NoSync})
-		if err != nil {
+		var emb *jetstream.Embedded
+		if emb, nc, wnc, err = startEmbedded(ctx, cfg, log); err != nil {
 			return err
 		}
 		defer emb.Shutdown()
-		if nc, err = emb.Connect("spa-server"); err != nil {
+	} else {
+		opts, err := cfg.NATS.Options()
+		if err != nil {
 			return err
 		}
-		log.Info("embedded nats-server started", "data_dir", cfg.DataDir, "fsync_every_write", !cfg.NoSync, "client_url", emb.ClientURL())
-	} else if nc, err = jetstream.Dial(cfg.NATSURL, "spa-server"); err != nil {
-		return err
+		if nc, err = jetstream.Dial(cfg.NATSURL, "spa-server", opts...); err != nil {
+			return err
+		}
+		wnc = nc
 	}
 	defer nc.Close()
-
-	if cfg.NATSURL == "" {
-		// The all-in-one server owns its embedded NATS, so it makes SPA's
-		// streams there; on a cluster `spa-ctl init` does (docs/adr/0010).
-		if _, err := jetstream.Provision(ctx, nc, jetstream.Setup{Replicas: 1}); err != nil {
-			return err
-		}
+	if wnc != nil && wnc != nc {
+		defer wnc.Close()
 	}
 	key, err := signingKey(cfg, log)
 	if err != nil {
@@ -147,7 +148,14 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		g.Go(func() error {
 			wcfg := cfg.WorkerConfig
 			wcfg.Log = log
-			return worker.Run(workerCtx, nc, store, wcfg, nil)
+			wstore := store
+			if wnc != nc {
+				var err error
+				if wstore, err = jetstream.Open(workerCtx, wnc, req); err != nil {
+					return err
+				}
+			}
+			return worker.Run(workerCtx, wnc, wstore, wcfg, nil)
 		})
 	}
 	g.Go(func() error {
@@ -186,8 +194,14 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 		log.Info("checkpoint signed at shutdown", "sequence", res.Checkpoint.Sequence)
 	}
 	cancel()
-	if derr := jetstream.Drain(nc, 5*time.Second); derr != nil && err == nil {
-		log.Warn("nats drain", "err", derr)
+	conns := []*nats.Conn{nc}
+	if wnc != nil && wnc != nc {
+		conns = append(conns, wnc)
+	}
+	for _, c := range conns {
+		if derr := jetstream.Drain(c, 5*time.Second); derr != nil && err == nil {
+			log.Warn("nats drain", "err", derr)
+		}
 	}
 	log.Info("stopped")
 	return err
@@ -211,6 +225,68 @@ func signingKey(cfg serverConfig, log *slog.Logger) (*signing.Key, error) {
 	log.Info("signing events and checkpoints", "public_key", key.PublicKey(), "key_file", filepath.Join(cfg.DataDir, signing.KeyFile),
 		"public_key_file", filepath.Join(cfg.DataDir, signing.PublicKeyFile), "created", created)
 	return key, nil
+}
+
+// startEmbedded starts the all-in-one mode's nats-server, with an nkey
+// for each identity under DATA_DIR/nats (made on the first start), makes
+// SPA's streams there as the admin identity (on a cluster `spa-ctl init`
+// does, docs/adr/0010), and returns the server's connection and, when a
+// worker runs here, the worker's.
+func startEmbedded(ctx context.Context, cfg serverConfig, log *slog.Logger) (emb *jetstream.Embedded, nc, wnc *nats.Conn, err error) {
+	dir := filepath.Join(cfg.DataDir, "nats")
+	users, err := natsauth.EnsureSeeds(dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	e, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: cfg.DataDir, Listen: cfg.NATSListen, NoSync: cfg.NoSync,
+		Users: users, EncryptionKey: cfg.EncryptionKey, PreviousKey: cfg.PreviousKey})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			e.Shutdown()
+		}
+	}()
+	var opened []*nats.Conn
+	connect := func(id natsauth.Identity) (*nats.Conn, error) {
+		opts, err := natsauth.Client{Identity: id, NkeyFile: natsauth.SeedFile(dir, id)}.Options()
+		if err != nil {
+			return nil, err
+		}
+		c, err := e.Connect("spa-"+string(id), opts...)
+		if err == nil {
+			opened = append(opened, c)
+		}
+		return c, err
+	}
+	defer func() {
+		if err != nil {
+			for _, c := range opened {
+				c.Close()
+			}
+		}
+	}()
+	admin, err := connect(natsauth.Admin)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	_, err = jetstream.Provision(ctx, admin, jetstream.Setup{Replicas: 1})
+	admin.Close()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if nc, err = connect(natsauth.Server); err != nil {
+		return nil, nil, nil, err
+	}
+	if cfg.Worker {
+		if wnc, err = connect(natsauth.Worker); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	log.Info("embedded nats-server started", "data_dir", cfg.DataDir, "fsync_every_write", !cfg.NoSync, "encrypted", cfg.EncryptionKey != "",
+		"client_url", e.ClientURL(), "identities", dir)
+	return e, nc, wnc, nil
 }
 
 // services are the API's services, each with a health status.

@@ -2,7 +2,7 @@
 // model and answers queries from it. Run any number, each with its own
 // --data-dir, against the NATS server or cluster that spa-server uses:
 //
-//	go run ./cmd/spa-worker --nats-url nats://127.0.0.1:4222 --data-dir ./worker-data --signing-key ./keys/signing.key
+//	go run ./cmd/spa-worker --nats-url nats://127.0.0.1:4222 --nats-nkey ./data/nats/worker.nk --data-dir ./worker-data --signing-key ./data/signing.key
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"spa/internal/config"
 	"spa/internal/datadir"
 	"spa/internal/jetstream"
+	"spa/internal/natsauth"
 	"spa/internal/signing"
 	"spa/internal/worker"
 )
@@ -40,11 +41,13 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	var natsURL, dataDir, keyFile string
 	var minReplicas int
 	var wf config.WorkerFlags
+	auth := natsauth.Client{Identity: natsauth.Worker}
 	fs := flag.NewFlagSet("spa-worker", flag.ContinueOnError)
 	fs.StringVar(&natsURL, "nats-url", "", "NATS server or cluster URL(s), comma separated (required)")
 	fs.StringVar(&dataDir, "data-dir", "./worker-data", "directory of this worker's read model; one worker per directory")
 	wf.Register(fs)
 	fs.StringVar(&keyFile, "signing-key", "", "file of the Ed25519 key the router's and the clocks' events are signed with, the deployment's (spa-ctl signing-key makes one; required)")
+	auth.Register(fs)
 	fs.IntVar(&minReplicas, "min-replicas", 1, "refuse to start unless the event stream has at least this many replicas (spa-ctl init creates it)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
@@ -63,13 +66,17 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	if err != nil {
 		return err
 	}
+	opts, err := auth.Options()
+	if err != nil {
+		return err
+	}
 	cfg.Log = log
 	unlock, err := datadir.Lock(dataDir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	nc, err := jetstream.Dial(natsURL, "spa-worker "+cfg.ID)
+	nc, err := jetstream.Dial(natsURL, "spa-worker "+cfg.ID, opts...)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/natsauth"
 )
 
 // TestAllInOneKills kills the all-in-one spa-server (embedded NATS with
@@ -94,7 +95,7 @@ func TestAllInOneKills(t *testing.T) {
 
 	// Let the routers finish (prompts a killed run held come back after
 	// their ack wait), then resubmit everything: the log must not move.
-	nc := connect(t, url)
+	nc := connect(t, url, embeddedAs(t, dataDir, natsauth.Admin)...)
 	ev := newEvents(t, nc)
 	last, settled := ev.settle(t, workerApplied(nc, workerID))
 	replayed := resubmit(t, client, l, acks)
@@ -105,7 +106,7 @@ func TestAllInOneKills(t *testing.T) {
 	if info.State.LastSeq != last {
 		t.Errorf("resubmitting appended: the log's last sequence is %d, was %d", info.State.LastSeq, last)
 	}
-	ctlRebuild(t, url, workerID)
+	ctlRebuild(t, url, embeddedNkey(dataDir, natsauth.Admin), workerID)
 
 	t.Logf("kills: %d (%d before the server reported SERVING)", kills, beforeServing)
 	t.Logf("acknowledged: %d, on the board: %d, lost: %d (log) %d (board), duplicates: %d (log) %d (board)", len(acks), onBoard, lost, missing, dupLog, dupBoard)

@@ -25,6 +25,7 @@ import (
 
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/natsauth"
 	"spa/internal/rpc"
 	"spa/internal/signing"
 )
@@ -448,17 +449,37 @@ func waitServing(t testing.TB, conn *grpc.ClientConn, p *proc, since time.Time) 
 }
 
 // connect connects to NATS (one URL or several, comma separated),
-// reconnecting for as long as the test runs.
-func connect(t testing.TB, url string) *nats.Conn {
+// reconnecting for as long as the test runs; opts say who it is (see
+// embeddedAs).
+func connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	var nc *nats.Conn
+	opts = append(opts, nats.Name("fault test"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	await.True(t, startWithin, "NATS at "+url+" accepts a connection", func() bool {
 		var err error
-		nc, err = nats.Connect(url, nats.Name("fault test"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		nc, err = nats.Connect(url, opts...)
 		return err == nil
 	})
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// embeddedAs returns the options that connect to the embedded NATS of an
+// all-in-one spa-server with dataDir as id, once the server has made its
+// identities.
+func embeddedAs(t testing.TB, dataDir string, id natsauth.Identity) []nats.Option {
+	t.Helper()
+	opts, err := natsauth.Client{Identity: id, NkeyFile: embeddedNkey(dataDir, id)}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts
+}
+
+// embeddedNkey is the seed file of id in an all-in-one spa-server's
+// dataDir.
+func embeddedNkey(dataDir string, id natsauth.Identity) string {
+	return natsauth.SeedFile(filepath.Join(dataDir, "nats"), id)
 }
 
 // sleep waits d or until ctx ends (for the pacing of retries and of the

@@ -514,13 +514,18 @@ type rebuilt struct {
 	live, rebuilt string
 }
 
-// ctlRebuild runs `spa-ctl rebuild` against natsURL (every worker) and
-// checks that each of ids reports swapped, with the rebuilt digest equal
-// to the live one.
-func ctlRebuild(t testing.TB, natsURL string, ids ...string) map[string]rebuilt {
+// ctlRebuild runs `spa-ctl rebuild` against natsURL (every worker),
+// connecting with the admin seed in nkey if not empty, and checks that
+// each of ids reports swapped, with the rebuilt digest equal to the live
+// one.
+func ctlRebuild(t testing.TB, natsURL, nkey string, ids ...string) map[string]rebuilt {
 	t.Helper()
 	start := time.Now()
-	stdout, stderr, err := runCtl(t, settleWithin, "rebuild", "--nats-url", natsURL)
+	args := []string{"rebuild", "--nats-url", natsURL}
+	if nkey != "" {
+		args = append(args, "--nats-nkey", nkey)
+	}
+	stdout, stderr, err := runCtl(t, settleWithin, args...)
 	if err != nil {
 		t.Errorf("spa-ctl rebuild: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}

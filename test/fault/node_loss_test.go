@@ -158,7 +158,7 @@ func TestNodeLoss(t *testing.T) {
 	if info.State.LastSeq != last {
 		t.Errorf("resubmitting appended: the log's last sequence is %d, was %d", info.State.LastSeq, last)
 	}
-	ctlRebuild(t, urls, ids...)
+	ctlRebuild(t, urls, "", ids...)
 	if info.Config.Replicas != 3 || !replicasCurrent(ev, 3) {
 		t.Errorf("SPA_EVENTS: %d replicas configured, cluster %+v", info.Config.Replicas, info.Cluster)
 	}

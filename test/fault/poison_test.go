@@ -17,6 +17,7 @@ import (
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 	ijs "spa/internal/jetstream"
+	"spa/internal/natsauth"
 	"spa/internal/referraltest"
 )
 
@@ -47,7 +48,8 @@ func TestPoisonMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	nc := connect(t, url)
+	// The server's identity: the one that may append events.
+	nc := connect(t, url, embeddedAs(t, dataDir, natsauth.Server)...)
 	const subject = "spa.referral.ref-aaaaaaaaaaaaaaaa"
 	if err := nc.Publish(subject, []byte("not an envelope")); err != nil {
 		t.Fatal(err)
@@ -77,7 +79,7 @@ func TestPoisonMessage(t *testing.T) {
 	t.Logf("poison message stored at sequence %d on %s (the referral before it at %d)", poison, subject, before.GetSequence())
 
 	// The projection halts at it, and the router has seen it.
-	halted := waitHalted(t, url, poison, subject)
+	halted := waitHalted(t, url, dataDir, poison, subject)
 	t.Logf("spa-ctl workers:\n%s", halted)
 	await.True(t, startWithin, "the worker logs the halt and the router the undecodable prompt", func() bool {
 		out := s.out.text()
@@ -140,7 +142,7 @@ func TestPoisonMessage(t *testing.T) {
 		}
 		return strings.Contains(s.out.text(), "projection halted")
 	})
-	t.Logf("spa-ctl workers after the restart:\n%s", waitHalted(t, url, poison, subject))
+	t.Logf("spa-ctl workers after the restart:\n%s", waitHalted(t, url, dataDir, poison, subject))
 	// No crash loop: it is still there a few seconds later.
 	restarted := time.Now()
 	await.True(t, startWithin, "spa-server still runs 3s after its restart", func() bool {
@@ -160,12 +162,12 @@ func TestPoisonMessage(t *testing.T) {
 // waitHalted waits until `spa-ctl workers` reports a projection halted at
 // seq on subject, with a reason, and exits non-zero; it returns its
 // output.
-func waitHalted(t *testing.T, url string, seq uint64, subject string) string {
+func waitHalted(t *testing.T, url, dataDir string, seq uint64, subject string) string {
 	t.Helper()
 	want := fmt.Sprintf("at %d (%s): ", seq, subject)
 	var out string
 	await.True(t, startWithin, "spa-ctl workers shows the halt", func() bool {
-		stdout, stderr, err := runCtl(t, time.Minute, "workers", "--nats-url", url)
+		stdout, stderr, err := runCtl(t, time.Minute, "workers", "--nats-url", url, "--nats-nkey", embeddedNkey(dataDir, natsauth.Admin))
 		out = stdout + stderr
 		i := strings.Index(stdout, want)
 		return err != nil && i >= 0 && strings.TrimSpace(stdout[i+len(want):]) != "" &&

@@ -127,7 +127,7 @@ func TestWorkerKills(t *testing.T) {
 	replayed := resubmit(t, client, l, acks)
 	audit := spav1.NewAuditServiceClient(conn)
 	logged, lost, dupLog := checkLog(t, audit, acks)
-	ctlRebuild(t, url, workerID)
+	ctlRebuild(t, url, "", workerID)
 
 	t.Logf("kills: %d (modes: %d at 100ms-1s, %d once serving, %d on first status, %d at 0-200ms)", kills, modes[0], modes[1], modes[2], modes[3])
 	t.Logf("the worker was killed %d times before it answered its status, %d while catching up, %d while serving", killedWhile[0], killedWhile[1], killedWhile[2])
