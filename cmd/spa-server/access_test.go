@@ -163,12 +163,9 @@ func TestAccessTable(t *testing.T) {
 	// the own site offered to the own provider. Every read states its
 	// purpose.
 	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-purpose", "direct-care")
-	for _, ods := range []string{ownProvider, otherProvider} {
-		c := clients{providers: spav1.NewProviderServiceClient(as(authz.Provider, ods == ownProvider))}
-		if ods == otherProvider {
-			c.providers = spav1.NewProviderServiceClient(conns[identity.Identity{ODS: otherProvider, Role: authz.Provider, User: "other"}])
-		}
-		addProvider(t, c, ods, 5, nil, spav1.Service_SERVICE_STEP_DOWN_BED)
+	for _, own := range []bool{true, false} {
+		addProvider(t, clients{providers: spav1.NewProviderServiceClient(as(authz.Provider, own))}, map[bool]string{true: ownProvider, false: otherProvider}[own],
+			5, nil, spav1.Service_SERVICE_STEP_DOWN_BED)
 	}
 	d := referraltest.Details(31)
 	d.Needs.ShortTermBedBasedCare = true
@@ -279,9 +276,11 @@ func TestAccessTable(t *testing.T) {
 				err := invoke(ctx, as(role, own), m, requests(m.short))
 				cells++
 				whose := map[bool]string{true: "own", false: "other"}[own]
+				// Allowed: answered, or refused by the object's state (the
+				// cells run in turn on one referral); never anything else.
 				switch code := status.Code(err); {
-				case want && (code == codes.PermissionDenied || code == codes.Unauthenticated):
-					t.Errorf("%s as %s (%s): %v; want allowed", m.short, role, whose, err)
+				case want && code != codes.OK && code != codes.FailedPrecondition:
+					t.Errorf("%s as %s (%s): %v; want allowed (OK, or FAILED_PRECONDITION from the referral's state)", m.short, role, whose, err)
 				case !want && code != codes.PermissionDenied:
 					t.Errorf("%s as %s (%s): %v; want PERMISSION_DENIED", m.short, role, whose, err)
 				case want:
@@ -443,5 +442,108 @@ func TestIdentityFromCertificate(t *testing.T) {
 	dev := startServerWith(t, []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, "--data-dir", t.TempDir(), "--scheduler=false")
 	if err := get(dev.conn, ctx); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("development mode, no identity stated: %v; want UNAUTHENTICATED", err)
+	}
+}
+
+// TestWhatEachSees: lists are narrowed to the caller's own, whole pages
+// at a time; a provider sees only its own part of a referral it was
+// offered; a request id reused by another organisation is refused, not
+// answered.
+func TestWhatEachSees(t *testing.T) {
+	t.Parallel()
+	team := identity.Identity{ODS: ownSite, Role: authz.DischargeTeam}
+	otherTeam := identity.Identity{ODS: otherSite, Role: authz.DischargeTeam}
+	first := identity.Identity{ODS: ownProvider, Role: authz.Provider}
+	second := identity.Identity{ODS: otherProvider, Role: authz.Provider}
+	coordinator := identity.Identity{ODS: spaOrg, Role: authz.Coordinator}
+	s := startTLSServer(t, []identity.Identity{team, otherTeam, first, second, coordinator}, "--data-dir", t.TempDir(), "--scheduler=false")
+	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-purpose", "direct-care")
+	referrals := func(id identity.Identity) spav1.ReferralServiceClient { return spav1.NewReferralServiceClient(s.dial(t, id)) }
+
+	// Two providers, three beds each; two referrals of the own site, one
+	// of the other, each needing a step-down bed.
+	for _, p := range []identity.Identity{first, second} {
+		addProvider(t, clients{providers: spav1.NewProviderServiceClient(s.dial(t, p))}, p.ODS, 3, nil, spav1.Service_SERVICE_STEP_DOWN_BED)
+	}
+	var ids []string
+	for i, who := range []identity.Identity{team, team, otherTeam} {
+		d := referraltest.Details(40 + i)
+		d.Episode.SiteOds, d.Needs.ShortTermBedBasedCare = who.ODS, true
+		sub, err := referrals(who).SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: fmt.Sprintf("what-each-sees-%d", i), Referral: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sub.GetReferralId())
+	}
+
+	// A discharge team's board, one row a page, without a site: its own
+	// two referrals, and the second page follows the first.
+	var rows []string
+	req := &spav1.ListReferralsRequest{PageSize: 1, MinSequence: 1}
+	for range 5 {
+		page, err := referrals(team).ListReferrals(ctx, req)
+		if err != nil {
+			t.Fatalf("board page %d: %v", len(rows)+1, err)
+		}
+		for _, r := range page.GetReferrals() {
+			rows = append(rows, r.GetReferralId())
+		}
+		if req.PageToken = page.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	slices.Sort(rows)
+	if want := slices.Sorted(slices.Values(ids[:2])); !slices.Equal(rows, want) {
+		t.Errorf("the team's board: %v, want its own %v", rows, want)
+	}
+
+	// A provider lists only its own registration, with no page token, and
+	// its own assignments without naming itself.
+	provs, err := spav1.NewProviderServiceClient(s.dial(t, first)).ListProviders(ctx, &spav1.ListProvidersRequest{PageSize: 1})
+	if err != nil || len(provs.GetProviders()) != 1 || provs.GetProviders()[0].GetDetails().GetOds() != ownProvider || provs.GetNextPageToken() != "" {
+		t.Errorf("a provider's ListProviders: %v %v", provs, err)
+	}
+
+	// The first referral is offered to one provider; it declines, and the
+	// other is offered it. The one that declined sees its own assignment
+	// only, and no history; the other cannot answer or reuse its request.
+	var offered *spav1.Assignment
+	coord := referrals(coordinator)
+	await.True(t, 30*time.Second, "an offer", func() bool {
+		r, err := coord.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: ids[0]})
+		if err != nil || len(r.GetReferral().GetAssignments()) == 0 {
+			return false
+		}
+		offered = r.GetReferral().GetAssignments()[0]
+		return true
+	})
+	by := map[string]identity.Identity{ownProvider: first, otherProvider: second}
+	decliner, next := by[offered.GetProviderOds()], by[map[string]string{ownProvider: otherProvider, otherProvider: ownProvider}[offered.GetProviderOds()]]
+	if _, err := spav1.NewAssignmentServiceClient(s.dial(t, decliner)).DeclineOffer(ctx, &spav1.DeclineOfferRequest{
+		AssignmentId: offered.GetAssignmentId(), Reason: "no bed for bariatric care", RequestId: "decline-first-offer"}); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, 30*time.Second, "the second offer", func() bool {
+		r, err := coord.GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: ids[0]})
+		return err == nil && len(r.GetReferral().GetAssignments()) == 2
+	})
+	seen, err := referrals(next).GetReferral(ctx, &spav1.GetReferralRequest{ReferralId: ids[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if as := seen.GetReferral().GetAssignments(); len(as) != 1 || as[0].GetProviderOds() != next.ODS || len(seen.GetHistory()) != 0 {
+		t.Errorf("the provider offered second sees assignments %v and %d events of history; want its own assignment only", as, len(seen.GetHistory()))
+	}
+	_, err = spav1.NewAssignmentServiceClient(s.dial(t, next)).DeclineOffer(ctx, &spav1.DeclineOfferRequest{
+		AssignmentId: offered.GetAssignmentId(), Reason: "no bed for bariatric care", RequestId: "decline-first-offer"})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("another provider resending the decline of an assignment not its own: %v; want PERMISSION_DENIED", err)
+	}
+	// Another site reusing the team's submission request id learns nothing.
+	d := referraltest.Details(40)
+	d.Episode.SiteOds, d.Needs.ShortTermBedBasedCare = otherSite, true
+	_, err = referrals(otherTeam).SubmitReferral(ctx, &spav1.SubmitReferralRequest{RequestId: "what-each-sees-0", Referral: d})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("another site reusing a request id: %v; want PERMISSION_DENIED", err)
 	}
 }

@@ -122,6 +122,14 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (se
 	if c.PreviousKey != "" && c.EncryptionKey == "" {
 		errs = append(errs, errors.New("--nats-encryption-previous-key-file rotates to a new key: give the new one too"))
 	}
+	if c.NATSListen != "" {
+		// The embedded listener has no TLS: on the wire it would carry
+		// patient data in the clear, whatever its logins.
+		if host, _, err := net.SplitHostPort(c.NATSListen); err == nil && !loopback(host) {
+			errs = append(errs, fmt.Errorf("--nats-listen %s: the embedded NATS serves loopback only (it has no TLS); "+
+				"to serve other hosts run a NATS cluster with TLS (deploy/) and --nats-url", c.NATSListen))
+		}
+	}
 	if c.NATSURL == "" && !c.Worker && c.NATSListen == "" {
 		errs = append(errs, errors.New("--worker=false with the embedded server needs --nats-listen, or no worker could ever answer queries"))
 	}

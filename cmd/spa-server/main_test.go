@@ -286,6 +286,11 @@ func TestInvalidInput(t *testing.T) {
 			_, err := s.client.WithdrawReferral(mctx, &spav1.WithdrawReferralRequest{ReferralId: ok.GetReferralId(), Reason: spav1.WithdrawalReason_WITHDRAWAL_REASON_DIED})
 			return err
 		}, []string{"metadata.spa-actor-ods", "metadata.spa-actor-role", "metadata.spa-actor-user"}},
+		{"metadata: a request id that is none", func() error {
+			mctx := metadata.AppendToOutgoingContext(ctx, "x-request-id", "not a request id!")
+			_, err := s.client.ListReferrals(mctx, &spav1.ListReferralsRequest{})
+			return err
+		}, []string{"metadata.x-request-id"}},
 		{"hold: no reason", func() error {
 			_, err := s.client.HoldReferral(ctx, &spav1.HoldReferralRequest{ReferralId: ok.GetReferralId()})
 			return err
@@ -457,9 +462,10 @@ func TestConfigErrors(t *testing.T) {
 		{"--infection-overlay-from", "2026-12-01"},
 		{"--infection-overlay", "on", "--infection-overlay-from", "01/12/2026"},
 		{"stray"},
-		{"--listen", "0.0.0.0:50051"},    // plaintext beyond loopback
-		{"--listen", "192.0.2.10:50051"}, // so too
-		{"--tls-cert", "server.crt"},     // TLS needs the key and client CA too
+		{"--listen", "0.0.0.0:50051"},     // plaintext beyond loopback
+		{"--listen", "192.0.2.10:50051"},  // so too
+		{"--tls-cert", "server.crt"},      // TLS needs the key and client CA too
+		{"--nats-listen", "0.0.0.0:4222"}, // the embedded NATS has no TLS
 	} {
 		if _, err := parseConfig(args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("parseConfig(%v) accepted", args)

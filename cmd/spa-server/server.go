@@ -117,6 +117,10 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	if a, ok := lis.Addr().(*net.TCPAddr); cfg.Dev() && (!ok || !a.IP.IsLoopback()) {
+		lis.Close() // "localhost" resolved beyond this machine
+		return fmt.Errorf("--listen %s: the development mode serves loopback only, and it resolved to %s", cfg.Listen, lis.Addr())
+	}
 	// Limits first: a call over them reaches nothing else. Then who calls,
 	// and whether their role may call the method.
 	opts := append(creds, cfg.Limits.ServerOptions()...)

@@ -184,8 +184,19 @@ func (a *App) change(ctx context.Context, agg spa.Aggregate, id string, fresh bo
 // another request with that id is KindAlreadyExists. A command with a
 // request id that decides nothing appends NothingChanged, so that its
 // retry is answered so too.
+//
+// The caller is checked against the aggregate (authorize) before
+// anything else, a retry included, so that nobody learns of another's
+// request by reusing its id.
 func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.Aggregate, id, causationID string, assumeNew bool,
 	decide func(s S, now time.Time) (spa.Change, error)) (S, uint64, error) {
+	return updateIf[S, P](ctx, a, meta, agg, id, causationID, assumeNew, nil, decide)
+}
+
+// updateIf is update with a command's own check of the caller against
+// the state (allow, run after authorize on every attempt and retry).
+func updateIf[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.Aggregate, id, causationID string, assumeNew bool,
+	allow func(s S) error, decide func(s S, now time.Time) (spa.Change, error)) (S, uint64, error) {
 	// An id that is not one never reaches the store (it could be a
 	// wildcard subject); decide then reports it as a field violation.
 	valid := spa.ValidAggregateID(agg, id)
@@ -197,15 +208,6 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 		decided spa.Record
 	)
 	attempt := func(recs []spa.Record, last uint64) ([]spa.Append, error) {
-		if first := retried(recs, meta.Request); idErr == nil && first >= 0 {
-			var err error
-			retry = true
-			s, seq, err = answered[S, P](recs[:first+1], meta.Request, agg, id)
-			if err == nil && valid {
-				err = authorize(meta, id, P(&s))
-			}
-			return nil, err
-		}
 		s = *new(S)
 		for _, rec := range recs {
 			P(&s).Apply(rec)
@@ -215,6 +217,17 @@ func update[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa.A
 			if err := authorize(meta, id, P(&s)); err != nil {
 				return nil, err
 			}
+			if allow != nil {
+				if err := allow(s); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if first := retried(recs, meta.Request); idErr == nil && first >= 0 {
+			var err error
+			retry = true
+			s, seq, err = answered[S, P](recs[:first+1], meta.Request, agg, id)
+			return nil, err
 		}
 		recorded := a.now()
 		// A bad occurred_at or request id is reported with the rest of the

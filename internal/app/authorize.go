@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	"spa/internal/authz"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/spa"
@@ -38,56 +40,63 @@ func authorize(meta Meta, id string, state any) error {
 // providersOf lists the providers a referral was ever offered or
 // assigned to.
 func providersOf(as []spa.Assignment) []string {
-	var out []string
-	for _, a := range as {
-		if !slices.Contains(out, a.ProviderODS) {
-			out = append(out, a.ProviderODS)
-		}
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.ProviderODS
 	}
 	return out
 }
 
 // authorizeRead checks meta's caller against a referral as the read
-// model returned it.
-func authorizeRead(meta Meta, res *spav1.GetReferralResponse) error {
+// model returned it, and returns what the caller may see of it: a
+// provider sees the referral's details and its own assignments, not
+// other providers' offers, nor the history (which holds them).
+func authorizeRead(meta Meta, res *spav1.GetReferralResponse) (*spav1.GetReferralResponse, error) {
 	c, ok := authz.Of(meta.Actor)
 	if !ok {
-		return nil
+		return res, nil
 	}
 	var providers []string
 	for _, a := range res.GetReferral().GetAssignments() {
-		if !slices.Contains(providers, a.GetProviderOds()) {
-			providers = append(providers, a.GetProviderOds())
-		}
+		providers = append(providers, a.GetProviderOds())
 	}
-	return c.Referral(res.GetReferral().GetDetails().GetEpisode().GetSiteOds(), providers)
+	if err := c.Referral(res.GetReferral().GetDetails().GetEpisode().GetSiteOds(), providers); err != nil {
+		return nil, err
+	}
+	if c.Role != authz.Provider {
+		return res, nil
+	}
+	mine := proto.Clone(res).(*spav1.GetReferralResponse)
+	mine.History, mine.HistoryTruncated = nil, false
+	mine.Referral.Assignments = slices.DeleteFunc(mine.Referral.Assignments, func(a *spav1.Assignment) bool { return a.GetProviderOds() != c.ODS })
+	return mine, nil
 }
 
-// site returns the site a caller may list referrals of: its own for a
-// discharge team (the filter may name it, or none), the filter as given
-// for a coordinator.
-func site(meta Meta, filter string) (string, error) {
-	c, ok := authz.Of(meta.Actor)
-	if !ok || c.Role != authz.DischargeTeam {
-		return filter, nil
+// ownSite fills a discharge team's own site into an empty site filter:
+// its board is its site's.
+func ownSite(meta Meta, filter string) string {
+	if c, ok := authz.Of(meta.Actor); ok && c.Role == authz.DischargeTeam && filter == "" {
+		return c.ODS
 	}
-	if filter == "" {
-		filter = c.ODS
-	}
-	return filter, c.Site(filter)
+	return filter
 }
 
-// provider returns the provider a caller may read the assignments of: its
-// own for a provider (the request may name it, or none).
-func provider(meta Meta, ods string) (string, error) {
-	c, ok := authz.Of(meta.Actor)
-	if !ok || c.Role != authz.Provider {
-		return ods, nil
+// ownProvider fills a provider's own ODS code into an empty provider
+// filter.
+func ownProvider(meta Meta, ods string) string {
+	if c, ok := authz.Of(meta.Actor); ok && c.Role == authz.Provider && ods == "" {
+		return c.ODS
 	}
-	if ods == "" {
-		ods = c.ODS
+	return ods
+}
+
+// checkList checks a caller may list what check allows of it; coordinators
+// and the system list anything.
+func checkList(meta Meta, check func(authz.Caller) error) error {
+	if c, ok := authz.Of(meta.Actor); ok && c.Role != authz.Coordinator {
+		return check(c)
 	}
-	return ods, c.ProviderOrg(ods)
+	return nil
 }
 
 // purpose checks that a caller reading patient data says why, with one of

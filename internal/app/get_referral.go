@@ -18,7 +18,7 @@ func (a *App) GetReferral(ctx context.Context, meta Meta, req *spav1.GetReferral
 	if err != nil {
 		return nil, err
 	}
-	if err := authorizeRead(meta, res); err != nil {
+	if res, err = authorizeRead(meta, res); err != nil {
 		return nil, errors.Join(err, a.RecordRefusedRead(ctx, meta, req.GetReferralId()))
 	}
 	nhs := res.GetReferral().GetDetails().GetPatient().GetNhsNumber()

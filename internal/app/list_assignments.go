@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"spa/internal/authz"
 	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/spa"
@@ -15,16 +16,15 @@ import (
 // the referrals they belong to are recorded in the access log. A provider
 // sees only its own.
 func (a *App) ListAssignments(ctx context.Context, meta Meta, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error) {
+	if ods := ownProvider(meta, req.GetProviderOds()); ods != req.GetProviderOds() {
+		req = proto.Clone(req).(*spav1.ListAssignmentsRequest)
+		req.ProviderOds = ods
+	}
 	if _, _, err := codec.AssignmentQueryFromProto(req).Validate(); err != nil || purpose(meta) != nil {
 		return nil, spa.JoinInvalid(err, purpose(meta))
 	}
-	ods, err := provider(meta, req.GetProviderOds())
-	if err != nil {
+	if err := checkList(meta, func(c authz.Caller) error { return c.ProviderOrg(req.GetProviderOds()) }); err != nil {
 		return nil, err
-	}
-	if ods != req.GetProviderOds() {
-		req = proto.Clone(req).(*spav1.ListAssignmentsRequest)
-		req.ProviderOds = ods
 	}
 	res, err := a.reads.ListAssignments(ctx, req)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"spa/internal/authz"
 	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/spa"
@@ -14,16 +15,15 @@ import (
 // read is recorded in the access log. A discharge team sees only its own
 // site's referrals.
 func (a *App) ListReferrals(ctx context.Context, meta Meta, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error) {
+	if site := ownSite(meta, req.GetSiteOds()); site != req.GetSiteOds() {
+		req = proto.Clone(req).(*spav1.ListReferralsRequest)
+		req.SiteOds = site
+	}
 	if _, _, err := codec.ListQueryFromProto(req).Validate(); err != nil || purpose(meta) != nil {
 		return nil, spa.JoinInvalid(err, purpose(meta))
 	}
-	site, err := site(meta, req.GetSiteOds())
-	if err != nil {
+	if err := checkList(meta, func(c authz.Caller) error { return c.Site(req.GetSiteOds()) }); err != nil {
 		return nil, err
-	}
-	if site != req.GetSiteOds() {
-		req = proto.Clone(req).(*spav1.ListReferralsRequest)
-		req.SiteOds = site
 	}
 	res, err := a.reads.ListReferrals(ctx, req)
 	if err != nil {

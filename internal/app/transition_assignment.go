@@ -16,17 +16,16 @@ import (
 // failure or cancellation before care started gives the reserved unit back
 // in the same atomic batch; the router then offers the next provider.
 func (a *App) TransitionAssignment(ctx context.Context, meta Meta, c spa.TransitionAssignment) (uint64, error) {
-	r, seq, err := update(ctx, a, meta, spa.AggregateReferral, spa.ReferralOfAssignment(c.AssignmentID), "", false,
-		func(r spa.Referral, now time.Time) (spa.Change, error) {
-			if as, caller := r.Assignment(c.AssignmentID), meta.Actor; as != nil {
-				if cl, ok := authz.Of(caller); ok {
-					if err := cl.Assignment(as.ProviderODS); err != nil {
-						return spa.Change{}, err
-					}
-				}
+	allow := func(r spa.Referral) error {
+		if as := r.Assignment(c.AssignmentID); as != nil {
+			if cl, ok := authz.Of(meta.Actor); ok {
+				return cl.Assignment(as.ProviderODS)
 			}
-			return spa.DecideTransition(r, c, now)
-		})
+		}
+		return nil // an unknown assignment is decide's to report
+	}
+	r, seq, err := updateIf(ctx, a, meta, spa.AggregateReferral, spa.ReferralOfAssignment(c.AssignmentID), "", false, allow,
+		func(r spa.Referral, now time.Time) (spa.Change, error) { return spa.DecideTransition(r, c, now) })
 	if err == nil && seq == 0 {
 		return r.Version, nil
 	}

@@ -16,10 +16,8 @@ func (a *App) WatchAssignments(ctx context.Context, meta Meta, provider string, 
 	if _, _, err := (spa.AssignmentQuery{ProviderODS: provider}).Validate(); err != nil || purpose(meta) != nil {
 		return spa.JoinInvalid(err, purpose(meta))
 	}
-	if c, ok := authz.Of(meta.Actor); ok && c.Role == authz.Provider {
-		if err := c.ProviderOrg(provider); err != nil {
-			return err
-		}
+	if err := checkList(meta, func(c authz.Caller) error { return c.ProviderOrg(provider) }); err != nil {
+		return err
 	}
 	return a.log.Watch(ctx, provider, after, interval, func(e spa.StoredEvent) error {
 		if id := referralOfSubject(e.Subject); id != "" {

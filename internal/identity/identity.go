@@ -45,8 +45,8 @@ func (id Identity) Validate() error {
 	if !id.Role.Valid() {
 		errs = append(errs, fmt.Errorf("role %q is not one of %s", id.Role, roleList()))
 	}
-	if len(id.User) > spa.MaxShortTextLen {
-		errs = append(errs, fmt.Errorf("user is longer than %d bytes", spa.MaxShortTextLen))
+	if why := spa.CheckLabel(id.User); why != "" {
+		errs = append(errs, fmt.Errorf("user %s", why))
 	}
 	return errors.Join(errs...)
 }

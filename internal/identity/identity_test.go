@@ -34,8 +34,13 @@ func TestFromCertificate(t *testing.T) {
 		{"no role", []*url.URL{uri("urn:spa:identity:RJZ30")}, "want urn:spa:identity:<ODS>:<role>"},
 		{"unknown role", []*url.URL{uri("urn:spa:identity:RJZ30:superuser")}, `role "superuser" is not one of`},
 		{"not an ODS code", []*url.URL{uri("urn:spa:identity:rjz30:provider")}, "is not an ODS code"},
+		{"a user that would forge a log line", []*url.URL{team.URI()}, "control characters"},
 	} {
-		got, err := identity.FromCertificate(&x509.Certificate{Subject: pkix.Name{CommonName: "jane.smith"}, URIs: c.uris})
+		cn := "jane.smith"
+		if strings.HasPrefix(c.name, "a user that") {
+			cn = "jane\nlevel=ERROR forged=1"
+		}
+		got, err := identity.FromCertificate(&x509.Certificate{Subject: pkix.Name{CommonName: cn}, URIs: c.uris})
 		switch {
 		case c.want == "" && (err != nil || got != team):
 			t.Errorf("%s: %+v, %v; want %+v", c.name, got, err, team)

@@ -78,19 +78,28 @@ func (a Auth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo,
 
 type callIDKey struct{}
 
-// callID returns the call's request id: the caller's, or a new one.
-func callID(ctx context.Context) string {
+// callID returns the call's request id: the caller's, or a new one when
+// it sent none; one not of the form of a request id is refused.
+func callID(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(MetadataRequestID); len(v) > 0 && v[0] != "" && len(v[0]) <= spa.MaxShortTextLen {
-		return v[0]
+	v := md.Get(MetadataRequestID)
+	switch {
+	case len(v) == 0 || v[0] == "":
+		return "call-" + rand.Text(), nil
+	case !spa.ValidRequestID(v[0]):
+		return "", &spa.Error{Kind: spa.KindInvalid, Message: "invalid request metadata", Violations: []spa.Violation{{
+			Field: "metadata." + MetadataRequestID, Description: "must be 8-64 characters of A-Z a-z 0-9 . _ - (use a UUID)"}}}
 	}
-	return "call-" + rand.Text()
+	return v[0], nil
 }
 
 // admit names the call, authenticates it and checks its method against
 // the caller's role. A refused GetReferral is recorded in the access log.
 func (a Auth) admit(ctx context.Context, method string, req any) (context.Context, error) {
-	id := callID(ctx)
+	id, err := callID(ctx)
+	if err != nil {
+		return ctx, err
+	}
 	ctx = context.WithValue(ctx, callIDKey{}, id)
 	_ = grpc.SetHeader(ctx, metadata.Pairs(MetadataRequestID, id))
 	caller, err := a.authenticate(ctx)
@@ -100,11 +109,13 @@ func (a Auth) admit(ctx context.Context, method string, req any) (context.Contex
 	ctx = withIdentity(ctx, caller)
 	if err := authz.Method(caller.Role, method); err != nil {
 		if r, ok := req.(interface{ GetReferralId() string }); ok && a.App != nil && method == "/spa.v1.ReferralService/GetReferral" {
+			// Recorded even when the metadata is bad: the attempt counts.
 			m, merr := meta(ctx)
-			if merr == nil {
-				if rerr := a.App.RecordRefusedRead(ctx, m, r.GetReferralId()); rerr != nil {
-					return ctx, rerr
-				}
+			if merr != nil {
+				m.CorrelationID, m.Purpose = "", "" // what cannot be recorded
+			}
+			if rerr := a.App.RecordRefusedRead(ctx, m, r.GetReferralId()); rerr != nil {
+				return ctx, rerr
 			}
 		}
 		return ctx, err
@@ -161,8 +172,8 @@ func devIdentity(md metadata.MD) (identity.Identity, error) {
 	if !id.Role.Valid() {
 		vs = append(vs, spa.Violation{Field: "metadata." + MetadataActorRole, Description: fmt.Sprintf("must be a role: %v", authz.Roles)})
 	}
-	if len(id.User) > spa.MaxShortTextLen {
-		vs = append(vs, spa.Violation{Field: "metadata." + MetadataActorUser, Description: fmt.Sprintf("must be at most %d bytes", spa.MaxShortTextLen)})
+	if why := spa.CheckLabel(id.User); why != "" {
+		vs = append(vs, spa.Violation{Field: "metadata." + MetadataActorUser, Description: why})
 	}
 	if len(vs) > 0 {
 		return id, &spa.Error{Kind: spa.KindInvalid, Message: "invalid request metadata", Violations: vs}

@@ -62,8 +62,8 @@ func meta(ctx context.Context) (app.Meta, error) {
 	m.CallID, _ = ctx.Value(callIDKey{}).(string)
 	var vs []spa.Violation
 	for _, kv := range [][2]string{{MetadataCorrelationID, m.CorrelationID}, {MetadataPurpose, m.Purpose}} {
-		if len(kv[1]) > spa.MaxShortTextLen {
-			vs = append(vs, spa.Violation{Field: "metadata." + kv[0], Description: fmt.Sprintf("must be at most %d bytes", spa.MaxShortTextLen)})
+		if why := spa.CheckLabel(kv[1]); why != "" {
+			vs = append(vs, spa.Violation{Field: "metadata." + kv[0], Description: why})
 		}
 	}
 	if len(vs) > 0 {

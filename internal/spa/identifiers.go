@@ -1,6 +1,7 @@
 package spa
 
 import (
+	"fmt"
 	"crypto/sha256"
 	"encoding/base32"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"time"
 	_ "time/tzdata" // The UK calendar must be known on hosts without zoneinfo.
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -105,6 +107,25 @@ func LocalDate(t time.Time) string { return t.In(london()).Format(DateLayout) }
 
 // checkText validates a free-text field: at most max characters, valid UTF-8,
 // no control characters other than newline and tab.
+// CheckLabel checks a short label a caller sends outside the request body
+// (a user name, a correlation id): valid UTF-8, at most MaxShortTextLen
+// bytes, no control characters at all (it is written to logs and
+// records). It returns "" or why not.
+func CheckLabel(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case len(s) > MaxShortTextLen:
+		return fmt.Sprintf("must be at most %d bytes", MaxShortTextLen)
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return "must not contain control characters"
+	}
+	return ""
+}
+
+// ValidRequestID reports whether id has the form of a request id.
+func ValidRequestID(id string) bool { return requestIDPattern.MatchString(id) }
+
 func checkText(vs *violations, field, s string, required bool, max int) {
 	switch {
 	case s == "" && required:
