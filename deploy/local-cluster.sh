@@ -7,7 +7,7 @@
 # stops it.
 #
 #   deploy/local-cluster.sh
-#   S=data/cluster; TLS="--nats-ca $S/ca.pem"
+#   S=data/cluster; TLS="--nats-ca $S/ca.crt"
 #   go run ./cmd/spa-ctl signing-key --out ./data/keys
 #   go run ./cmd/spa-ctl init --nats-url nats://127.0.0.1:4222 --nats-nkey $S/admin.nk $TLS --replicas 3
 #   go run ./cmd/spa-server --nats-url nats://127.0.0.1:4222,nats://127.0.0.1:4223 --nats-nkey $S/server.nk $TLS --min-replicas 3 --worker=false --data-dir ./data/server --signing-key ./data/keys/signing.key

@@ -2,15 +2,9 @@ package natsauth_test
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"spa/internal/natsauth"
+	"spa/internal/pki"
 )
 
 // TestDeployCluster starts the three nodes of deploy/nats as they are
@@ -36,10 +31,13 @@ func TestDeployCluster(t *testing.T) {
 		t.Skip("starts a three-node cluster")
 	}
 	dir := t.TempDir()
-	ca, cert, key := localCerts(t, dir)
+	if err := pki.LocalNode(dir, "node", 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(dir, "ca.crt")
 	t.Setenv("SPA_NATS_NODE_CA", ca)
-	t.Setenv("SPA_NATS_NODE_CERT", cert)
-	t.Setenv("SPA_NATS_NODE_KEY", key)
+	t.Setenv("SPA_NATS_NODE_CERT", filepath.Join(dir, "node.crt"))
+	t.Setenv("SPA_NATS_NODE_KEY", filepath.Join(dir, "node.key"))
 	seeds := map[natsauth.Identity]string{}
 	identityOf := map[string]natsauth.Identity{}
 	for _, id := range natsauth.Identities {
@@ -161,54 +159,6 @@ func checkPermissions(t *testing.T, opts *server.Options, identityOf map[string]
 	if len(opts.Users) > 0 {
 		t.Errorf("deploy config has %d password users; SPA's are nkeys", len(opts.Users))
 	}
-}
-
-// localCerts writes a CA and a certificate it signs for 127.0.0.1 and
-// localhost, for servers and clients (routes are both), and returns the
-// files.
-func localCerts(t *testing.T, dir string) (ca, cert, key string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "SPA test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "spa-nats"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	nodeDER, err := x509.CreateCertificate(rand.Reader, nodeTmpl, caCert, &nodeKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(nodeKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, kind string, der []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("node.pem", "CERTIFICATE", nodeDER), write("node-key.pem", "EC PRIVATE KEY", keyDER)
 }
 
 // greeting returns the INFO line a node sends on port before any TLS.

@@ -219,3 +219,29 @@ func LoadPool(file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// LocalNode makes, in dir, a CA (ca.crt, ca.key; the one there if any)
+// and a certificate it signs for a node on this machine (name.crt,
+// name.key), valid for 127.0.0.1 and localhost as a server and as a
+// client: what a local NATS cluster needs for its client and route TLS.
+// Files that exist are kept.
+func LocalNode(dir, name string, validFor time.Duration) error {
+	ca, err := LoadCA(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if ca, err = NewCA("SPA local CA", validFor); err == nil {
+			err = ca.Save(dir)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, name+".crt")); err == nil {
+		return nil
+	}
+	cert, key, err := ca.Issue(Spec{CommonName: "spa-nats", Server: true, Client: true, ValidFor: validFor,
+		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		return err
+	}
+	return WritePair(dir, name, cert, key)
+}
