@@ -458,7 +458,9 @@ func TestWhatEachSees(t *testing.T) {
 	coordinator := identity.Identity{ODS: spaOrg, Role: authz.Coordinator}
 	s := startTLSServer(t, []identity.Identity{team, otherTeam, first, second, coordinator}, "--data-dir", t.TempDir(), "--scheduler=false")
 	ctx := metadata.AppendToOutgoingContext(callCtx(t), "spa-purpose", "direct-care")
-	referrals := func(id identity.Identity) spav1.ReferralServiceClient { return spav1.NewReferralServiceClient(s.dial(t, id)) }
+	referrals := func(id identity.Identity) spav1.ReferralServiceClient {
+		return spav1.NewReferralServiceClient(s.dial(t, id))
+	}
 
 	// Two providers, three beds each; two referrals of the own site, one
 	// of the other, each needing a step-down bed.

@@ -1,9 +1,9 @@
 package spa
 
 import (
-	"fmt"
 	"crypto/sha256"
 	"encoding/base32"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
