@@ -24,8 +24,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"spa/internal/app"
+	"spa/internal/authz"
 	"spa/internal/codec"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/identity"
 	"spa/internal/rpc"
 	"spa/internal/spa"
 )
@@ -175,7 +177,23 @@ func newAPI(tb testing.TB) *api {
 
 // call runs req through method m's generated handler and returns the
 // handler's error as returned, before the error interceptor maps it.
+//
+// The call is made as the method's party on the fixture (partyOf), with a
+// purpose, unless ctx says otherwise.
 func (x *api) call(tb testing.TB, ctx context.Context, m protoreflect.MethodDescriptor, req proto.Message) error {
+	tb.Helper()
+	if _, ok := rpc.Identity(ctx); !ok {
+		ctx = rpc.WithIdentity(ctx, partyOf(m))
+	}
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(rpc.MetadataPurpose)) == 0 {
+		md = metadata.Join(md, metadata.Pairs(rpc.MetadataPurpose, "direct-care"))
+		ctx = metadata.NewIncomingContext(ctx, md)
+	}
+	return x.handle(tb, ctx, m, req)
+}
+
+// handle runs req through method m's generated handler as ctx says.
+func (x *api) handle(tb testing.TB, ctx context.Context, m protoreflect.MethodDescriptor, req proto.Message) error {
 	tb.Helper()
 	s, ok := x.services[string(m.Parent().FullName())]
 	if !ok {
@@ -194,6 +212,22 @@ func (x *api) call(tb testing.TB, ctx context.Context, m protoreflect.MethodDesc
 	}
 	tb.Fatalf("%s: no handler", m.FullName())
 	return nil
+}
+
+// partyOf is who calls m on the fixture: the first role the method allows,
+// of the fixture's site or provider.
+func partyOf(m protoreflect.MethodDescriptor) identity.Identity {
+	full := "/" + string(m.Parent().FullName()) + "/" + string(m.Name())
+	for _, r := range authz.Roles {
+		if authz.Method(r, full) == nil {
+			ods, ok := map[authz.Role]string{authz.DischargeTeam: "RH802", authz.Provider: fixtureProvider}[r]
+			if !ok {
+				ods = "SPA"
+			}
+			return identity.Identity{ODS: ods, Role: r}
+		}
+	}
+	return identity.Identity{ODS: "SPA", Role: authz.Coordinator}
 }
 
 // kindCodes are the errors a request may be answered with, and their

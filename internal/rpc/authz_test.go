@@ -1,12 +1,15 @@
 package rpc_test
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"spa/internal/authz"
+	"spa/internal/spa"
 )
 
 // TestEveryMethodHasRoles: the roles table lists exactly the API's
@@ -20,5 +23,23 @@ func TestEveryMethodHasRoles(t *testing.T) {
 	slices.Sort(api)
 	if diff := cmp.Diff(api, authz.Methods()); diff != "" {
 		t.Fatalf("authz table against the API's methods (-api +table):\n%s", diff)
+	}
+}
+
+// TestNoHandlerRunsForNobody: a handler reached without a verified
+// identity (a server built without Auth) answers UNAUTHENTICATED and
+// does nothing, for every method.
+func TestNoHandlerRunsForNobody(t *testing.T) {
+	x := newAPI(t)
+	valid := validRequests()
+	for _, m := range methods(t) {
+		req, ok := valid[m.FullName()]
+		if !ok {
+			req = newRequest(t, m)
+		}
+		var de *spa.Error
+		if err := x.handle(t, context.Background(), m, req); !errors.As(err, &de) || de.Kind != spa.KindUnauthenticated {
+			t.Errorf("%s without an identity: %v; want unauthenticated", m.FullName(), err)
+		}
 	}
 }

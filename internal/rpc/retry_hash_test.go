@@ -8,7 +8,9 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"spa/internal/authz"
 	spav1 "spa/internal/gen/spa/v1"
+	"spa/internal/identity"
 )
 
 // TestRetryHashLeavesOutUnknownFields: two encodings of the same request
@@ -30,7 +32,8 @@ func TestRetryHashLeavesOutUnknownFields(t *testing.T) {
 		if err := proto.Unmarshal(wire, &req); err != nil {
 			t.Fatal(err)
 		}
-		m, err := commandMeta(context.Background(), &req)
+		ctx := WithIdentity(context.Background(), identity.Identity{ODS: "RH802", Role: authz.DischargeTeam})
+		m, err := commandMeta(ctx, &req)
 		if err != nil {
 			t.Fatal(err)
 		}

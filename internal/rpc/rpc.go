@@ -39,9 +39,9 @@ const (
 	MetadataRequestID = "x-request-id"
 )
 
-// meta reads the caller (as Auth verified it; none when the handler runs
-// without Auth, as in tests of the handlers alone) and the correlation id
-// and purpose from the request metadata.
+// meta reads the caller, as Auth verified it (a call without one is
+// UNAUTHENTICATED: no handler runs for nobody), and the correlation id and
+// purpose from the request metadata.
 func meta(ctx context.Context) (app.Meta, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	get := func(k string) string {
@@ -56,9 +56,11 @@ func meta(ctx context.Context) (app.Meta, error) {
 		Purpose:       get(MetadataPurpose),
 		Method:        method,
 	}
-	if id, ok := Identity(ctx); ok {
-		m.Actor = id.Actor()
+	id, ok := Identity(ctx)
+	if !ok {
+		return m, unauthenticated("no verified identity")
 	}
+	m.Actor = id.Actor()
 	m.CallID, _ = ctx.Value(callIDKey{}).(string)
 	var vs []spa.Violation
 	for _, kv := range [][2]string{{MetadataCorrelationID, m.CorrelationID}, {MetadataPurpose, m.Purpose}} {
