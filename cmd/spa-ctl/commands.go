@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -193,6 +194,12 @@ func describe(err error) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s", st.Code(), st.Message())
+	switch {
+	case st.Code() == codes.Unavailable && strings.Contains(st.Message(), "server preface"):
+		b.WriteString(" (the server may require TLS: give --tls-ca, --tls-cert and --tls-key)")
+	case st.Code() == codes.Unavailable && strings.Contains(st.Message(), "certificate"):
+		b.WriteString(" (the server refused this certificate, or --tls-ca does not sign the server's)")
+	}
 	for _, d := range st.Details() {
 		if br, ok := d.(*errdetails.BadRequest); ok {
 			for _, v := range br.GetFieldViolations() {
