@@ -2,16 +2,24 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"net"
+	"net/url"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"spa/internal/authz"
+	"spa/internal/identity"
 )
 
 func from(host string) context.Context {
@@ -136,6 +144,17 @@ func TestCallerKey(t *testing.T) {
 	}
 	if k := callerKey(from("10.0.0.1")); k != "10.0.0.1" {
 		t.Fatalf("IPv4: %q", k)
+	}
+	// With a verified certificate, the organisation, wherever it calls
+	// from: its people and systems share one allowance.
+	for _, host := range []string{"10.0.0.1", "10.9.9.9"} {
+		ctx := from(host)
+		p, _ := peer.FromContext(ctx)
+		cert := &x509.Certificate{Subject: pkix.Name{CommonName: "ward"}, URIs: []*url.URL{(identity.Identity{ODS: "RJZ30", Role: authz.DischargeTeam}).URI()}}
+		p.AuthInfo = credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}}}
+		if k := callerKey(peer.NewContext(ctx, p)); k != "org RJZ30" {
+			t.Fatalf("a verified caller at %s: %q", host, k)
+		}
 	}
 }
 
