@@ -46,19 +46,30 @@ func (s *Store) OpenCheckpoints(ctx context.Context, req Requirements) (*Checkpo
 	return &Checkpoints{store: s, gate: backoff.NewGate("checkpoint appends", s.log)}, nil
 }
 
-// Last returns the last checkpoint stored (its signed note) and its
-// sequence in the checkpoint stream, as the stream's leader has them;
-// nil and 0 when there is none. Retried like Store.Load.
+// Last returns the last checkpoint stored (its signed note; nil when there
+// is none) and the checkpoint stream's last sequence, which the next
+// Append must expect, as the stream's leader has them. The stream's last
+// message is not always the last checkpoint: whoever can make JetStream
+// copy a message into the stream (a push consumer delivering on its
+// subject) can put something else there, and a signer must still be able
+// to append after it. Retried like Store.Load.
 func (c *Checkpoints) Last(ctx context.Context) ([]byte, uint64, error) {
 	var note []byte
 	var at uint64
 	err := c.store.do(ctx, c.store.reads, func(ctx context.Context) error {
+		note, at = nil, 0
+		info, err := c.store.js.Stream(ctx, CheckpointStreamName)
+		if err != nil {
+			return fmt.Errorf("jetstream: %s: %w", CheckpointStreamName, err)
+		}
+		if at = info.CachedInfo().State.LastSeq; at == 0 {
+			return nil
+		}
 		msg, err := c.store.onLeader(ctx, CheckpointStreamName, apiGet{LastBySubject: CheckpointSubject})
 		if err != nil || msg == nil {
-			note, at = nil, 0
 			return err
 		}
-		note, at = msg.Data, msg.Seq
+		note, at = msg.Data, max(at, msg.Seq) // max: one stored since the info
 		return nil
 	})
 	return note, at, err
@@ -68,17 +79,15 @@ func (c *Checkpoints) Last(ctx context.Context) ([]byte, uint64, error) {
 // the checkpoint stream's last sequence is still expectedLast (0: it must
 // be empty): so that each event log sequence is checkpointed once however
 // many signers race. A lost race is spa.ErrConcurrentChange: read Last
-// again. So is a checkpoint of the same sequence already stored within
-// the duplicate window (by another signer, or by this append's own first
-// sending whose acknowledgement was lost): nothing is appended, and Last
-// has the stored one.
+// again (an append sent again after its acknowledgement was lost is one
+// too, and Last then has it). No message id is used: one that anybody
+// else could send first would make every append a "duplicate".
 func (c *Checkpoints) Append(ctx context.Context, note []byte, sequence, expectedLast uint64) error {
 	msg := nats.NewMsg(CheckpointSubject)
 	msg.Data = note
 	msg.Header.Set(HeaderCheckpointSequence, strconv.FormatUint(sequence, 10))
 	return c.store.do(ctx, c.gate, func(ctx context.Context) error {
-		ack, err := c.store.js.PublishMsg(ctx, msg,
-			jetstream.WithMsgID("spa-checkpoint-"+strconv.FormatUint(sequence, 10)),
+		_, err := c.store.js.PublishMsg(ctx, msg,
 			jetstream.WithExpectLastSequence(expectedLast),
 			jetstream.WithExpectStream(CheckpointStreamName))
 		var apiErr *jetstream.APIError
@@ -87,9 +96,6 @@ func (c *Checkpoints) Append(ctx context.Context, note []byte, sequence, expecte
 		}
 		if err != nil {
 			return fmt.Errorf("jetstream: append checkpoint: %w", err)
-		}
-		if ack.Duplicate {
-			return spa.ErrConcurrentChange
 		}
 		return nil
 	})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+
+	"spa/internal/secret"
 )
 
 // Client is how a process connects to NATS: as which identity, proved by
@@ -62,12 +64,18 @@ func (c Client) Options() ([]nats.Option, error) {
 	opts := []nats.Option{nats.CustomInboxPrefix(c.Identity.InboxPrefix())}
 	switch {
 	case c.NkeyFile != "":
+		if err := secret.Check(c.NkeyFile, "--nats-nkey"); err != nil {
+			return nil, err
+		}
 		o, err := nats.NkeyOptionFromSeed(c.NkeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("--nats-nkey: %w", err)
 		}
 		opts = append(opts, o)
 	case c.CredsFile != "":
+		if err := secret.Check(c.CredsFile, "--nats-creds"); err != nil {
+			return nil, err
+		}
 		opts = append(opts, nats.UserCredentials(c.CredsFile))
 	}
 	if c.CAFile != "" {

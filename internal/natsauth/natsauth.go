@@ -79,7 +79,7 @@ func Permissions(id Identity) *server.Permissions {
 		pub := join(jetstream.Subjects, jetstream.AccessSubjects, []string{jetstream.CheckpointSubject, "spa.readmodel.>"},
 			readStream(events), readStream(access), readStream(checkpoints))
 		return &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: pub, Deny: sharedConsumer()},
+			Publish: &server.SubjectPermission{Allow: pub, Deny: join(sharedConsumer(), routerPull())},
 			// The signers answer requests for a checkpoint now.
 			Subscribe: &server.SubjectPermission{Allow: join(inbox, []string{checkpoint.RequestSubject})},
 			Response:  responses,
@@ -106,7 +106,7 @@ func Permissions(id Identity) *server.Permissions {
 		}
 	case Auditor:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: join(readStream(events), readStream(access), readStream(checkpoints)), Deny: sharedConsumer()},
+			Publish:   &server.SubjectPermission{Allow: join(readStream(events), readStream(access), readStream(checkpoints)), Deny: join(sharedConsumer(), routerPull())},
 			Subscribe: &server.SubjectPermission{Allow: inbox},
 		}
 	}
@@ -151,6 +151,13 @@ func sharedConsumer() []string {
 	prefix := "$JS.API.CONSUMER."
 	suffix := "." + jetstream.StreamName + "." + jetstream.RouterConsumer
 	return []string{prefix + "CREATE" + suffix, prefix + "CREATE" + suffix + ".>", prefix + "DELETE" + suffix}
+}
+
+// routerPull is pulling from the routers' shared consumer: the workers'
+// alone, or another reader could hold the routers' events unacknowledged
+// and starve routing.
+func routerPull() []string {
+	return []string{"$JS.API.CONSUMER.MSG.NEXT." + jetstream.StreamName + "." + jetstream.RouterConsumer}
 }
 
 func join(lists ...[]string) []string {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+
+	"spa/internal/secret"
 )
 
 // SeedFile is where the embedded server keeps id's nkey seed under dir
@@ -46,6 +48,9 @@ func ensureSeed(path string) (nkeys.KeyPair, error) {
 		return createSeed(path)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := secret.Check(path, "nats identity seed"); err != nil {
 		return nil, err
 	}
 	kp, err := nkeys.FromSeed(bytes.TrimSpace(data))

@@ -22,6 +22,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"spa/internal/secret"
 )
 
 // CA is a certificate authority that issues SPA's certificates.
@@ -173,6 +175,9 @@ func template(cn string, validFor time.Duration) (*x509.Certificate, error) {
 // and every client must present a certificate that clientCAFile's CAs
 // signed.
 func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	if err := secret.Check(keyFile, "--tls-key"); err != nil {
+		return nil, err
+	}
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
@@ -198,6 +203,9 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
 	if certFile != "" || keyFile != "" {
+		if err := secret.Check(keyFile, "--tls-key"); err != nil {
+			return nil, err
+		}
 		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)

@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"spa/internal/secret"
 )
 
 // Key file names in a directory (spa-ctl signing-key --out DIR, and the
@@ -87,12 +89,8 @@ func ParseKey(private string) (*Key, error) {
 // LoadKey reads a private key file. A file others may read is refused:
 // whoever reads it can sign events.
 func LoadKey(path string) (*Key, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("signing key %s: readable by others (mode %s): chmod 600 it", path, info.Mode().Perm())
+	if err := secret.Check(path, "signing key"); err != nil {
+		return nil, err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
