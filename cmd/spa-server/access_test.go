@@ -468,6 +468,7 @@ func TestWhatEachSees(t *testing.T) {
 		addProvider(t, clients{providers: spav1.NewProviderServiceClient(s.dial(t, p))}, p.ODS, 3, nil, spav1.Service_SERVICE_STEP_DOWN_BED)
 	}
 	var ids []string
+	var token uint64 // the consistency token of the last submission
 	for i, who := range []identity.Identity{team, team, otherTeam} {
 		d := referraltest.Details(40 + i)
 		d.Episode.SiteOds, d.Needs.ShortTermBedBasedCare = who.ODS, true
@@ -476,12 +477,13 @@ func TestWhatEachSees(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids = append(ids, sub.GetReferralId())
+		token = max(token, sub.GetSequence())
 	}
 
 	// A discharge team's board, one row a page, without a site: its own
 	// two referrals, and the second page follows the first.
 	var rows []string
-	req := &spav1.ListReferralsRequest{PageSize: 1, MinSequence: 1}
+	req := &spav1.ListReferralsRequest{PageSize: 1, MinSequence: token}
 	for range 5 {
 		page, err := referrals(team).ListReferrals(ctx, req)
 		if err != nil {
@@ -501,7 +503,7 @@ func TestWhatEachSees(t *testing.T) {
 
 	// A provider lists only its own registration, with no page token, and
 	// its own assignments without naming itself.
-	provs, err := spav1.NewProviderServiceClient(s.dial(t, first)).ListProviders(ctx, &spav1.ListProvidersRequest{PageSize: 1})
+	provs, err := spav1.NewProviderServiceClient(s.dial(t, first)).ListProviders(ctx, &spav1.ListProvidersRequest{PageSize: 1, MinSequence: token})
 	if err != nil || len(provs.GetProviders()) != 1 || provs.GetProviders()[0].GetDetails().GetOds() != ownProvider || provs.GetNextPageToken() != "" {
 		t.Errorf("a provider's ListProviders: %v %v", provs, err)
 	}
