@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,24 +45,7 @@ type bus struct {
 // server, started as spa-server starts it, with --nats-listen.
 func TestEmbeddedIsLocked(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	seeds := filepath.Join(dir, "nats")
-	users, err := natsauth.EnsureSeeds(seeds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emb, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", NoSync: true, Users: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	attack(t, setUp(t, emb.ClientURL(), 1, nil, func(id natsauth.Identity) []nats.Option {
-		opts, err := natsauth.Client{Identity: id, NkeyFile: natsauth.SeedFile(seeds, id)}.Options()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return opts
-	}))
+	attack(t, embeddedBus(t))
 }
 
 func TestEmbeddedRefusesAnonymousListener(t *testing.T) {
