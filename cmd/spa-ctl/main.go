@@ -121,7 +121,7 @@ commands:
                                      (a file, the live stream); names the first break
   signing-key --out DIR [--name N]   make the key pair events and checkpoints are signed with
   checkpoint --nats-url URL          ask a spa-server to sign a checkpoint of the log now
-  checkpoints --nats-url URL [--out FILE]
+  checkpoints --nats-url URL --nats-nkey AUDITOR_SEED [--out FILE]
                                      every signed checkpoint; --out adds them to an auditor's
                                      file and fails if ones kept there are gone
   access-log --referral ID | --patient NHS_NUMBER

@@ -21,10 +21,15 @@ import (
 // --nats-url and any flags extra adds) and connects; done closes the
 // connection.
 func (c *ctl) natsCommand(name string, args []string, extra func(fs *flag.FlagSet)) (nc *natsConn, done func(), err error) {
+	// spa-ctl's NATS commands are the operator's: the admin identity.
+	return c.natsCommandAs(natsauth.Admin, name, args, extra)
+}
+
+// natsCommandAs is natsCommand as NATS identity id.
+func (c *ctl) natsCommandAs(id natsauth.Identity, name string, args []string, extra func(fs *flag.FlagSet)) (nc *natsConn, done func(), err error) {
 	fs := c.flags(name)
 	url := fs.String("nats-url", c.getenv("SPA_NATS_URL"), "NATS URL (env SPA_NATS_URL); in the all-in-one mode start spa-server with --nats-listen")
-	// spa-ctl's NATS commands are the operator's: the admin identity.
-	auth := natsauth.Client{Identity: natsauth.Admin, NkeyFile: c.getenv("SPA_NATS_NKEY"), CredsFile: c.getenv("SPA_NATS_CREDS"),
+	auth := natsauth.Client{Identity: id, NkeyFile: c.getenv("SPA_NATS_NKEY"), CredsFile: c.getenv("SPA_NATS_CREDS"),
 		CAFile: c.getenv("SPA_NATS_CA"), CertFile: c.getenv("SPA_NATS_CERT"), KeyFile: c.getenv("SPA_NATS_KEY")}
 	auth.Register(fs)
 	if extra != nil {

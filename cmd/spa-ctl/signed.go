@@ -16,6 +16,7 @@ import (
 
 	"spa/internal/checkpoint"
 	"spa/internal/jetstream"
+	"spa/internal/natsauth"
 	"spa/internal/signing"
 )
 
@@ -66,7 +67,9 @@ func (c *ctl) makeCheckpoint(ctx context.Context, args []string) error {
 // the auditor's copy, which a later rewrite of the stream cannot change.
 func (c *ctl) checkpoints(ctx context.Context, args []string) error {
 	var out string
-	nc, done, err := c.natsCommand("checkpoints", args, func(fs *flag.FlagSet) {
+	// Reading checkpoints is the auditor's part (an admin's seed is refused
+	// here: its replies come to the auditor's inbox).
+	nc, done, err := c.natsCommandAs(natsauth.Auditor, "checkpoints", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&out, "out", "", "add the checkpoints to this file (JSON lines; those already there are kept); without it they are printed")
 	})
 	if err != nil {

@@ -56,7 +56,7 @@ func TestSignedAudit(t *testing.T) {
 	// An auditor's copies: the checkpoints and an export.
 	dir := t.TempDir()
 	cps := filepath.Join(dir, "checkpoints.jsonl")
-	if out, _, err := run(t, addr, "checkpoints", "--nats-url", natsURL, "--nats-nkey", adminNkey, "--out", cps); err != nil || !strings.Contains(out, "new, added to") {
+	if out, _, err := run(t, addr, "checkpoints", "--nats-url", natsURL, "--nats-nkey", auditorNkey, "--out", cps); err != nil || !strings.Contains(out, "new, added to") {
 		t.Fatalf("checkpoints: %v\n%s", err, out)
 	}
 	dump, _, err := run(t, addr, "--as", "SPA/auditor", "replay", "--data")
