@@ -20,8 +20,9 @@ func (a *App) ListAssignments(ctx context.Context, meta Meta, req *spav1.ListAss
 		req = proto.Clone(req).(*spav1.ListAssignmentsRequest)
 		req.ProviderOds = ods
 	}
-	if _, _, err := codec.AssignmentQueryFromProto(req).Validate(); err != nil || purpose(meta) != nil {
-		return nil, spa.JoinInvalid(err, purpose(meta))
+	_, _, invalid := codec.AssignmentQueryFromProto(req).Validate()
+	if err := spa.JoinInvalid(invalid, purpose(meta)); err != nil {
+		return nil, err
 	}
 	if err := checkList(meta, func(c authz.Caller) error { return c.ProviderOrg(req.GetProviderOds()) }); err != nil {
 		return nil, err

@@ -19,8 +19,9 @@ func (a *App) ListReferrals(ctx context.Context, meta Meta, req *spav1.ListRefer
 		req = proto.Clone(req).(*spav1.ListReferralsRequest)
 		req.SiteOds = site
 	}
-	if _, _, err := codec.ListQueryFromProto(req).Validate(); err != nil || purpose(meta) != nil {
-		return nil, spa.JoinInvalid(err, purpose(meta))
+	_, _, invalid := codec.ListQueryFromProto(req).Validate()
+	if err := spa.JoinInvalid(invalid, purpose(meta)); err != nil {
+		return nil, err
 	}
 	if err := checkList(meta, func(c authz.Caller) error { return c.Site(req.GetSiteOds()) }); err != nil {
 		return nil, err

@@ -35,9 +35,9 @@ func (a *App) ReplayEvents(ctx context.Context, meta Meta, f spa.EventFilter, fn
 // ListAccess returns a page of who read a referral's data, or any of a
 // patient's referrals, oldest first.
 func (a *App) ListAccess(ctx context.Context, meta Meta, q spa.AccessQuery) (*spav1.ListAccessResponse, error) {
-	size, after, err := q.Validate()
-	if err != nil || purpose(meta) != nil {
-		return nil, spa.JoinInvalid(err, purpose(meta))
+	size, after, invalid := q.Validate()
+	if err := spa.JoinInvalid(invalid, purpose(meta)); err != nil {
+		return nil, err
 	}
 	records, next, err := a.access.List(ctx, q, after, size)
 	if err != nil {

@@ -13,8 +13,9 @@ import (
 // carrying the last sequence seen) every interval without one, until ctx
 // ends. A provider watches only its own. Each delivery is recorded in the access log before fn sees it.
 func (a *App) WatchAssignments(ctx context.Context, meta Meta, provider string, after uint64, interval time.Duration, fn func(spa.StoredEvent) error) error {
-	if _, _, err := (spa.AssignmentQuery{ProviderODS: provider}).Validate(); err != nil || purpose(meta) != nil {
-		return spa.JoinInvalid(err, purpose(meta))
+	_, _, invalid := (spa.AssignmentQuery{ProviderODS: provider}).Validate()
+	if err := spa.JoinInvalid(invalid, purpose(meta)); err != nil {
+		return err
 	}
 	if err := checkList(meta, func(c authz.Caller) error { return c.ProviderOrg(provider) }); err != nil {
 		return err

@@ -17,13 +17,8 @@ import (
 // pages exactly.
 func TestAccessLogPages(t *testing.T) {
 	t.Parallel()
-	nc := jetstreamtest.Connect(t, jetstreamtest.Start(t))
-	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
 	ctx := context.Background()
-	access, err := store.OpenAccessLog(ctx, jetstream.Requirements{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	access := openAccessLog(t)
 	id, other := spa.ReferralIDFor("access-pages"), spa.ReferralIDFor("access-other")
 	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	for i := range 200 {
@@ -69,13 +64,8 @@ func TestAccessLogPages(t *testing.T) {
 // still finds them.
 func TestAccessByPatient(t *testing.T) {
 	t.Parallel()
-	nc := jetstreamtest.Connect(t, jetstreamtest.Start(t))
-	store := jetstreamtest.Store(t, nc, jetstream.Setup{})
 	ctx := context.Background()
-	access, err := store.OpenAccessLog(ctx, jetstream.Requirements{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	access := openAccessLog(t)
 	first, second, stranger := spa.ReferralIDFor("patient-1st"), spa.ReferralIDFor("patient-2nd"), spa.ReferralIDFor("stranger")
 	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	reads := [][]spa.Accessed{
@@ -104,4 +94,15 @@ func TestAccessByPatient(t *testing.T) {
 	if recs, _, err := access.List(ctx, spa.AccessQuery{ReferralID: first}, 0, 100); err != nil || len(recs) != 2 {
 		t.Fatalf("the referral's reads: %v %v", recs, err)
 	}
+}
+
+// openAccessLog is the access log of a new embedded server.
+func openAccessLog(t *testing.T) *jetstream.AccessLog {
+	t.Helper()
+	store := jetstreamtest.Store(t, jetstreamtest.Connect(t, jetstreamtest.Start(t)), jetstream.Setup{})
+	access, err := store.OpenAccessLog(context.Background(), jetstream.Requirements{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return access
 }

@@ -155,14 +155,7 @@ func TestKeyFiles(t *testing.T) {
 
 // BenchmarkSignEvent is the cost signing adds to every append.
 func BenchmarkSignEvent(b *testing.B) {
-	private, _, err := GenerateKey("spa-bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	k, err := ParseKey(private)
-	if err != nil {
-		b.Fatal(err)
-	}
+	k := benchKey(b)
 	h := sha256.Sum256([]byte("event bytes"))
 	for b.Loop() {
 		if _, err := k.SignEvent("spa.referral.ref-aaaaaaaaaaaaaaaa", h[:]); err != nil {
@@ -174,14 +167,7 @@ func BenchmarkSignEvent(b *testing.B) {
 // BenchmarkVerifyEvent is the cost per event of a checkpoint and of
 // verify.
 func BenchmarkVerifyEvent(b *testing.B) {
-	private, _, err := GenerateKey("spa-bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	k, err := ParseKey(private)
-	if err != nil {
-		b.Fatal(err)
-	}
+	k := benchKey(b)
 	h := sha256.Sum256([]byte("event bytes"))
 	sig, err := k.SignEvent("spa.referral.ref-aaaaaaaaaaaaaaaa", h[:])
 	if err != nil {
@@ -193,4 +179,18 @@ func BenchmarkVerifyEvent(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchKey is a new key for a benchmark.
+func benchKey(b *testing.B) *Key {
+	b.Helper()
+	private, _, err := GenerateKey("spa-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := ParseKey(private)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k
 }
