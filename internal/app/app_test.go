@@ -41,13 +41,16 @@ func (m *memStore) AppendBatch(_ context.Context, batch []spa.Append) ([]uint64,
 		return nil, spa.ErrConcurrentChange
 	}
 	key := func(rec spa.Record) string { return string(spa.AggregateOf(rec.Event)) + "." + rec.AggregateID }
+	seen := map[string]bool{}
 	for _, b := range batch {
 		recs := m.recs[key(b.Record)]
 		var last uint64
 		if len(recs) > 0 {
 			last = recs[len(recs)-1].Sequence
 		}
-		if b.Guard && last != b.Expected {
+		follows := seen[key(b.Record)]
+		seen[key(b.Record)] = true
+		if b.Guard && !follows && last != b.Expected {
 			return nil, spa.ErrConcurrentChange
 		}
 	}

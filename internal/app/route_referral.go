@@ -94,45 +94,66 @@ func (a *App) waitingFor(ods string) ([]spa.Referral, error) {
 // RouteReferral takes a referral's routing steps until there is none to
 // take, prompted by an event at event time at (a step is dated at the
 // later of that and the referral's last fact, never the wall clock, so
-// that replays agree). Each step is appended under the sequences it was
-// decided on (the referral's, and the provider's for a reservation) with
-// an id fixed by them, so a redelivered prompt or a second worker deciding
-// the same thing appends nothing twice, and a unit of capacity is never
-// promised twice. A step that loses a race is decided again once the read
-// model has caught up.
+// that replays agree). The steps that follow each other without waiting
+// for anyone (a pathway decided, then an offer with its reservation or a
+// place in the queue) are decided together and appended as one atomic
+// batch: one commit, not one per step (ADR 34). The batch is appended
+// under the sequences it was decided on (the referral's, and the
+// provider's for a reservation) with ids fixed by them, so a redelivered
+// prompt or a second worker deciding the same thing appends nothing
+// twice, and a unit of capacity is never promised twice. A batch that
+// loses a race is decided again once the read model has caught up.
 func (a *App) RouteReferral(ctx context.Context, id string, at time.Time) error {
 	actor := spa.Actor{Role: spa.ActorRouter, User: a.worker}
 	return a.steps(ctx, id, a.routing.CatchUp, func(recs []spa.Record, r spa.Referral, last uint64) ([]spa.Append, error) {
-		stepAt := r.FactsAt
-		if at.After(stepAt) {
-			stepAt = at
-		}
 		// The policies in force are the log's, read from the model, which
 		// has applied the prompt (and so every switch before it).
 		policies, err := a.routing.Policies()
 		if err != nil {
 			return nil, err
 		}
-		var providers []spa.Provider
-		if spa.NeedsProviders(r, policies, stepAt) {
-			if providers, err = a.routing.Providers(r.Details.Patient.Borough); err != nil {
-				return nil, err
+		var batch []spa.Append
+		for n := 1; n <= maxBatchSteps; n++ {
+			stepAt := r.FactsAt
+			if at.After(stepAt) {
+				stepAt = at
 			}
-		}
-		step := spa.NextStep(r, providers, policies, stepAt)
-		if step.Event == nil {
-			return nil, nil
-		}
-		rec := stepRecord(recs, fmt.Sprintf("route-%s-%d", id, last), stepAt, actor, step.Policy.Version, step.Event)
-		batch := []spa.Append{{Record: rec, Expected: last, Guard: true}}
-		if step.Provider != nil {
-			pr := stepRecord(recs, rec.EventID+"-"+step.ProviderODS, stepAt, actor, step.Policy.Version, step.Provider)
-			pr.AggregateID = step.ProviderODS
-			batch = append(batch, spa.Append{Record: pr, Expected: providerVersion(providers, step.ProviderODS), Guard: step.GuardProvider})
+			var providers []spa.Provider
+			if spa.NeedsProviders(r, policies, stepAt) {
+				if providers, err = a.routing.Providers(r.Details.Patient.Borough); err != nil {
+					return nil, err
+				}
+			}
+			step := spa.NextStep(r, providers, policies, stepAt)
+			if step.Event == nil {
+				break
+			}
+			eventID := fmt.Sprintf("route-%s-%d", id, last)
+			if n > 1 {
+				eventID = fmt.Sprintf("%s-%d", eventID, n)
+			}
+			rec := stepRecord(recs, eventID, stepAt, actor, step.Policy.Version, step.Event)
+			batch = append(batch, spa.Append{Record: rec, Expected: last, Guard: true})
+			if step.Provider != nil {
+				pr := stepRecord(recs, rec.EventID+"-"+step.ProviderODS, stepAt, actor, step.Policy.Version, step.Provider)
+				pr.AggregateID = step.ProviderODS
+				batch = append(batch, spa.Append{Record: pr, Expected: providerVersion(providers, step.ProviderODS), Guard: step.GuardProvider})
+				// The provider's state has changed: a further step
+				// reads it again, in a batch of its own.
+				break
+			}
+			if _, ends := step.Event.(spa.AssignmentStatusChanged); ends {
+				break // a step read after a transition needs its sequence
+			}
+			recs = append(recs, rec)
+			r.Apply(rec)
 		}
 		return batch, nil
 	})
 }
+
+// maxBatchSteps bounds the routing steps decided into one batch.
+const maxBatchSteps = 4
 
 // steps takes a referral's steps one at a time through change until next
 // decides none: next gets the referral's events, its state and its last

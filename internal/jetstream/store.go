@@ -264,21 +264,32 @@ func (s *Store) message(ctx context.Context, a *spa.Append) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: predecessor on %s: %w", subject, err)
 	}
+	var prevData []byte
 	if prev != nil {
 		if prev.Subject != subject {
 			return nil, spa.ErrConcurrentChange
 		}
-		h := sha256.Sum256(prev.Data)
-		a.Record.PrevHash = h[:]
+		prevData = prev.Data
 	}
-	data, err := codec.MarshalRecord(a.Record)
+	return s.encode(subject, a.Record, prevData)
+}
+
+// encode makes the message of rec on subject, linked to the stored bytes
+// of its predecessor on the subject (nil for the subject's first event),
+// with its hash and signature.
+func (s *Store) encode(subject string, rec spa.Record, prevData []byte) (*nats.Msg, error) {
+	if prevData != nil {
+		h := sha256.Sum256(prevData)
+		rec.PrevHash = h[:]
+	}
+	data, err := codec.MarshalRecord(rec)
 	if err != nil {
 		return nil, err
 	}
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(HeaderEventType, spa.EventName(a.Record.Event))
-	if p := spa.ProviderOf(a.Record); p != "" {
+	msg.Header.Set(HeaderEventType, spa.EventName(rec.Event))
+	if p := spa.ProviderOf(rec); p != "" {
 		msg.Header.Set(HeaderProvider, p)
 	}
 	h := sha256.Sum256(data)
@@ -415,7 +426,10 @@ const (
 
 // AppendBatch appends events to several subjects atomically: all of them,
 // or none when any guard fails (spa.ErrConcurrentChange). It returns each
-// event's sequence. A single event is a plain Append.
+// event's sequence. A single event is a plain Append. An event on a
+// subject that an earlier event of the batch is on follows that one in
+// the subject's chain; the earlier one's guard covers it (its own is not
+// sent: JetStream checks a subject's sequence once per batch).
 //
 // When JetStream does not answer, the whole batch is sent again (a new
 // batch with the same message ids and guards): if the first one was
@@ -437,13 +451,29 @@ func (s *Store) AppendBatch(ctx context.Context, batch []spa.Append) ([]uint64, 
 
 func (s *Store) appendBatch(ctx context.Context, batch []spa.Append) ([]uint64, error) {
 	id := nuid.Next()
+	// written holds the stored bytes of the batch's last event on each
+	// subject: a later event on the subject follows it, unguarded (the
+	// subject's first event in the batch carries the guard, and the batch
+	// is stored whole or not at all).
+	written := make(map[string][]byte, len(batch))
 	for i, b := range batch {
-		msg, err := s.message(ctx, &b)
+		subject := SubjectOf(spa.AggregateOf(b.Record.Event), b.Record.AggregateID)
+		var msg *nats.Msg
+		var err error
+		prevData, follows := written[subject]
+		if follows {
+			msg, err = s.encode(subject, b.Record, prevData)
+		} else {
+			msg, err = s.message(ctx, &b)
+		}
 		if err != nil {
 			return nil, err
 		}
+		written[subject] = msg.Data
 		msg.Header.Set(jetstream.MsgIDHeader, b.Record.EventID)
-		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(b.Expected, 10))
+		if !follows {
+			msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(b.Expected, 10))
+		}
 		msg.Header.Set(headerBatchID, id)
 		msg.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
 		last := i == len(batch)-1

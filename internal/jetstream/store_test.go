@@ -232,6 +232,68 @@ func TestAppendBatchIsAtomic(t *testing.T) {
 	}
 }
 
+// TestBatchOfStepsOnOneSubject appends several events of one referral
+// and its provider's reservation in one batch: the referral's later
+// events follow the first in its chain, the batch's guard covers them, and
+// the same batch decided on the old state again is refused whole.
+func TestBatchOfStepsOnOneSubject(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	ctx := context.Background()
+	ref := spa.ReferralIDFor("request-steps")
+	provider := "VLAXM"
+	pseq, err := store.Append(ctx, record(provider, spa.ProviderRegistered{Details: spa.ProviderDetails{ODS: provider, Name: "Elmwood", Boroughs: []string{"Bromley"}, Services: []spa.Service{spa.ServiceCareHomeBed}}}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rseq, err := store.Append(ctx, record(ref, spa.ReferralSubmitted{RequestID: "request-steps"}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := func(tag string) []spa.Append {
+		id := spa.AssignmentIDFor(ref, 1)
+		d := record(ref, spa.PathwayDecided{Pathway: spa.PathwayP3CareHome, Rule: "test"})
+		o := record(ref, spa.OfferMade{AssignmentID: id, ProviderODS: provider, Service: spa.ServiceCareHomeBed})
+		r := record(provider, spa.CapacityReserved{Service: spa.ServiceCareHomeBed, ReferralID: ref, AssignmentID: id})
+		d.EventID, o.EventID, r.EventID = tag+"-decide", tag+"-offer", tag+"-reserve"
+		// The offer's own guard is stale on purpose: the decision's covers it.
+		return []spa.Append{{Record: d, Expected: rseq, Guard: true}, {Record: o, Expected: rseq, Guard: true}, {Record: r, Expected: pseq, Guard: true}}
+	}
+	seqs, err := store.AppendBatch(ctx, steps("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 3 || seqs[2] != seqs[0]+2 {
+		t.Fatalf("sequences %v", seqs)
+	}
+	recs, last, err := store.Load(ctx, spa.AggregateReferral, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 || last != seqs[1] {
+		t.Fatalf("referral: %d events, last %d; want 3, last %d", len(recs), last, seqs[1])
+	}
+	if _, ok := recs[2].Event.(spa.OfferMade); !ok {
+		t.Fatalf("third event %T, want the offer", recs[2].Event)
+	}
+	var chains audit.Chains
+	err = store.Replay(ctx, spa.EventFilter{}, func(e spa.StoredEvent) error {
+		if b := chains.Check(e); b != nil {
+			return b
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("chains: %v", err)
+	}
+	if _, err := store.AppendBatch(ctx, steps("b")); !errors.Is(err, spa.ErrConcurrentChange) {
+		t.Fatalf("the same steps on the old state: %v, want a lost race", err)
+	}
+	if l, _ := store.LastSequence(ctx); l != seqs[2] {
+		t.Fatalf("stream last %d after a refused batch, want %d", l, seqs[2])
+	}
+}
+
 // TestMirrorKeepsTheChain mirrors the event stream, as an off-site copy
 // does, and checks that the copy's hash chains verify.
 func TestMirrorKeepsTheChain(t *testing.T) {

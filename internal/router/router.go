@@ -22,10 +22,16 @@ import (
 	"spa/internal/spa"
 )
 
-// routerBatch bounds the prompts a router holds unacknowledged: those of a
+// routerBatch bounds the prompts a router fetches at once: those of a
 // router that dies wait for the consumer's ack wait before another takes
 // them.
 const routerBatch = 20
+
+// parallel is how many prompts a router works on at once, each of its
+// own referral (or provider): a step spends most of its time waiting for
+// JetStream, so several overlap; the prompts of one subject are taken
+// one after the other, in log order.
+const parallel = 8
 
 // Router hands every event of the log to the application's routing steps.
 // The steps are appended under the sequences they were decided on, so a
@@ -65,6 +71,8 @@ func (rt *Router) Run(ctx context.Context) error {
 		return fmt.Errorf("router: %w", err)
 	}
 	fetching := backoff.New("router fetch", rt.log)
+	lanes := newLanes(parallel, func(msg jetstream.Msg) { rt.take(ctx, msg) })
+	defer lanes.wait()
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		batch, err := cons.Fetch(routerBatch, jetstream.FetchContext(fctx))
@@ -77,7 +85,7 @@ func (rt *Router) Run(ctx context.Context) error {
 		}
 		for msg := range batch.Messages() {
 			fetching.Succeeded()
-			rt.take(ctx, msg)
+			lanes.add(msg)
 		}
 		cancel()
 		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && ctx.Err() == nil {

@@ -396,7 +396,9 @@ func DecidePatientLeft(r Referral, c RecordPatientLeft, now time.Time) (Event, e
 type Append struct {
 	Record Record
 	// Expected is the sequence the aggregate's last event must have when
-	// Guard is set (0: the aggregate must have no events).
+	// Guard is set (0: the aggregate must have no events). In a batch,
+	// an append to an aggregate an earlier append of the batch is on
+	// follows that one: the earlier one's guard covers both.
 	Expected uint64
 	Guard    bool
 }
