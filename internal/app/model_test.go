@@ -422,10 +422,12 @@ func (r modelRouting) Providers(string) ([]spa.Provider, error) {
 	return out, nil
 }
 
-func (r modelRouting) AwaitingCapacity() ([]spa.Referral, error) { return nil, errNotModelled }
-func (r modelRouting) AwaitingTest() ([]spa.Referral, error)     { return nil, errNotModelled }
-func (r modelRouting) Policies() (spa.Policies, error)           { return r.m.policies, nil }
-func (r modelRouting) CatchUp(context.Context) error             { return nil }
+func (r modelRouting) AwaitingCapacity(string, spa.Service) ([]spa.Referral, error) {
+	return nil, errNotModelled
+}
+func (r modelRouting) AwaitingTest() ([]spa.Referral, error) { return nil, errNotModelled }
+func (r modelRouting) Policies() (spa.Policies, error)       { return r.m.policies, nil }
+func (r modelRouting) CatchUp(context.Context) error         { return nil }
 
 // errNotModelled: the model routes each referral itself (settle).
 var errNotModelled = errors.New("not in the model")

@@ -46,10 +46,10 @@ func (r storeRouting) Providers(string) ([]spa.Provider, error) {
 	}
 	return out, nil
 }
-func (storeRouting) AwaitingCapacity() ([]spa.Referral, error) { return nil, nil }
-func (storeRouting) AwaitingTest() ([]spa.Referral, error)     { return nil, nil }
-func (storeRouting) Policies() (spa.Policies, error)           { return spa.DefaultPolicies, nil }
-func (storeRouting) CatchUp(context.Context) error             { return nil }
+func (storeRouting) AwaitingCapacity(string, spa.Service) ([]spa.Referral, error) { return nil, nil }
+func (storeRouting) AwaitingTest() ([]spa.Referral, error)                        { return nil, nil }
+func (storeRouting) Policies() (spa.Policies, error)                              { return spa.DefaultPolicies, nil }
+func (storeRouting) CatchUp(context.Context) error                                { return nil }
 
 // TestRoutingIsOneCommit: from submission to offer, the router appends one
 // batch (the pathway decided, the offer and the provider's reservation),

@@ -1,8 +1,10 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"spa/internal/spa"
@@ -13,9 +15,11 @@ import (
 type Routing interface {
 	// Providers returns the providers serving borough ("" for all).
 	Providers(borough string) ([]spa.Provider, error)
-	// AwaitingCapacity returns the referrals waiting for capacity, oldest
-	// first; AwaitingTest those held for an infection test.
-	AwaitingCapacity() ([]spa.Referral, error)
+	// AwaitingCapacity returns the referrals waiting for capacity of a
+	// service in a borough (compared as spa.ProviderDetails.Serves
+	// compares it), oldest first; AwaitingTest those held for an
+	// infection test, oldest first.
+	AwaitingCapacity(borough string, service spa.Service) ([]spa.Referral, error)
 	AwaitingTest() ([]spa.Referral, error)
 	// Policies returns the policies in force as the log has them.
 	Policies() (spa.Policies, error)
@@ -66,7 +70,7 @@ func (a *App) Route(ctx context.Context, prompt spa.Record) error {
 }
 
 // waitingFor returns the referrals waiting for capacity that provider ods
-// could take.
+// could take (a service it offers, in a borough it serves), oldest first.
 func (a *App) waitingFor(ods string) ([]spa.Referral, error) {
 	providers, err := a.routing.Providers("")
 	if err != nil {
@@ -78,16 +82,23 @@ func (a *App) waitingFor(ods string) ([]spa.Referral, error) {
 			p = q
 		}
 	}
-	waiting, err := a.routing.AwaitingCapacity()
-	if err != nil {
-		return nil, err
-	}
 	var out []spa.Referral
-	for _, r := range waiting {
-		if p.Details.Offers(r.Service) && p.Details.Serves(r.Details.Patient.Borough) {
-			out = append(out, r)
+	seen := map[string]bool{}
+	for _, b := range p.Details.Boroughs {
+		for _, s := range p.Details.Services {
+			waiting, err := a.routing.AwaitingCapacity(b, s)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range waiting {
+				if !seen[r.ID] {
+					seen[r.ID] = true
+					out = append(out, r)
+				}
+			}
 		}
 	}
+	slices.SortFunc(out, func(x, y spa.Referral) int { return cmp.Compare(x.SubmittedSequence, y.SubmittedSequence) })
 	return out, nil
 }
 

@@ -1,6 +1,7 @@
 // Package bolt keeps the referral read model in a bbolt file: referral
-// state, each referral's history and the board index, together with the
-// last applied stream sequence, all written in one transaction per batch.
+// state, the board and the indexes its filters and the router read,
+// together with the last applied stream sequence, all written in one
+// transaction per batch. A referral's history is the log's (ADR 30).
 //
 // One process owns a file (bbolt locks it). The model is derived data: it
 // can be deleted and rebuilt from the event log, and Digest proves that a
@@ -30,7 +31,6 @@ import (
 var (
 	bucketMeta      = []byte("meta")
 	bucketReferrals = []byte("referrals")
-	bucketHistory   = []byte("history")
 	bucketBoard     = []byte("board")
 	bucketProviders = []byte("providers")
 	// bucketOffers indexes assignments by provider: ods, 0, sequence of
@@ -44,7 +44,8 @@ var (
 	// keyLastHash is the SHA-256 of the last applied event's stored
 	// bytes (empty for a sequence that holds none).
 	keyLastHash = []byte("last_hash")
-	allBuckets  = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketOffers, bucketPolicies, bucketProviders, bucketReferrals}
+	allBuckets  = [][]byte{bucketAwaitingCapacity, bucketAwaitingTest, bucketBoard, bucketByPathway, bucketBySite, bucketByStatus,
+		bucketMeta, bucketOffers, bucketPolicies, bucketProviders, bucketReferrals}
 )
 
 // Entry is one event to apply: the decoded record and its stored bytes.
@@ -94,7 +95,7 @@ type Model struct {
 // layout names how this version lays the model out in its buckets; a file
 // laid out otherwise is emptied at Open and built again from the log (the
 // model is derived data).
-const layout = "8" // 8: details as submitted, the rule of a hold, facts time never back, switches from an instant; 7: policy switches; 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
+const layout = "9" // 9: indexes by status, pathway and site, the waiting queues, no history; 8: details as submitted, the rule of a hold, facts time never back, switches from an instant; 7: policy switches; 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
 
 // options returns bbolt's options for the read model file at path. The
 // initial map is twice the file's size (at least minMap), so that a long
@@ -421,6 +422,7 @@ func applyReferral(tx *bbolt.Tx, e Entry) error {
 		}
 	}
 	isNew := !r.Exists()
+	was := keysOf(r)
 	r.Apply(e.Record)
 	v, err := json.Marshal(r)
 	if err != nil {
@@ -439,7 +441,7 @@ func applyReferral(tx *bbolt.Tx, e Entry) error {
 			return err
 		}
 	}
-	return tx.Bucket(bucketHistory).Put(historyKey(id, e.Record.Sequence), e.Raw)
+	return reindex(tx, id, was, keysOf(r))
 }
 
 // WaitFor blocks until sequence seq is applied or ctx ends.
@@ -462,32 +464,18 @@ func (m *Model) WaitFor(ctx context.Context, seq uint64) error {
 // ErrNotFound is returned by Get for an unknown referral.
 var ErrNotFound = errors.New("bolt: referral not found")
 
-// Stored is one stored event of a referral's history.
-type Stored struct {
-	Sequence uint64
-	Raw      []byte
-}
-
-// Get returns a referral and its history, oldest first, or ErrNotFound.
-func (m *Model) Get(id string) (spa.Referral, []Stored, error) {
+// Get returns a referral, or ErrNotFound. Its history is the log's: the
+// events on its subject up to its Version.
+func (m *Model) Get(id string) (spa.Referral, error) {
 	var r spa.Referral
-	var hist []Stored
 	err := m.view(func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketReferrals).Get([]byte(id))
 		if v == nil {
 			return ErrNotFound
 		}
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-		prefix := append([]byte(id), 0)
-		c := tx.Bucket(bucketHistory).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			hist = append(hist, Stored{Sequence: binary.BigEndian.Uint64(k[len(prefix):]), Raw: bytes.Clone(v)})
-		}
-		return nil
+		return json.Unmarshal(v, &r)
 	})
-	return r, hist, err
+	return r, err
 }
 
 // Filter selects board rows; zero fields match everything.
@@ -497,36 +485,32 @@ type Filter struct {
 	SiteODS string
 }
 
-func (f Filter) match(r spa.Referral) bool {
-	return (f.Status == 0 || r.Status == f.Status) &&
-		(f.Pathway == 0 || r.Pathway == f.Pathway) &&
-		(f.SiteODS == "" || r.Details.Episode.SiteODS == f.SiteODS)
-}
-
 // List returns up to limit referrals matching f, in submission order,
 // starting after the board position after (0: from the start). next is the
-// position to pass to get the following page, 0 when there is none.
+// position to pass to get the following page, 0 when there is none. It
+// reads the indexes of f's values (ADR 30): the rows of the page and the
+// keys that lead to them, not the rows that do not match.
 func (m *Model) List(f Filter, after uint64, limit int) (rows []spa.Referral, next uint64, err error) {
 	err = m.view(func(tx *bbolt.Tx) error {
 		refs := tx.Bucket(bucketReferrals)
-		c := tx.Bucket(bucketBoard).Cursor()
+		board := boardOf(tx, f)
 		var last uint64
-		for k, id := c.Seek(u64(after + 1)); k != nil; k, id = c.Next() {
-			var r spa.Referral
-			if err := json.Unmarshal(refs.Get(id), &r); err != nil {
-				return err
-			}
-			if !f.match(r) {
-				continue
+		for from := after + 1; ; {
+			pos, id, ok := board.seek(from)
+			if !ok {
+				return nil
 			}
 			if len(rows) == limit {
 				next = last
 				return nil
 			}
+			var r spa.Referral
+			if err := json.Unmarshal(refs.Get(id), &r); err != nil {
+				return err
+			}
 			rows = append(rows, r)
-			last = binary.BigEndian.Uint64(k)
+			last, from = pos, pos+1
 		}
-		return nil
 	})
 	return rows, next, err
 }
@@ -643,15 +627,36 @@ func (m *Model) Assignments(providerODS string, status spa.TaskStatus, before ui
 	return out, next, err
 }
 
-// AwaitingCapacity returns the referrals in the no-capacity queue, oldest
-// first.
-func (m *Model) AwaitingCapacity() ([]spa.Referral, error) {
-	return m.referrals(func(r spa.Referral) bool { return r.Status == spa.StatusAwaitingCapacity })
+// AwaitingCapacity returns the referrals in the no-capacity queue of a
+// borough (compared as spa.ProviderDetails.Serves compares it) and a
+// service, oldest first.
+func (m *Model) AwaitingCapacity(borough string, service spa.Service) ([]spa.Referral, error) {
+	return m.indexed(bucketAwaitingCapacity, queuePrefix(borough, service))
 }
 
-// AwaitingTest returns the referrals held for an infection test.
+// AwaitingTest returns the referrals held for an infection test, oldest
+// first.
 func (m *Model) AwaitingTest() ([]spa.Referral, error) {
-	return m.referrals(func(r spa.Referral) bool { return r.Hold == spa.HoldReasonAwaitingTest })
+	return m.indexed(bucketAwaitingTest, nil)
+}
+
+// indexed returns the referrals of an index bucket's range of a value,
+// oldest first.
+func (m *Model) indexed(bucket, prefix []byte) ([]spa.Referral, error) {
+	var out []spa.Referral
+	err := m.view(func(tx *bbolt.Tx) error {
+		refs := tx.Bucket(bucketReferrals)
+		p := posting{c: tx.Bucket(bucket).Cursor(), prefix: prefix}
+		for pos, id, ok := p.seek(0); ok; pos, id, ok = p.seek(pos + 1) {
+			var r spa.Referral
+			if err := json.Unmarshal(refs.Get(id), &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Referrals returns every referral that is not withdrawn or completed,

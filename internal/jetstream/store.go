@@ -58,6 +58,8 @@ type Store struct {
 	skip map[uint64]bool
 	// signer signs every event appended (nil: unsigned).
 	signer Signer
+	// batches takes the answers of Events' direct gets.
+	batches batchMux
 }
 
 // Signer signs an event about to be appended: its subject and the SHA-256

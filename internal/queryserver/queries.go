@@ -150,22 +150,28 @@ func ServeQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func
 	}, nil
 }
 
-// waitFor waits until seq is applied or the caller's deadline (sent in a
-// header) passes. A seq beyond the log's last sequence is refused
-// (KindOutOfRange) after at most quickWait, however short the deadline:
-// no wait would ever see it applied.
-func (q *queryService) waitFor(req micro.Request, seq uint64) error {
-	if seq == 0 || q.model.Applied() >= seq {
-		return nil
-	}
+// requestContext returns the context of a request: it ends at the
+// caller's deadline (sent in a header, at most maxWait away) or when the
+// service stops.
+func (q *queryService) requestContext(req micro.Request) (context.Context, context.CancelFunc) {
 	deadline := time.Now().Add(maxWait)
 	if v := req.Headers().Get(query.HeaderWaitUntil); v != "" {
 		if ns, err := strconv.ParseInt(v, 10, 64); err == nil && time.Unix(0, ns).Before(deadline) {
 			deadline = time.Unix(0, ns)
 		}
 	}
-	ctx, cancel := context.WithDeadline(q.admit.ctx, deadline)
-	defer cancel()
+	return context.WithDeadline(q.admit.ctx, deadline)
+}
+
+// waitFor waits until seq is applied or ctx (the request's) ends. A seq
+// beyond the log's last sequence is refused (KindOutOfRange) after at most
+// quickWait, however short the deadline: no wait would ever see it
+// applied.
+func (q *queryService) waitFor(ctx context.Context, seq uint64) error {
+	if seq == 0 || q.model.Applied() >= seq {
+		return nil
+	}
+	deadline, _ := ctx.Deadline()
 	stopping := func() error {
 		if q.admit.ctx.Err() != nil {
 			return spa.Errorf(spa.KindUnavailable, "this worker is stopping; ask again")
@@ -216,23 +222,25 @@ type tokened interface {
 }
 
 // serve returns a handler that decodes a query, waits for its consistency
-// token, and answers with what answer returns given the query and the
-// sequence the model had applied.
+// token, and answers with what answer returns given the request's
+// context, the query and the sequence the model had applied.
 func serve[T any, Q interface {
 	*T
 	tokened
-}](q *queryService, answer func(in Q, applied uint64) (proto.Message, error)) func(micro.Request) {
+}](q *queryService, answer func(ctx context.Context, in Q, applied uint64) (proto.Message, error)) func(micro.Request) {
 	return func(req micro.Request) {
 		in := Q(new(T))
 		if err := proto.Unmarshal(req.Data(), in); err != nil {
 			req.Error(query.CodeInvalid, "malformed request", nil)
 			return
 		}
-		if err := q.waitFor(req, in.GetMinSequence()); err != nil {
+		ctx, cancel := q.requestContext(req)
+		defer cancel()
+		if err := q.waitFor(ctx, in.GetMinSequence()); err != nil {
 			respondError(req, err)
 			return
 		}
-		out, err := answer(in, q.model.Applied())
+		out, err := answer(ctx, in, q.model.Applied())
 		if err != nil {
 			respondError(req, err)
 			return
@@ -257,11 +265,18 @@ func respondError(req micro.Request, err error) {
 	req.Error(code, de.Message, nil)
 }
 
-func (q *queryService) get(in *spav1.GetReferralRequest, _ uint64) (proto.Message, error) {
-	r, hist, err := q.model.Get(in.GetReferralId())
+// get answers with a referral as the model has it and its history as the
+// log has it up to the referral's version (ADR 30): the events the state
+// was built from, however far the log has moved on since.
+func (q *queryService) get(ctx context.Context, in *spav1.GetReferralRequest, _ uint64) (proto.Message, error) {
+	r, err := q.model.Get(in.GetReferralId())
 	if errors.Is(err, bolt.ErrNotFound) {
 		return nil, spa.Errorf(spa.KindNotFound, "referral %s not found", in.GetReferralId())
 	}
+	if err != nil {
+		return nil, err
+	}
+	hist, err := q.store.Events(ctx, spa.AggregateReferral, in.GetReferralId(), r.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +285,7 @@ func (q *queryService) get(in *spav1.GetReferralRequest, _ uint64) (proto.Messag
 	// The newest events that fit, oldest first.
 	var kept []*spav1.StoredEvent
 	for i := len(hist) - 1; i >= 0; i-- {
-		env, err := codec.UnmarshalEnvelope(hist[i].Raw)
+		env, err := codec.UnmarshalEnvelope(hist[i].Data)
 		if err != nil {
 			return nil, err
 		}
@@ -287,7 +302,7 @@ func (q *queryService) get(in *spav1.GetReferralRequest, _ uint64) (proto.Messag
 	return out, nil
 }
 
-func (q *queryService) list(in *spav1.ListReferralsRequest, applied uint64) (proto.Message, error) {
+func (q *queryService) list(_ context.Context, in *spav1.ListReferralsRequest, applied uint64) (proto.Message, error) {
 	lq := codec.ListQueryFromProto(in)
 	size, after, err := lq.Validate()
 	if err != nil {
@@ -305,7 +320,7 @@ func (q *queryService) list(in *spav1.ListReferralsRequest, applied uint64) (pro
 	return out, nil
 }
 
-func (q *queryService) providers(in *spav1.ListProvidersRequest, applied uint64) (proto.Message, error) {
+func (q *queryService) providers(_ context.Context, in *spav1.ListProvidersRequest, applied uint64) (proto.Message, error) {
 	lq := codec.ProviderQueryFromProto(in)
 	size, after, err := lq.Validate()
 	if err != nil {
@@ -322,7 +337,7 @@ func (q *queryService) providers(in *spav1.ListProvidersRequest, applied uint64)
 	return out, nil
 }
 
-func (q *queryService) assignments(in *spav1.ListAssignmentsRequest, applied uint64) (proto.Message, error) {
+func (q *queryService) assignments(_ context.Context, in *spav1.ListAssignmentsRequest, applied uint64) (proto.Message, error) {
 	lq := codec.AssignmentQueryFromProto(in)
 	size, before, err := lq.Validate()
 	if err != nil {

@@ -203,7 +203,9 @@ func (r routing) Providers(borough string) ([]spa.Provider, error) {
 	return r.model.Providers(bolt.ProviderFilter{Borough: borough})
 }
 
-func (r routing) AwaitingCapacity() ([]spa.Referral, error) { return r.model.AwaitingCapacity() }
+func (r routing) AwaitingCapacity(borough string, service spa.Service) ([]spa.Referral, error) {
+	return r.model.AwaitingCapacity(borough, service)
+}
 
 func (r routing) AwaitingTest() ([]spa.Referral, error) { return r.model.AwaitingTest() }
 
