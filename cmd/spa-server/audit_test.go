@@ -234,9 +234,10 @@ func TestReplayAndAccessLog(t *testing.T) {
 
 // TestWatchesCleanUp opens 60 watches, receives from each, and cancels or
 // breaks them: their consumers leave the server at once, and the
-// server's goroutines return to their idle level.
+// server's goroutines return to their idle level. It counts the
+// process's goroutines, so it does not run in parallel with the other
+// tests (whose servers start and stop goroutines meanwhile).
 func TestWatchesCleanUp(t *testing.T) {
-	t.Parallel()
 	natsURL := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	dir := t.TempDir()
 	s := startServer(t, "--data-dir", dir, "--watch-heartbeat", "50ms", "--scheduler=false", "--nats-listen", natsURL)
