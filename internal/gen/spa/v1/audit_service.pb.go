@@ -173,8 +173,11 @@ func (x *ReplayEventsResponse) GetEvent() *StoredEvent {
 	return nil
 }
 
-// AccessRecord is one read of one referral's data: persisted in the access
-// log stream, append-only.
+// AccessRecord is one read of one referral's data, as ListAccess lists it:
+// a call that read several referrals is one record for each. Records
+// written before ADR 33 are stored in the access log stream in this shape,
+// one per referral read; since then each call is one AccessCall
+// (access_log.proto). Append-only either way.
 type AccessRecord struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ReferralId string                 `protobuf:"bytes,1,opt,name=referral_id,json=referralId,proto3" json:"referral_id,omitempty"`
