@@ -114,5 +114,27 @@ type Accessed struct {
 	NHSNumber  string
 }
 
+// AccessPosition is a place in the access log: the sequence of an access
+// record and, as one record names every referral its call read, the
+// index of one of them. Positions order the records as the log does.
+type AccessPosition struct {
+	Sequence uint64
+	Index    uint32
+}
+
+// Before reports whether p comes before o.
+func (p AccessPosition) Before(o AccessPosition) bool {
+	return p.Sequence < o.Sequence || p.Sequence == o.Sequence && p.Index < o.Index
+}
+
+// AccessRecord is one referral's read as the access log lists it: the
+// call that read it, the referral and its patient, and where it is in the
+// log.
+type AccessRecord struct {
+	Position AccessPosition
+	Access   Access
+	Accessed Accessed
+}
+
 // The purposes of use a caller states when it reads patient data.
 var Purposes = []string{"direct-care", "care-coordination", "safeguarding", "audit", "subject-access-request", "legal"}
