@@ -37,6 +37,9 @@ type ReadModel interface {
 	ListReferrals(ctx context.Context, req *spav1.ListReferralsRequest) (*spav1.ListReferralsResponse, error)
 	ListProviders(ctx context.Context, req *spav1.ListProvidersRequest) (*spav1.ListProvidersResponse, error)
 	ListAssignments(ctx context.Context, req *spav1.ListAssignmentsRequest) (*spav1.ListAssignmentsResponse, error)
+	// ListAccess answers from an index of the access log (ADR 33), once
+	// it has applied the access log up to sequence last.
+	ListAccess(ctx context.Context, req *spav1.ListAccessRequest, last uint64) (*spav1.ListAccessResponse, error)
 }
 
 // EventLog reads the event log as stored.
@@ -52,14 +55,12 @@ type EventLog interface {
 
 // AccessLog records who read which referral's data.
 type AccessLog interface {
-	// Record appends one record per referral read, durably, before
-	// returning.
+	// Record appends one record of the call naming every referral read,
+	// durably, before returning.
 	Record(ctx context.Context, access spa.Access, read []spa.Accessed) error
-	// List returns up to limit access records of a referral or of a
-	// patient (q's ReferralID or NHSNumber), oldest first, from after the
-	// access log position after, and the position of the next page (0
-	// when there is none).
-	List(ctx context.Context, q spa.AccessQuery, after uint64, limit int) ([]*spav1.AccessRecord, uint64, error)
+	// Last returns the access log's last sequence: every record
+	// acknowledged before the call is at or before it.
+	Last(ctx context.Context) (uint64, error)
 }
 
 // Meta is who sent a command or query, the piece of work it belongs to,

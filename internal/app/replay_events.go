@@ -33,17 +33,19 @@ func (a *App) ReplayEvents(ctx context.Context, meta Meta, f spa.EventFilter, fn
 }
 
 // ListAccess returns a page of who read a referral's data, or any of a
-// patient's referrals, oldest first.
+// patient's referrals, oldest first: one record per referral read. It
+// reads an index of the access log that has applied every record
+// acknowledged before the call (ADR 33).
 func (a *App) ListAccess(ctx context.Context, meta Meta, q spa.AccessQuery) (*spav1.ListAccessResponse, error) {
-	size, after, invalid := q.Validate()
+	_, _, invalid := q.Validate()
 	if err := spa.JoinInvalid(invalid, purpose(meta)); err != nil {
 		return nil, err
 	}
-	records, next, err := a.access.List(ctx, q, after, size)
+	last, err := a.access.Last(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &spav1.ListAccessResponse{Records: records, NextPageToken: q.NextPageToken(next)}, nil
+	return a.reads.ListAccess(ctx, codec.AccessQueryToProto(q), last)
 }
 
 // referralOfSubject returns the referral id of a referral subject, or "".

@@ -169,23 +169,25 @@ func attack(t *testing.T, b *bus) {
 		// subjects (docs/adr/0027), never policy events or access records.
 		c.publish(t, forgedEvent(t, policySubject, "PolicySwitched", []byte("forged")))
 		c.publish(t, forgedEvent(t, accessSubject, "", []byte("forged")))
+		c.publish(t, forgedEvent(t, jetstream.AccessCallSubject, "", []byte("forged")))
 		destroy(t, c)
 		for _, s := range []string{">", "spa.>", accessSubject, "spa.access.>", "$JS.API.>", "_INBOX.>", natsauth.Server.InboxPrefix() + ".>", natsauth.Admin.InboxPrefix() + ".>"} {
 			c.subscribe(t, s)
 		}
 		for _, s := range []string{
-			"$JS.API.STREAM.INFO." + jetstream.AccessStreamName,
-			"$JS.API.DIRECT.GET." + jetstream.AccessStreamName + "." + accessSubject,
-			"$JS.API.STREAM.MSG.GET." + jetstream.AccessStreamName,
-			"$JS.API.CONSUMER.CREATE." + jetstream.AccessStreamName + ".spy",
 			"$JS.API.CONSUMER.CREATE." + jetstream.StreamName + "." + jetstream.RouterConsumer,
 			query.SubjectWorkerRebuild("another"),
 		} {
 			c.request(t, s, "")
 		}
-		// Reading the event log through its own consumer is its job.
+		// Reading the event log and the access log through consumers of
+		// its own is its job: it projects the one and indexes the other
+		// (docs/adr/0033).
 		if !readsPatient(t, c.nc) {
 			t.Errorf("the worker cannot read the event log: it must, to project it")
+		}
+		if !readsAccess(t, c.nc, b.referral) {
+			t.Errorf("the worker cannot read the access log: it must, to index it")
 		}
 	})
 
@@ -200,6 +202,10 @@ func attack(t *testing.T, b *bus) {
 
 	t.Run("server", func(t *testing.T) {
 		c := mustConnect(t, b.url, b.as(natsauth.Server))
+		// A server appends one access record per call, on the call
+		// subject: not on the older per-referral subjects.
+		c.publish(t, forgedEvent(t, accessSubject, "", []byte("forged")))
+		c.publish(t, forgedEvent(t, accessSubject+".9434765919", "", []byte("forged")))
 		destroy(t, c)
 		c.subscribe(t, ">")
 		c.subscribe(t, "spa.readmodel.>")
@@ -279,6 +285,44 @@ func readsPatient(t *testing.T, nc *nats.Conn) bool {
 	})
 	if err != nil {
 		t.Logf("replay: %v", err)
+	}
+	return found
+}
+
+// readsAccess reports whether nc can read the access log and finds a read
+// of referral in it.
+func readsAccess(t *testing.T, nc *nats.Conn, referral string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{})
+	if err != nil {
+		t.Logf("open the event log: %v", err)
+		return false
+	}
+	access, err := store.OpenAccessLog(ctx, jetstream.Requirements{})
+	if err != nil {
+		t.Logf("open the access log: %v", err)
+		return false
+	}
+	found := false
+	err = access.Follow(ctx, 1, 100, func(b jetstream.Batch) error {
+		for _, e := range b.Events {
+			_, read, err := jetstream.DecodeAccess(e)
+			if err != nil {
+				return err
+			}
+			for _, r := range read {
+				found = found || r.ReferralID == referral
+			}
+		}
+		if b.CaughtUp {
+			return jetstream.ErrStop
+		}
+		return nil
+	})
+	if err != nil {
+		t.Logf("read the access log: %v", err)
 	}
 	return found
 }

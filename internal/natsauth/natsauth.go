@@ -22,13 +22,15 @@ type Identity string
 
 // SPA's identities on NATS.
 const (
-	// Server is spa-server: it appends events and access records, reads
-	// both streams and asks workers for read-model answers.
+	// Server is spa-server: it appends events and access records (one
+	// per call, on jetstream.AccessCallSubject only), reads both streams
+	// and asks workers for read-model and access-index answers.
 	Server Identity = "server"
 	// Worker is spa-worker (and the worker inside the all-in-one
-	// spa-server): it reads the event stream, appends routing and clock
-	// events (never policy events, never access records), answers
-	// queries and holds the scheduler's lease.
+	// spa-server): it reads the event stream and the access log (to index
+	// it, ADR 33), appends routing and clock events (never policy events,
+	// never access records), answers queries and holds the scheduler's
+	// lease.
 	Worker Identity = "worker"
 	// Admin is spa-ctl's NATS commands and the all-in-one server's
 	// provisioning: the only identity that may create, change, purge or
@@ -76,7 +78,7 @@ func Permissions(id Identity) *server.Permissions {
 	inbox := []string{id.InboxPrefix() + ".>"}
 	switch id {
 	case Server:
-		pub := join(jetstream.Subjects, jetstream.AccessSubjects, []string{jetstream.CheckpointSubject, "spa.readmodel.>"},
+		pub := join(jetstream.Subjects, []string{jetstream.AccessCallSubject, jetstream.CheckpointSubject, "spa.readmodel.>"},
 			readStream(events), readStream(access), readStream(checkpoints))
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: pub, Deny: join(sharedConsumer(), routerPull())},
@@ -86,7 +88,7 @@ func Permissions(id Identity) *server.Permissions {
 		}
 	case Worker:
 		pub := join(routingSubjects(), []string{query.SubjectWorkerStatus("*")},
-			readStream(events),
+			readStream(events), readStream(access),
 			[]string{"$JS.ACK." + events + "." + jetstream.RouterConsumer + ".>"},
 			[]string{
 				"$JS.API.STREAM.INFO." + lease,

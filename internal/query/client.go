@@ -54,6 +54,25 @@ func (c *Client) ListAssignments(ctx context.Context, req *spav1.ListAssignments
 	return out, c.call(ctx, SubjectAssignments, req, out)
 }
 
+// ListAccess asks an access index for a page of who read a referral's or
+// a patient's data, once it has applied the access log up to sequence
+// last.
+func (c *Client) ListAccess(ctx context.Context, req *spav1.ListAccessRequest, last uint64) (*spav1.ListAccessResponse, error) {
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("query: encode %s: %w", SubjectAccess, err)
+	}
+	reply, err := c.requestWith(ctx, SubjectAccess, data, nats.Header{HeaderMinAccess: {strconv.FormatUint(last, 10)}})
+	if err != nil {
+		return nil, err
+	}
+	out := new(spav1.ListAccessResponse)
+	if err := proto.Unmarshal(reply, out); err != nil {
+		return nil, fmt.Errorf("query: decode %s reply: %w", SubjectAccess, err)
+	}
+	return out, nil
+}
+
 // Status asks one read model for its applied sequence.
 func (c *Client) Status(ctx context.Context) (Status, error) { return c.callJSON(ctx, SubjectStatus) }
 
@@ -90,6 +109,11 @@ func (c *Client) call(ctx context.Context, subject string, in, out proto.Message
 // request sends one query. The read model is told to give up waiting a
 // little before the caller's deadline, so that its answer still arrives.
 func (c *Client) request(ctx context.Context, subject string, data []byte) ([]byte, error) {
+	return c.requestWith(ctx, subject, data, nil)
+}
+
+// requestWith is request with headers of the query's own.
+func (c *Client) requestWith(ctx context.Context, subject string, data []byte, header nats.Header) ([]byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
@@ -98,6 +122,9 @@ func (c *Client) request(ctx context.Context, subject string, data []byte) ([]by
 	deadline, _ := ctx.Deadline()
 	msg := nats.NewMsg(subject)
 	msg.Data = data
+	for k, v := range header {
+		msg.Header[k] = v
+	}
 	margin := time.Until(deadline) / 10
 	msg.Header.Set(HeaderWaitUntil, strconv.FormatInt(deadline.Add(-margin).UnixNano(), 10))
 	reply, err := c.nc.RequestMsgWithContext(ctx, msg)

@@ -1,8 +1,8 @@
 // Package query is the protocol between the API servers and the workers'
 // read models over NATS request/reply, and the client spa-server and
-// spa-ctl use: queries of the board (protobuf, in a queue group: any
-// worker may answer) and each worker's own status and rebuild requests
-// (JSON, on subjects of its own).
+// spa-ctl use: queries of the board and of the access log's index
+// (protobuf, in a queue group: any worker may answer) and each worker's
+// own status and rebuild requests (JSON, on subjects of its own).
 package query
 
 import (
@@ -29,6 +29,17 @@ const (
 	// HeaderWaitUntil carries the instant (Unix nanoseconds) a query may
 	// wait for its consistency token until.
 	HeaderWaitUntil = "Spa-Wait-Until"
+)
+
+// The access index query protocol (ADR 33): a ListAccessRequest in the
+// access indexes' queue group, answered with a ListAccessResponse, errors
+// as above. HeaderMinAccess carries the access log sequence the answer
+// must include (the log's last sequence when the call began): the index
+// waits until it has applied it, within HeaderWaitUntil.
+const (
+	AccessServiceName = "spa-access"
+	SubjectAccess     = "spa.readmodel.access.list"
+	HeaderMinAccess   = "Spa-Min-Access-Sequence"
 )
 
 // Error codes, in the micro error header.

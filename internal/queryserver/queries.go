@@ -154,13 +154,19 @@ func ServeQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func
 // caller's deadline (sent in a header, at most maxWait away) or when the
 // service stops.
 func (q *queryService) requestContext(req micro.Request) (context.Context, context.CancelFunc) {
+	return untilDeadline(q.admit.ctx, req)
+}
+
+// untilDeadline returns a context of parent that ends at req's caller's
+// deadline (sent in a header), at most maxWait away.
+func untilDeadline(parent context.Context, req micro.Request) (context.Context, context.CancelFunc) {
 	deadline := time.Now().Add(maxWait)
 	if v := req.Headers().Get(query.HeaderWaitUntil); v != "" {
 		if ns, err := strconv.ParseInt(v, 10, 64); err == nil && time.Unix(0, ns).Before(deadline) {
 			deadline = time.Unix(0, ns)
 		}
 	}
-	return context.WithDeadline(q.admit.ctx, deadline)
+	return context.WithDeadline(parent, deadline)
 }
 
 // waitFor waits until seq is applied or ctx (the request's) ends. A seq
@@ -372,14 +378,18 @@ func digestOf(model *bolt.Model) micro.HandlerFunc {
 
 // respond answers with m, or with KindTooLarge if m does not fit in one
 // NATS message: a reply is never silently lost.
-func (q *queryService) respond(req micro.Request, m proto.Message) {
+func (q *queryService) respond(req micro.Request, m proto.Message) { respond(req, m, q.maxPayload) }
+
+// respond answers with m, or with KindTooLarge if m does not fit in a
+// NATS message of maxPayload bytes.
+func respond(req micro.Request, m proto.Message, maxPayload int) {
 	data, err := proto.Marshal(m)
 	if err != nil {
 		req.Error(query.CodeInternal, "encode failure", nil)
 		return
 	}
-	if len(data) > q.maxPayload-replyHeadroom {
-		req.Error(query.CodeTooLarge, fmt.Sprintf("the reply (%d bytes) is larger than the transport allows (%d); ask for a smaller page", len(data), q.maxPayload-replyHeadroom), nil)
+	if len(data) > maxPayload-replyHeadroom {
+		req.Error(query.CodeTooLarge, fmt.Sprintf("the reply (%d bytes) is larger than the transport allows (%d); ask for a smaller page", len(data), maxPayload-replyHeadroom), nil)
 		return
 	}
 	if err := req.Respond(data); err != nil {

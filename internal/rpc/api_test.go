@@ -400,6 +400,10 @@ func (emptyModel) ListAssignments(context.Context, *spav1.ListAssignmentsRequest
 	return &spav1.ListAssignmentsResponse{}, nil
 }
 
+func (emptyModel) ListAccess(context.Context, *spav1.ListAccessRequest, uint64) (*spav1.ListAccessResponse, error) {
+	return &spav1.ListAccessResponse{}, nil
+}
+
 // emptyLog is an event log and an access log with nothing in them.
 type emptyLog struct{}
 
@@ -415,6 +419,4 @@ func (emptyLog) Record(context.Context, spa.Access, []spa.Accessed) error {
 	return nil
 }
 
-func (emptyLog) List(context.Context, spa.AccessQuery, uint64, int) ([]*spav1.AccessRecord, uint64, error) {
-	return nil, 0, nil
-}
+func (emptyLog) Last(context.Context) (uint64, error) { return 0, nil }

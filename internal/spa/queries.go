@@ -1,6 +1,10 @@
 package spa
 
-import "strconv"
+import (
+	"encoding/binary"
+	"math"
+	"strconv"
+)
 
 // Default page sizes: the board's, and every other list's.
 const (
@@ -112,7 +116,7 @@ type AccessQuery struct {
 
 // Validate checks an access log query and returns the page size and the
 // access log position to start after.
-func (q AccessQuery) Validate() (size int, after uint64, err error) {
+func (q AccessQuery) Validate() (size int, after AccessPosition, err error) {
 	var vs violations
 	switch {
 	case q.ReferralID != "" && q.NHSNumber != "":
@@ -125,12 +129,35 @@ func (q AccessQuery) Validate() (size int, after uint64, err error) {
 		checkReferralID(&vs, q.ReferralID)
 	}
 	size = pageSize(&vs, q.PageSize, DefaultListPageSize)
-	after = parseSeqPageToken(&vs, q.PageToken, q.key())
+	after = parseAccessPageToken(&vs, q.PageToken, q.key())
 	return size, after, vs.err()
 }
 
-// NextPageToken returns the token of the page after position next.
-func (q AccessQuery) NextPageToken(next uint64) string { return seqPageToken(q.key(), next) }
+// NextPageToken returns the token of the page after position next (""
+// for the zero position: no next page).
+func (q AccessQuery) NextPageToken(next AccessPosition) string {
+	if next == (AccessPosition{}) {
+		return ""
+	}
+	return PageToken(q.key(), binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, next.Sequence), next.Index))
+}
+
+// parseAccessPageToken returns the position an access log page token
+// stands for. A token of 8 bytes (made before one access record could
+// name several referrals) is a sequence: after the whole of that record.
+func parseAccessPageToken(vs *violations, token, query string) AccessPosition {
+	c := parsePageToken(vs, token, query)
+	switch len(c) {
+	case 0:
+		return AccessPosition{}
+	case 8:
+		return AccessPosition{Sequence: binary.BigEndian.Uint64(c), Index: math.MaxUint32}
+	case 12:
+		return AccessPosition{Sequence: binary.BigEndian.Uint64(c), Index: binary.BigEndian.Uint32(c[8:])}
+	}
+	vs.add("page_token", "is not a token from a previous page")
+	return AccessPosition{}
+}
 
 func (q AccessQuery) key() string {
 	if q.NHSNumber != "" {

@@ -126,11 +126,12 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return proj.Run(gctx) })
+	g.Go(func() error { return runAccessIndex(gctx, nc, store, cfg.DataDir, log) })
 	policies := cfg.Policies
 	if policies == nil {
 		policies = spa.DefaultPolicies
 	}
-	caughtUp := func() bool { return waitCaughtUp(gctx, model, proj, target) }
+	caughtUp := func() bool { return waitCaughtUp(gctx, model, proj.HaltedCh(), target) }
 	// A step that loses a race is decided again after the model caught
 	// up, up to 20 times (a busy provider's reservations race often).
 	steps := app.New(store, nil, app.WithWorker(cfg.ID, routing{store: store, model: model, defaults: policies}), app.WithMaxAttempts(20))
@@ -177,14 +178,16 @@ func Run(ctx context.Context, nc *nats.Conn, store *ijs.Store, cfg Config, ready
 	return nil
 }
 
-// waitCaughtUp waits until the model has applied target (true), the
-// projection halts or ctx ends.
-func waitCaughtUp(ctx context.Context, model *bolt.Model, proj *projection.Projector, target uint64) bool {
+// waitCaughtUp waits until the model has applied target (true), its
+// projection halts (halted is closed) or ctx ends.
+func waitCaughtUp(ctx context.Context, model interface {
+	WaitFor(context.Context, uint64) error
+}, halted <-chan struct{}, target uint64) bool {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		select {
-		case <-proj.HaltedCh():
+		case <-halted:
 			cancel()
 		case <-ctx.Done():
 		}
