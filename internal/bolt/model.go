@@ -285,6 +285,7 @@ func (m *Model) Apply(entries []Entry) error {
 	err := m.db.Update(func(tx *bbolt.Tx) error {
 		from := binary.BigEndian.Uint64(orZero(tx.Bucket(bucketMeta).Get(keyApplied)))
 		last = from
+		b := &batch{tx: tx, states: make(map[string]*pendingState)}
 		for i, e := range entries {
 			seq := e.Record.Sequence
 			if seq <= last {
@@ -296,13 +297,16 @@ func (m *Model) Apply(entries []Entry) error {
 			if applied == nil {
 				applied = entries[i:]
 			}
-			if err := applyOne(tx, e); err != nil {
+			if err := applyOne(b, e); err != nil {
 				return fmt.Errorf("bolt: apply %d: %w", seq, err)
 			}
 			last = seq
 		}
 		if last == from {
 			return nil
+		}
+		if err := b.flush(); err != nil {
+			return fmt.Errorf("bolt: apply up to %d: %w", last, err)
 		}
 		var hash []byte
 		if raw := entries[len(entries)-1].Raw; raw != nil {
@@ -338,20 +342,20 @@ func orZero(v []byte) []byte {
 	return v
 }
 
-func applyOne(tx *bbolt.Tx, e Entry) error {
+func applyOne(b *batch, e Entry) error {
 	if e.Record.AggregateID == "" {
 		if e.Skipped != nil {
-			return stepOver(tx, *e.Skipped, e.Record.Sequence)
+			return stepOver(b, *e.Skipped, e.Record.Sequence)
 		}
 		return nil
 	}
 	switch spa.AggregateOf(e.Record.Event) {
 	case spa.AggregateReferral:
-		return applyReferral(tx, e)
+		return applyReferral(b, e)
 	case spa.AggregateProvider:
-		return applyProvider(tx, e.Record)
+		return applyState[spa.Provider](b, bucketProviders, e.Record)
 	case spa.AggregatePolicy:
-		return applyState[spa.PolicyLog](tx.Bucket(bucketPolicies), e.Record)
+		return applyState[spa.PolicyLog](b, bucketPolicies, e.Record)
 	}
 	return nil
 }
@@ -359,89 +363,130 @@ func applyOne(tx *bbolt.Tx, e Entry) error {
 // stepOver moves an aggregate's version on to seq, the sequence of an
 // event of its that is stepped over, so that an append guarded by the
 // version (a reservation) follows the subject's real last sequence.
-func stepOver(tx *bbolt.Tx, s Skipped, seq uint64) error {
+func stepOver(b *batch, s Skipped, seq uint64) error {
 	switch s.Aggregate {
 	case spa.AggregateProvider:
-		return setVersion(tx.Bucket(bucketProviders), s.ID, func(p *spa.Provider) { p.Version = seq })
+		return setVersion(b, bucketProviders, s.ID, func(p *spa.Provider) { p.Version = seq })
 	case spa.AggregateReferral:
-		return setVersion(tx.Bucket(bucketReferrals), s.ID, func(r *spa.Referral) { r.Version = seq })
+		return setVersion(b, bucketReferrals, s.ID, func(r *spa.Referral) { r.Version = seq })
 	case spa.AggregatePolicy:
-		return setVersion(tx.Bucket(bucketPolicies), s.ID, func(l *spa.PolicyLog) { l.Version = seq })
+		return setVersion(b, bucketPolicies, s.ID, func(l *spa.PolicyLog) { l.Version = seq })
 	}
 	return nil
 }
 
-// setVersion changes the stored state of aggregate id in b, if any.
-func setVersion[S any](b *bbolt.Bucket, id string, set func(*S)) error {
-	v := b.Get([]byte(id))
-	if v == nil {
-		return nil
-	}
-	var s S
-	if err := json.Unmarshal(v, &s); err != nil {
+// setVersion changes the state of aggregate id in bucket, if it has one.
+func setVersion[S any](b *batch, bucket []byte, id string, set func(*S)) error {
+	st, err := stateOf[S](b, bucket, id)
+	if err != nil || !st.found {
 		return err
 	}
-	set(&s)
-	out, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(id), out)
+	set(st.state.(*S))
+	st.dirty = true
+	return nil
 }
 
-func applyProvider(tx *bbolt.Tx, rec spa.Record) error {
-	return applyState[spa.Provider](tx.Bucket(bucketProviders), rec)
-}
-
-// applyState applies rec to its aggregate's state stored in b as JSON.
+// applyState applies rec to its aggregate's state in bucket.
 func applyState[S any, P interface {
 	*S
 	Apply(spa.Record)
-}](b *bbolt.Bucket, rec spa.Record) error {
-	var s S
-	if v := b.Get([]byte(rec.AggregateID)); v != nil {
-		if err := json.Unmarshal(v, &s); err != nil {
-			return err
-		}
-	}
-	P(&s).Apply(rec)
-	v, err := json.Marshal(s)
+}](b *batch, bucket []byte, rec spa.Record) error {
+	st, err := stateOf[S](b, bucket, rec.AggregateID)
 	if err != nil {
 		return err
 	}
-	return b.Put([]byte(rec.AggregateID), v)
+	P(st.state.(*S)).Apply(rec)
+	st.found, st.dirty = true, true
+	return nil
 }
 
-func applyReferral(tx *bbolt.Tx, e Entry) error {
+func applyReferral(b *batch, e Entry) error {
 	id := e.Record.AggregateID
-	refs := tx.Bucket(bucketReferrals)
-	var r spa.Referral
-	if v := refs.Get([]byte(id)); v != nil {
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-	}
-	isNew := !r.Exists()
-	was := keysOf(r)
-	r.Apply(e.Record)
-	v, err := json.Marshal(r)
+	st, err := stateOf[spa.Referral](b, bucketReferrals, id)
 	if err != nil {
 		return err
 	}
-	if err := refs.Put([]byte(id), v); err != nil {
-		return err
-	}
+	r := st.state.(*spa.Referral)
+	isNew := !r.Exists()
+	r.Apply(e.Record)
+	st.found, st.dirty = true, true
 	if isNew && r.Exists() {
-		if err := tx.Bucket(bucketBoard).Put(u64(e.Record.Sequence), []byte(id)); err != nil {
+		if err := b.tx.Bucket(bucketBoard).Put(u64(e.Record.Sequence), []byte(id)); err != nil {
 			return err
 		}
 	}
 	if o, ok := e.Record.Event.(spa.OfferMade); ok {
-		if err := tx.Bucket(bucketOffers).Put(historyKey(o.ProviderODS, e.Record.Sequence), append([]byte(id+"\x00"), o.AssignmentID...)); err != nil {
+		if err := b.tx.Bucket(bucketOffers).Put(historyKey(o.ProviderODS, e.Record.Sequence), append([]byte(id+"\x00"), o.AssignmentID...)); err != nil {
 			return err
 		}
 	}
-	return reindex(tx, id, was, keysOf(r))
+	return nil
+}
+
+// batch is one Apply's transaction and the aggregates' states its events
+// changed: each state is decoded once, when the batch first needs it, and
+// encoded and written once, with its index keys, when the batch ends
+// (flush), however many of the batch's events it has.
+type batch struct {
+	tx     *bbolt.Tx
+	states map[string]*pendingState
+}
+
+// pendingState is an aggregate's state as the batch has it.
+type pendingState struct {
+	bucket []byte
+	id     string
+	state  any // *spa.Referral, *spa.Provider or *spa.PolicyLog
+	// found: the state exists (stored, or made by the batch); dirty: the
+	// batch changed it.
+	found, dirty bool
+	// was are a referral's index keys as stored before the batch.
+	was indexKeys
+}
+
+// stateOf returns the batch's state of aggregate id in bucket, decoding
+// the stored one the first time.
+func stateOf[S any](b *batch, bucket []byte, id string) (*pendingState, error) {
+	key := string(bucket) + "\x00" + id
+	if st, ok := b.states[key]; ok {
+		return st, nil
+	}
+	s := new(S)
+	st := &pendingState{bucket: bucket, id: id, state: s}
+	if v := b.tx.Bucket(bucket).Get([]byte(id)); v != nil {
+		if err := json.Unmarshal(v, s); err != nil {
+			return nil, err
+		}
+		st.found = true
+	}
+	if r, ok := st.state.(*spa.Referral); ok {
+		st.was = keysOf(*r)
+	}
+	b.states[key] = st
+	return st, nil
+}
+
+// flush writes every state the batch changed, and a referral's index
+// keys where they moved.
+func (b *batch) flush() error {
+	for _, st := range b.states {
+		if !st.dirty {
+			continue
+		}
+		v, err := json.Marshal(st.state)
+		if err != nil {
+			return err
+		}
+		if err := b.tx.Bucket(st.bucket).Put([]byte(st.id), v); err != nil {
+			return err
+		}
+		if r, ok := st.state.(*spa.Referral); ok {
+			if err := reindex(b.tx, st.id, st.was, keysOf(*r)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // WaitFor blocks until sequence seq is applied or ctx ends.
