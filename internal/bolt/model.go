@@ -45,7 +45,7 @@ var (
 	// bytes (empty for a sequence that holds none).
 	keyLastHash = []byte("last_hash")
 	allBuckets  = [][]byte{bucketAwaitingCapacity, bucketAwaitingTest, bucketBoard, bucketByPathway, bucketBySite, bucketByStatus,
-		bucketMeta, bucketOffers, bucketPolicies, bucketProviders, bucketReferrals}
+		bucketFeed, bucketMeta, bucketOffers, bucketPolicies, bucketProviders, bucketReferrals}
 )
 
 // Entry is one event to apply: the decoded record and its stored bytes.
@@ -60,10 +60,12 @@ type Entry struct {
 	Skipped *Skipped
 }
 
-// Skipped names the aggregate of an event stepped over.
+// Skipped names the aggregate of an event stepped over, and the provider
+// its headers say it is addressed to, if any.
 type Skipped struct {
 	Aggregate spa.Aggregate
 	ID        string
+	Provider  string
 }
 
 // Model is the read model. Its methods are safe for concurrent use; Apply
@@ -95,7 +97,7 @@ type Model struct {
 // layout names how this version lays the model out in its buckets; a file
 // laid out otherwise is emptied at Open and built again from the log (the
 // model is derived data).
-const layout = "9" // 9: indexes by status, pathway and site, the waiting queues, no history; 8: details as submitted, the rule of a hold, facts time never back, switches from an instant; 7: policy switches; 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
+const layout = "10" // 10: the provider feed's index; 9: indexes by status, pathway and site, the waiting queues, no history; 8: details as submitted, the rule of a hold, facts time never back, switches from an instant; 7: policy switches; 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
 
 // options returns bbolt's options for the read model file at path. The
 // initial map is twice the file's size (at least minMap), so that a long
@@ -343,6 +345,9 @@ func orZero(v []byte) []byte {
 }
 
 func applyOne(b *batch, e Entry) error {
+	if err := indexFeed(b.tx, e); err != nil {
+		return err
+	}
 	if e.Record.AggregateID == "" {
 		if e.Skipped != nil {
 			return stepOver(b, *e.Skipped, e.Record.Sequence)

@@ -180,7 +180,7 @@ func (s Skips) entry(e spa.StoredEvent) (bolt.Entry, error) {
 			entry.Raw = []byte{}
 		}
 		if agg, id, ok := spa.AggregateOfSubject(e.Subject); ok {
-			entry.Skipped = &bolt.Skipped{Aggregate: agg, ID: id}
+			entry.Skipped = &bolt.Skipped{Aggregate: agg, ID: id, Provider: e.Provider}
 		}
 		return entry, nil
 	}
