@@ -73,6 +73,28 @@ func (c *Client) ListAccess(ctx context.Context, req *spav1.ListAccessRequest, l
 	return out, nil
 }
 
+// ProviderFeed asks a read model for the sequences of up to limit
+// referral events addressed to provider after sequence after, once it has
+// applied minSequence; it returns them, oldest first, and the sequence the
+// model had applied: every such event up to it is listed unless the page
+// is full. Errors as for the other queries (KindOutOfRange for a
+// minSequence beyond the log's end).
+func (c *Client) ProviderFeed(ctx context.Context, provider string, after uint64, limit int, minSequence uint64) ([]uint64, uint64, error) {
+	req, err := json.Marshal(FeedRequest{Provider: provider, After: after, Limit: limit, MinSequence: minSequence})
+	if err != nil {
+		return nil, 0, fmt.Errorf("query: encode %s: %w", SubjectFeed, err)
+	}
+	data, err := c.request(ctx, SubjectFeed, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var page FeedPage
+	if err := json.Unmarshal(data, &page); err != nil {
+		return nil, 0, fmt.Errorf("query: decode %s reply: %w", SubjectFeed, err)
+	}
+	return page.Sequences, page.Applied, nil
+}
+
 // Status asks one read model for its applied sequence.
 func (c *Client) Status(ctx context.Context) (Status, error) { return c.callJSON(ctx, SubjectStatus) }
 

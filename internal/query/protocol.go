@@ -26,6 +26,9 @@ const (
 	SubjectAssignments = "spa.readmodel.assignment.list"
 	SubjectStatus      = "spa.readmodel.status"
 	SubjectDigest      = "spa.readmodel.digest"
+	// SubjectFeed lists the sequences of a provider's feed (FeedRequest,
+	// answered with a FeedPage; JSON).
+	SubjectFeed = "spa.readmodel.feed"
 	// HeaderWaitUntil carries the instant (Unix nanoseconds) a query may
 	// wait for its consistency token until.
 	HeaderWaitUntil = "Spa-Wait-Until"
@@ -59,6 +62,28 @@ type Status struct {
 	Applied uint64 `json:"applied"`
 	Digest  string `json:"digest,omitempty"`
 }
+
+// FeedRequest asks for the sequences of the referral events addressed to
+// a provider after sequence After, at most Limit (1 to MaxFeedPage) of
+// them, once the model has applied MinSequence.
+type FeedRequest struct {
+	Provider    string `json:"provider"`
+	After       uint64 `json:"after,omitempty"`
+	Limit       int    `json:"limit"`
+	MinSequence uint64 `json:"min_sequence,omitempty"`
+}
+
+// FeedPage answers a FeedRequest: the sequences, oldest first, and the
+// sequence the model had applied when it listed them. Every event
+// addressed to the provider after After up to Applied is listed, unless
+// the page is full.
+type FeedPage struct {
+	Sequences []uint64 `json:"sequences"`
+	Applied   uint64   `json:"applied"`
+}
+
+// MaxFeedPage is the most sequences a FeedPage holds.
+const MaxFeedPage = 1000
 
 // The control protocol: every worker answers on subjects of its own (no
 // queue group), from the moment it starts, whether or not its read model

@@ -134,6 +134,7 @@ func ServeQueries(nc *nats.Conn, model *bolt.Model, store *ijs.Store) (stop func
 		{"list", query.SubjectList, serve(q, q.list)},
 		{"providers", query.SubjectProviders, serve(q, q.providers)},
 		{"assignments", query.SubjectAssignments, serve(q, q.assignments)},
+		{"feed", query.SubjectFeed, q.feed},
 		{"status", query.SubjectStatus, q.status},
 		{"digest", query.SubjectDigest, digestOf(model)},
 	}
@@ -358,6 +359,31 @@ func (q *queryService) assignments(_ context.Context, in *spav1.ListAssignmentsR
 		out.Assignments = append(out.Assignments, codec.AssignmentToProto(a.Referral.ID, a.Assignment))
 	}
 	return out, nil
+}
+
+// feed answers a query.FeedRequest with a query.FeedPage.
+func (q *queryService) feed(req micro.Request) {
+	var in query.FeedRequest
+	if err := json.Unmarshal(req.Data(), &in); err != nil {
+		req.Error(query.CodeInvalid, "malformed request", nil)
+		return
+	}
+	if !spa.ValidAggregateID(spa.AggregateProvider, in.Provider) || in.Limit < 1 || in.Limit > query.MaxFeedPage {
+		req.Error(query.CodeInvalid, fmt.Sprintf("a feed query names a provider's ODS code and a limit from 1 to %d", query.MaxFeedPage), nil)
+		return
+	}
+	ctx, cancel := q.requestContext(req)
+	defer cancel()
+	if err := q.waitFor(ctx, in.MinSequence); err != nil {
+		respondError(req, err)
+		return
+	}
+	seqs, applied, err := q.model.ProviderFeed(in.Provider, in.After, in.Limit)
+	if err != nil {
+		respondError(req, err)
+		return
+	}
+	respondJSON(req, query.FeedPage{Sequences: seqs, Applied: applied})
 }
 
 func (q *queryService) status(req micro.Request) {
