@@ -100,7 +100,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 	}
 	signer := checkpoint.New(store, checkpoints, key, log)
 	reads := query.NewClient(nc)
-	application := app.New(store, reads, app.WithAudit(store, access))
+	application := app.New(store, reads, app.WithAudit(jetstream.NewFeed(store, reads, 0), access))
 
 	var creds []grpc.ServerOption
 	if cfg.Dev() {

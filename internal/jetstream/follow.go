@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"spa/internal/backoff"
@@ -237,11 +238,16 @@ func storedOf(msg jetstream.Msg) (spa.StoredEvent, uint64, error) {
 	if err != nil {
 		return spa.StoredEvent{}, 0, fmt.Errorf("message metadata: %w", err)
 	}
-	h := msg.Headers()
+	return storedEvent(md.Sequence.Stream, msg.Subject(), md.Timestamp, msg.Headers(), msg.Data()), md.NumPending, nil
+}
+
+// storedEvent returns a stored message, its headers read, as a stored
+// event.
+func storedEvent(seq uint64, subject string, at time.Time, h nats.Header, data []byte) spa.StoredEvent {
 	hash, _ := hex.DecodeString(h.Get(HeaderHash))
 	return spa.StoredEvent{
-		Sequence: md.Sequence.Stream, Subject: msg.Subject(), Time: md.Timestamp,
-		Type: h.Get(HeaderEventType), Provider: h.Get(HeaderProvider), Data: msg.Data(), Hash: hash,
+		Sequence: seq, Subject: subject, Time: at,
+		Type: h.Get(HeaderEventType), Provider: h.Get(HeaderProvider), Data: data, Hash: hash,
 		Signature: h.Get(HeaderSignature),
-	}, md.NumPending, nil
+	}
 }

@@ -3,7 +3,6 @@ package jetstream
 import (
 	"context"
 	"slices"
-	"time"
 
 	"spa/internal/spa"
 )
@@ -53,47 +52,6 @@ func (s *Store) Replay(ctx context.Context, f spa.EventFilter, fn func(spa.Store
 		}
 		if b.CaughtUp {
 			return ErrStop
-		}
-		return nil
-	})
-}
-
-// Watch calls fn for every event on referral subjects addressed to
-// provider that comes after sequence after (KindOutOfRange if after is
-// beyond the log's end), as it is appended, until ctx ends or fn fails; every interval in which no such event was sent, fn is
-// called with an empty event whose Sequence is the last one seen (a
-// heartbeat that moves the cursor on). It reads with Follow, which removes
-// its consumer from the server when the watch ends.
-func (s *Store) Watch(ctx context.Context, provider string, after uint64, interval time.Duration, fn func(spa.StoredEvent) error) error {
-	last, err := s.LastSequence(ctx)
-	if err != nil {
-		return err
-	}
-	if after > last {
-		return spa.Errorf(spa.KindOutOfRange, "after_sequence %d is beyond the log's last sequence %d", after, last)
-	}
-	cursor := after
-	sent := false
-	opts := FollowOptions{From: after + 1, Subjects: []string{SubjectOf(spa.AggregateReferral, "*")}, Tick: interval, Batch: 256, What: "watch"}
-	return s.Follow(ctx, opts, func(b Batch) error {
-		if len(b.Events) == 0 && !b.CaughtUp {
-			if !sent {
-				if err := fn(spa.StoredEvent{Sequence: cursor}); err != nil {
-					return err
-				}
-			}
-			sent = false
-			return nil
-		}
-		for _, e := range b.Events {
-			cursor = e.Sequence
-			if e.Provider != provider {
-				continue
-			}
-			sent = true
-			if err := fn(e); err != nil {
-				return err
-			}
 		}
 		return nil
 	})
