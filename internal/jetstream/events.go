@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -180,10 +179,5 @@ func directStored(msg *nats.Msg) (spa.StoredEvent, error) {
 	if err != nil {
 		return spa.StoredEvent{}, fmt.Errorf("time stamp: %w", err)
 	}
-	hash, _ := hex.DecodeString(h.Get(HeaderHash))
-	return spa.StoredEvent{
-		Sequence: seq, Subject: h.Get(jetstream.SubjectHeader), Time: at,
-		Type: h.Get(HeaderEventType), Provider: h.Get(HeaderProvider), Data: msg.Data, Hash: hash,
-		Signature: h.Get(HeaderSignature),
-	}, nil
+	return storedEvent(seq, h.Get(jetstream.SubjectHeader), at, h, msg.Data), nil
 }
