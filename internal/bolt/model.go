@@ -44,7 +44,7 @@ var (
 	// keyLastHash is the SHA-256 of the last applied event's stored
 	// bytes (empty for a sequence that holds none).
 	keyLastHash = []byte("last_hash")
-	allBuckets  = [][]byte{bucketBoard, bucketHistory, bucketMeta, bucketOffers, bucketPolicies, bucketProviders, bucketReferrals}
+	allBuckets  = [][]byte{bucketBoard, bucketClocks, bucketHistory, bucketMeta, bucketOffers, bucketPolicies, bucketProviders, bucketReferrals}
 )
 
 // Entry is one event to apply: the decoded record and its stored bytes.
@@ -94,7 +94,7 @@ type Model struct {
 // layout names how this version lays the model out in its buckets; a file
 // laid out otherwise is emptied at Open and built again from the log (the
 // model is derived data).
-const layout = "8" // 8: details as submitted, the rule of a hold, facts time never back, switches from an instant; 7: policy switches; 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
+const layout = "9" // 9: the clock index; 8: details as submitted, the rule of a hold, facts time never back, switches from an instant; 7: policy switches; 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
 
 // options returns bbolt's options for the read model file at path. The
 // initial map is twice the file's size (at least minMap), so that a long
@@ -429,6 +429,10 @@ func applyReferral(tx *bbolt.Tx, e Entry) error {
 	if err := refs.Put([]byte(id), v); err != nil {
 		return err
 	}
+	// What the clock scheduler looks at (clocks.go).
+	if err := indexClocks(tx, id, &r); err != nil {
+		return err
+	}
 	if isNew && r.Exists() {
 		if err := tx.Bucket(bucketBoard).Put(u64(e.Record.Sequence), []byte(id)); err != nil {
 			return err
@@ -652,12 +656,6 @@ func (m *Model) AwaitingCapacity() ([]spa.Referral, error) {
 // AwaitingTest returns the referrals held for an infection test.
 func (m *Model) AwaitingTest() ([]spa.Referral, error) {
 	return m.referrals(func(r spa.Referral) bool { return r.Hold == spa.HoldReasonAwaitingTest })
-}
-
-// Referrals returns every referral that is not withdrawn or completed,
-// oldest first.
-func (m *Model) Referrals() ([]spa.Referral, error) {
-	return m.referrals(func(r spa.Referral) bool { return r.Status != spa.StatusWithdrawn && r.Status != spa.StatusCompleted })
 }
 
 func (m *Model) referrals(keep func(spa.Referral) bool) ([]spa.Referral, error) {

@@ -195,6 +195,38 @@ type Due struct {
 // counts calendar days, as the board does, holds or not. Each alert is due
 // at the instant the clock reached it, in event time.
 func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
+	out := slices.DeleteFunc(pending(r, hours), func(d Due) bool { return d.At.After(now) })
+	slices.SortStableFunc(out, func(a, b Due) int { return a.At.Compare(b.At) })
+	return out
+}
+
+// NextAlert returns the instant the referral's next alert falls due (it
+// may be past: an alert due and not raised yet), false when none will
+// unless the referral changes: DueAlerts(r, hours, now) is empty for every
+// now before it, and not empty at it. Only the referral's events change
+// it; time passing does not.
+//
+// With AllDay it is never later than with any other hours (the
+// urgent-response clock counts every hour): an index of it, kept by a
+// read model that does not know the scheduler's hours, is a safe lower
+// bound of when to look at the referral again.
+func NextAlert(r Referral, hours OperatingHours) (time.Time, bool) {
+	var next time.Time
+	for _, d := range pending(r, hours) {
+		if next.IsZero() || d.At.Before(next) {
+			next = d.At
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// AllDay are operating hours of every hour of every day.
+var AllDay = OperatingHours{Open: 0, Close: 24 * 60}
+
+// pending returns every alert of the referral's clocks not raised for
+// the clock's start yet that a clock will reach before it stops, whenever
+// it is due, in the order of the clocks and their levels.
+func pending(r Referral, hours OperatingHours) []Due {
 	var out []Due
 	raised := func(name string, l ClockLevel, days int32, start time.Time) bool {
 		return slices.ContainsFunc(r.Alerts, func(a Alert) bool {
@@ -207,7 +239,7 @@ func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
 			pauses = r.Holds
 		}
 		due := func(at time.Time, level ClockLevel, days int32, to string) {
-			if raised(c.name, level, days, c.start) || at.IsZero() || at.After(now) || !c.stop.IsZero() && !at.Before(c.stop) {
+			if raised(c.name, level, days, c.start) || at.IsZero() || !c.stop.IsZero() && !at.Before(c.stop) {
 				return
 			}
 			out = append(out, Due{At: at, Event: ClockAlerted{Clock: c.name, Level: level, DelayDays: days, StartedAt: c.start, Target: c.target, EscalateTo: to}})
@@ -221,7 +253,6 @@ func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
 			}
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Due) int { return a.At.Compare(b.At) })
 	return out
 }
 
