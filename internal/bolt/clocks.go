@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"hash/maphash"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -14,8 +15,8 @@ import (
 // bucketClocks indexes what the clock scheduler must look at, so that a
 // pass reads only what falls due (docs/adr/0031). Each referral neither
 // withdrawn nor completed has at most one entry of each kind, keyed by an
-// instant (big-endian seconds, the sign bit flipped) and its id, holding
-// the referral's version:
+// instant (big-endian seconds, the sign bit flipped) and its id, with an
+// empty value:
 //
 //   - 'a' instant id: its next alert falls due at or after instant
 //     (spa.NextAlert with spa.AllDay, a lower bound whatever the
@@ -26,7 +27,8 @@ import (
 //     bytes each), to remove them when they change.
 //
 // It is derived from the referrals' state alone, in the same transaction,
-// so a rebuilt model has the same index (it is in the digest).
+// so a rebuilt model has the same index (it is in the digest). An event
+// that moves neither instant writes nothing to it.
 var bucketClocks = []byte("clocks")
 
 // Prefixes of the entries of bucketClocks.
@@ -36,8 +38,8 @@ const (
 	clockReverse = 'r'
 )
 
-// indexClocks brings the entries of referral id (state r) in bucketClocks up to date with its
-// state: it is called by applyReferral after every event of r.
+// indexClocks brings the entries of referral id in bucketClocks up to
+// date with its state r: applyReferral calls it after every event of r.
 func indexClocks(tx *bbolt.Tx, id string, r *spa.Referral) error {
 	b := tx.Bucket(bucketClocks)
 	rev := append([]byte{clockReverse}, id...)
@@ -53,6 +55,9 @@ func indexClocks(tx *bbolt.Tx, id string, r *spa.Referral) error {
 			now = binary.BigEndian.AppendUint64(now, instant(r.FactsAt))
 		}
 	}
+	if bytes.Equal(old, now) {
+		return nil
+	}
 	for i := 0; i+9 <= len(old); i += 9 {
 		if !hasEntry(now, old[i:i+9]) {
 			if err := b.Delete(append(bytes.Clone(old[i:i+9]), id...)); err != nil {
@@ -60,20 +65,15 @@ func indexClocks(tx *bbolt.Tx, id string, r *spa.Referral) error {
 			}
 		}
 	}
-	version := u64(r.Version)
 	for i := 0; i+9 <= len(now); i += 9 {
-		if err := b.Put(append(bytes.Clone(now[i:i+9]), id...), version); err != nil {
-			return err
+		if !hasEntry(old, now[i:i+9]) {
+			if err := b.Put(append(bytes.Clone(now[i:i+9]), id...), []byte{}); err != nil {
+				return err
+			}
 		}
 	}
 	if len(now) == 0 {
-		if old == nil {
-			return nil
-		}
 		return b.Delete(rev)
-	}
-	if bytes.Equal(old, now) {
-		return nil
 	}
 	return b.Put(rev, now)
 }
@@ -92,12 +92,16 @@ func hasEntry(list, e []byte) bool {
 // as the instants are.
 func instant(t time.Time) uint64 { return uint64(t.Unix()) ^ 1<<63 }
 
-// Clocked is a referral an entry of the clock index names, with the
-// entry's mark: it changes whenever the referral does.
+// Clocked is a referral an entry of the clock index names, with its mark:
+// a hash of its stored state, which changes whenever the referral does
+// (within this process: the hash is seeded per process).
 type Clocked struct {
 	Referral spa.Referral
 	Mark     uint64
 }
+
+// markSeed seeds the marks of Clocked.
+var markSeed = maphash.MakeSeed()
 
 // DueBy returns the referrals whose next alert may be due by now (the
 // index's lower bound is at or before it), earliest first. skip, given each
@@ -122,13 +126,15 @@ func (m *Model) clocked(kind byte, to time.Time, skip func(id string, mark uint6
 	err := m.view(func(tx *bbolt.Tx) error {
 		refs := tx.Bucket(bucketReferrals)
 		c := tx.Bucket(bucketClocks).Cursor()
-		for k, v := c.Seek([]byte{kind}); k != nil && k[0] == kind && bytes.Compare(k[:9], end) <= 0; k, v = c.Next() {
-			id, mark := k[9:], binary.BigEndian.Uint64(v)
+		for k, _ := c.Seek([]byte{kind}); k != nil && k[0] == kind && bytes.Compare(k[:9], end) <= 0; k, _ = c.Next() {
+			id := k[9:]
+			v := refs.Get(id)
+			mark := maphash.Bytes(markSeed, v)
 			if skip != nil && skip(string(id), mark) {
 				continue
 			}
 			var r spa.Referral
-			if err := json.Unmarshal(refs.Get(id), &r); err != nil {
+			if err := json.Unmarshal(v, &r); err != nil {
 				return err
 			}
 			out = append(out, Clocked{Referral: r, Mark: mark})

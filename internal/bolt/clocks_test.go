@@ -135,8 +135,19 @@ func TestClockIndex(t *testing.T) {
 	}
 	// skip leaves out what it is given, before the referral is read.
 	got, err := m.DueBy(day(23, 0, 0), func(id string, mark uint64) bool { return id == urgent })
-	if err != nil || !sameSet(ids(got), []string{sameDay}) || got[0].Mark != got[0].Referral.Version {
-		t.Fatalf("due by midnight, the urgent one skipped: %v %v, want the same-day one marked with its version", ids(got), err)
+	if err != nil || !sameSet(ids(got), []string{sameDay}) {
+		t.Fatalf("due by midnight, the urgent one skipped: %v %v, want the same-day one", ids(got), err)
+	}
+	// Its mark stays while it is unchanged, and changes with an event
+	// that moves neither of its instants.
+	mark := got[0].Mark
+	if again, _ := m.DueBy(day(23, 0, 0), func(id string, _ uint64) bool { return id == urgent }); len(again) != 1 || again[0].Mark != mark {
+		t.Fatal("the mark of an unchanged referral changed")
+	}
+	l.add(sameDay, day(22, 20, 0), spa.ReferralAmended{Details: got[0].Referral.Details, Paths: []string{"hospital_lead"}, Reason: "new lead"})
+	apply()
+	if again, _ := m.DueBy(day(23, 0, 0), func(id string, _ uint64) bool { return id == urgent }); len(again) != 1 || again[0].Mark == mark {
+		t.Fatalf("after an amendment: %v, want the same-day one with a new mark", ids(again))
 	}
 	// Released, not decided yet: moved to its new last fact; decided
 	// ward-led: out.

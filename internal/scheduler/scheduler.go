@@ -58,7 +58,7 @@ type Scheduler struct {
 	passes   *backoff.Gate
 
 	// What earlier passes found nothing to do for, while the referral
-	// stays as it was (its index mark): unmoved, the referrals no policy
+	// stays as it was (its mark, bolt.Clocked): unmoved, the referrals no policy
 	// in force (inForce) moves; notYet, those whose next alert is later
 	// in the operating hours than the index's bound.
 	inForce string
@@ -269,7 +269,7 @@ func (s *Scheduler) pass(ctx context.Context, l *lease) error {
 
 // notYet is a referral whose next alert the index had due, but that is
 // due later in the scheduler's operating hours: at at (zero: never) as
-// long as the referral's index entry keeps its mark.
+// long as the referral keeps its mark (bolt.Clocked).
 type notYet struct {
 	mark uint64
 	at   time.Time

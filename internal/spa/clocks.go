@@ -195,7 +195,12 @@ type Due struct {
 // counts calendar days, as the board does, holds or not. Each alert is due
 // at the instant the clock reached it, in event time.
 func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
-	out := slices.DeleteFunc(pending(r, hours), func(d Due) bool { return d.At.After(now) })
+	var out []Due
+	pending(r, hours, func(d Due) {
+		if !d.At.After(now) {
+			out = append(out, d)
+		}
+	})
 	slices.SortStableFunc(out, func(a, b Due) int { return a.At.Compare(b.At) })
 	return out
 }
@@ -212,22 +217,21 @@ func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
 // bound of when to look at the referral again.
 func NextAlert(r Referral, hours OperatingHours) (time.Time, bool) {
 	var next time.Time
-	for _, d := range pending(r, hours) {
+	pending(r, hours, func(d Due) {
 		if next.IsZero() || d.At.Before(next) {
 			next = d.At
 		}
-	}
+	})
 	return next, !next.IsZero()
 }
 
 // AllDay are operating hours of every hour of every day.
 var AllDay = OperatingHours{Open: 0, Close: 24 * 60}
 
-// pending returns every alert of the referral's clocks not raised for
-// the clock's start yet that a clock will reach before it stops, whenever
-// it is due, in the order of the clocks and their levels.
-func pending(r Referral, hours OperatingHours) []Due {
-	var out []Due
+// pending calls yield with every alert of the referral's clocks not
+// raised for the clock's start yet that a clock will reach before it
+// stops, whenever it is due, in the order of the clocks and their levels.
+func pending(r Referral, hours OperatingHours, yield func(Due)) {
 	raised := func(name string, l ClockLevel, days int32, start time.Time) bool {
 		return slices.ContainsFunc(r.Alerts, func(a Alert) bool {
 			return a.Clock == name && a.Level == l && a.DelayDays == days && a.StartedAt.Equal(start)
@@ -242,7 +246,7 @@ func pending(r Referral, hours OperatingHours) []Due {
 			if raised(c.name, level, days, c.start) || at.IsZero() || !c.stop.IsZero() && !at.Before(c.stop) {
 				return
 			}
-			out = append(out, Due{At: at, Event: ClockAlerted{Clock: c.name, Level: level, DelayDays: days, StartedAt: c.start, Target: c.target, EscalateTo: to}})
+			yield(Due{At: at, Event: ClockAlerted{Clock: c.name, Level: level, DelayDays: days, StartedAt: c.start, Target: c.target, EscalateTo: to}})
 		}
 		due(advance(c.start, c.target*3/4, pauses, c.operatingHours, hours), ClockWarning, 0, EscalateCoordinator)
 		due(advance(c.start, c.target, pauses, c.operatingHours, hours), ClockBreach, 0, EscalateLead)
@@ -253,7 +257,6 @@ func pending(r Referral, hours OperatingHours) []Due {
 			}
 		}
 	}
-	return out
 }
 
 // advance returns the instant at which d of counted time has passed since
