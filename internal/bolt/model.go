@@ -45,7 +45,7 @@ var (
 	// bytes (empty for a sequence that holds none).
 	keyLastHash = []byte("last_hash")
 	allBuckets  = [][]byte{bucketAwaitingCapacity, bucketAwaitingTest, bucketBoard, bucketByPathway, bucketBySite, bucketByStatus,
-		bucketFeed, bucketMeta, bucketOffers, bucketPolicies, bucketProviders, bucketReferrals}
+		bucketClocks, bucketFeed, bucketMeta, bucketOffers, bucketPolicies, bucketProviders, bucketReferrals}
 )
 
 // Entry is one event to apply: the decoded record and its stored bytes.
@@ -97,7 +97,7 @@ type Model struct {
 // layout names how this version lays the model out in its buckets; a file
 // laid out otherwise is emptied at Open and built again from the log (the
 // model is derived data).
-const layout = "10" // 10: the provider feed's index; 9: indexes by status, pathway and site, the waiting queues, no history; 8: details as submitted, the rule of a hold, facts time never back, switches from an instant; 7: policy switches; 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
+const layout = "11" // 11: the clock index; 10: the provider feed's index; 9: indexes by status, pathway and site, the waiting queues, no history; 8: details as submitted, the rule of a hold, facts time never back, switches from an instant; 7: policy switches; 6: when offers ended and counts were declared; 5: an alert keeps its clock's start; 4: live reservations
 
 // options returns bbolt's options for the read model file at path. The
 // initial map is twice the file's size (at least minMap), so that a long
@@ -489,6 +489,10 @@ func (b *batch) flush() error {
 			if err := reindex(b.tx, st.id, st.was, keysOf(*r)); err != nil {
 				return err
 			}
+			// What the clock scheduler looks at (clocks.go).
+			if err := indexClocks(b.tx, st.id, r); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -707,12 +711,6 @@ func (m *Model) indexed(bucket, prefix []byte) ([]spa.Referral, error) {
 		return nil
 	})
 	return out, err
-}
-
-// Referrals returns every referral that is not withdrawn or completed,
-// oldest first.
-func (m *Model) Referrals() ([]spa.Referral, error) {
-	return m.referrals(func(r spa.Referral) bool { return r.Status != spa.StatusWithdrawn && r.Status != spa.StatusCompleted })
 }
 
 func (m *Model) referrals(keep func(spa.Referral) bool) ([]spa.Referral, error) {

@@ -56,6 +56,14 @@ type Scheduler struct {
 	log      *slog.Logger
 	lease    *backoff.Gate
 	passes   *backoff.Gate
+
+	// What earlier passes found nothing to do for, while the referral
+	// stays as it was (its mark, bolt.Clocked): unmoved, the referrals no policy
+	// in force (inForce) moves; notYet, those whose next alert is later
+	// in the operating hours than the index's bound.
+	inForce string
+	unmoved map[string]uint64
+	notYet  map[string]notYet
 }
 
 // New returns the scheduler of worker id, which picks the referrals to look
@@ -182,40 +190,102 @@ func (s *Scheduler) hold(ctx context.Context, l *lease) bool {
 // step a policy that came into force since its last fact changes (an
 // awaiting-test hold once the overlay ends) at the instant that policy
 // came into force; it renews the lease as it goes and stops if it is lost.
+// It reads only the referrals the model's clock index names (bolt.DueBy,
+// bolt.PolicyBoundBefore), and of those only the ones it has not already
+// found to have nothing to do, so that a pass costs what falls due, not
+// what the log holds (docs/adr/0031). It calls cfg.Now once.
 func (s *Scheduler) pass(ctx context.Context, l *lease) error {
 	now := s.cfg.Now()
-	refs, err := s.model.Referrals()
-	if err != nil {
-		return err
-	}
 	policies, err := s.model.Policies(s.defaults)
 	if err != nil {
 		return err
 	}
-	for _, r := range refs {
-		turned, policyStep := spa.PolicyStep(r, policies, now)
-		alerts := len(spa.DueAlerts(r, s.cfg.Hours, now)) > 0
-		if !alerts && !policyStep {
+	// Policy turns: only the referrals the policies in force could move,
+	// whose last fact came before the latest of them.
+	turn, inForce := turns(policies, now)
+	if inForce != s.inForce {
+		s.inForce, s.unmoved = inForce, nil
+	}
+	unmoved := map[string]uint64{}
+	bound, err := s.model.PolicyBoundBefore(turn, func(id string, mark uint64) bool {
+		if m, ok := s.unmoved[id]; ok && m == mark {
+			unmoved[id] = mark
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range bound {
+		turned, ok := spa.PolicyStep(c.Referral, policies, now)
+		if !ok {
+			unmoved[c.Referral.ID] = c.Mark
 			continue
 		}
 		if l.due() && !s.hold(ctx, l) {
 			return nil
 		}
-		if policyStep {
-			// One referral that cannot be routed now must not hold up
-			// the alerts of the others: the next pass tries it again.
-			if err := s.app.RouteReferral(ctx, r.ID, turned); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				s.log.Warn("routing a referral a policy changed failed; trying again next pass", "referral", r.ID, "err", err)
+		// One referral that cannot be routed now must not hold up the
+		// others: the next pass tries it again.
+		if err := s.app.RouteReferral(ctx, c.Referral.ID, turned); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-		}
-		if alerts {
-			if err := s.app.RaiseAlerts(ctx, r.ID, s.cfg.Hours, now); err != nil {
-				return err
-			}
+			s.log.Warn("routing a referral a policy changed failed; trying again next pass", "referral", c.Referral.ID, "err", err)
 		}
 	}
+	s.unmoved = unmoved
+
+	// Alerts: the referrals whose next alert may be due, but those this
+	// scheduler knows are not due yet in its operating hours.
+	later := map[string]notYet{}
+	due, err := s.model.DueBy(now, func(id string, mark uint64) bool {
+		if n, ok := s.notYet[id]; ok && n.mark == mark && (n.at.IsZero() || now.Before(n.at)) {
+			later[id] = n
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range due {
+		if len(spa.DueAlerts(c.Referral, s.cfg.Hours, now)) == 0 {
+			at, _ := spa.NextAlert(c.Referral, s.cfg.Hours)
+			later[c.Referral.ID] = notYet{mark: c.Mark, at: at}
+			continue
+		}
+		if l.due() && !s.hold(ctx, l) {
+			return nil
+		}
+		if err := s.app.RaiseAlerts(ctx, c.Referral.ID, s.cfg.Hours, now); err != nil {
+			return err
+		}
+	}
+	s.notYet = later
 	return nil
+}
+
+// notYet is a referral whose next alert the index had due, but that is
+// due later in the scheduler's operating hours: at at (zero: never) as
+// long as the referral keeps its mark (bolt.Clocked).
+type notYet struct {
+	mark uint64
+	at   time.Time
+}
+
+// turns returns the instant the latest policy in force at now came into
+// force, and a description of the policies in force at now: PolicyStep's
+// answer for a referral depends on nothing else.
+func turns(ps spa.Policies, now time.Time) (time.Time, string) {
+	var turn time.Time
+	var inForce []spa.Policy
+	for _, p := range ps {
+		if !p.From.After(now) {
+			inForce = append(inForce, p)
+			turn = p.From
+		}
+	}
+	return turn, fmt.Sprint(inForce)
 }

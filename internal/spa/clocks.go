@@ -196,6 +196,42 @@ type Due struct {
 // at the instant the clock reached it, in event time.
 func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
 	var out []Due
+	pending(r, hours, func(d Due) {
+		if !d.At.After(now) {
+			out = append(out, d)
+		}
+	})
+	slices.SortStableFunc(out, func(a, b Due) int { return a.At.Compare(b.At) })
+	return out
+}
+
+// NextAlert returns the instant the referral's next alert falls due (it
+// may be past: an alert due and not raised yet), false when none will
+// unless the referral changes: DueAlerts(r, hours, now) is empty for every
+// now before it, and not empty at it. Only the referral's events change
+// it; time passing does not.
+//
+// With AllDay it is never later than with any other hours (the
+// urgent-response clock counts every hour): an index of it, kept by a
+// read model that does not know the scheduler's hours, is a safe lower
+// bound of when to look at the referral again.
+func NextAlert(r Referral, hours OperatingHours) (time.Time, bool) {
+	var next time.Time
+	pending(r, hours, func(d Due) {
+		if next.IsZero() || d.At.Before(next) {
+			next = d.At
+		}
+	})
+	return next, !next.IsZero()
+}
+
+// AllDay are operating hours of every hour of every day.
+var AllDay = OperatingHours{Open: 0, Close: 24 * 60}
+
+// pending calls yield with every alert of the referral's clocks not
+// raised for the clock's start yet that a clock will reach before it
+// stops, whenever it is due, in the order of the clocks and their levels.
+func pending(r Referral, hours OperatingHours, yield func(Due)) {
 	raised := func(name string, l ClockLevel, days int32, start time.Time) bool {
 		return slices.ContainsFunc(r.Alerts, func(a Alert) bool {
 			return a.Clock == name && a.Level == l && a.DelayDays == days && a.StartedAt.Equal(start)
@@ -207,10 +243,10 @@ func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
 			pauses = r.Holds
 		}
 		due := func(at time.Time, level ClockLevel, days int32, to string) {
-			if raised(c.name, level, days, c.start) || at.IsZero() || at.After(now) || !c.stop.IsZero() && !at.Before(c.stop) {
+			if raised(c.name, level, days, c.start) || at.IsZero() || !c.stop.IsZero() && !at.Before(c.stop) {
 				return
 			}
-			out = append(out, Due{At: at, Event: ClockAlerted{Clock: c.name, Level: level, DelayDays: days, StartedAt: c.start, Target: c.target, EscalateTo: to}})
+			yield(Due{At: at, Event: ClockAlerted{Clock: c.name, Level: level, DelayDays: days, StartedAt: c.start, Target: c.target, EscalateTo: to}})
 		}
 		due(advance(c.start, c.target*3/4, pauses, c.operatingHours, hours), ClockWarning, 0, EscalateCoordinator)
 		due(advance(c.start, c.target, pauses, c.operatingHours, hours), ClockBreach, 0, EscalateLead)
@@ -221,8 +257,6 @@ func DueAlerts(r Referral, hours OperatingHours, now time.Time) []Due {
 			}
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Due) int { return a.At.Compare(b.At) })
-	return out
 }
 
 // advance returns the instant at which d of counted time has passed since

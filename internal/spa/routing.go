@@ -151,6 +151,38 @@ func PolicyStep(r Referral, policies Policies, now time.Time) (time.Time, bool) 
 	return time.Time{}, false
 }
 
+// PolicyBound reports whether a policy coming into force may give the
+// referral a next step without any event on it: whenever PolicyStep(r, ps,
+// now) is true, for any policies and now, so is PolicyBound(r), for a
+// referral neither withdrawn nor completed (which the scheduler does not
+// route). It is the part of nextStep that reads the policy or the time,
+// without them: a read model indexes the referrals it holds for, so that
+// the scheduler asks PolicyStep of those only. Keep it in step with
+// nextStep.
+func PolicyBound(r Referral) bool {
+	if !r.Exists() || r.Status == StatusWithdrawn || r.Status == StatusCompleted {
+		return false
+	}
+	// 6a, and 3: the rules asked again, a test hold's end.
+	if r.Amended && r.HoldRule != "" && r.LeftHospitalAt.IsZero() || r.Hold == HoldReasonAwaitingTest {
+		return true
+	}
+	live := r.LiveAssignment()
+	if live != nil {
+		if to, _ := criteriaStep(r, live); to != TaskUnspecified {
+			return true
+		}
+	}
+	if r.DischargeReadyDate == "" || r.Hold != HoldReasonUnspecified {
+		return false
+	}
+	// 6: decided again after an amendment; or not decided yet.
+	if r.Decided && r.Amended && r.LeftHospitalAt.IsZero() && (live == nil || live.holdsUnit() && live.AcceptedAt.IsZero()) {
+		return true
+	}
+	return live == nil && !r.Decided
+}
+
 // nextStep is NextStep up to the offer: the step, or true when the next
 // step is an offer.
 func nextStep(r Referral, policies Policies, at time.Time) (Step, bool) {
