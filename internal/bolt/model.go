@@ -713,24 +713,6 @@ func (m *Model) indexed(bucket, prefix []byte) ([]spa.Referral, error) {
 	return out, err
 }
 
-func (m *Model) referrals(keep func(spa.Referral) bool) ([]spa.Referral, error) {
-	var out []spa.Referral
-	err := m.view(func(tx *bbolt.Tx) error {
-		refs := tx.Bucket(bucketReferrals)
-		return tx.Bucket(bucketBoard).ForEach(func(_, id []byte) error {
-			var r spa.Referral
-			if err := json.Unmarshal(refs.Get(id), &r); err != nil {
-				return err
-			}
-			if keep(r) {
-				out = append(out, r)
-			}
-			return nil
-		})
-	})
-	return out, err
-}
-
 // Digest returns a SHA-256 over every bucket's keys and values, in order,
 // and the applied sequence it covers. Two models that applied the same log
 // up to the same sequence have the same digest.
