@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,6 +59,11 @@ type Store struct {
 	skip map[uint64]bool
 	// signer signs every event appended (nil: unsigned).
 	signer Signer
+	// snapshots logs failures of the snapshots' bucket once while they
+	// last; snapshotsOff is when, in Unix nanoseconds, a bucket that could
+	// not be read is tried again (ADR 32).
+	snapshots    *backoff.Gate
+	snapshotsOff atomic.Int64
 }
 
 // Signer signs an event about to be appended: its subject and the SHA-256
@@ -87,7 +93,8 @@ func Open(ctx context.Context, nc *nats.Conn, req Requirements) (*Store, error) 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Store{nc: nc, js: js, stream: stream, log: log, minReplicas: max(req.MinReplicas, 1), skip: req.Skip, signer: req.Signer,
-		reads: backoff.NewGate("event log reads", log), appends: backoff.NewGate("event log appends", log)}, nil
+		reads: backoff.NewGate("event log reads", log), appends: backoff.NewGate("event log appends", log),
+		snapshots: backoff.NewGate("snapshots bucket "+StateBucket, log)}, nil
 }
 
 // Stream returns the event stream, for consumers.
@@ -310,6 +317,7 @@ type apiGet struct {
 
 // storedMsg is a message as JetStream's message get API answers it.
 type storedMsg struct {
+	Subject string `json:"subject"`
 	Seq     uint64 `json:"seq"`
 	Headers []byte `json:"hdrs"`
 	Data    []byte `json:"data"`
