@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,6 +28,49 @@ type Store interface {
 	// the error wraps spa.ErrConcurrentChange.
 	AppendBatch(ctx context.Context, batch []spa.Append) ([]uint64, error)
 }
+
+// Snapshots is what a Store may do besides (jetstream.Store does): keep
+// aggregates' snapshots and an index of request ids, so that a command
+// reads an aggregate's state in a few round trips however many events it
+// has (ADR 32). The App uses it for the aggregates that have snapshot
+// rules (providers) when its Store is one.
+type Snapshots interface {
+	// History returns the aggregate's latest snapshot folded by rules that
+	// the log confirms and that check accepts, and the events after it;
+	// or, without one, all its events. With a request id it also says
+	// where the request index puts that request's event.
+	History(ctx context.Context, agg spa.Aggregate, id, rules, requestID string, check func(state []byte) error) (spa.History, error)
+	// SaveSnapshot stores snap once the request index holds requests,
+	// unless the snapshot entry changed since revision; best effort.
+	SaveSnapshot(ctx context.Context, agg spa.Aggregate, id, rules string, revision uint64, snap spa.Snapshot, requests []spa.RequestAt)
+}
+
+// snapshotKind is how an aggregate's snapshots are made: the version of
+// the rules its state is folded by, and a check that a stored state
+// decodes as one.
+type snapshotKind struct {
+	rules string
+	check func(state []byte) error
+}
+
+// snapshotted lists the aggregates that have snapshots: providers, whose
+// reservations and releases make long histories. A referral's history is
+// short, and its commands answer with its state.
+var snapshotted = map[spa.Aggregate]snapshotKind{
+	spa.AggregateProvider: {rules: spa.ProviderStateVersion, check: decodes[spa.Provider]},
+}
+
+// decodes reports whether state decodes as an S.
+func decodes[S any](state []byte) error { return json.Unmarshal(state, new(S)) }
+
+// snapshotEvery is how many events after its snapshot a command reads
+// before it saves a new one; maxIndexed bounds the request ids one save
+// adds to the index (the first save of a long history then covers only
+// its start, and the commands after it carry on).
+const (
+	snapshotEvery = 16
+	maxIndexed    = 256
+)
 
 // ReadModel answers queries. A request's min_sequence makes it wait, within
 // ctx, until the model has applied that sequence. Errors are *spa.Error
@@ -88,6 +132,7 @@ type Meta struct {
 // App runs every use case. Safe for concurrent use.
 type App struct {
 	store       Store
+	snapshots   Snapshots
 	reads       ReadModel
 	log         EventLog
 	access      AccessLog
@@ -120,6 +165,7 @@ func WithMaxAttempts(n int) Option { return func(a *App) { a.maxAttempts = n } }
 // New returns an App on store and read model.
 func New(store Store, reads ReadModel, opts ...Option) *App {
 	a := &App{store: store, reads: reads, now: time.Now, maxAttempts: 5}
+	a.snapshots, _ = store.(Snapshots)
 	for _, o := range opts {
 		o(a)
 	}
@@ -132,29 +178,47 @@ type state[S any] interface {
 	Apply(spa.Record)
 }
 
+// target is the aggregate a change acts on.
+type target struct {
+	agg spa.Aggregate
+	id  string
+	// request is the client's request id, looked up in the request index
+	// with the aggregate's snapshot.
+	request string
+	// fresh: the first attempt decides on no events without loading:
+	// right for a new aggregate, and one that exists after all makes the
+	// append fail as a lost race, which loads it.
+	fresh bool
+}
+
+// errWholeHistory, from a decider, asks change to decide again on all of
+// the aggregate's events rather than a snapshot's and those after it.
+var errWholeHistory = errors.New("app: decide on the whole history")
+
 // change is the one load-decide-append loop of every use case that
-// changes the log: it loads an aggregate's events, decides, and appends
-// what was decided, atomically, each event under its guard. A lost race is
-// decided again on the events as they are then (after settle has let the
-// decider's other sources catch up, when given), up to maxAttempts times,
-// then answered with spa.ErrConcurrentChange. It returns the sequences
-// appended: none when decide had nothing to append.
-//
-// With fresh the first attempt decides on no events without loading:
-// right for a new aggregate, and one that exists after all makes the
-// append fail as a lost race, which loads it.
-func (a *App) change(ctx context.Context, agg spa.Aggregate, id string, fresh bool, settle func(context.Context) error,
-	decide func(recs []spa.Record, last uint64) ([]spa.Append, error)) ([]uint64, error) {
+// changes the log: it loads an aggregate's history (history), decides,
+// and appends what was decided, atomically, each event under its guard.
+// A lost race is decided again on the history as it is then (after
+// settle has let the decider's other sources catch up, when given), up to
+// maxAttempts times, then answered with spa.ErrConcurrentChange. It
+// returns the sequences appended: none when decide had nothing to append.
+func (a *App) change(ctx context.Context, t target, settle func(context.Context) error,
+	decide func(h spa.History) ([]spa.Append, error)) ([]uint64, error) {
+	whole := false
 	for attempt := 1; ; attempt++ {
-		var recs []spa.Record
-		var last uint64
-		if !fresh || attempt > 1 {
+		var h spa.History
+		if !t.fresh || attempt > 1 {
 			var err error
-			if recs, last, err = a.store.Load(ctx, agg, id); err != nil {
+			if h, err = a.history(ctx, t, whole); err != nil {
 				return nil, err
 			}
 		}
-		batch, err := decide(recs, last)
+		batch, err := decide(h)
+		if errors.Is(err, errWholeHistory) && !whole {
+			whole = true
+			attempt--
+			continue
+		}
 		if err != nil || len(batch) == 0 {
 			return nil, err
 		}
@@ -171,6 +235,68 @@ func (a *App) change(ctx context.Context, agg spa.Aggregate, id string, fresh bo
 	}
 }
 
+// history loads what a command on t decides on: for an aggregate with
+// snapshot rules, on a store that keeps snapshots, its latest snapshot
+// and the events after it (unless whole); otherwise all its events.
+func (a *App) history(ctx context.Context, t target, whole bool) (spa.History, error) {
+	if k, ok := snapshotted[t.agg]; ok && a.snapshots != nil && !whole {
+		return a.snapshots.History(ctx, t.agg, t.id, k.rules, t.request, k.check)
+	}
+	recs, last, err := a.store.Load(ctx, t.agg, t.id)
+	return spa.History{Records: recs, Last: last}, err
+}
+
+// saveSnapshot saves a snapshot of h's aggregate when h read snapshotEvery
+// events or more after its snapshot (ADR 32): the state after them, or
+// after the ones before the first request id beyond maxIndexed, and
+// those request ids for the index. It is best effort, and left out for
+// aggregates without snapshots and for a history loaded whole (to answer
+// a retry older than the snapshot), which has no hashes.
+func saveSnapshot[S any, P state[S]](ctx context.Context, a *App, t target, h spa.History) {
+	k, ok := snapshotted[t.agg]
+	if !ok || a.snapshots == nil || ctx.Err() != nil || len(h.Records) < snapshotEvery || len(h.Hashes) != len(h.Records) {
+		return
+	}
+	s, err := restore[S](h)
+	if err != nil {
+		return
+	}
+	n := len(h.Records)
+	var requests []spa.RequestAt
+	for i, rec := range h.Records {
+		if rec.Request.ID == "" {
+			continue
+		}
+		if len(requests) == maxIndexed {
+			n = i
+			break
+		}
+		requests = append(requests, spa.RequestAt{ID: rec.Request.ID, Sequence: rec.Sequence})
+	}
+	for _, rec := range h.Records[:n] {
+		P(&s).Apply(rec)
+	}
+	state, err := json.Marshal(s)
+	if err != nil {
+		return
+	}
+	snap := spa.Snapshot{Sequence: h.Records[n-1].Sequence, Hash: h.Hashes[n-1], State: state}
+	a.snapshots.SaveSnapshot(ctx, t.agg, t.id, k.rules, h.Revision, snap, requests)
+}
+
+// restore returns the state h's snapshot holds (the zero state when it
+// has none), decoded afresh: folding shares the state's slices.
+func restore[S any](h spa.History) (S, error) {
+	var s S
+	if h.Snapshot == nil {
+		return s, nil
+	}
+	if err := json.Unmarshal(h.Snapshot.State, &s); err != nil {
+		return s, fmt.Errorf("app: snapshot at %d: %w", h.Snapshot.Sequence, err)
+	}
+	return s, nil
+}
+
 // update runs a client's command on an aggregate through change: it
 // rebuilds the aggregate's state, decides, and appends the change guarded
 // by the sequence it decided on (a provider event that comes with it, in
@@ -180,7 +306,8 @@ func (a *App) change(ctx context.Context, agg spa.Aggregate, id string, fresh bo
 // submission).
 //
 // A command with a request id that an event of the aggregate already
-// carries is a retry: the same request is answered as the first time (the
+// carries (for a provider: one after its snapshot, or one the request
+// index names, ADR 32) is a retry: the same request is answered as the first time (the
 // state just after that event, and its sequence) and appends nothing;
 // another request with that id is KindAlreadyExists. A command with a
 // request id that decides nothing appends NothingChanged, so that its
@@ -202,15 +329,24 @@ func updateIf[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa
 	// wildcard subject); decide then reports it as a field violation.
 	valid := spa.ValidAggregateID(agg, id)
 	idErr := spa.CheckRequestID(meta.Request.ID)
+	t := target{agg: agg, id: id, fresh: assumeNew}
+	if idErr == nil {
+		t.request = meta.Request.ID
+	}
 	var (
 		s       S
 		retry   bool   // the command is a retry, answered from the log
 		seq     uint64 // a retry's answer
 		decided spa.Record
+		loaded  spa.History // what the last attempt decided on
 	)
-	attempt := func(recs []spa.Record, last uint64) ([]spa.Append, error) {
-		s = *new(S)
-		for _, rec := range recs {
+	attempt := func(h spa.History) ([]spa.Append, error) {
+		loaded = h
+		var err error
+		if s, err = restore[S](h); err != nil {
+			return nil, err
+		}
+		for _, rec := range h.Records {
 			P(&s).Apply(rec)
 		}
 		if valid {
@@ -224,11 +360,15 @@ func updateIf[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa
 				}
 			}
 		}
-		if first := retried(recs, meta.Request); idErr == nil && first >= 0 {
-			var err error
+		if first := retried(h.Records, meta.Request); idErr == nil && first >= 0 {
 			retry = true
-			s, seq, err = answered[S, P](recs[:first+1], meta.Request, agg, id)
+			s, seq, err = answered[S, P](h, first, meta.Request, agg, id)
 			return nil, err
+		}
+		if t.request != "" && h.Snapshot != nil && h.Requested > 0 {
+			// The index puts the request before the snapshot: a retry of
+			// an older request, answered from the whole history.
+			return nil, errWholeHistory
 		}
 		recorded := a.now()
 		// A bad occurred_at or request id is reported with the rest of the
@@ -251,7 +391,7 @@ func updateIf[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa
 		}
 		decided = record(meta, id, causationID, now, recorded, ch.Event)
 		decided.Request = meta.Request
-		batch := []spa.Append{{Record: decided, Expected: last, Guard: true}}
+		batch := []spa.Append{{Record: decided, Expected: h.Last, Guard: true}}
 		if ch.Provider != nil {
 			batch = append(batch, spa.Append{Record: record(meta, ch.ProviderODS, decided.EventID, now, recorded, ch.Provider), Guard: ch.GuardProvider})
 		}
@@ -260,9 +400,10 @@ func updateIf[S any, P state[S]](ctx context.Context, a *App, meta Meta, agg spa
 	var seqs []uint64
 	var err error
 	if valid {
-		seqs, err = a.change(ctx, agg, id, assumeNew, nil, attempt)
+		seqs, err = a.change(ctx, t, nil, attempt)
+		saveSnapshot[S, P](ctx, a, t, loaded)
 	} else {
-		_, err = attempt(nil, 0) // decides, to report the bad id; appends nothing
+		_, err = attempt(spa.History{}) // decides, to report the bad id; appends nothing
 	}
 	if err != nil || retry || len(seqs) == 0 {
 		return s, seq, err
@@ -284,22 +425,25 @@ func retried(recs []spa.Record, req spa.Request) int {
 	return slices.IndexFunc(recs, func(r spa.Record) bool { return r.Request.ID == req.ID })
 }
 
-// answered answers a retried request from the records up to and
-// including the one it appended: the state then, and that record's
-// sequence; or KindAlreadyExists when the id came with another request.
-func answered[S any, P state[S]](recs []spa.Record, req spa.Request, agg spa.Aggregate, id string) (S, uint64, error) {
-	var s S
-	first := recs[len(recs)-1]
-	if !bytes.Equal(first.Request.Hash, req.Hash) {
-		return s, 0, spa.Errorf(spa.KindAlreadyExists, "request_id %q was already used on %s %s for another request (event %d)", req.ID, agg, id, first.Sequence)
+// answered answers a retried request from h, whose record first it
+// appended: the state just after it, and its sequence; or
+// KindAlreadyExists when the id came with another request.
+func answered[S any, P state[S]](h spa.History, first int, req spa.Request, agg spa.Aggregate, id string) (S, uint64, error) {
+	rec := h.Records[first]
+	s, err := restore[S](h)
+	if err != nil {
+		return s, 0, err
 	}
-	for _, rec := range recs {
-		P(&s).Apply(rec)
+	if !bytes.Equal(rec.Request.Hash, req.Hash) {
+		return s, 0, spa.Errorf(spa.KindAlreadyExists, "request_id %q was already used on %s %s for another request (event %d)", req.ID, agg, id, rec.Sequence)
 	}
-	if _, noted := first.Event.(spa.NothingChanged); noted {
+	for _, r := range h.Records[:first+1] {
+		P(&s).Apply(r)
+	}
+	if _, noted := rec.Event.(spa.NothingChanged); noted {
 		return s, 0, nil // answered as the first time: nothing decided
 	}
-	return s, first.Sequence, nil
+	return s, rec.Sequence, nil
 }
 
 // record wraps an event in its envelope.

@@ -171,12 +171,12 @@ const maxBatchSteps = 4
 // sequence. A referral that does not exist has none.
 func (a *App) steps(ctx context.Context, id string, settle func(context.Context) error, next func(recs []spa.Record, r spa.Referral, last uint64) ([]spa.Append, error)) error {
 	for range maxSteps {
-		seqs, err := a.change(ctx, spa.AggregateReferral, id, false, settle, func(recs []spa.Record, last uint64) ([]spa.Append, error) {
-			r := spa.Replay(recs)
+		seqs, err := a.change(ctx, target{agg: spa.AggregateReferral, id: id}, settle, func(h spa.History) ([]spa.Append, error) {
+			r := spa.Replay(h.Records)
 			if !r.Exists() {
 				return nil, nil
 			}
-			return next(recs, r, last)
+			return next(h.Records, r, h.Last)
 		})
 		if err != nil || len(seqs) == 0 {
 			return err

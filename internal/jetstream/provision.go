@@ -132,8 +132,8 @@ func routerConfig(s Setup) jetstream.ConsumerConfig {
 }
 
 // Provision creates SPA's JetStream assets (the event stream, the access
-// log stream, the checkpoint stream, the scheduler's lease bucket and the
-// router's consumer), or
+// log stream, the checkpoint stream, the scheduler's lease bucket, the
+// snapshots' bucket and the router's consumer), or
 // brings existing ones to setup. It is the one place that creates or
 // changes them: spa-ctl init on a cluster, spa-server at start in the
 // all-in-one mode; every other process only looks them up (Open). A
@@ -155,9 +155,9 @@ func Provision(ctx context.Context, nc *nats.Conn, setup Setup) ([]string, error
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	lease := "KV_" + LeaseBucket
+	lease, state := "KV_"+LeaseBucket, "KV_"+StateBucket
 	existing := map[string]*jetstream.StreamConfig{}
-	for _, name := range []string{StreamName, AccessStreamName, CheckpointStreamName, lease} {
+	for _, name := range []string{StreamName, AccessStreamName, CheckpointStreamName, lease, state} {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
@@ -171,7 +171,7 @@ func Provision(ctx context.Context, nc *nats.Conn, setup Setup) ([]string, error
 		if c.Replicas > setup.Replicas {
 			problems = append(problems, fmt.Sprintf("it has %d replicas and provisioning with %d would lower them (lower them with the nats CLI if you mean to)", c.Replicas, setup.Replicas))
 		}
-		if name != lease {
+		if name != lease && name != state {
 			problems = append(problems, untrusted(c)...)
 		}
 		if len(problems) > 0 {
@@ -210,6 +210,12 @@ func Provision(ctx context.Context, nc *nats.Conn, setup Setup) ([]string, error
 		return report, fmt.Errorf("jetstream: provision %s: %w", LeaseBucket, err)
 	}
 	report = append(report, fmt.Sprintf("bucket %s %s: replicas %d, lease TTL %s", LeaseBucket, verb, kvc.Replicas, kvc.TTL))
+
+	line, err := provisionStateBucket(ctx, js, existing[state], setup)
+	if err != nil {
+		return report, err
+	}
+	report = append(report, line)
 
 	stream, err := js.Stream(ctx, StreamName)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,6 +61,11 @@ type Store struct {
 	signer Signer
 	// batches takes the answers of Events' direct gets.
 	batches batchMux
+	// snapshots logs failures of the snapshots' bucket once while they
+	// last; snapshotsOff is when, in Unix nanoseconds, a bucket that could
+	// not be read is tried again (ADR 32).
+	snapshots    *backoff.Gate
+	snapshotsOff atomic.Int64
 }
 
 // Signer signs an event about to be appended: its subject and the SHA-256
@@ -89,7 +95,8 @@ func Open(ctx context.Context, nc *nats.Conn, req Requirements) (*Store, error) 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Store{nc: nc, js: js, stream: stream, log: log, minReplicas: max(req.MinReplicas, 1), skip: req.Skip, signer: req.Signer,
-		reads: backoff.NewGate("event log reads", log), appends: backoff.NewGate("event log appends", log)}, nil
+		reads: backoff.NewGate("event log reads", log), appends: backoff.NewGate("event log appends", log),
+		snapshots: backoff.NewGate("snapshots bucket "+StateBucket, log)}, nil
 }
 
 // Stream returns the event stream, for consumers.
@@ -102,8 +109,10 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 func SubjectOf(agg spa.Aggregate, id string) string { return spa.SubjectOf(agg, id) }
 
 // Load returns every event of an aggregate, oldest first, and the sequence
-// of the last one (0 when it has none). A store that cannot answer for a
-// while (an election) is retried; one that stays so is KindUnavailable.
+// of the last one (0 when it has none): the first events in one batched
+// direct get, any beyond them through an ordered consumer (see read). A
+// store that cannot answer for a while (an election) is retried; one that
+// stays so is KindUnavailable.
 func (s *Store) Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.Record, uint64, error) {
 	var recs []spa.Record
 	var lastSeq uint64
@@ -116,35 +125,12 @@ func (s *Store) Load(ctx context.Context, agg spa.Aggregate, id string) ([]spa.R
 }
 
 func (s *Store) load(ctx context.Context, subject string) ([]spa.Record, uint64, error) {
-	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, 0, nil
-	}
+	events, err := s.read(ctx, subject, 1)
 	if err != nil {
-		return nil, 0, fmt.Errorf("jetstream: load %s: %w", subject, err)
+		return nil, 0, err
 	}
-	var recs []spa.Record
-	for seq := uint64(1); seq <= last.Sequence; seq++ {
-		msg, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			// Reads may be answered by different replicas: one that is
-			// behind the one that named the last event. Read again.
-			return nil, 0, &retryableError{fmt.Errorf("jetstream: load %s: replicas disagree: %w", subject, err)}
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("jetstream: load %s from %d: %w", subject, seq, err)
-		}
-		seq = msg.Sequence
-		rec, err := codec.DecodeStored(spa.StoredEvent{Sequence: msg.Sequence, Subject: msg.Subject, Data: msg.Data})
-		if err != nil && s.skip[msg.Sequence] {
-			continue // an operator decided to step over it
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		recs = append(recs, rec)
-	}
-	return recs, last.Sequence, nil
+	recs, _, last := records(events)
+	return recs, last, nil
 }
 
 // retryFor bounds how long one call without a deadline retries a store
@@ -344,6 +330,7 @@ type apiGet struct {
 
 // storedMsg is a message as JetStream's message get API answers it.
 type storedMsg struct {
+	Subject string `json:"subject"`
 	Seq     uint64 `json:"seq"`
 	Headers []byte `json:"hdrs"`
 	Data    []byte `json:"data"`

@@ -134,6 +134,7 @@ func attack(t *testing.T, b *bus) {
 			"$JS.API.STREAM.DELETE." + jetstream.StreamName:                                    "",
 			"$JS.API.STREAM.DELETE." + jetstream.AccessStreamName:                              "",
 			"$JS.API.STREAM.DELETE.KV_" + jetstream.LeaseBucket:                                "",
+			"$JS.API.STREAM.DELETE.KV_" + jetstream.StateBucket:                                "",
 			"$JS.API.STREAM.UPDATE." + jetstream.StreamName:                                    shrunk,
 			"$JS.API.STREAM.PURGE." + jetstream.StreamName:                                     "",
 			"$JS.API.STREAM.MSG.DELETE." + jetstream.StreamName:                                `{"seq":1}`,
@@ -145,11 +146,19 @@ func attack(t *testing.T, b *bus) {
 	forgeWithdrawal := func(t *testing.T, c *conn) {
 		c.publish(t, forgedWithdrawal(t, b))
 	}
+	// Only the server reads and writes the snapshots' bucket (ADR 32): a
+	// forged snapshot could only cost time, but a forged or deleted entry
+	// of the request index could have a request applied twice.
+	snapshots := func(t *testing.T, c *conn) {
+		c.publish(t, &nats.Msg{Subject: "$KV." + jetstream.StateBucket + ".provider.VLAXL.request.forged-request", Data: []byte("1")})
+		c.request(t, "$JS.API.DIRECT.GET.KV_"+jetstream.StateBucket, `{"multi_last":["$KV.`+jetstream.StateBucket+`.>"]}`)
+	}
 
 	t.Run("provider", func(t *testing.T) {
 		c := mustConnect(t, b.url, b.as(natsauth.Provider))
 		forgeWithdrawal(t, c)
 		destroy(t, c)
+		snapshots(t, c)
 		for _, s := range []string{">", "spa.>", referralSubject, accessSubject, "$JS.API.>", "_INBOX.>", natsauth.Server.InboxPrefix() + ".>"} {
 			c.subscribe(t, s)
 		}
@@ -171,6 +180,7 @@ func attack(t *testing.T, b *bus) {
 		c.publish(t, forgedEvent(t, accessSubject, "", []byte("forged")))
 		c.publish(t, forgedEvent(t, jetstream.AccessCallSubject, "", []byte("forged")))
 		destroy(t, c)
+		snapshots(t, c)
 		for _, s := range []string{">", "spa.>", accessSubject, "spa.access.>", "$JS.API.>", "_INBOX.>", natsauth.Server.InboxPrefix() + ".>", natsauth.Admin.InboxPrefix() + ".>"} {
 			c.subscribe(t, s)
 		}
@@ -196,6 +206,7 @@ func attack(t *testing.T, b *bus) {
 		forgeWithdrawal(t, c)
 		c.publish(t, forgedEvent(t, accessSubject, "", []byte("forged")))
 		destroy(t, c)
+		snapshots(t, c)
 		c.subscribe(t, ">")
 		c.subscribe(t, natsauth.Server.InboxPrefix()+".>")
 	})
@@ -209,6 +220,10 @@ func attack(t *testing.T, b *bus) {
 		destroy(t, c)
 		c.subscribe(t, ">")
 		c.subscribe(t, "spa.readmodel.>")
+		// Keeping snapshots is its job.
+		if !keepsSnapshots(t, c.nc, b) {
+			t.Errorf("the server cannot keep snapshots: it must, for commands on providers")
+		}
 	})
 
 	// Nothing changed: the log ends with the server's events, the streams
@@ -325,6 +340,28 @@ func readsAccess(t *testing.T, nc *nats.Conn, referral string) bool {
 		t.Logf("read the access log: %v", err)
 	}
 	return found
+}
+
+// keepsSnapshots reports whether nc can save a snapshot of b's referral
+// (with a request id in the index) and read it back.
+func keepsSnapshots(t *testing.T, nc *nats.Conn, b *bus) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := jetstream.Open(ctx, nc, jetstream.Requirements{})
+	if err != nil {
+		t.Logf("open the event log: %v", err)
+		return false
+	}
+	hash := sha256.Sum256(b.last.Data)
+	snap := spa.Snapshot{Sequence: b.last.Sequence, Hash: hash[:], State: []byte("{}")}
+	store.SaveSnapshot(ctx, spa.AggregateReferral, b.referral, "attack-test", 0, snap, []spa.RequestAt{{ID: "request.locked.bus", Sequence: b.last.Sequence}})
+	h, err := store.History(ctx, spa.AggregateReferral, b.referral, "attack-test", "request.locked.bus", func([]byte) error { return nil })
+	if err != nil {
+		t.Logf("history: %v", err)
+		return false
+	}
+	return h.Snapshot != nil && h.Snapshot.Sequence == b.last.Sequence && h.Requested == b.last.Sequence
 }
 
 // conn is a client connection that keeps the errors the server sends it.

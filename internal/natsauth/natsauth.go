@@ -79,7 +79,7 @@ func Permissions(id Identity) *server.Permissions {
 	switch id {
 	case Server:
 		pub := join(jetstream.Subjects, []string{jetstream.AccessCallSubject, jetstream.CheckpointSubject, "spa.readmodel.>"},
-			readStream(events), readStream(access), readStream(checkpoints))
+			readStream(events), readStream(access), readStream(checkpoints), stateBucket())
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: pub, Deny: join(sharedConsumer(), routerPull())},
 			// The signers answer requests for a checkpoint now.
@@ -145,6 +145,13 @@ func readStream(stream string) []string {
 		"$JS.API.CONSUMER.MSG.NEXT." + stream + ".*",
 		"$JS.API.CONSUMER.DELETE." + stream + ".*",
 	}
+}
+
+// stateBucket is what the server does with the snapshots' bucket
+// (ADR 32): batched direct gets of snapshots and request index entries,
+// and puts of both.
+func stateBucket() []string {
+	return []string{"$JS.API.DIRECT.GET.KV_" + jetstream.StateBucket, "$KV." + jetstream.StateBucket + ".>"}
 }
 
 // sharedConsumer is what readers may not do to the routers' shared
