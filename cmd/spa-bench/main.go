@@ -224,6 +224,14 @@ func run(ctx context.Context, cfg benchConfig, progress io.Writer) (*report, err
 	lag := open.lag.summary()
 	r.LagP50, r.LagP99, r.LagMax, r.LagMaxEvents = lag.P50, lag.P99, lag.Max, open.lagEvents.Load()
 
+	// The queries and counts below, and the idle CPU, are measured once
+	// the server has routed and projected what it was given (or the
+	// drain is over): their own costs, not the backlog's.
+	if nats.conn != nil {
+		if err := settle(ctx, nats.conn, cfg.Drain, say); err != nil {
+			r.Skipped = append(r.Skipped, "a quiet server: it was still catching up when the board, the counts and the idle CPU were measured ("+err.Error()+")")
+		}
+	}
 	say("board pages and capacity counts: %d calls each", cfg.Samples)
 	after2 := newPhase("after", 0, false, false)
 	after2.begin(time.Hour)
@@ -237,11 +245,6 @@ func run(ctx context.Context, cfg benchConfig, progress io.Writer) (*report, err
 
 	if srv != nil {
 		r.RSS, r.RSSPeak = serverMemory(srv, &r.Skipped)
-		// Idle is once the server has routed and projected what it was
-		// given, or the drain is over.
-		if err := settle(ctx, nats.conn, cfg.Drain, say); err != nil {
-			r.Skipped = append(r.Skipped, "a quiet server's idle CPU: it was still catching up when measured ("+err.Error()+")")
-		}
 		say("idle server CPU over %s", cfg.Idle)
 		r.IdleCPU = idleCPU(ctx, srv, cfg.Idle, &r.Skipped)
 	} else {
