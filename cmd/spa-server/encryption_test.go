@@ -11,6 +11,7 @@ import (
 
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/referraltest"
+	spaserver "spa/internal/server"
 )
 
 // TestEncryptionAtRest stores a referral with the embedded server's files
@@ -59,7 +60,7 @@ func TestEncryptionAtRest(t *testing.T) {
 		{nil, "are encrypted: start with their key"},
 		{[]string{"--nats-encryption-key-file", newKey}, "could not be opened"},
 	} {
-		err := realMain(context.Background(), append([]string{"--listen", "127.0.0.1:0", "--data-dir", dir}, c.args...),
+		err := spaserver.Run(context.Background(), append([]string{"--listen", "127.0.0.1:0", "--data-dir", dir}, c.args...),
 			func(string) string { return "" }, slog.New(slog.DiscardHandler), nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("start with %v: %v, want %q", c.args, err, c.want)

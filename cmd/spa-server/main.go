@@ -3,6 +3,8 @@
 // (files under --data-dir) and a worker that projects the read model.
 //
 //	go run ./cmd/spa-server
+//
+// The server itself is internal/server.
 package main
 
 import (
@@ -14,13 +16,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	spaserver "spa/internal/server"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := realMain(ctx, os.Args[1:], os.Getenv, log, nil); err != nil {
+	if err := spaserver.Run(ctx, os.Args[1:], os.Getenv, log, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}

@@ -27,6 +27,7 @@ import (
 	"spa/internal/await"
 	spav1 "spa/internal/gen/spa/v1"
 	"spa/internal/referraltest"
+	spaserver "spa/internal/server"
 	"spa/internal/spa"
 )
 
@@ -54,7 +55,7 @@ func startServerWith(t testing.TB, dial []grpc.DialOption, args ...string) *serv
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
-		done <- realMain(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), func(string) string { return "" }, log, func(a net.Addr) { addrs <- a })
+		done <- spaserver.Run(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), func(string) string { return "" }, log, func(a net.Addr) { addrs <- a })
 	}()
 	var addr net.Addr
 	select {
@@ -438,11 +439,11 @@ func TestHealthReflectionAndShutdown(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"SPA_LISTEN": "127.0.0.1:6000", "SPA_WORKER": "false", "SPA_NATS_URL": "nats://127.0.0.1:4222", "SPA_SIGNING_KEY": "k"}
-	c, err := parseConfig([]string{"--data-dir", "x"}, func(k string) string { return env[k] }, io.Discard)
+	c, err := spaserver.ParseConfig([]string{"--data-dir", "x"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil || c.Listen != "127.0.0.1:6000" || c.Worker || c.DataDir != "x" {
 		t.Fatalf("env fallbacks: %+v, %v", c, err)
 	}
-	c, err = parseConfig([]string{"--listen", "127.0.0.1:7000"}, func(k string) string { return env[k] }, io.Discard)
+	c, err = spaserver.ParseConfig([]string{"--listen", "127.0.0.1:7000"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil || c.Listen != "127.0.0.1:7000" {
 		t.Fatalf("flag over env: %+v, %v", c, err)
 	}
@@ -467,16 +468,16 @@ func TestConfigErrors(t *testing.T) {
 		{"--tls-cert", "server.crt"},      // TLS needs the key and client CA too
 		{"--nats-listen", "0.0.0.0:4222"}, // the embedded NATS has no TLS
 	} {
-		if _, err := parseConfig(args, func(string) string { return "" }, io.Discard); err == nil {
-			t.Errorf("parseConfig(%v) accepted", args)
+		if _, err := spaserver.ParseConfig(args, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("spaserver.ParseConfig(%v) accepted", args)
 		}
 	}
 	for _, listen := range []string{"127.0.0.1:50051", "[::1]:50051", "localhost:50051"} {
-		if c, err := parseConfig([]string{"--listen", listen}, func(string) string { return "" }, io.Discard); err != nil || !c.Dev() {
+		if c, err := spaserver.ParseConfig([]string{"--listen", listen}, func(string) string { return "" }, io.Discard); err != nil || !c.Dev() {
 			t.Errorf("development mode on %s: %v", listen, err)
 		}
 	}
-	if c, err := parseConfig([]string{"--listen", "0.0.0.0:50051", "--tls-cert", "a", "--tls-key", "b", "--tls-client-ca", "c"}, func(string) string { return "" }, io.Discard); err != nil || c.Dev() {
+	if c, err := spaserver.ParseConfig([]string{"--listen", "0.0.0.0:50051", "--tls-cert", "a", "--tls-key", "b", "--tls-client-ca", "c"}, func(string) string { return "" }, io.Discard); err != nil || c.Dev() {
 		t.Errorf("TLS on every interface: %v", err)
 	}
 }

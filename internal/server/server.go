@@ -1,4 +1,9 @@
-package main
+// Package server runs SPA's gRPC front door as spa-server does: it reads
+// the configuration, starts the embedded nats-server of the all-in-one mode
+// (or connects to a NATS cluster), runs the in-process worker, serves the
+// API until its context ends and shuts down in order. cmd/spa-server is
+// its main; spa-bench runs it too, as a child process.
+package server
 
 import (
 	"context"
@@ -31,12 +36,14 @@ import (
 	"spa/internal/worker"
 )
 
-// realMain runs the server until ctx ends, then shuts down in order: stop
-// taking calls and finish those in flight, stop the worker (its last batch
-// is committed and the read model closed), drain NATS, stop the embedded
-// server. serving, if not nil, is told the gRPC address once it listens.
-func realMain(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger, serving func(net.Addr)) error {
-	cfg, err := parseConfig(args, getenv, os.Stderr)
+// Run runs the server configured by args (spa-server's flags) and getenv
+// until ctx ends, then shuts down in order: stop taking calls and finish
+// those in flight, stop the worker (its last batch is committed and the
+// read model closed), drain NATS, stop the embedded server. serving, if
+// not nil, is told the gRPC address once it listens. A bad configuration
+// is an error before anything starts (flag.ErrHelp for --help).
+func Run(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger, serving func(net.Addr)) error {
+	cfg, err := ParseConfig(args, getenv, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -214,7 +221,7 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, lo
 // signingKey loads the key events and checkpoints are signed with: the
 // --signing-key file, or in the all-in-one mode the data directory's,
 // made on first start. Its public key is logged: what an auditor keeps.
-func signingKey(cfg serverConfig, log *slog.Logger) (*signing.Key, error) {
+func signingKey(cfg Config, log *slog.Logger) (*signing.Key, error) {
 	if cfg.SigningKey != "" {
 		key, err := signing.LoadKey(cfg.SigningKey)
 		if err == nil {
@@ -236,7 +243,7 @@ func signingKey(cfg serverConfig, log *slog.Logger) (*signing.Key, error) {
 // SPA's streams there as the admin identity (on a cluster `spa-ctl init`
 // does, docs/adr/0010), and returns the server's connection and, when a
 // worker runs here, the worker's.
-func startEmbedded(ctx context.Context, cfg serverConfig, log *slog.Logger) (emb *jetstream.Embedded, nc, wnc *nats.Conn, err error) {
+func startEmbedded(ctx context.Context, cfg Config, log *slog.Logger) (emb *jetstream.Embedded, nc, wnc *nats.Conn, err error) {
 	dir := filepath.Join(cfg.DataDir, "nats")
 	users, err := natsauth.EnsureSeeds(dir)
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"errors"
@@ -17,8 +17,8 @@ import (
 	"spa/internal/worker"
 )
 
-// serverConfig is spa-server's validated configuration.
-type serverConfig struct {
+// Config is spa-server's validated configuration.
+type Config struct {
 	Listen     string
 	DataDir    string
 	NATSURL    string
@@ -48,10 +48,13 @@ type serverConfig struct {
 
 // Dev reports whether the server runs in the development mode:
 // plaintext, on loopback only, callers stating who they are.
-func (c serverConfig) Dev() bool { return c.TLSCert == "" && c.TLSKey == "" && c.TLSClientCA == "" }
+func (c Config) Dev() bool { return c.TLSCert == "" && c.TLSKey == "" && c.TLSClientCA == "" }
 
-func parseConfig(args []string, getenv func(string) string, usage io.Writer) (serverConfig, error) {
-	var c serverConfig
+// ParseConfig reads spa-server's flags from args (and their environment
+// variables through getenv) and validates them, every problem at once;
+// usage gets the flags' help.
+func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	var c Config
 	fs := flag.NewFlagSet("spa-server", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
