@@ -206,6 +206,11 @@ func allStreamsLoaded(srv *server.Server, dir string) error {
 		return fmt.Errorf("embedded nats: %w", err)
 	}
 	for _, acc := range accounts {
+		if !acc.IsDir() {
+			// Not an account: a file nats-server writes to test the
+			// directory (_test_*) and did not remove, killed meanwhile.
+			continue
+		}
 		streams, err := os.ReadDir(filepath.Join(dir, server.JetStreamStoreDir, acc.Name(), "streams"))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("embedded nats: %w", err)
