@@ -304,8 +304,10 @@ func TestAlertFallsDueNotBefore(t *testing.T) {
 		t.Fatalf("after another pass at 13:00: %v, want %v", got, want)
 	}
 
-	// Withdrawn: its clocks stop, nothing more is raised however late.
-	if _, err := w.app.WithdrawReferral(context.Background(), app.Meta{}, spa.WithdrawReferral{ReferralID: id, Reason: spa.WithdrawalReasonNoLongerNeeded}); err != nil {
+	// Withdrawn at 13:01: its clocks stop, nothing more is raised however
+	// late (whether or not the read model has the withdrawal by the next
+	// pass: the alerts are decided on the log, in event time).
+	if _, err := w.app.WithdrawReferral(context.Background(), app.Meta{OccurredAt: t0.Add(4*time.Hour + time.Minute)}, spa.WithdrawReferral{ReferralID: id, Reason: spa.WithdrawalReasonNoLongerNeeded}); err != nil {
 		t.Fatal(err)
 	}
 	w.clock.SetAndPass(t, t0.AddDate(0, 1, 0))
